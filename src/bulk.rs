@@ -1,0 +1,327 @@
+//! Whole-store transfer: a consistent [`Snapshot`] to read everything from,
+//! and an [`Importer`] that loads sessions and messages with their ids,
+//! timestamps and extra data as they are (what the SQLite converter and
+//! backups need).
+
+use std::collections::HashSet;
+
+use redb::{ReadTransaction, ReadableTable};
+use uuid::Uuid;
+
+use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::error::{Error, Result};
+use crate::json::JsonText;
+use crate::model::{ExtraValue, Message, SessionInfo};
+use crate::store::SessionStore;
+use crate::tables;
+use crate::writer::Durability;
+
+/// A row of a SQLite table the store carries without interpreting it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraRow {
+    /// The SQLite table it came from.
+    pub table: String,
+    /// Its rowid (or position) there.
+    pub rowid: i64,
+    /// The session it belongs to: deleting that session deletes the row.
+    pub session: Option<Uuid>,
+    /// Its column values, in the table's column order.
+    pub values: Vec<ExtraValue>,
+}
+
+/// A consistent, read-only view of the whole store at one moment.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+/// let id = store.create_session(Some("ana")).unwrap();
+/// store.add_message(id, sessionstore::NewMessage::user("hi")).unwrap();
+/// let snapshot = store.snapshot().unwrap();
+/// for session in snapshot.sessions().unwrap() {
+///     let session = session.unwrap();
+///     let messages: Vec<_> = snapshot.messages(session.session_id).unwrap().collect();
+///     assert_eq!(messages.len(), 1);
+/// }
+/// ```
+pub struct Snapshot {
+    txn: ReadTransaction,
+}
+
+impl SessionStore {
+    /// A consistent view of everything in the store, unaffected by later writes.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot { txn: self.read()? })
+    }
+
+    /// A loader for sessions and messages as they are (ids, timestamps,
+    /// extra columns kept). Writes are batched into large relaxed commits;
+    /// [`Importer::finish`] makes them durable.
+    pub fn importer(&self) -> Importer {
+        Importer {
+            store: self.with_durability(Durability::Relaxed),
+            pending: Batch::default(),
+            pending_bytes: 0,
+        }
+    }
+}
+
+impl Snapshot {
+    /// Every session (expired ones too), in id order, without messages.
+    pub fn sessions(&self) -> Result<impl Iterator<Item = Result<SessionInfo>> + '_> {
+        let table = self.txn.open_table(tables::SESSIONS)?;
+        let range = table.range::<u128>(..)?;
+        Ok(range.map(|entry| {
+            let (key, value) = entry?;
+            let record: SessionRecord = decode("sessions", value.value())?;
+            Ok(record.into_info(Uuid::from_u128(key.value())))
+        }))
+    }
+
+    /// The messages of one session, in seq order.
+    pub fn messages(&self, session: Uuid) -> Result<impl Iterator<Item = Result<Message>> + '_> {
+        let table = self.txn.open_table(tables::MESSAGES)?;
+        let key = session.as_u128();
+        let range = table.range((key, 0)..=(key, u64::MAX))?;
+        Ok(range.map(|entry| {
+            let (key, value) = entry?;
+            let record: MessageRecord = decode("messages", value.value())?;
+            Ok(record.into_message(key.value().1))
+        }))
+    }
+
+    /// Every extra row, by table then rowid.
+    pub fn extra_rows(&self) -> Result<impl Iterator<Item = Result<ExtraRow>> + '_> {
+        let table = self.txn.open_table(tables::EXTRA_ROWS)?;
+        let range = table.range::<(&str, i64)>(..)?;
+        Ok(range.map(|entry| {
+            let (key, value) = entry?;
+            let (table, rowid) = key.value();
+            let record: ExtraRowRecord = decode("extra_rows", value.value())?;
+            Ok(ExtraRow {
+                table: table.to_owned(),
+                rowid,
+                session: record.session.map(Uuid::from_u128),
+                values: record.values,
+            })
+        }))
+    }
+
+    /// An opaque value stored by [`Importer::set_opaque`].
+    pub fn opaque(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(tables::OPAQUE)?;
+        Ok(table.get(key)?.map(|g| g.value().to_vec()))
+    }
+
+    /// The id the next message would get: one above the highest ever given.
+    pub fn next_message_id(&self) -> Result<u64> {
+        let table = self.txn.open_table(tables::META)?;
+        let guard = table.get(tables::META_NEXT_MESSAGE_ID)?;
+        let bytes = guard.as_ref().map(|g| g.value()).unwrap_or(&[]);
+        let array: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| Error::corrupt_record("meta", "next_message_id is not 8 bytes"))?;
+        Ok(u64::from_le_bytes(array))
+    }
+
+    /// How many sessions (active and expired).
+    pub fn session_count(&self) -> Result<u64> {
+        tables::count(&self.txn, tables::SESSIONS)
+    }
+
+    /// How many messages.
+    pub fn message_count(&self) -> Result<u64> {
+        tables::count(&self.txn, tables::MESSAGE_IDS)
+    }
+}
+
+#[derive(Default)]
+struct Batch {
+    sessions: Vec<SessionInfo>,
+    messages: Vec<(Uuid, Vec<Message>)>,
+    extra_rows: Vec<ExtraRow>,
+    opaque: Vec<(String, Vec<u8>)>,
+    next_message_id: Option<u64>,
+}
+
+/// Flush after this many bytes of pending data.
+const FLUSH_BYTES: usize = 32 << 20;
+
+/// Loads data as it is; see [`SessionStore::importer`].
+///
+/// Rules are checked as in any write: a duplicate session or message id, a
+/// message of a session not loaded, JSON that is not an object, are
+/// refused with an error naming the id, and nothing of the refused call's
+/// batch is committed.
+///
+/// ```
+/// use sessionstore::{Message, NewMessage, Role, SessionStore, Timestamp};
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let source = SessionStore::open(dir.path().join("a.redb")).unwrap();
+/// # let id = source.create_session(Some("ana")).unwrap();
+/// # source.add_message(id, NewMessage::user("hi")).unwrap();
+/// let target = SessionStore::open(dir.path().join("b.redb")).unwrap();
+/// let snapshot = source.snapshot().unwrap();
+/// let mut importer = target.importer();
+/// for session in snapshot.sessions().unwrap() {
+///     let session = session.unwrap();
+///     let messages = snapshot.messages(session.session_id).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+///     importer.add_session(session.clone()).unwrap();
+///     importer.add_messages(session.session_id, messages).unwrap();
+/// }
+/// importer.finish().unwrap();
+/// assert_eq!(target.get_session(id).unwrap(), source.get_session(id).unwrap());
+/// ```
+pub struct Importer {
+    store: SessionStore,
+    pending: Batch,
+    pending_bytes: usize,
+}
+
+impl Importer {
+    /// Adds a session (its `message_count` is set from the messages added).
+    pub fn add_session(&mut self, session: SessionInfo) -> Result<()> {
+        for (what, json) in [("context", &session.context), ("metadata", &session.metadata)] {
+            if let Some(json) = json {
+                JsonText::object(what, json.as_str())?;
+            }
+        }
+        self.pending_bytes += 256;
+        self.pending.sessions.push(session);
+        self.flush_if_full()
+    }
+
+    /// Adds the messages of a session added before. They are put in order
+    /// of timestamp instant, then id, and given seqs from the session's
+    /// current count on; `seq` fields are ignored.
+    pub fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
+        for message in &messages {
+            for (what, json) in [
+                ("query_plan", &message.query_plan),
+                ("candidate_set", &message.candidate_set),
+            ] {
+                if let Some(json) = json {
+                    JsonText::object(what, json.as_str())?;
+                }
+            }
+            self.pending_bytes += message.content.len()
+                + message.query_plan.as_ref().map_or(0, |j| j.as_str().len())
+                + message.candidate_set.as_ref().map_or(0, |j| j.as_str().len())
+                + 64;
+        }
+        messages.sort_by_key(|m| (m.timestamp.micros(), m.id));
+        self.pending.messages.push((session, messages));
+        self.flush_if_full()
+    }
+
+    /// Adds a row of a table the store carries without interpreting it.
+    pub fn add_extra_row(&mut self, row: ExtraRow) -> Result<()> {
+        self.pending_bytes += 64 + row.values.len() * 16;
+        self.pending.extra_rows.push(row);
+        self.flush_if_full()
+    }
+
+    /// Stores an opaque named value (the converter's SQLite schema, ...).
+    pub fn set_opaque(&mut self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.pending_bytes += value.len();
+        self.pending.opaque.push((key.to_owned(), value));
+        self.flush_if_full()
+    }
+
+    /// Raises the next message id to at least `next` (the SQLite
+    /// `sqlite_sequence` high-water mark plus one).
+    pub fn raise_next_message_id(&mut self, next: u64) {
+        let current = self.pending.next_message_id.unwrap_or(0);
+        self.pending.next_message_id = Some(current.max(next));
+    }
+
+    /// Commits what is pending, durably, and ends the import.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        let durable = self.store.with_durability(Durability::Durable);
+        durable.write(|_| Ok(()))
+    }
+
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.pending_bytes >= FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        self.store.write(move |tables| apply(tables, batch))
+    }
+}
+
+fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
+    // Check everything first: a refusal must leave the store untouched.
+    let mut new_sessions = HashSet::new();
+    for session in &batch.sessions {
+        let key = session.session_id.as_u128();
+        if tables.session(key)?.is_some() || !new_sessions.insert(key) {
+            return Err(Error::invalid(
+                "session_id",
+                format!("session {} is loaded twice", session.session_id),
+            ));
+        }
+    }
+    let mut new_ids = HashSet::new();
+    for (session, messages) in &batch.messages {
+        let key = session.as_u128();
+        if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
+            return Err(Error::SessionNotFound(*session));
+        }
+        for message in messages {
+            if !new_ids.insert(message.id) || tables.message_ids.get(message.id)?.is_some() {
+                return Err(Error::invalid(
+                    "message id",
+                    format!("message {} is loaded twice", message.id),
+                ));
+            }
+        }
+    }
+    for row in &batch.extra_rows {
+        if let Some(session) = row.session {
+            let key = session.as_u128();
+            if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
+                return Err(Error::SessionNotFound(session));
+            }
+        }
+    }
+    let mut next_id = tables.next_message_id()?;
+    for session in &batch.sessions {
+        let mut record = SessionRecord::from_info(session);
+        record.message_count = 0;
+        tables.put_session(session.session_id.as_u128(), None, &record)?;
+    }
+    for (session, messages) in batch.messages {
+        let key = session.as_u128();
+        let old = tables.session(key)?.ok_or(Error::SessionNotFound(session))?;
+        let mut seq = old.message_count;
+        for message in messages {
+            next_id = next_id.max(message.id.saturating_add(1));
+            tables.put_message(key, seq, &MessageRecord::from_message(message))?;
+            seq += 1;
+        }
+        let mut new = old.clone();
+        new.message_count = seq;
+        tables.put_session(key, Some(&old), &new)?;
+    }
+    for row in batch.extra_rows {
+        let record = ExtraRowRecord {
+            session: row.session.map(|s| s.as_u128()),
+            values: row.values,
+        };
+        tables.put_extra_row(&row.table, row.rowid, &record)?;
+    }
+    for (key, value) in batch.opaque {
+        tables.opaque.insert(key.as_str(), value.as_slice())?;
+    }
+    if let Some(next) = batch.next_message_id {
+        next_id = next_id.max(next);
+    }
+    tables.set_next_message_id(next_id)?;
+    Ok(())
+}

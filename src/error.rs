@@ -1,0 +1,168 @@
+//! The one error type of the library.
+//!
+//! Every variant says what went wrong and where; the storage variants keep the
+//! underlying redb or I/O error as their source.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a [`SessionStore`](crate::SessionStore) call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such session, or it is expired, or it belongs to another user
+    /// (ownership-checked calls answer the same for all three).
+    #[error("session {0} not found")]
+    SessionNotFound(uuid::Uuid),
+
+    /// No message has this global id.
+    #[error("message {0} not found")]
+    MessageNotFound(u64),
+
+    /// `add_message_if` was told the next seq would be `expected`, but another
+    /// writer got there first and the session is at `actual`.
+    #[error("session {session}: expected next seq {expected}, but it is {actual} (another writer got there first)")]
+    SeqConflict {
+        /// The session written to.
+        session: uuid::Uuid,
+        /// The seq the caller expected the new message to get.
+        expected: u64,
+        /// The seq the next message would actually get.
+        actual: u64,
+    },
+
+    /// A value the caller gave breaks a rule of the data model.
+    #[error("invalid {what}: {why}")]
+    InvalidInput {
+        /// Which value (for example `role`, `context`, `content`).
+        what: &'static str,
+        /// Why it is refused.
+        why: String,
+    },
+
+    /// The file is held open by another process (or another `SessionStore`
+    /// in this one).
+    #[error("{path} is in use by another process")]
+    InUse {
+        /// The store file.
+        path: PathBuf,
+    },
+
+    /// The file is not a sessionstore file, or is damaged.
+    #[error("{path}: not a usable sessionstore file: {why}")]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What was found wrong.
+        why: String,
+    },
+
+    /// A record inside the store does not decode.
+    #[error("corrupt record in table {table}: {why}")]
+    CorruptRecord {
+        /// The table holding the record.
+        table: &'static str,
+        /// What failed to decode.
+        why: String,
+    },
+
+    /// The file was written by a newer (or unknown) format version.
+    #[error("{path}: store format version {found} is not supported (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The store file.
+        path: PathBuf,
+        /// The version the file declares.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// A file-system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done (`create folder`, `read size of`, ...).
+        action: &'static str,
+        /// The path acted on.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::sync::Arc<std::io::Error>,
+    },
+
+    /// The storage engine failed (I/O error while reading or committing, a
+    /// full disk, ...). Nothing of the failed call was committed.
+    #[error("storage: {0}")]
+    Storage(#[source] std::sync::Arc<redb::Error>),
+
+    /// Another request committed in the same batch failed with a storage
+    /// error, so nothing of this call was committed; it may be retried.
+    #[error("not committed: another write in the same commit failed")]
+    BatchAborted,
+
+    /// The store's writer has stopped after an earlier failure; reopen the store.
+    #[error("the store's writer has stopped; reopen the store")]
+    WriterStopped,
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(what: &'static str, why: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what,
+            why: why.into(),
+        }
+    }
+
+    pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.to_path_buf(),
+            source: std::sync::Arc::new(source),
+        }
+    }
+
+    pub(crate) fn corrupt_record(table: &'static str, why: impl std::fmt::Display) -> Self {
+        Error::CorruptRecord {
+            table,
+            why: why.to_string(),
+        }
+    }
+
+    /// True for the errors that refuse a request before it writes anything:
+    /// the store is unchanged and healthy.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::SessionNotFound(_)
+                | Error::MessageNotFound(_)
+                | Error::SeqConflict { .. }
+                | Error::InvalidInput { .. }
+        )
+    }
+
+    /// True for the errors that mean "nothing there for you": a missing,
+    /// expired or foreign session, or a missing message.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::SessionNotFound(_) | Error::MessageNotFound(_))
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Storage(std::sync::Arc::new(e.into()))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::CompactionError,
+    redb::DatabaseError
+);

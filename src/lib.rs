@@ -1,0 +1,59 @@
+//! # sessionstore
+//!
+//! An embedded store for chatbot conversations: sessions, their messages and
+//! the carry-forward context of a multi-turn chat, in one
+//! [redb](https://docs.rs/redb) file inside the chatbot's own binary.
+//!
+//! It keeps the data model and every operation of the Python store it
+//! replaces (which kept the same data in SQLite), and adds what that store
+//! lacked: paging, undo, optimistic appends, ownership-checked access,
+//! hard deletion and erasure, group commit under many threads.
+//!
+//! ```
+//! use sessionstore::{NewMessage, SessionStore};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("data/chat/sessions.redb");
+//! let store = SessionStore::open(&path)?;
+//! let id = store.create_session(Some("user123"))?;
+//! let first = store.add_message(id, NewMessage::user("books by Oxford"))?;
+//! let reply = NewMessage::assistant("Found 15 books by Oxford University Press")
+//!     .with_candidate_set(r#"{"total_count": 15, "candidates": []}"#)?;
+//! store.add_message(id, reply)?;
+//! let session = store.get_session(id)?.expect("active");
+//! assert_eq!(session.messages[0].id, first);
+//! assert_eq!(session.messages[1].seq, 1);
+//! # Ok::<(), sessionstore::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod bulk;
+mod encoding;
+mod error;
+mod expiry;
+mod json;
+mod maintenance;
+mod model;
+mod store;
+mod tables;
+mod timestamp;
+mod writer;
+
+pub use bulk::{ExtraRow, Importer, Snapshot};
+pub use error::{Error, Result};
+pub use expiry::BackgroundExpiry;
+pub use json::JsonText;
+pub use maintenance::{CheckReport, CompactReport, Progress};
+pub use model::{
+    ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage,
+    SessionSummary, Stats,
+};
+pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
+pub use timestamp::{Timestamp, TimestampError, TimestampForm};
+pub use uuid::Uuid;
+pub use writer::Durability;
+
+/// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

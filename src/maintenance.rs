@@ -1,0 +1,417 @@
+//! Operator work on the whole file: the integrity check, consistent backups,
+//! and compaction by rewriting into a fresh file.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableHandle,
+};
+
+use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::error::{Error, Result};
+use crate::store::SessionStore;
+use crate::tables::{self, index_keys};
+
+/// Called as work advances: (entries done, entries in all).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// What [`SessionStore::check`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Sessions read.
+    pub sessions: u64,
+    /// Messages read.
+    pub messages: u64,
+    /// Every rule found broken, one sentence each; empty when clean.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when no rule is broken.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Caps the problems listed, so that a badly damaged file gives a readable report.
+const MAX_PROBLEMS: usize = 100;
+
+impl SessionStore {
+    /// Checks the file: redb's page checksums, then every rule of the data
+    /// model (seqs dense, message ids mapped both ways and below the next
+    /// id, each index equal to what its table implies, extra rows linked).
+    pub fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
+        let storage_ok = self.maintain(|db| Ok(db.check_integrity()?))?;
+        let txn = self.read()?;
+        let mut report = check_model(&txn, progress)?;
+        if !storage_ok {
+            report.problems.insert(
+                0,
+                "redb page checksums failed; redb rolled back to the last good commit".into(),
+            );
+        }
+        Ok(report)
+    }
+
+    /// Writes a consistent copy of the store, as of one moment, to `dest`
+    /// (a new file; refused if it exists). Made through a read transaction,
+    /// so writers go on meanwhile; written beside `dest` and renamed into
+    /// place only when complete and on disk.
+    pub fn backup_to(&self, dest: &Path, progress: Progress<'_>) -> Result<()> {
+        if dest.exists() {
+            return Err(Error::invalid(
+                "backup destination",
+                format!("{} exists already", dest.display()),
+            ));
+        }
+        let txn = self.read()?;
+        write_copy(&txn, dest, progress)
+    }
+
+    /// Rewrites the store into a fresh file holding only live data, and
+    /// swaps it in: the file shrinks to its content, and nothing deleted or
+    /// erased remains in its bytes. Writers wait meanwhile; readers of
+    /// earlier snapshots go on reading them.
+    pub fn compact(&self, progress: Progress<'_>) -> Result<CompactReport> {
+        let path = self.path().to_path_buf();
+        // The progress callback lives on this thread; the rewrite runs on the
+        // writer's. Report from here around it.
+        let before = file_size(&path)?;
+        progress(0, 1);
+        let after = self.maintain(move |db| {
+            let fresh = temp_beside(&path);
+            let txn = db.begin_read()?;
+            write_copy(&txn, &fresh, &mut |_, _| {})?;
+            drop(txn);
+            let new_db = redb::Builder::new().create(&fresh).map_err(|e| Error::Corrupt {
+                path: fresh.clone(),
+                why: e.to_string(),
+            })?;
+            std::fs::rename(&fresh, &path).map_err(|e| Error::io("rename compacted file onto", &path, e))?;
+            sync_parent(&path)?;
+            let old = std::mem::replace(db, new_db);
+            drop(old);
+            file_size(&path)
+        })?;
+        progress(1, 1);
+        Ok(CompactReport { before, after })
+    }
+}
+
+/// Sizes of the file around [`SessionStore::compact`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Bytes before.
+    pub before: u64,
+    /// Bytes after.
+    pub after: u64,
+}
+
+fn file_size(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io("read the size of", path, e))?
+        .len())
+}
+
+fn temp_beside(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp-{}", std::process::id()));
+    dest.with_file_name(name)
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| Error::io("sync folder", parent, e))
+}
+
+/// Copies every table of `txn` into a new store file at `dest`, atomically.
+fn write_copy(txn: &ReadTransaction, dest: &Path, progress: Progress<'_>) -> Result<()> {
+    let temp = temp_beside(dest);
+    let result = write_copy_to(txn, &temp, progress).and_then(|()| {
+        std::fs::rename(&temp, dest).map_err(|e| Error::io("rename the copy onto", dest, e))?;
+        sync_parent(dest)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> Result<()> {
+    let _ = std::fs::remove_file(temp);
+    let db = Database::create(temp).map_err(|e| Error::Corrupt {
+        path: temp.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    let total = tables::count(txn, tables::SESSIONS)?
+        + tables::count(txn, tables::MESSAGES)?
+        + tables::count(txn, tables::MESSAGE_IDS)?
+        + tables::count(txn, tables::EXTRA_ROWS)?;
+    let mut copier = Copier {
+        txn,
+        db: &db,
+        done: 0,
+        total,
+        progress,
+    };
+    copier.copy(tables::META)?;
+    copier.copy(tables::SESSIONS)?;
+    copier.copy(tables::MESSAGES)?;
+    copier.copy(tables::MESSAGE_IDS)?;
+    copier.copy(tables::USER_ACTIVE)?;
+    copier.copy(tables::USER_EXPIRED)?;
+    copier.copy(tables::ACTIVE_BY_UPDATED)?;
+    copier.copy(tables::EXPIRED_BY_TIME)?;
+    copier.copy(tables::EXTRA_ROWS)?;
+    copier.copy(tables::EXTRA_ROWS_BY_SESSION)?;
+    copier.copy(tables::OPAQUE)?;
+    drop(db);
+    Ok(())
+}
+
+struct Copier<'a, 'p> {
+    txn: &'a ReadTransaction,
+    db: &'a Database,
+    done: u64,
+    total: u64,
+    progress: Progress<'p>,
+}
+
+impl Copier<'_, '_> {
+    fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &mut self,
+        definition: TableDefinition<K, V>,
+    ) -> Result<()> {
+        let source = self.txn.open_table(definition)?;
+        let write = self.db.begin_write()?;
+        {
+            let mut target = write.open_table(definition)?;
+            for entry in source.range::<K::SelfType<'_>>(..)? {
+                let (key, value) = entry?;
+                target.insert(key.value(), value.value())?;
+                self.done += 1;
+                if self.done % 4096 == 0 {
+                    (self.progress)(self.done.min(self.total), self.total);
+                }
+            }
+        }
+        write.commit()?;
+        (self.progress)(self.done.min(self.total), self.total);
+        Ok(())
+    }
+}
+
+/// Every model rule, checked on one snapshot.
+fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let problem = |report: &mut CheckReport, text: String| {
+        if report.problems.len() < MAX_PROBLEMS {
+            report.problems.push(text);
+        }
+    };
+    let sessions = txn.open_table(tables::SESSIONS)?;
+    let messages = txn.open_table(tables::MESSAGES)?;
+    let message_ids = txn.open_table(tables::MESSAGE_IDS)?;
+    let meta = txn.open_table(tables::META)?;
+    let next_id = meta
+        .get(tables::META_NEXT_MESSAGE_ID)?
+        .and_then(|g| <[u8; 8]>::try_from(g.value()).ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0);
+    let total = sessions.len()?;
+
+    let mut user_active = BTreeSet::new();
+    let mut user_expired = BTreeSet::new();
+    let mut active_by_updated = BTreeSet::new();
+    let mut expired_by_time = BTreeSet::new();
+    let mut session_keys = HashSet::new();
+    let mut counted_messages = 0u64;
+    for entry in sessions.range::<u128>(..)? {
+        let (key, value) = entry?;
+        let id = key.value();
+        session_keys.insert(id);
+        report.sessions += 1;
+        let record: SessionRecord = match decode("sessions", value.value()) {
+            Ok(record) => record,
+            Err(e) => {
+                problem(&mut report, format!("session {}: {e}", uuid::Uuid::from_u128(id)));
+                continue;
+            }
+        };
+        let keys = index_keys(id, &record);
+        let (expired, updated, expired_at) = keys.parts();
+        if expired {
+            expired_by_time.insert((expired_at, id));
+            if let Some(user) = &record.user_id {
+                user_expired.insert((user.clone(), updated, id));
+            }
+        } else {
+            active_by_updated.insert((updated, id));
+            if let Some(user) = &record.user_id {
+                user_active.insert((user.clone(), updated, id));
+            }
+        }
+        let mut expected_seq = 0u64;
+        for entry in messages.range((id, 0)..=(id, u64::MAX))? {
+            let (key, value) = entry?;
+            let seq = key.value().1;
+            if seq != expected_seq {
+                problem(
+                    &mut report,
+                    format!(
+                        "session {}: seq {seq} where {expected_seq} was due",
+                        uuid::Uuid::from_u128(id)
+                    ),
+                );
+            }
+            expected_seq = seq + 1;
+            counted_messages += 1;
+            match decode::<MessageRecord>("messages", value.value()) {
+                Ok(message) => {
+                    if message.id >= next_id {
+                        problem(
+                            &mut report,
+                            format!("message {} is not below the next id {next_id}", message.id),
+                        );
+                    }
+                    match message_ids.get(message.id)? {
+                        Some(target) if target.value() == (id, seq) => {}
+                        _ => problem(
+                            &mut report,
+                            format!("message {} is not mapped to its place", message.id),
+                        ),
+                    }
+                }
+                Err(e) => problem(
+                    &mut report,
+                    format!("session {} seq {seq}: {e}", uuid::Uuid::from_u128(id)),
+                ),
+            }
+        }
+        if expected_seq != record.message_count {
+            problem(
+                &mut report,
+                format!(
+                    "session {}: holds {expected_seq} messages but counts {}",
+                    uuid::Uuid::from_u128(id),
+                    record.message_count
+                ),
+            );
+        }
+        if report.sessions % 1024 == 0 {
+            progress(report.sessions, total);
+        }
+    }
+    report.messages = counted_messages;
+    if messages.len()? != counted_messages {
+        problem(
+            &mut report,
+            format!(
+                "{} messages belong to no session",
+                messages.len()? - counted_messages
+            ),
+        );
+    }
+    if message_ids.len()? != counted_messages {
+        problem(
+            &mut report,
+            format!(
+                "message_ids has {} entries for {counted_messages} messages",
+                message_ids.len()?
+            ),
+        );
+    }
+
+    compare_index(
+        txn,
+        tables::USER_ACTIVE,
+        &user_active,
+        &mut report,
+        |(u, t, id)| (u.to_owned(), t, id),
+    )?;
+    compare_index(
+        txn,
+        tables::USER_EXPIRED,
+        &user_expired,
+        &mut report,
+        |(u, t, id)| (u.to_owned(), t, id),
+    )?;
+    compare_index(
+        txn,
+        tables::ACTIVE_BY_UPDATED,
+        &active_by_updated,
+        &mut report,
+        |k| k,
+    )?;
+    compare_index(txn, tables::EXPIRED_BY_TIME, &expired_by_time, &mut report, |k| k)?;
+
+    let extra_rows = txn.open_table(tables::EXTRA_ROWS)?;
+    let mut linked = BTreeSet::new();
+    for entry in extra_rows.range::<(&str, i64)>(..)? {
+        let (key, value) = entry?;
+        let (table, rowid) = key.value();
+        match decode::<ExtraRowRecord>("extra_rows", value.value()) {
+            Ok(ExtraRowRecord {
+                session: Some(session),
+                ..
+            }) => {
+                if !session_keys.contains(&session) {
+                    problem(
+                        &mut report,
+                        format!("extra row {table}/{rowid} belongs to a missing session"),
+                    );
+                }
+                linked.insert((session, table.to_owned(), rowid));
+            }
+            Ok(_) => {}
+            Err(e) => problem(&mut report, format!("extra row {table}/{rowid}: {e}")),
+        }
+    }
+    compare_index(
+        txn,
+        tables::EXTRA_ROWS_BY_SESSION,
+        &linked,
+        &mut report,
+        |(s, t, r)| (s, t.to_owned(), r),
+    )?;
+    progress(total, total);
+    Ok(report)
+}
+
+/// Checks that index table `definition` holds exactly `expected`.
+fn compare_index<K, T>(
+    txn: &ReadTransaction,
+    definition: TableDefinition<K, ()>,
+    expected: &BTreeSet<T>,
+    report: &mut CheckReport,
+    owned: impl for<'a> Fn(K::SelfType<'a>) -> T,
+) -> Result<()>
+where
+    K: redb::Key + 'static,
+    T: Ord + std::fmt::Debug,
+{
+    let table = txn.open_table(definition)?;
+    let mut found = 0u64;
+    let mut stray = 0u64;
+    for entry in table.range::<K::SelfType<'_>>(..)? {
+        let (key, _) = entry?;
+        found += 1;
+        if !expected.contains(&owned(key.value())) {
+            stray += 1;
+        }
+    }
+    let missing = expected.len() as u64 - (found - stray);
+    if (stray > 0 || missing > 0) && report.problems.len() < MAX_PROBLEMS {
+        report.problems.push(format!(
+            "index {} differs from its table: {stray} stray entries, {missing} missing",
+            definition.name()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,918 @@
+//! [`SessionStore`]: the public API. Reads run on the caller's thread in their
+//! own read transaction; writes go to the writer (see `writer.rs`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use uuid::Uuid;
+
+use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
+use crate::error::{Error, Result};
+use crate::json::{shallow_merge, JsonText};
+use crate::model::{
+    Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
+};
+use crate::tables::{self, WriteTables};
+use crate::timestamp::Timestamp;
+use crate::writer::{Durability, Writer};
+
+/// The store file format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Settings for [`SessionStore::open_with`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Largest message content accepted, in bytes (default 64 MiB).
+    pub max_content_bytes: usize,
+    /// Durability of writes made through this handle (default durable).
+    pub durability: Durability,
+    /// redb's page cache size in bytes (default 256 MiB).
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_content_bytes: 64 << 20,
+            durability: Durability::Durable,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Who may see a session: anyone (the operator's API) or one user.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Access<'a> {
+    Any,
+    Owner(&'a str),
+}
+
+impl Access<'_> {
+    fn allows(self, record: &SessionRecord) -> bool {
+        match self {
+            Access::Any => true,
+            Access::Owner(user) => record.user_id.as_deref() == Some(user),
+        }
+    }
+
+    fn to_owned(self) -> OwnedAccess {
+        match self {
+            Access::Any => OwnedAccess::Any,
+            Access::Owner(user) => OwnedAccess::Owner(user.to_owned()),
+        }
+    }
+}
+
+/// [`Access`] moved into a write job.
+enum OwnedAccess {
+    Any,
+    Owner(String),
+}
+
+impl OwnedAccess {
+    fn borrow(&self) -> Access<'_> {
+        match self {
+            OwnedAccess::Any => Access::Any,
+            OwnedAccess::Owner(user) => Access::Owner(user),
+        }
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    db: Arc<RwLock<Database>>,
+    writer: Writer,
+    options: StoreOptions,
+}
+
+/// A store of chat sessions in one redb file.
+///
+/// Cheap to clone (clones share one file and one writer), `Send + Sync`.
+/// The file is closed, after a final durable commit, when the last clone is
+/// dropped.
+///
+/// ```
+/// use sessionstore::{NewMessage, SessionStore};
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SessionStore::open(dir.path().join("chat/sessions.redb")).unwrap();
+///
+/// let session = store.create_session(Some("user123")).unwrap();
+/// store.add_message(session, NewMessage::user("Find books by Oxford")).unwrap();
+/// store
+///     .add_message(session, NewMessage::assistant("Found 15 books by Oxford University Press"))
+///     .unwrap();
+/// store
+///     .update_context(session, r#"{"last_publisher": "Oxford", "last_result_count": 15}"#)
+///     .unwrap();
+///
+/// let loaded = store.get_session(session).unwrap().expect("active session");
+/// assert_eq!(loaded.messages.len(), 2);
+/// assert_eq!(loaded.messages[1].content, "Found 15 books by Oxford University Press");
+/// assert_eq!(store.list_user_sessions("user123", false).unwrap(), vec![session]);
+/// ```
+#[derive(Clone)]
+pub struct SessionStore {
+    inner: Arc<Inner>,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl SessionStore {
+    /// Opens the store at `path`, creating its parent folders and the file
+    /// when missing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens the store with the given options.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+        }
+        let db = redb::Builder::new()
+            .set_cache_size(options.cache_bytes)
+            .create(&path)
+            .map_err(|e| open_error(&path, e))?;
+        initialise(&path, &db)?;
+        let db = Arc::new(RwLock::new(db));
+        let writer = Writer::start(db.clone())?;
+        Ok(SessionStore {
+            durability: options.durability,
+            inner: Arc::new(Inner {
+                path,
+                db,
+                writer,
+                options,
+            }),
+        })
+    }
+
+    /// The store file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A handle to the same store whose writes use `durability` instead of
+    /// the store's default.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use sessionstore::{Durability, NewMessage, SessionStore};
+    /// let store = SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// let fast = store.with_durability(Durability::Relaxed);
+    /// let id = fast.create_session(None).unwrap();
+    /// fast.add_message(id, NewMessage::user("visible at once, on disk soon")).unwrap();
+    /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 1);
+    /// ```
+    pub fn with_durability(&self, durability: Durability) -> Self {
+        SessionStore {
+            inner: self.inner.clone(),
+            durability,
+        }
+    }
+
+    /// A view that reads and writes only `user`'s sessions; any other session
+    /// answers exactly as a missing one.
+    pub fn for_user<'a>(&'a self, user: &'a str) -> UserView<'a> {
+        UserView { store: self, user }
+    }
+
+    pub(crate) fn read(&self) -> Result<ReadTransaction> {
+        let db = self.inner.db.read().map_err(|_| Error::WriterStopped)?;
+        Ok(db.begin_read()?)
+    }
+
+    pub(crate) fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTables<'_>) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.write(self.durability, op)
+    }
+
+    pub(crate) fn maintain<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Database) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.maintain(op)
+    }
+
+    // ---- sessions -------------------------------------------------------
+
+    /// Creates a session (a new UUID v4, context and metadata `{}`) and
+    /// returns its id. `None` makes an anonymous session.
+    pub fn create_session(&self, user_id: Option<&str>) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        let now = StoredTimestamp::from(&Timestamp::now());
+        let record = SessionRecord {
+            user_id: user_id.map(str::to_owned),
+            created_at: now.clone(),
+            updated_at: now,
+            expired_at: None,
+            context: Some("{}".into()),
+            metadata: Some("{}".into()),
+            message_count: 0,
+            extra: Vec::new(),
+        };
+        self.write(move |tables| {
+            let key = id.as_u128();
+            if tables.session(key)?.is_some() {
+                return Err(Error::invalid("session_id", format!("{id} exists already")));
+            }
+            tables.put_session(key, None, &record)
+        })?;
+        Ok(id)
+    }
+
+    /// The session with all its messages; `None` when missing or expired.
+    pub fn get_session(&self, id: Uuid) -> Result<Option<Session>> {
+        self.get_session_as(id, Access::Any)
+    }
+
+    fn get_session_as(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
+        let txn = self.read()?;
+        let Some(record) = active_session(&txn, id, access)? else {
+            return Ok(None);
+        };
+        let messages = read_messages(&txn, id.as_u128(), 0..record.message_count)?;
+        Ok(Some(Session {
+            info: record.into_info(id),
+            messages,
+        }))
+    }
+
+    /// The session's own fields, expired or not; `None` only when missing.
+    pub fn session_info(&self, id: Uuid) -> Result<Option<SessionInfo>> {
+        let txn = self.read()?;
+        let sessions = txn.open_table(tables::SESSIONS)?;
+        Ok(tables::session_record(&sessions, id.as_u128())?.map(|r| r.into_info(id)))
+    }
+
+    /// Appends a message; returns its global id. Refused when the session is
+    /// missing or expired. Sets the session's `updated_at`.
+    pub fn add_message(&self, id: Uuid, message: NewMessage) -> Result<u64> {
+        self.add_message_checked(id, None, message, Access::Any)
+            .map(|m| m.id)
+    }
+
+    /// Appends a message only if it would get seq `expected_next_seq`;
+    /// otherwise refuses with [`Error::SeqConflict`] and writes nothing.
+    pub fn add_message_if(&self, id: Uuid, expected_next_seq: u64, message: NewMessage) -> Result<u64> {
+        self.add_message_checked(id, Some(expected_next_seq), message, Access::Any)
+            .map(|m| m.id)
+    }
+
+    fn add_message_checked(
+        &self,
+        id: Uuid,
+        expected_next_seq: Option<u64>,
+        message: NewMessage,
+        access: Access<'_>,
+    ) -> Result<Message> {
+        if message.content.len() > self.inner.options.max_content_bytes {
+            return Err(Error::invalid(
+                "content",
+                format!(
+                    "{} bytes is over the limit of {} bytes",
+                    message.content.len(),
+                    self.inner.options.max_content_bytes
+                ),
+            ));
+        }
+        let access = access.to_owned();
+        self.write(move |tables| {
+            let key = id.as_u128();
+            let old = writable_session(tables, id, access.borrow())?;
+            if let Some(expected) = expected_next_seq {
+                if expected != old.message_count {
+                    return Err(Error::SeqConflict {
+                        session: id,
+                        expected,
+                        actual: old.message_count,
+                    });
+                }
+            }
+            let now = Timestamp::now();
+            let message_id = tables.next_message_id()?;
+            let seq = old.message_count;
+            let record = MessageRecord {
+                id: message_id,
+                role: message.role,
+                content: message.content,
+                query_plan: message.query_plan.map(JsonText::into_string),
+                candidate_set: message.candidate_set.map(JsonText::into_string),
+                timestamp: (&now).into(),
+                extra: Vec::new(),
+            };
+            let mut new = old.clone();
+            new.message_count += 1;
+            new.updated_at = (&now).into();
+            tables.put_message(key, seq, &record)?;
+            tables.set_next_message_id(message_id + 1)?;
+            tables.put_session(key, Some(&old), &new)?;
+            Ok(record.into_message(seq))
+        })
+    }
+
+    /// Shallow-merges `context` (a JSON object) into the session's context,
+    /// as Python's `{**old, **new}`; sets `updated_at`.
+    pub fn update_context(&self, id: Uuid, context: &str) -> Result<()> {
+        self.update_context_as(id, context, Access::Any)
+    }
+
+    fn update_context_as(&self, id: Uuid, context: &str, access: Access<'_>) -> Result<()> {
+        let update = JsonText::object("context", context)?;
+        let access = access.to_owned();
+        self.write(move |tables| {
+            let old = writable_session(tables, id, access.borrow())?;
+            let merged = shallow_merge(old.context.clone().map(JsonText::trusted).as_ref(), &update)?;
+            let mut new = old.clone();
+            new.context = Some(merged.into_string());
+            new.updated_at = (&Timestamp::now()).into();
+            tables.put_session(id.as_u128(), Some(&old), &new)
+        })
+    }
+
+    /// Expires a session (soft delete: its data stays). Returns false when it
+    /// was expired already. Refused when missing.
+    pub fn expire_session(&self, id: Uuid) -> Result<bool> {
+        self.expire_session_as(id, Access::Any)
+    }
+
+    fn expire_session_as(&self, id: Uuid, access: Access<'_>) -> Result<bool> {
+        let access = access.to_owned();
+        self.write(move |tables| {
+            let old = tables
+                .session(id.as_u128())?
+                .filter(|r| access.borrow().allows(r))
+                .ok_or(Error::SessionNotFound(id))?;
+            if old.expired_at.is_some() {
+                return Ok(false);
+            }
+            let mut new = old.clone();
+            new.expired_at = Some((&Timestamp::now()).into());
+            tables.put_session(id.as_u128(), Some(&old), &new)?;
+            Ok(true)
+        })
+    }
+
+    /// Expires every active session not updated for `max_age`; returns how
+    /// many. Reads only the sessions it expires.
+    pub fn expire_old_sessions(&self, max_age: Duration) -> Result<u64> {
+        let cutoff = cutoff_micros(max_age);
+        self.write(move |tables| {
+            let due: Vec<u128> = tables
+                .active_by_updated
+                .range(..(cutoff, 0u128))?
+                .map(|entry| entry.map(|(key, _)| key.value().1))
+                .collect::<std::result::Result<_, _>>()?;
+            let now = StoredTimestamp::from(&Timestamp::now());
+            for key in &due {
+                let old = tables
+                    .session(*key)?
+                    .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
+                let mut new = old.clone();
+                new.expired_at = Some(now.clone());
+                tables.put_session(*key, Some(&old), &new)?;
+            }
+            Ok(due.len() as u64)
+        })
+    }
+
+    /// Deletes, with their messages, every session expired more than
+    /// `older_than` ago; returns how many.
+    pub fn purge_expired(&self, older_than: Duration) -> Result<u64> {
+        let cutoff = cutoff_micros(older_than);
+        self.write(move |tables| {
+            let due: Vec<u128> = tables
+                .expired_by_time
+                .range(..(cutoff, 0u128))?
+                .map(|entry| entry.map(|(key, _)| key.value().1))
+                .collect::<std::result::Result<_, _>>()?;
+            for key in &due {
+                let record = tables
+                    .session(*key)?
+                    .ok_or_else(|| Error::corrupt_record("expired_by_time", "entry without a session"))?;
+                tables.remove_session(*key, &record)?;
+            }
+            Ok(due.len() as u64)
+        })
+    }
+
+    /// Deletes a session, expired or not, with its messages and index
+    /// entries; returns how many messages it held. Refused when missing.
+    pub fn delete_session(&self, id: Uuid) -> Result<u64> {
+        self.delete_session_as(id, Access::Any)
+    }
+
+    fn delete_session_as(&self, id: Uuid, access: Access<'_>) -> Result<u64> {
+        let access = access.to_owned();
+        self.write(move |tables| {
+            let record = tables
+                .session(id.as_u128())?
+                .filter(|r| access.borrow().allows(r))
+                .ok_or(Error::SessionNotFound(id))?;
+            tables.remove_session(id.as_u128(), &record)
+        })
+    }
+
+    /// Deletes every session of `user`, active or expired, with all their
+    /// messages (an erasure request). Returns what was removed.
+    pub fn erase_user(&self, user: &str) -> Result<Erased> {
+        let user = user.to_owned();
+        self.write(move |tables| {
+            let mut ids = Vec::new();
+            for index in [&tables.user_active, &tables.user_expired] {
+                for entry in index.range(user_range(&user))? {
+                    ids.push(entry?.0.value().2);
+                }
+            }
+            let mut erased = Erased::default();
+            for key in ids {
+                let record = tables.session(key)?.ok_or_else(|| {
+                    Error::corrupt_record("user_active_sessions", "entry without a session")
+                })?;
+                erased.messages += tables.remove_session(key, &record)?;
+                erased.sessions += 1;
+            }
+            Ok(erased)
+        })
+    }
+
+    /// Session ids of `user`, most recently updated first.
+    pub fn list_user_sessions(&self, user: &str, include_expired: bool) -> Result<Vec<Uuid>> {
+        let txn = self.read()?;
+        let ids = user_session_keys(&txn, user, include_expired, None, usize::MAX)?;
+        Ok(ids.into_iter().map(|(_, id)| Uuid::from_u128(id)).collect())
+    }
+
+    /// The user's active sessions for a sidebar, most recent first: title,
+    /// message count, last activity.
+    pub fn recent_sessions(&self, user: &str, limit: usize) -> Result<Vec<SessionSummary>> {
+        Ok(self.user_sessions_page(user, false, None, limit)?.sessions)
+    }
+
+    /// One page of `user`'s sessions, most recently updated first, starting
+    /// after `cursor` (from the previous page's `next`).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// for _ in 0..5 {
+    ///     store.create_session(Some("ana")).unwrap();
+    /// }
+    /// let mut seen = 0;
+    /// let mut cursor = None;
+    /// loop {
+    ///     let page = store.user_sessions_page("ana", false, cursor, 2).unwrap();
+    ///     seen += page.sessions.len();
+    ///     match page.next {
+    ///         Some(next) => cursor = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(seen, 5);
+    /// ```
+    pub fn user_sessions_page(
+        &self,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage> {
+        let txn = self.read()?;
+        let mut keys = user_session_keys(&txn, user, include_expired, after, limit.saturating_add(1))?;
+        let next = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().map(|&(updated_micros, session)| SessionCursor {
+                updated_micros,
+                session,
+            })
+        } else {
+            None
+        };
+        let sessions_table = txn.open_table(tables::SESSIONS)?;
+        let messages_table = txn.open_table(tables::MESSAGES)?;
+        let mut sessions = Vec::with_capacity(keys.len());
+        for (_, key) in keys {
+            let record = tables::session_record(&sessions_table, key)?
+                .ok_or_else(|| Error::corrupt_record("user_active_sessions", "entry without a session"))?;
+            sessions.push(SessionSummary {
+                session_id: Uuid::from_u128(key),
+                title: session_title(&messages_table, key, record.message_count)?,
+                message_count: record.message_count,
+                last_activity: record.updated_at.into(),
+                expired: record.expired_at.is_some(),
+            });
+        }
+        Ok(SessionPage { sessions, next })
+    }
+
+    // ---- messages -------------------------------------------------------
+
+    /// The last `n` messages of an active session, oldest first; reads only
+    /// those.
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Message>> {
+        self.messages_before(id, u64::MAX, n)
+    }
+
+    /// Up to `limit` messages with seq greater than `seq`, oldest first.
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.page_messages(id, Page::After(seq), limit, Access::Any)
+    }
+
+    /// Up to `limit` messages with seq less than `seq`, the nearest ones,
+    /// oldest first.
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.page_messages(id, Page::Before(seq), limit, Access::Any)
+    }
+
+    fn page_messages(&self, id: Uuid, page: Page, limit: u64, access: Access<'_>) -> Result<Vec<Message>> {
+        let txn = self.read()?;
+        let record = active_session(&txn, id, access)?.ok_or(Error::SessionNotFound(id))?;
+        let count = record.message_count;
+        let range = match page {
+            Page::After(seq) => {
+                let start = seq.saturating_add(1).min(count);
+                start..start.saturating_add(limit).min(count)
+            }
+            Page::Before(seq) => {
+                let end = seq.min(count);
+                end.saturating_sub(limit)..end
+            }
+        };
+        read_messages(&txn, id.as_u128(), range)
+    }
+
+    /// A message by its global id, with the session it belongs to.
+    pub fn get_message(&self, message_id: u64) -> Result<(Uuid, Message)> {
+        self.get_message_as(message_id, Access::Any)
+    }
+
+    fn get_message_as(&self, message_id: u64, access: Access<'_>) -> Result<(Uuid, Message)> {
+        let txn = self.read()?;
+        let ids = txn.open_table(tables::MESSAGE_IDS)?;
+        let (session, seq) = ids
+            .get(message_id)?
+            .map(|g| g.value())
+            .ok_or(Error::MessageNotFound(message_id))?;
+        if let Access::Owner(_) = access {
+            let sessions = txn.open_table(tables::SESSIONS)?;
+            let owned = tables::session_record(&sessions, session)?.is_some_and(|r| access.allows(&r));
+            if !owned {
+                return Err(Error::MessageNotFound(message_id));
+            }
+        }
+        let messages = txn.open_table(tables::MESSAGES)?;
+        let record = tables::message_record(&messages, session, seq)?
+            .ok_or_else(|| Error::corrupt_record("message_ids", "entry without a message"))?;
+        Ok((Uuid::from_u128(session), record.into_message(seq)))
+    }
+
+    /// Removes the last message of an active session (undo the last turn)
+    /// and returns it; `None` when the session has none. Its id is never
+    /// given out again.
+    pub fn pop_last_message(&self, id: Uuid) -> Result<Option<Message>> {
+        self.pop_last_message_as(id, Access::Any)
+    }
+
+    fn pop_last_message_as(&self, id: Uuid, access: Access<'_>) -> Result<Option<Message>> {
+        let access = access.to_owned();
+        self.write(move |tables| {
+            let old = writable_session(tables, id, access.borrow())?;
+            let Some(seq) = old.message_count.checked_sub(1) else {
+                return Ok(None);
+            };
+            let key = id.as_u128();
+            let record = tables
+                .remove_message(key, seq)?
+                .ok_or_else(|| Error::corrupt_record("messages", "message count beyond the last message"))?;
+            let mut new = old.clone();
+            new.message_count = seq;
+            new.updated_at = (&Timestamp::now()).into();
+            tables.put_session(key, Some(&old), &new)?;
+            Ok(Some(record.into_message(seq)))
+        })
+    }
+
+    // ---- monitoring -----------------------------------------------------
+
+    /// Active and expired sessions, messages, and the file's size.
+    pub fn stats(&self) -> Result<Stats> {
+        let txn = self.read()?;
+        let file_size = std::fs::metadata(&self.inner.path)
+            .map_err(|e| Error::io("read the size of", &self.inner.path, e))?
+            .len();
+        Ok(Stats {
+            active_sessions: tables::count(&txn, tables::ACTIVE_BY_UPDATED)?,
+            expired_sessions: tables::count(&txn, tables::EXPIRED_BY_TIME)?,
+            messages: tables::count(&txn, tables::MESSAGE_IDS)?,
+            file_size,
+        })
+    }
+}
+
+/// What [`SessionStore::erase_user`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Sessions deleted.
+    pub sessions: u64,
+    /// Messages deleted.
+    pub messages: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Page {
+    After(u64),
+    Before(u64),
+}
+
+/// A [`SessionStore`] seen by one user: every call behaves as if other users'
+/// sessions did not exist, and anonymous sessions are nobody's.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+/// let bobs = store.create_session(Some("bob")).unwrap();
+/// let ana = store.for_user("ana");
+/// assert!(ana.get_session(bobs).unwrap().is_none());
+/// assert!(ana.add_message(bobs, sessionstore::NewMessage::user("hi")).unwrap_err().is_not_found());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct UserView<'a> {
+    store: &'a SessionStore,
+    user: &'a str,
+}
+
+impl UserView<'_> {
+    fn access(&self) -> Access<'_> {
+        Access::Owner(self.user)
+    }
+
+    /// Creates a session owned by this user.
+    pub fn create_session(&self) -> Result<Uuid> {
+        self.store.create_session(Some(self.user))
+    }
+
+    /// As [`SessionStore::get_session`], for this user's sessions only.
+    pub fn get_session(&self, id: Uuid) -> Result<Option<Session>> {
+        self.store.get_session_as(id, self.access())
+    }
+
+    /// As [`SessionStore::add_message`], for this user's sessions only.
+    pub fn add_message(&self, id: Uuid, message: NewMessage) -> Result<u64> {
+        self.store
+            .add_message_checked(id, None, message, self.access())
+            .map(|m| m.id)
+    }
+
+    /// As [`SessionStore::add_message_if`], for this user's sessions only.
+    pub fn add_message_if(&self, id: Uuid, expected_next_seq: u64, message: NewMessage) -> Result<u64> {
+        self.store
+            .add_message_checked(id, Some(expected_next_seq), message, self.access())
+            .map(|m| m.id)
+    }
+
+    /// As [`SessionStore::update_context`], for this user's sessions only.
+    pub fn update_context(&self, id: Uuid, context: &str) -> Result<()> {
+        self.store.update_context_as(id, context, self.access())
+    }
+
+    /// As [`SessionStore::expire_session`], for this user's sessions only.
+    pub fn expire_session(&self, id: Uuid) -> Result<bool> {
+        self.store.expire_session_as(id, self.access())
+    }
+
+    /// As [`SessionStore::delete_session`], for this user's sessions only.
+    pub fn delete_session(&self, id: Uuid) -> Result<u64> {
+        self.store.delete_session_as(id, self.access())
+    }
+
+    /// As [`SessionStore::get_recent_messages`], for this user's sessions only.
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Message>> {
+        self.store
+            .page_messages(id, Page::Before(u64::MAX), n, self.access())
+    }
+
+    /// As [`SessionStore::messages_after`], for this user's sessions only.
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.store
+            .page_messages(id, Page::After(seq), limit, self.access())
+    }
+
+    /// As [`SessionStore::messages_before`], for this user's sessions only.
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.store
+            .page_messages(id, Page::Before(seq), limit, self.access())
+    }
+
+    /// As [`SessionStore::get_message`], for this user's messages only.
+    pub fn get_message(&self, message_id: u64) -> Result<(Uuid, Message)> {
+        self.store.get_message_as(message_id, self.access())
+    }
+
+    /// As [`SessionStore::pop_last_message`], for this user's sessions only.
+    pub fn pop_last_message(&self, id: Uuid) -> Result<Option<Message>> {
+        self.store.pop_last_message_as(id, self.access())
+    }
+
+    /// This user's session ids, most recently updated first.
+    pub fn list_sessions(&self, include_expired: bool) -> Result<Vec<Uuid>> {
+        self.store.list_user_sessions(self.user, include_expired)
+    }
+
+    /// This user's active sessions for a sidebar.
+    pub fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionSummary>> {
+        self.store.recent_sessions(self.user, limit)
+    }
+}
+
+// ---- helpers ------------------------------------------------------------
+
+fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
+            path: path.to_path_buf(),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => match io.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => Error::Corrupt {
+                path: path.to_path_buf(),
+                why: io.to_string(),
+            },
+            _ => Error::io("open", path, io),
+        },
+        other => Error::Corrupt {
+            path: path.to_path_buf(),
+            why: other.to_string(),
+        },
+    }
+}
+
+/// Creates the tables of a new file, or checks the format of an existing one.
+fn initialise(path: &Path, db: &Database) -> Result<()> {
+    let corrupt = |why: &str| Error::Corrupt {
+        path: path.to_path_buf(),
+        why: why.to_owned(),
+    };
+    let txn = db.begin_write()?;
+    let existing = txn.list_tables()?.count();
+    {
+        let mut tables = WriteTables::open(&txn)?;
+        if existing == 0 {
+            tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
+            tables.set_next_message_id(1)?;
+        } else {
+            let version = txn
+                .open_table(tables::META)
+                .ok()
+                .and_then(|meta| {
+                    meta.get(tables::META_FORMAT_VERSION)
+                        .ok()
+                        .flatten()
+                        .map(|g| g.value().to_vec())
+                })
+                .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
+            let version: [u8; 4] = version
+                .as_slice()
+                .try_into()
+                .map_err(|_| corrupt("format version is not 4 bytes"))?;
+            let found = u32::from_le_bytes(version);
+            if found != FORMAT_VERSION {
+                return Err(Error::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            tables.next_message_id()?;
+        }
+    }
+    if existing == 0 {
+        txn.commit()?;
+    } else {
+        txn.abort()?;
+    }
+    Ok(())
+}
+
+fn cutoff_micros(age: Duration) -> i64 {
+    let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+    Timestamp::now().micros().saturating_sub(age)
+}
+
+/// The active session `id`, if `access` may see it.
+fn active_session(txn: &ReadTransaction, id: Uuid, access: Access<'_>) -> Result<Option<SessionRecord>> {
+    let sessions = txn.open_table(tables::SESSIONS)?;
+    Ok(tables::session_record(&sessions, id.as_u128())?
+        .filter(|r| r.expired_at.is_none() && access.allows(r)))
+}
+
+/// The active session `id` inside a write, or the refusal.
+fn writable_session(tables: &WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
+    tables
+        .session(id.as_u128())?
+        .filter(|r| r.expired_at.is_none() && access.allows(r))
+        .ok_or(Error::SessionNotFound(id))
+}
+
+fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64>) -> Result<Vec<Message>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = txn.open_table(tables::MESSAGES)?;
+    let mut messages = Vec::with_capacity((seqs.end - seqs.start).min(4096) as usize);
+    for entry in table.range((session, seqs.start)..(session, seqs.end))? {
+        let (key, value) = entry?;
+        let record: MessageRecord = decode("messages", value.value())?;
+        messages.push(record.into_message(key.value().1));
+    }
+    Ok(messages)
+}
+
+/// The old store's title: the first user message, cut to 47 characters and
+/// `...` when over 50, or `New conversation`.
+fn session_title(
+    messages: &impl ReadableTable<(u128, u64), &'static [u8]>,
+    session: u128,
+    count: u64,
+) -> Result<String> {
+    for entry in messages.range((session, 0)..(session, count))? {
+        let (_, value) = entry?;
+        let record: MessageRecord = decode("messages", value.value())?;
+        if record.role == Role::User {
+            return Ok(title_of(&record.content));
+        }
+    }
+    Ok("New conversation".to_owned())
+}
+
+fn title_of(content: &str) -> String {
+    if content.chars().count() > 50 {
+        let mut title: String = content.chars().take(47).collect();
+        title.push_str("...");
+        title
+    } else {
+        content.to_owned()
+    }
+}
+
+type UserKey = (i64, u128);
+
+fn user_range(user: &str) -> std::ops::RangeInclusive<(&str, i64, u128)> {
+    (user, i64::MIN, 0)..=(user, i64::MAX, u128::MAX)
+}
+
+/// (updated_at, session) of a user's sessions, newest first, strictly after
+/// `after`, at most `limit`.
+fn user_session_keys(
+    txn: &ReadTransaction,
+    user: &str,
+    include_expired: bool,
+    after: Option<SessionCursor>,
+    limit: usize,
+) -> Result<Vec<UserKey>> {
+    let upper = match after {
+        Some(c) => std::ops::Bound::Excluded((user, c.updated_micros, c.session)),
+        None => std::ops::Bound::Included((user, i64::MAX, u128::MAX)),
+    };
+    let range = (std::ops::Bound::Included((user, i64::MIN, 0u128)), upper);
+    let read = |definition| -> Result<Vec<UserKey>> {
+        let table = txn.open_table(definition)?;
+        let mut keys = Vec::new();
+        for entry in table.range::<(&str, i64, u128)>(range)?.rev().take(limit) {
+            let (key, _) = entry?;
+            let (_, updated, session) = key.value();
+            keys.push((updated, session));
+        }
+        Ok(keys)
+    };
+    let mut keys = read(tables::USER_ACTIVE)?;
+    if include_expired {
+        keys.extend(read(tables::USER_EXPIRED)?);
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        keys.truncate(limit);
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_of;
+
+    #[test]
+    fn titles_cut_like_the_old_store() {
+        assert_eq!(title_of(&"x".repeat(50)), "x".repeat(50));
+        assert_eq!(title_of(&"é".repeat(51)), format!("{}...", "é".repeat(47)));
+    }
+}

@@ -1,0 +1,203 @@
+//! Timestamps: an instant in microseconds, and the text form it was written in.
+//!
+//! The old store wrote Python `datetime.isoformat()` strings: naive ones in its
+//! first generation, `+00:00` ones in its second, with the fraction left out at
+//! zero microseconds. A [`Timestamp`] compares by instant and renders back to
+//! exactly the text it was parsed from, so a converted file round-trips byte
+//! for byte.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+/// An instant (microseconds since the Unix epoch, UTC) and the text form it came in.
+///
+/// ```
+/// use sessionstore::Timestamp;
+/// let naive = Timestamp::parse("2026-01-13T09:41:07.123456").unwrap();
+/// let aware = Timestamp::parse("2026-01-13T09:41:07.123456+00:00").unwrap();
+/// assert_eq!(naive.micros(), aware.micros());
+/// assert_eq!(naive.to_text(), "2026-01-13T09:41:07.123456");
+/// assert_eq!(aware.to_text(), "2026-01-13T09:41:07.123456+00:00");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Timestamp {
+    micros: i64,
+    form: TimestampForm,
+}
+
+/// How a [`Timestamp`] is written out.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TimestampForm {
+    /// Python's naive `isoformat()`: `2026-01-13T09:41:07.123456`, read as UTC.
+    Naive,
+    /// Python's aware `isoformat()` in UTC: `2026-01-13T09:41:07.123456+00:00`.
+    Utc,
+    /// Any other ISO 8601 text (another offset, `Z`, a space separator,
+    /// a fraction of other length): kept exactly as it was read.
+    Verbatim(Box<str>),
+}
+
+/// Why a text is not a timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not an ISO 8601 timestamp")]
+pub struct TimestampError {
+    /// The text that failed to parse.
+    pub text: String,
+}
+
+impl Timestamp {
+    /// The current time, in the aware form the second-generation store writes.
+    pub fn now() -> Self {
+        Timestamp {
+            micros: Utc::now().timestamp_micros(),
+            form: TimestampForm::Utc,
+        }
+    }
+
+    /// A timestamp from microseconds since the epoch, written in `form`.
+    pub fn from_micros(micros: i64, form: TimestampForm) -> Self {
+        Timestamp { micros, form }
+    }
+
+    /// Parses ISO 8601 text: naive (taken as UTC) or with an offset, `T` or a
+    /// space between date and time, any fraction. The text is remembered.
+    pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        let micros = parse_micros(text).ok_or_else(|| TimestampError {
+            text: text.to_owned(),
+        })?;
+        let form = if render(micros, &TimestampForm::Naive) == text {
+            TimestampForm::Naive
+        } else if render(micros, &TimestampForm::Utc) == text {
+            TimestampForm::Utc
+        } else {
+            TimestampForm::Verbatim(text.into())
+        };
+        Ok(Timestamp { micros, form })
+    }
+
+    /// Microseconds since the Unix epoch, UTC.
+    pub fn micros(&self) -> i64 {
+        self.micros
+    }
+
+    /// The text form.
+    pub fn form(&self) -> &TimestampForm {
+        &self.form
+    }
+
+    /// The instant as a chrono value.
+    pub fn instant(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.micros).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// The text this timestamp is written as.
+    pub fn to_text(&self) -> Cow<'_, str> {
+        match &self.form {
+            TimestampForm::Verbatim(text) => Cow::Borrowed(text),
+            form => Cow::Owned(render(self.micros, form)),
+        }
+    }
+}
+
+fn parse_micros(text: &str) -> Option<i64> {
+    // chrono's RFC 3339 parser takes `T`, `t` or a space, and `Z` or an offset.
+    if let Ok(aware) = DateTime::parse_from_rfc3339(text) {
+        return Some(aware.timestamp_micros());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(naive.and_utc().timestamp_micros());
+        }
+    }
+    None
+}
+
+fn render(micros: i64, form: &TimestampForm) -> String {
+    let Some(instant) = DateTime::from_timestamp_micros(micros) else {
+        return micros.to_string();
+    };
+    let mut text = instant.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let fraction = micros.rem_euclid(1_000_000);
+    if fraction != 0 {
+        text.push_str(&format!(".{fraction:06}"));
+    }
+    if *form == TimestampForm::Utc {
+        text.push_str("+00:00");
+    }
+    text
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl std::str::FromStr for Timestamp {
+    type Err = TimestampError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse(text)
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_text())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <Cow<'de, str>>::deserialize(deserializer)?;
+        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_forms_round_trip() {
+        for text in [
+            "2026-01-13T09:41:07.123456",
+            "2026-01-13T09:41:07",
+            "2026-01-13T09:41:07.123456+00:00",
+            "2026-01-13T09:41:07+00:00",
+        ] {
+            let ts = Timestamp::parse(text).unwrap();
+            assert_eq!(ts.to_text(), text);
+            assert!(!matches!(ts.form(), TimestampForm::Verbatim(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn other_iso_forms_are_kept_verbatim_and_ordered_by_instant() {
+        let zulu = Timestamp::parse("2026-01-13T09:41:07Z").unwrap();
+        let paris = Timestamp::parse("2026-01-13T10:41:07+01:00").unwrap();
+        let spaced = Timestamp::parse("2026-01-13 09:41:07.5").unwrap();
+        assert_eq!(zulu.micros(), paris.micros());
+        assert_eq!(spaced.micros(), zulu.micros() + 500_000);
+        assert_eq!(paris.to_text(), "2026-01-13T10:41:07+01:00");
+        assert_eq!(spaced.to_text(), "2026-01-13 09:41:07.5");
+        assert_eq!(
+            Timestamp::parse("2026-01-13T09:41:07.000000").unwrap().to_text(),
+            "2026-01-13T09:41:07.000000"
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for text in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00",
+            "2026-01-13",
+            "2026-01-13T25:00:00",
+        ] {
+            assert!(Timestamp::parse(text).is_err(), "{text}");
+        }
+    }
+}
