@@ -34,6 +34,7 @@ mod expiry;
 mod json;
 mod maintenance;
 mod model;
+mod storage;
 mod store;
 mod tables;
 mod timestamp;
@@ -48,6 +49,8 @@ pub use model::{
     ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage,
     SessionSummary, Stats,
 };
+pub use redb::{BackendError, StorageBackend};
+pub use storage::{FileRole, FileStorage, StorageFactory};
 pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
 pub use timestamp::{Timestamp, TimestampError, TimestampForm};
 pub use uuid::Uuid;
