@@ -798,34 +798,37 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
     };
     let txn = db.begin_write()?;
     let existing = txn.list_tables()?.count();
+    if existing != 0 {
+        // Read before WriteTables opens META: a table opens once per transaction.
+        let version = txn
+            .open_table(tables::META)
+            .ok()
+            .and_then(|meta| {
+                meta.get(tables::META_FORMAT_VERSION)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.value().to_vec())
+            })
+            .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
+        let version: [u8; 4] = version
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("format version is not 4 bytes"))?;
+        let found = u32::from_le_bytes(version);
+        if found != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+    }
     {
         let mut tables = WriteTables::open(&txn)?;
         if existing == 0 {
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
             tables.set_next_message_id(1)?;
         } else {
-            let version = txn
-                .open_table(tables::META)
-                .ok()
-                .and_then(|meta| {
-                    meta.get(tables::META_FORMAT_VERSION)
-                        .ok()
-                        .flatten()
-                        .map(|g| g.value().to_vec())
-                })
-                .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
-            let version: [u8; 4] = version
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt("format version is not 4 bytes"))?;
-            let found = u32::from_le_bytes(version);
-            if found != FORMAT_VERSION {
-                return Err(Error::UnsupportedVersion {
-                    path: path.to_path_buf(),
-                    found,
-                    supported: FORMAT_VERSION,
-                });
-            }
             tables.next_message_id()?;
         }
     }
