@@ -82,3 +82,5 @@ pub fn assert_clean(store: &SessionStore) {
     let report = store.check(&mut |_, _| {}).expect("check runs");
     assert!(report.is_clean(), "check found problems: {:#?}", report.problems);
 }
+
+pub mod disk;
