@@ -767,21 +767,21 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
     };
     let txn = db.begin_write()?;
     let existing = txn.list_tables()?.count();
+    // Read before `WriteTables` opens the meta table: redb refuses a second
+    // handle on a table within one transaction.
+    let stored_version = txn.open_table(tables::META).ok().and_then(|meta| {
+        meta.get(tables::META_FORMAT_VERSION)
+            .ok()
+            .flatten()
+            .map(|g| g.value().to_vec())
+    });
     {
         let mut tables = WriteTables::open(&txn)?;
         if existing == 0 {
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
             tables.set_next_message_id(1)?;
         } else {
-            let version = txn
-                .open_table(tables::META)
-                .ok()
-                .and_then(|meta| {
-                    meta.get(tables::META_FORMAT_VERSION)
-                        .ok()
-                        .flatten()
-                        .map(|g| g.value().to_vec())
-                })
+            let version = stored_version
                 .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
             let version: [u8; 4] = version
                 .as_slice()
