@@ -34,6 +34,7 @@ mod expiry;
 mod json;
 mod maintenance;
 mod model;
+pub mod query;
 mod store;
 mod tables;
 mod timestamp;
