@@ -35,6 +35,7 @@ mod json;
 mod maintenance;
 mod model;
 pub mod query;
+mod storage;
 mod store;
 mod tables;
 mod timestamp;
@@ -49,6 +50,8 @@ pub use model::{
     ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage,
     SessionSummary, Stats,
 };
+pub use redb::{BackendError, StorageBackend};
+pub use storage::{FileRole, FileStorage, StorageFactory};
 pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
 pub use timestamp::{Timestamp, TimestampError, TimestampForm};
 pub use uuid::Uuid;

@@ -75,6 +75,7 @@ impl SessionStore {
     /// earlier snapshots go on reading them.
     pub fn compact(&self, progress: Progress<'_>) -> Result<CompactReport> {
         let path = self.path().to_path_buf();
+        let options = self.options().clone();
         // The progress callback lives on this thread; the rewrite runs on the
         // writer's. Report from here around it.
         let before = file_size(&path)?;
@@ -84,10 +85,7 @@ impl SessionStore {
             let txn = db.begin_read()?;
             write_copy(&txn, &fresh, &mut |_, _| {})?;
             drop(txn);
-            let new_db = redb::Builder::new().create(&fresh).map_err(|e| Error::Corrupt {
-                path: fresh.clone(),
-                why: e.to_string(),
-            })?;
+            let new_db = options.open_database(&fresh)?;
             std::fs::rename(&fresh, &path).map_err(|e| Error::io("rename compacted file onto", &path, e))?;
             sync_parent(&path)?;
             let old = std::mem::replace(db, new_db);

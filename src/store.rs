@@ -14,6 +14,7 @@ use crate::json::{shallow_merge, JsonText};
 use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
+use crate::storage::{Boxed, FileRole, FileStorage, StorageFactory};
 use crate::tables::{self, WriteTables};
 use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
@@ -22,7 +23,7 @@ use crate::writer::{Durability, Writer};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Settings for [`SessionStore::open_with`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// Largest message content accepted, in bytes (default 64 MiB).
     pub max_content_bytes: usize,
@@ -30,6 +31,9 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// redb's page cache size in bytes (default 256 MiB).
     pub cache_bytes: usize,
+    /// Opens every file the store reads and writes (default [`FileStorage`]:
+    /// real files). See [`StorageFactory`] for a wrapper.
+    pub storage: Arc<dyn StorageFactory>,
 }
 
 impl Default for StoreOptions {
@@ -38,7 +42,33 @@ impl Default for StoreOptions {
             max_content_bytes: 64 << 20,
             durability: Durability::Durable,
             cache_bytes: 256 << 20,
+            storage: Arc::new(FileStorage),
         }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("max_content_bytes", &self.max_content_bytes)
+            .field("durability", &self.durability)
+            .field("cache_bytes", &self.cache_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreOptions {
+    /// Opens (creating when missing) the redb database at `path` through
+    /// [`StoreOptions::storage`].
+    pub(crate) fn open_database(&self, path: &Path) -> Result<Database> {
+        let backend = self
+            .storage
+            .open(path, FileRole::Database)
+            .map_err(|e| Error::io("open", path, e))?;
+        redb::Builder::new()
+            .set_cache_size(self.cache_bytes)
+            .create_with_backend(Boxed(backend))
+            .map_err(|e| open_error(path, e))
     }
 }
 
@@ -139,10 +169,7 @@ impl SessionStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
-        let db = redb::Builder::new()
-            .set_cache_size(options.cache_bytes)
-            .create(&path)
-            .map_err(|e| open_error(&path, e))?;
+        let db = options.open_database(&path)?;
         initialise(&path, &db)?;
         let db = Arc::new(RwLock::new(db));
         let writer = Writer::start(db.clone())?;
@@ -198,6 +225,10 @@ impl SessionStore {
         F: FnOnce(&mut WriteTables<'_>) -> Result<T> + Send + 'static,
     {
         self.inner.writer.write(self.durability, op)
+    }
+
+    pub(crate) fn options(&self) -> &StoreOptions {
+        &self.inner.options
     }
 
     pub(crate) fn maintain<T, F>(&self, op: F) -> Result<T>
@@ -767,34 +798,37 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
     };
     let txn = db.begin_write()?;
     let existing = txn.list_tables()?.count();
-    // Read before `WriteTables` opens the meta table: redb refuses a second
-    // handle on a table within one transaction.
-    let stored_version = txn.open_table(tables::META).ok().and_then(|meta| {
-        meta.get(tables::META_FORMAT_VERSION)
+    if existing != 0 {
+        // Read before WriteTables opens META: a table opens once per transaction.
+        let version = txn
+            .open_table(tables::META)
             .ok()
-            .flatten()
-            .map(|g| g.value().to_vec())
-    });
+            .and_then(|meta| {
+                meta.get(tables::META_FORMAT_VERSION)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.value().to_vec())
+            })
+            .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
+        let version: [u8; 4] = version
+            .as_slice()
+            .try_into()
+            .map_err(|_| corrupt("format version is not 4 bytes"))?;
+        let found = u32::from_le_bytes(version);
+        if found != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+    }
     {
         let mut tables = WriteTables::open(&txn)?;
         if existing == 0 {
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
             tables.set_next_message_id(1)?;
         } else {
-            let version = stored_version
-                .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
-            let version: [u8; 4] = version
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt("format version is not 4 bytes"))?;
-            let found = u32::from_le_bytes(version);
-            if found != FORMAT_VERSION {
-                return Err(Error::UnsupportedVersion {
-                    path: path.to_path_buf(),
-                    found,
-                    supported: FORMAT_VERSION,
-                });
-            }
             tables.next_message_id()?;
         }
     }
