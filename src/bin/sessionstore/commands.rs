@@ -193,14 +193,14 @@ fn chat_cleanup(
     purge_expired_days: Option<u64>,
 ) -> Result<(), Failure> {
     let bar = output::progress_bar("expiring idle sessions");
-    bar.set_length(1 + u64::from(purge_expired_days.is_some()));
-    let expired = store.expire_old_sessions(hours(max_age_hours))?;
-    bar.inc(1);
+    let expired =
+        store.expire_old_sessions_with_progress(hours(max_age_hours), &mut output::advance(&bar))?;
     let purged = match purge_expired_days {
         Some(days) => {
+            bar.reset();
             bar.set_message("purging expired sessions");
-            let purged = store.purge_expired(hours(days.saturating_mul(24)))?;
-            bar.inc(1);
+            let older_than = hours(days.saturating_mul(24));
+            let purged = store.purge_expired_with_progress(older_than, &mut output::advance(&bar))?;
             Some((days, purged))
         }
         None => None,
