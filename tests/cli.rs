@@ -726,3 +726,37 @@ fn long_work_shows_a_progress_bar_on_a_terminal_only() {
         .success()
         .stderr("");
 }
+
+#[test]
+fn chat_sessions_pages_through_many_sessions() {
+    let scene = Scene::new();
+    scene.init(Some("ana"));
+    {
+        let store = scene.store().with_durability(sessionstore::Durability::Relaxed);
+        for _ in 0..249 {
+            store.create_session(Some("ana")).unwrap();
+        }
+    }
+    let all = scene.stdout(&["chat-sessions", "--user-id", "ana"]);
+    let ids: std::collections::HashSet<&str> = all.lines().map(|line| &line[..36]).collect();
+    assert_eq!(ids.len(), 250);
+    let limited = scene.stdout(&["chat-sessions", "--user-id", "ana", "--limit", "120"]);
+    assert_eq!(limited.lines().count(), 120);
+    assert!(all.starts_with(&limited));
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused_with_its_path() {
+    let scene = Scene::new();
+    std::fs::create_dir_all(scene.db.parent().unwrap()).unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/reference-v1.db");
+    std::fs::copy(fixture, &scene.db).unwrap();
+    scene
+        .run(&["stats"])
+        .code(1)
+        .stderr(predicate::str::starts_with(format!(
+            "error: {}: not a usable sessionstore file",
+            scene.db.display()
+        )));
+    assert_eq!(std::fs::read(&scene.db).unwrap(), std::fs::read(fixture).unwrap());
+}
