@@ -14,6 +14,7 @@ use crate::json::{shallow_merge, JsonText};
 use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
+use crate::journal::{journal_path, Journal};
 use crate::storage::{Boxed, FileRole, FileStorage, StorageFactory};
 use crate::tables::{self, WriteTables};
 use crate::timestamp::Timestamp;
@@ -171,8 +172,14 @@ impl SessionStore {
         }
         let db = options.open_database(&path)?;
         initialise(&path, &db)?;
+        let journal_path = journal_path(&path);
+        let journal_file = options
+            .storage
+            .open(&journal_path, FileRole::Journal)
+            .map_err(|e| Error::io("open", &journal_path, e))?;
+        let journal = Journal::recover(journal_file, journal_path, &db)?;
         let db = Arc::new(RwLock::new(db));
-        let writer = Writer::start(db.clone())?;
+        let writer = Writer::start(db.clone(), journal)?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
