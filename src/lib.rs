@@ -35,6 +35,7 @@ mod journal;
 mod json;
 mod maintenance;
 mod model;
+pub mod query;
 mod storage;
 mod store;
 mod tables;
