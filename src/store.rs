@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
+use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
 use crate::maintenance::Progress;
 use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
-use crate::journal::{journal_path, Journal};
 use crate::storage::{Boxed, FileRole, FileStorage, StorageFactory};
 use crate::tables::{self, WriteTables};
 use crate::timestamp::Timestamp;
@@ -884,7 +884,7 @@ const BATCH: usize = 1024;
 
 /// Expires at most `limit` active sessions updated before `cutoff`; returns how many.
 fn expire_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
-    let due = index_entries_before(&tables.active_by_updated, cutoff, limit)?;
+    let due = index_entries_before(&*tables.active_by_updated, cutoff, limit)?;
     let now = StoredTimestamp::from(&Timestamp::now());
     for key in &due {
         let old = tables
@@ -899,7 +899,7 @@ fn expire_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result
 
 /// Deletes at most `limit` sessions expired before `cutoff`; returns how many.
 fn purge_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
-    let due = index_entries_before(&tables.expired_by_time, cutoff, limit)?;
+    let due = index_entries_before(&*tables.expired_by_time, cutoff, limit)?;
     for key in &due {
         let record = tables
             .session(*key)?

@@ -162,7 +162,10 @@ impl<'txn> WriteTables<'txn> {
                 8 => self.extra_rows.apply(change.key, value),
                 9 => self.extra_by_session.apply(change.key, value),
                 10 => self.opaque.apply(change.key, value),
-                other => Err(Error::corrupt_record("journal", format!("unknown table tag {other}"))),
+                other => Err(Error::corrupt_record(
+                    "journal",
+                    format!("unknown table tag {other}"),
+                )),
             }?;
         }
         self.take_changes();
@@ -426,7 +429,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
         match value {
             Some(value) => {
                 check_width(table, "value", V::fixed_width(), value)?;
-                self.insert(&key, &V::from_bytes(value))
+                self.insert(&key, V::from_bytes(value))
             }
             None => self.remove(&key).map(drop),
         }
