@@ -368,7 +368,7 @@ fn a_candidate_set_that_is_not_a_json_object_is_refused_and_nothing_is_written()
         .write_stdin("nope")
         .assert()
         .code(1)
-        .stderr("error: -: invalid query_plan: not a JSON object\n");
+        .stderr("error: stdin: invalid query_plan: not a JSON object\n");
     assert_eq!(scene.store().session_info(id).unwrap().unwrap().message_count, 0);
 }
 
@@ -698,4 +698,36 @@ fn every_command_has_help_with_an_example() {
                     .and(predicate::str::contains("--db <PATH>")),
             );
     }
+}
+
+/// On a terminal the long commands draw a progress bar on stderr; `script`
+/// (util-linux, in every Debian base system) gives the binary a terminal.
+#[cfg(target_os = "linux")]
+#[test]
+fn long_work_shows_a_progress_bar_on_a_terminal_only() {
+    let scene = Scene::new();
+    scene.init(None);
+    let bin = assert_cmd::cargo::cargo_bin!("sessionstore");
+    let command = format!("'{}' --db '{}' check", bin.display(), scene.db.display());
+    let output = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` runs the binary on a terminal");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("checking") && text.contains("1/1"), "{text}");
+    assert!(text.contains("Clean: "), "{text}");
+
+    scene.run(&["check"]).success().stderr("");
+    scene
+        .run(&[
+            "chat-cleanup",
+            "--max-age-hours",
+            "0",
+            "--purge-expired-days",
+            "0",
+        ])
+        .success()
+        .stderr("");
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::CommandFactory;
-use sessionstore::{query, NewMessage, Session, SessionStore, Uuid};
+use sessionstore::{query, NewMessage, Session, SessionInfo, SessionStore, Uuid};
 
 use crate::args::{Cli, Command};
 use crate::output::{self, say, Output};
@@ -78,11 +78,10 @@ fn open(db: &Path) -> Result<SessionStore, Failure> {
 /// Why session `id` cannot be used: expired (and since when), or missing.
 fn unusable(store: &SessionStore, id: Uuid) -> Failure {
     match store.session_info(id) {
-        Ok(Some(info)) => match info.expired_at {
-            Some(at) => Failure::Refused(format!("session {id} is expired (since {at})")),
-            None => Failure::Refused(format!("session {id} is active but could not be used")),
-        },
-        Ok(None) => Failure::Store(sessionstore::Error::SessionNotFound(id)),
+        Ok(Some(SessionInfo {
+            expired_at: Some(at), ..
+        })) => Failure::Refused(format!("session {id} is expired (since {at})")),
+        Ok(_) => Failure::Store(sessionstore::Error::SessionNotFound(id)),
         Err(error) => Failure::Store(error),
     }
 }
@@ -105,21 +104,34 @@ fn chat_init(out: &mut Output, db: &Path, user_id: Option<&str>) -> Result<(), F
     Ok(())
 }
 
+/// `-`, the name that means stdin.
+fn is_stdin(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// An input's name in messages.
+fn input_name(path: &Path) -> String {
+    if is_stdin(path) {
+        "stdin".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// Reads a JSON input file, `-` meaning stdin.
 fn read_input(path: &Path, what: &str) -> Result<String, Failure> {
-    let mut text = String::new();
-    let read = if path == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    let read = if is_stdin(path) {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
     } else {
-        std::fs::read_to_string(path).map(|t| text = t)
+        std::fs::read_to_string(path)
     };
-    read.map_err(|e| Failure::Refused(format!("cannot read the {what} from {}: {e}", path.display())))?;
-    Ok(text)
+    read.map_err(|e| Failure::Refused(format!("cannot read the {what} from {}: {e}", input_name(path))))
 }
 
 /// Says which input a refused value came from.
 fn in_file(path: &Path) -> impl Fn(sessionstore::Error) -> Failure + '_ {
-    move |error| Failure::Refused(format!("{}: {error}", path.display()))
+    move |error| Failure::Refused(format!("{}: {error}", input_name(path)))
 }
 
 fn record_query(
@@ -130,7 +142,7 @@ fn record_query(
     plan_file: Option<&Path>,
     set_file: Option<&Path>,
 ) -> Result<(), Failure> {
-    if plan_file == Some(Path::new("-")) && set_file == Some(Path::new("-")) {
+    if plan_file.is_some_and(is_stdin) && set_file.is_some_and(is_stdin) {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,

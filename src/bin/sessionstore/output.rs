@@ -3,7 +3,7 @@
 
 use std::io::{self, BufWriter, IsTerminal, StdoutLock, Write};
 
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressFinish, ProgressStyle};
 use sessionstore::{Message, SessionInfo, SessionSummary};
 
 use crate::Failure;
@@ -39,12 +39,13 @@ impl Output {
 }
 
 /// A progress bar on stderr labelled `what`; hidden when stderr is not a
-/// terminal, so scripts and cron jobs get no noise.
+/// terminal, so scripts and cron jobs get no noise. It clears itself when
+/// dropped, so an error line does not follow a half-drawn bar.
 pub fn progress_bar(what: &'static str) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(0);
+    let bar = ProgressBar::new(0).with_finish(ProgressFinish::AndClear);
     let style = ProgressStyle::with_template("{msg:24} [{bar:40}] {pos}/{len} ({eta})")
         .map(|style| style.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
