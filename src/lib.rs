@@ -31,6 +31,7 @@ mod bulk;
 mod encoding;
 mod error;
 mod expiry;
+mod journal;
 mod json;
 mod maintenance;
 mod model;

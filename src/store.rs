@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
+use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
 use crate::maintenance::Progress;
 use crate::model::{
@@ -172,8 +173,14 @@ impl SessionStore {
         }
         let db = options.open_database(&path)?;
         initialise(&path, &db)?;
+        let journal_path = journal_path(&path);
+        let journal_file = options
+            .storage
+            .open(&journal_path, FileRole::Journal)
+            .map_err(|e| Error::io("open", &journal_path, e))?;
+        let journal = Journal::recover(journal_file, journal_path, &db)?;
         let db = Arc::new(RwLock::new(db));
-        let writer = Writer::start(db.clone())?;
+        let writer = Writer::start(db.clone(), journal)?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -877,7 +884,7 @@ const BATCH: usize = 1024;
 
 /// Expires at most `limit` active sessions updated before `cutoff`; returns how many.
 fn expire_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
-    let due = index_entries_before(&tables.active_by_updated, cutoff, limit)?;
+    let due = index_entries_before(&*tables.active_by_updated, cutoff, limit)?;
     let now = StoredTimestamp::from(&Timestamp::now());
     for key in &due {
         let old = tables
@@ -892,7 +899,7 @@ fn expire_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result
 
 /// Deletes at most `limit` sessions expired before `cutoff`; returns how many.
 fn purge_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
-    let due = index_entries_before(&tables.expired_by_time, cutoff, limit)?;
+    let due = index_entries_before(&*tables.expired_by_time, cutoff, limit)?;
     for key in &due {
         let record = tables
             .session(*key)?
