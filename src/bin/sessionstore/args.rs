@@ -50,7 +50,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
                             sessionstore query \"books by Oxford\" --session-id 550e8400-e29b-41d4-a716-446655440000 \\\n    \
                             --query-plan plan.json --candidate-set results.json\n  \
-                            run-query \"books by Oxford\" | sessionstore query \"books by Oxford\" \\\n    \
+                            ./run_query.sh \"books by Oxford\" | sessionstore query \"books by Oxford\" \\\n    \
                             --session-id 550e8400-e29b-41d4-a716-446655440000 --candidate-set -")]
     Query {
         /// The user's query text.
