@@ -848,7 +848,7 @@ impl UserView<'_> {
 
 // ---- helpers ------------------------------------------------------------
 
-fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
+pub(crate) fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
     match error {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
             path: path.to_path_buf(),
