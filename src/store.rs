@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
+use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
+use crate::maintenance::Progress;
 use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
@@ -171,8 +173,14 @@ impl SessionStore {
         }
         let db = options.open_database(&path)?;
         initialise(&path, &db)?;
+        let journal_path = journal_path(&path);
+        let journal_file = options
+            .storage
+            .open(&journal_path, FileRole::Journal)
+            .map_err(|e| Error::io("open", &journal_path, e))?;
+        let journal = Journal::recover(journal_file, journal_path, &db)?;
         let db = Arc::new(RwLock::new(db));
-        let writer = Writer::start(db.clone())?;
+        let writer = Writer::start(db.clone(), journal)?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -402,22 +410,32 @@ impl SessionStore {
     /// many. Reads only the sessions it expires.
     pub fn expire_old_sessions(&self, max_age: Duration) -> Result<u64> {
         let cutoff = cutoff_micros(max_age);
-        self.write(move |tables| {
-            let due: Vec<u128> = tables
-                .active_by_updated
-                .range(..(cutoff, 0u128))?
-                .map(|entry| entry.map(|(key, _)| key.value().1))
-                .collect::<std::result::Result<_, _>>()?;
-            let now = StoredTimestamp::from(&Timestamp::now());
-            for key in &due {
-                let old = tables
-                    .session(*key)?
-                    .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
-                let mut new = old.clone();
-                new.expired_at = Some(now.clone());
-                tables.put_session(*key, Some(&old), &new)?;
-            }
-            Ok(due.len() as u64)
+        self.write(move |tables| expire_due(tables, cutoff, usize::MAX))
+    }
+
+    /// As [`expire_old_sessions`](Self::expire_old_sessions), for a cleanup
+    /// that shows its progress: commits at most 1,024 sessions at a time and
+    /// calls `progress(expired, due)` after each commit. A failure keeps the
+    /// commits made before it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// store.create_session(None).unwrap();
+    /// let mut seen = Vec::new();
+    /// let expired = store
+    ///     .expire_old_sessions_with_progress(std::time::Duration::ZERO, &mut |done, due| seen.push((done, due)))
+    ///     .unwrap();
+    /// assert_eq!((expired, seen), (1, vec![(1, 1)]));
+    /// ```
+    pub fn expire_old_sessions_with_progress(
+        &self,
+        max_age: Duration,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
+        let cutoff = cutoff_micros(max_age);
+        self.in_batches(tables::ACTIVE_BY_UPDATED, cutoff, progress, move |tables| {
+            expire_due(tables, cutoff, BATCH)
         })
     }
 
@@ -425,20 +443,41 @@ impl SessionStore {
     /// `older_than` ago; returns how many.
     pub fn purge_expired(&self, older_than: Duration) -> Result<u64> {
         let cutoff = cutoff_micros(older_than);
-        self.write(move |tables| {
-            let due: Vec<u128> = tables
-                .expired_by_time
-                .range(..(cutoff, 0u128))?
-                .map(|entry| entry.map(|(key, _)| key.value().1))
-                .collect::<std::result::Result<_, _>>()?;
-            for key in &due {
-                let record = tables
-                    .session(*key)?
-                    .ok_or_else(|| Error::corrupt_record("expired_by_time", "entry without a session"))?;
-                tables.remove_session(*key, &record)?;
-            }
-            Ok(due.len() as u64)
+        self.write(move |tables| purge_due(tables, cutoff, usize::MAX))
+    }
+
+    /// As [`purge_expired`](Self::purge_expired), in commits of at most 1,024
+    /// sessions, calling `progress(deleted, due)` after each. A failure keeps
+    /// the commits made before it.
+    pub fn purge_expired_with_progress(&self, older_than: Duration, progress: Progress<'_>) -> Result<u64> {
+        let cutoff = cutoff_micros(older_than);
+        self.in_batches(tables::EXPIRED_BY_TIME, cutoff, progress, move |tables| {
+            purge_due(tables, cutoff, BATCH)
         })
+    }
+
+    /// Runs `batch` (which handles at most [`BATCH`] entries of `index` below
+    /// `cutoff` and says how many) until it handles fewer.
+    fn in_batches<F>(
+        &self,
+        index: redb::TableDefinition<(i64, u128), ()>,
+        cutoff: i64,
+        progress: Progress<'_>,
+        batch: F,
+    ) -> Result<u64>
+    where
+        F: Fn(&mut WriteTables<'_>) -> Result<u64> + Clone + Send + 'static,
+    {
+        let due = self.read()?.open_table(index)?.range(..(cutoff, 0u128))?.count() as u64;
+        let mut done = 0;
+        loop {
+            let handled = self.write(batch.clone())?;
+            done += handled;
+            progress(done, due.max(done));
+            if handled < BATCH as u64 {
+                return Ok(done);
+            }
+        }
     }
 
     /// Deletes a session, expired or not, with its messages and index
@@ -838,6 +877,49 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
         txn.abort()?;
     }
     Ok(())
+}
+
+/// Sessions one commit of a cleanup with progress handles.
+const BATCH: usize = 1024;
+
+/// Expires at most `limit` active sessions updated before `cutoff`; returns how many.
+fn expire_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
+    let due = index_entries_before(&*tables.active_by_updated, cutoff, limit)?;
+    let now = StoredTimestamp::from(&Timestamp::now());
+    for key in &due {
+        let old = tables
+            .session(*key)?
+            .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
+        let mut new = old.clone();
+        new.expired_at = Some(now.clone());
+        tables.put_session(*key, Some(&old), &new)?;
+    }
+    Ok(due.len() as u64)
+}
+
+/// Deletes at most `limit` sessions expired before `cutoff`; returns how many.
+fn purge_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
+    let due = index_entries_before(&*tables.expired_by_time, cutoff, limit)?;
+    for key in &due {
+        let record = tables
+            .session(*key)?
+            .ok_or_else(|| Error::corrupt_record("expired_by_time", "entry without a session"))?;
+        tables.remove_session(*key, &record)?;
+    }
+    Ok(due.len() as u64)
+}
+
+/// The sessions of the first `limit` entries of a (time, session) index before `cutoff`.
+fn index_entries_before(
+    index: &impl ReadableTable<(i64, u128), ()>,
+    cutoff: i64,
+    limit: usize,
+) -> Result<Vec<u128>> {
+    Ok(index
+        .range(..(cutoff, 0u128))?
+        .take(limit)
+        .map(|entry| entry.map(|(key, _)| key.value().1))
+        .collect::<std::result::Result<_, _>>()?)
 }
 
 fn cutoff_micros(age: Duration) -> i64 {
