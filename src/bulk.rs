@@ -47,6 +47,18 @@ pub struct Snapshot {
 }
 
 impl SessionStore {
+    /// The files a store at `path` keeps beside it (its journal). A tool
+    /// that writes a store under a temporary name and renames it into place
+    /// moves these with it, once the store is closed.
+    ///
+    /// ```
+    /// let files = sessionstore::SessionStore::files_beside(std::path::Path::new("data/s.redb"));
+    /// assert_eq!(files, [std::path::Path::new("data/s.redb-journal")]);
+    /// ```
+    pub fn files_beside(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+        vec![crate::journal::journal_path(path)]
+    }
+
     /// A consistent view of everything in the store, unaffected by later writes.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot { txn: self.read()? })

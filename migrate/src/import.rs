@@ -62,7 +62,7 @@ pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Imp
     let started = Instant::now();
     let conn = sqlite::open_untrusted(source)?;
     let schema = sqlite::read_schema(&conn, source)?;
-    let output = Output::create(dest, options.force)?;
+    let output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
     let mut report = {
         let store_options = StoreOptions {
             cache_bytes: 64 << 20,

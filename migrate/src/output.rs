@@ -7,12 +7,19 @@ use tempfile::TempPath;
 
 use crate::error::{Error, Result};
 
-/// A file being written; dropped without [`Output::commit`], it is removed.
+/// A file being written; dropped without [`Output::commit`], it is removed
+/// with the files beside it.
 pub(crate) struct Output {
     dest: PathBuf,
     temp: TempPath,
     force: bool,
+    /// Files written beside the temporary file (a store's journal), and
+    /// where each goes beside the destination.
+    beside: Beside,
 }
+
+/// Files beside the temporary file; removed when dropped before the commit.
+struct Beside(Vec<(PathBuf, PathBuf)>);
 
 impl Output {
     /// Refuses an existing `dest` unless `force`; makes the temporary file
@@ -41,7 +48,20 @@ impl Output {
             dest: dest.to_path_buf(),
             temp,
             force,
+            beside: Beside(Vec::new()),
         })
+    }
+
+    /// Declares the files a writer keeps beside its file, as `files_beside`
+    /// names them for any path: they move to the destination with it.
+    pub fn with_files_beside(mut self, files_beside: fn(&Path) -> Vec<PathBuf>) -> Self {
+        self.beside = Beside(
+            files_beside(&self.temp)
+                .into_iter()
+                .zip(files_beside(&self.dest))
+                .collect(),
+        );
+        self
     }
 
     /// The temporary file to write.
@@ -53,7 +73,7 @@ impl Output {
     /// kept as private as it was) plus the owner's read and write, syncs it and renames it to the
     /// destination (refusing a destination that appeared meanwhile, unless
     /// `force`), then syncs the folder so the rename itself is durable.
-    pub fn commit(self, source: &Path) -> Result<()> {
+    pub fn commit(mut self, source: &Path) -> Result<()> {
         let mut permissions = std::fs::metadata(source)
             .map_err(|e| Error::io("read the permissions of", source, e))?
             .permissions();
@@ -69,6 +89,11 @@ impl Output {
         let file = std::fs::File::open(&self.temp).map_err(|e| Error::io("open", &self.temp, e))?;
         file.sync_all().map_err(|e| Error::io("sync", &self.temp, e))?;
         drop(file);
+        // A file left beside an earlier destination must not pair with the
+        // new one, even for a moment.
+        for (_, dest) in &self.beside.0 {
+            remove_if_present(dest)?;
+        }
         let renamed = if self.force {
             self.temp.persist(&self.dest)
         } else {
@@ -80,10 +105,31 @@ impl Output {
             },
             _ => Error::io("rename the finished file to", &self.dest, e.error),
         })?;
+        for (temp, dest) in std::mem::take(&mut self.beside.0) {
+            if temp.exists() {
+                std::fs::rename(&temp, &dest)
+                    .map_err(|e| Error::io("rename the finished file to", &dest, e))?;
+            }
+        }
         if let Some(folder) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             let folder = std::fs::File::open(folder).map_err(|e| Error::io("open", folder, e))?;
             folder.sync_all().map_err(|e| Error::io("sync", &self.dest, e))?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        for (temp, _) in &self.0 {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
     }
 }

