@@ -529,12 +529,17 @@ impl SessionStore {
 
     /// The user's active sessions for a sidebar, most recent first: title,
     /// message count, last activity.
+    /// A `limit` of 0 gives an empty list, as SQL's `LIMIT 0` did.
     pub fn recent_sessions(&self, user: &str, limit: usize) -> Result<Vec<SessionSummary>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         Ok(self.user_sessions_page(user, false, None, limit)?.sessions)
     }
 
     /// One page of `user`'s sessions, most recently updated first, starting
-    /// after `cursor` (from the previous page's `next`).
+    /// after `cursor` (from the previous page's `next`). A `limit` of 0 is
+    /// refused: an empty page could not say where the next one starts.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -561,6 +566,9 @@ impl SessionStore {
         after: Option<SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage> {
+        if limit == 0 {
+            return Err(Error::invalid("limit", "a page holds at least one session"));
+        }
         let txn = self.read()?;
         let mut keys = user_session_keys(&txn, user, include_expired, after, limit.saturating_add(1))?;
         let next = if keys.len() > limit {
@@ -602,6 +610,25 @@ impl SessionStore {
         self.page_messages(id, Page::After(seq), limit, Access::Any)
     }
 
+    /// Up to `limit` messages from seq `seq` on (that one included), oldest
+    /// first: the first page when paging forward from the start.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::NewMessage;
+    /// let id = store.create_session(None).unwrap();
+    /// for n in 0..5 {
+    ///     store.add_message(id, NewMessage::user(format!("m{n}"))).unwrap();
+    /// }
+    /// let first = store.messages_from(id, 0, 2).unwrap();
+    /// let next = store.messages_after(id, first[1].seq, 2).unwrap();
+    /// assert_eq!(next[0].content, "m2");
+    /// ```
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.page_messages(id, Page::From(seq), limit, Access::Any)
+    }
+
     /// Up to `limit` messages with seq less than `seq`, the nearest ones,
     /// oldest first.
     pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
@@ -613,6 +640,10 @@ impl SessionStore {
         let record = active_session(&txn, id, access)?.ok_or(Error::SessionNotFound(id))?;
         let count = record.message_count;
         let range = match page {
+            Page::From(seq) => {
+                let start = seq.min(count);
+                start..start.saturating_add(limit).min(count)
+            }
             Page::After(seq) => {
                 let start = seq.saturating_add(1).min(count);
                 start..start.saturating_add(limit).min(count)
@@ -704,6 +735,7 @@ pub struct Erased {
 
 #[derive(Clone, Copy)]
 enum Page {
+    From(u64),
     After(u64),
     Before(u64),
 }
@@ -781,6 +813,12 @@ impl UserView<'_> {
             .page_messages(id, Page::After(seq), limit, self.access())
     }
 
+    /// As [`SessionStore::messages_from`], for this user's sessions only.
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.store
+            .page_messages(id, Page::From(seq), limit, self.access())
+    }
+
     /// As [`SessionStore::messages_before`], for this user's sessions only.
     pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
         self.store
@@ -831,52 +869,48 @@ fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
 
 /// Creates the tables of a new file, or checks the format of an existing one.
 fn initialise(path: &Path, db: &Database) -> Result<()> {
-    let corrupt = |why: &str| Error::Corrupt {
+    let corrupt = |why: String| Error::Corrupt {
         path: path.to_path_buf(),
-        why: why.to_owned(),
+        why,
     };
-    let txn = db.begin_write()?;
-    let existing = txn.list_tables()?.count();
-    if existing != 0 {
-        // Read before WriteTables opens META: a table opens once per transaction.
-        let version = txn
-            .open_table(tables::META)
-            .ok()
-            .and_then(|meta| {
-                meta.get(tables::META_FORMAT_VERSION)
-                    .ok()
-                    .flatten()
-                    .map(|g| g.value().to_vec())
-            })
-            .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
-        let version: [u8; 4] = version
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("format version is not 4 bytes"))?;
-        let found = u32::from_le_bytes(version);
-        if found != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found,
-                supported: FORMAT_VERSION,
-            });
-        }
-    }
-    {
-        let mut tables = WriteTables::open(&txn)?;
-        if existing == 0 {
+    let txn = db.begin_read()?;
+    if txn.list_tables()?.next().is_none() && txn.list_multimap_tables()?.next().is_none() {
+        drop(txn);
+        let txn = db.begin_write()?;
+        {
+            let mut tables = WriteTables::open(&txn)?;
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
             tables.set_next_message_id(1)?;
-        } else {
-            tables.next_message_id()?;
         }
-    }
-    if existing == 0 {
         txn.commit()?;
-    } else {
-        txn.abort()?;
+        return Ok(());
     }
-    Ok(())
+    let not_ours = || corrupt("a redb file, but not a sessionstore file (no format version)".into());
+    let meta = match txn.open_table(tables::META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Err(not_ours()),
+        Err(redb::TableError::Storage(e)) => return Err(e.into()),
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    let version = meta.get(tables::META_FORMAT_VERSION)?.ok_or_else(not_ours)?;
+    let version: [u8; 4] = version
+        .value()
+        .try_into()
+        .map_err(|_| corrupt("format version is not 4 bytes".into()))?;
+    let found = u32::from_le_bytes(version);
+    if found != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    tables::next_message_id(&meta).map_err(|e| corrupt(e.to_string()))?;
+    match tables::check_layout(&txn) {
+        Ok(()) => Ok(()),
+        Err(redb::TableError::Storage(e)) => Err(e.into()),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
 }
 
 /// Sessions one commit of a cleanup with progress handles.

@@ -219,12 +219,7 @@ impl<'txn> WriteTables<'txn> {
 
     /// The id the next message gets.
     pub fn next_message_id(&self) -> Result<u64> {
-        let guard = self.meta.get(META_NEXT_MESSAGE_ID)?;
-        let bytes = guard.as_ref().map(|g| g.value()).unwrap_or(&[]);
-        let array: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| Error::corrupt_record("meta", "next_message_id is not 8 bytes"))?;
-        Ok(u64::from_le_bytes(array))
+        next_message_id(&*self.meta)
     }
 
     pub fn set_next_message_id(&mut self, next: u64) -> Result<()> {
@@ -305,6 +300,41 @@ impl<'txn> WriteTables<'txn> {
         }
         Ok(())
     }
+}
+
+/// The id the next message gets, from the `meta` table.
+pub(crate) fn next_message_id(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64> {
+    let guard = meta.get(META_NEXT_MESSAGE_ID)?;
+    let bytes = guard.as_ref().map(|g| g.value()).unwrap_or(&[]);
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| Error::corrupt_record("meta", "next_message_id is not 8 bytes"))?;
+    Ok(u64::from_le_bytes(array))
+}
+
+/// Checks that every table of the store present in the file has the key
+/// and value types this build uses (a missing one is created on first write).
+pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<(), redb::TableError> {
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &ReadTransaction,
+        definition: TableDefinition<K, V>,
+    ) -> std::result::Result<(), redb::TableError> {
+        match txn.open_table(definition) {
+            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    table(txn, META)?;
+    table(txn, SESSIONS)?;
+    table(txn, MESSAGES)?;
+    table(txn, MESSAGE_IDS)?;
+    table(txn, USER_ACTIVE)?;
+    table(txn, USER_EXPIRED)?;
+    table(txn, ACTIVE_BY_UPDATED)?;
+    table(txn, EXPIRED_BY_TIME)?;
+    table(txn, EXTRA_ROWS)?;
+    table(txn, EXTRA_ROWS_BY_SESSION)?;
+    table(txn, OPAQUE)
 }
 
 /// Reads and decodes a session record.
