@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
-use crate::json::JsonText;
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::SessionStore;
 use crate::tables;
@@ -48,6 +47,18 @@ pub struct Snapshot {
 }
 
 impl SessionStore {
+    /// The files a store at `path` keeps beside it (its journal). A tool
+    /// that writes a store under a temporary name and renames it into place
+    /// moves these with it, once the store is closed.
+    ///
+    /// ```
+    /// let files = sessionstore::SessionStore::files_beside(std::path::Path::new("data/s.redb"));
+    /// assert_eq!(files, [std::path::Path::new("data/s.redb-journal")]);
+    /// ```
+    pub fn files_beside(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+        vec![crate::journal::journal_path(path)]
+    }
+
     /// A consistent view of everything in the store, unaffected by later writes.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot { txn: self.read()? })
@@ -86,6 +97,22 @@ impl Snapshot {
             let (key, value) = entry?;
             let record: MessageRecord = decode("messages", value.value())?;
             Ok(record.into_message(key.value().1))
+        }))
+    }
+
+    /// Every message of every session, in global id order, with the
+    /// session it belongs to (what a SQLite `chat_messages` table lists).
+    pub fn messages_by_id(&self) -> Result<impl Iterator<Item = Result<(Uuid, Message)>> + '_> {
+        let ids = self.txn.open_table(tables::MESSAGE_IDS)?;
+        let messages = self.txn.open_table(tables::MESSAGES)?;
+        let range = ids.range::<u64>(..)?;
+        Ok(range.map(move |entry| {
+            let (id, place) = entry?;
+            let (session, seq) = place.value();
+            let record = tables::message_record(&messages, session, seq)?.ok_or_else(|| {
+                Error::corrupt_record("message_ids", format!("message {} has no record", id.value()))
+            })?;
+            Ok((Uuid::from_u128(session), record.into_message(seq)))
         }))
     }
 
@@ -179,12 +206,10 @@ pub struct Importer {
 
 impl Importer {
     /// Adds a session (its `message_count` is set from the messages added).
+    ///
+    /// Its JSON values are objects already: a [`JsonText`](crate::JsonText) is checked when
+    /// it is made.
     pub fn add_session(&mut self, session: SessionInfo) -> Result<()> {
-        for (what, json) in [("context", &session.context), ("metadata", &session.metadata)] {
-            if let Some(json) = json {
-                JsonText::object(what, json.as_str())?;
-            }
-        }
         self.pending_bytes += 256;
         self.pending.sessions.push(session);
         self.flush_if_full()
@@ -195,14 +220,6 @@ impl Importer {
     /// current count on; `seq` fields are ignored.
     pub fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
         for message in &messages {
-            for (what, json) in [
-                ("query_plan", &message.query_plan),
-                ("candidate_set", &message.candidate_set),
-            ] {
-                if let Some(json) = json {
-                    JsonText::object(what, json.as_str())?;
-                }
-            }
             self.pending_bytes += message.content.len()
                 + message.query_plan.as_ref().map_or(0, |j| j.as_str().len())
                 + message.candidate_set.as_ref().map_or(0, |j| j.as_str().len())

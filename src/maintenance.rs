@@ -10,7 +10,7 @@ use redb::{
 
 use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
-use crate::store::SessionStore;
+use crate::store::{open_error, SessionStore};
 use crate::tables::{self, index_keys};
 
 /// Called as work advances: (entries done, entries in all).
@@ -143,10 +143,7 @@ fn write_copy(txn: &ReadTransaction, dest: &Path, progress: Progress<'_>) -> Res
 
 fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> Result<()> {
     let _ = std::fs::remove_file(temp);
-    let db = Database::create(temp).map_err(|e| Error::Corrupt {
-        path: temp.to_path_buf(),
-        why: e.to_string(),
-    })?;
+    let db = Database::create(temp).map_err(|e| open_error(temp, e))?;
     let total = tables::count(txn, tables::SESSIONS)?
         + tables::count(txn, tables::MESSAGES)?
         + tables::count(txn, tables::MESSAGE_IDS)?

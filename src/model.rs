@@ -191,13 +191,64 @@ impl SessionInfo {
 }
 
 /// A session with all its messages, in seq order.
+///
+/// In JSON its own fields and `messages` sit side by side in one object.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+/// let id = store.create_session(Some("ana")).unwrap();
+/// store.update_context(id, r#"{"last_publisher": "Oxford"}"#).unwrap();
+/// let session = store.get_session(id).unwrap().unwrap();
+/// let json = serde_json::to_string(&session).unwrap();
+/// assert!(json.contains(r#""context":{"last_publisher": "Oxford"}"#));
+/// let back: sessionstore::Session = serde_json::from_str(&json).unwrap();
+/// assert_eq!(back, session);
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SessionJson")]
 pub struct Session {
     /// The session's own fields.
     #[serde(flatten)]
     pub info: SessionInfo,
     /// Its messages, seq 0 first.
     pub messages: Vec<Message>,
+}
+
+/// [`Session`] as read from JSON. serde's `flatten` buffers values, which
+/// would lose the exact text of the JSON objects; this reads them in place.
+#[derive(Deserialize)]
+struct SessionJson {
+    session_id: Uuid,
+    user_id: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    expired_at: Option<Timestamp>,
+    context: Option<JsonText>,
+    metadata: Option<JsonText>,
+    message_count: u64,
+    #[serde(default)]
+    extra: ExtraColumns,
+    messages: Vec<Message>,
+}
+
+impl From<SessionJson> for Session {
+    fn from(json: SessionJson) -> Self {
+        Session {
+            info: SessionInfo {
+                session_id: json.session_id,
+                user_id: json.user_id,
+                created_at: json.created_at,
+                updated_at: json.updated_at,
+                expired_at: json.expired_at,
+                context: json.context,
+                metadata: json.metadata,
+                message_count: json.message_count,
+                extra: json.extra,
+            },
+            messages: json.messages,
+        }
+    }
 }
 
 impl std::ops::Deref for Session {

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
+use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
+use crate::maintenance::Progress;
 use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
@@ -171,8 +173,14 @@ impl SessionStore {
         }
         let db = options.open_database(&path)?;
         initialise(&path, &db)?;
+        let journal_path = journal_path(&path);
+        let journal_file = options
+            .storage
+            .open(&journal_path, FileRole::Journal)
+            .map_err(|e| Error::io("open", &journal_path, e))?;
+        let journal = Journal::recover(journal_file, journal_path, &db)?;
         let db = Arc::new(RwLock::new(db));
-        let writer = Writer::start(db.clone())?;
+        let writer = Writer::start(db.clone(), journal)?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -402,22 +410,32 @@ impl SessionStore {
     /// many. Reads only the sessions it expires.
     pub fn expire_old_sessions(&self, max_age: Duration) -> Result<u64> {
         let cutoff = cutoff_micros(max_age);
-        self.write(move |tables| {
-            let due: Vec<u128> = tables
-                .active_by_updated
-                .range(..(cutoff, 0u128))?
-                .map(|entry| entry.map(|(key, _)| key.value().1))
-                .collect::<std::result::Result<_, _>>()?;
-            let now = StoredTimestamp::from(&Timestamp::now());
-            for key in &due {
-                let old = tables
-                    .session(*key)?
-                    .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
-                let mut new = old.clone();
-                new.expired_at = Some(now.clone());
-                tables.put_session(*key, Some(&old), &new)?;
-            }
-            Ok(due.len() as u64)
+        self.write(move |tables| expire_due(tables, cutoff, usize::MAX))
+    }
+
+    /// As [`expire_old_sessions`](Self::expire_old_sessions), for a cleanup
+    /// that shows its progress: commits at most 1,024 sessions at a time and
+    /// calls `progress(expired, due)` after each commit. A failure keeps the
+    /// commits made before it.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// store.create_session(None).unwrap();
+    /// let mut seen = Vec::new();
+    /// let expired = store
+    ///     .expire_old_sessions_with_progress(std::time::Duration::ZERO, &mut |done, due| seen.push((done, due)))
+    ///     .unwrap();
+    /// assert_eq!((expired, seen), (1, vec![(1, 1)]));
+    /// ```
+    pub fn expire_old_sessions_with_progress(
+        &self,
+        max_age: Duration,
+        progress: Progress<'_>,
+    ) -> Result<u64> {
+        let cutoff = cutoff_micros(max_age);
+        self.in_batches(tables::ACTIVE_BY_UPDATED, cutoff, progress, move |tables| {
+            expire_due(tables, cutoff, BATCH)
         })
     }
 
@@ -425,20 +443,41 @@ impl SessionStore {
     /// `older_than` ago; returns how many.
     pub fn purge_expired(&self, older_than: Duration) -> Result<u64> {
         let cutoff = cutoff_micros(older_than);
-        self.write(move |tables| {
-            let due: Vec<u128> = tables
-                .expired_by_time
-                .range(..(cutoff, 0u128))?
-                .map(|entry| entry.map(|(key, _)| key.value().1))
-                .collect::<std::result::Result<_, _>>()?;
-            for key in &due {
-                let record = tables
-                    .session(*key)?
-                    .ok_or_else(|| Error::corrupt_record("expired_by_time", "entry without a session"))?;
-                tables.remove_session(*key, &record)?;
-            }
-            Ok(due.len() as u64)
+        self.write(move |tables| purge_due(tables, cutoff, usize::MAX))
+    }
+
+    /// As [`purge_expired`](Self::purge_expired), in commits of at most 1,024
+    /// sessions, calling `progress(deleted, due)` after each. A failure keeps
+    /// the commits made before it.
+    pub fn purge_expired_with_progress(&self, older_than: Duration, progress: Progress<'_>) -> Result<u64> {
+        let cutoff = cutoff_micros(older_than);
+        self.in_batches(tables::EXPIRED_BY_TIME, cutoff, progress, move |tables| {
+            purge_due(tables, cutoff, BATCH)
         })
+    }
+
+    /// Runs `batch` (which handles at most [`BATCH`] entries of `index` below
+    /// `cutoff` and says how many) until it handles fewer.
+    fn in_batches<F>(
+        &self,
+        index: redb::TableDefinition<(i64, u128), ()>,
+        cutoff: i64,
+        progress: Progress<'_>,
+        batch: F,
+    ) -> Result<u64>
+    where
+        F: Fn(&mut WriteTables<'_>) -> Result<u64> + Clone + Send + 'static,
+    {
+        let due = self.read()?.open_table(index)?.range(..(cutoff, 0u128))?.count() as u64;
+        let mut done = 0;
+        loop {
+            let handled = self.write(batch.clone())?;
+            done += handled;
+            progress(done, due.max(done));
+            if handled < BATCH as u64 {
+                return Ok(done);
+            }
+        }
     }
 
     /// Deletes a session, expired or not, with its messages and index
@@ -490,12 +529,17 @@ impl SessionStore {
 
     /// The user's active sessions for a sidebar, most recent first: title,
     /// message count, last activity.
+    /// A `limit` of 0 gives an empty list, as SQL's `LIMIT 0` did.
     pub fn recent_sessions(&self, user: &str, limit: usize) -> Result<Vec<SessionSummary>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         Ok(self.user_sessions_page(user, false, None, limit)?.sessions)
     }
 
     /// One page of `user`'s sessions, most recently updated first, starting
-    /// after `cursor` (from the previous page's `next`).
+    /// after `cursor` (from the previous page's `next`). A `limit` of 0 is
+    /// refused: an empty page could not say where the next one starts.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -522,6 +566,9 @@ impl SessionStore {
         after: Option<SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage> {
+        if limit == 0 {
+            return Err(Error::invalid("limit", "a page holds at least one session"));
+        }
         let txn = self.read()?;
         let mut keys = user_session_keys(&txn, user, include_expired, after, limit.saturating_add(1))?;
         let next = if keys.len() > limit {
@@ -563,6 +610,25 @@ impl SessionStore {
         self.page_messages(id, Page::After(seq), limit, Access::Any)
     }
 
+    /// Up to `limit` messages from seq `seq` on (that one included), oldest
+    /// first: the first page when paging forward from the start.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::NewMessage;
+    /// let id = store.create_session(None).unwrap();
+    /// for n in 0..5 {
+    ///     store.add_message(id, NewMessage::user(format!("m{n}"))).unwrap();
+    /// }
+    /// let first = store.messages_from(id, 0, 2).unwrap();
+    /// let next = store.messages_after(id, first[1].seq, 2).unwrap();
+    /// assert_eq!(next[0].content, "m2");
+    /// ```
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.page_messages(id, Page::From(seq), limit, Access::Any)
+    }
+
     /// Up to `limit` messages with seq less than `seq`, the nearest ones,
     /// oldest first.
     pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
@@ -574,6 +640,10 @@ impl SessionStore {
         let record = active_session(&txn, id, access)?.ok_or(Error::SessionNotFound(id))?;
         let count = record.message_count;
         let range = match page {
+            Page::From(seq) => {
+                let start = seq.min(count);
+                start..start.saturating_add(limit).min(count)
+            }
             Page::After(seq) => {
                 let start = seq.saturating_add(1).min(count);
                 start..start.saturating_add(limit).min(count)
@@ -665,6 +735,7 @@ pub struct Erased {
 
 #[derive(Clone, Copy)]
 enum Page {
+    From(u64),
     After(u64),
     Before(u64),
 }
@@ -742,6 +813,12 @@ impl UserView<'_> {
             .page_messages(id, Page::After(seq), limit, self.access())
     }
 
+    /// As [`SessionStore::messages_from`], for this user's sessions only.
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+        self.store
+            .page_messages(id, Page::From(seq), limit, self.access())
+    }
+
     /// As [`SessionStore::messages_before`], for this user's sessions only.
     pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
         self.store
@@ -771,7 +848,7 @@ impl UserView<'_> {
 
 // ---- helpers ------------------------------------------------------------
 
-fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
+pub(crate) fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
     match error {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
             path: path.to_path_buf(),
@@ -792,52 +869,91 @@ fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
 
 /// Creates the tables of a new file, or checks the format of an existing one.
 fn initialise(path: &Path, db: &Database) -> Result<()> {
-    let corrupt = |why: &str| Error::Corrupt {
+    let corrupt = |why: String| Error::Corrupt {
         path: path.to_path_buf(),
-        why: why.to_owned(),
+        why,
     };
-    let txn = db.begin_write()?;
-    let existing = txn.list_tables()?.count();
-    if existing != 0 {
-        // Read before WriteTables opens META: a table opens once per transaction.
-        let version = txn
-            .open_table(tables::META)
-            .ok()
-            .and_then(|meta| {
-                meta.get(tables::META_FORMAT_VERSION)
-                    .ok()
-                    .flatten()
-                    .map(|g| g.value().to_vec())
-            })
-            .ok_or_else(|| corrupt("a redb file, but not a sessionstore file (no format version)"))?;
-        let version: [u8; 4] = version
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("format version is not 4 bytes"))?;
-        let found = u32::from_le_bytes(version);
-        if found != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                path: path.to_path_buf(),
-                found,
-                supported: FORMAT_VERSION,
-            });
-        }
-    }
-    {
-        let mut tables = WriteTables::open(&txn)?;
-        if existing == 0 {
+    let txn = db.begin_read()?;
+    if txn.list_tables()?.next().is_none() && txn.list_multimap_tables()?.next().is_none() {
+        drop(txn);
+        let txn = db.begin_write()?;
+        {
+            let mut tables = WriteTables::open(&txn)?;
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
             tables.set_next_message_id(1)?;
-        } else {
-            tables.next_message_id()?;
         }
-    }
-    if existing == 0 {
         txn.commit()?;
-    } else {
-        txn.abort()?;
+        return Ok(());
     }
-    Ok(())
+    let not_ours = || corrupt("a redb file, but not a sessionstore file (no format version)".into());
+    let meta = match txn.open_table(tables::META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Err(not_ours()),
+        Err(redb::TableError::Storage(e)) => return Err(e.into()),
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    let version = meta.get(tables::META_FORMAT_VERSION)?.ok_or_else(not_ours)?;
+    let version: [u8; 4] = version
+        .value()
+        .try_into()
+        .map_err(|_| corrupt("format version is not 4 bytes".into()))?;
+    let found = u32::from_le_bytes(version);
+    if found != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT_VERSION,
+        });
+    }
+    tables::next_message_id(&meta).map_err(|e| corrupt(e.to_string()))?;
+    match tables::check_layout(&txn) {
+        Ok(()) => Ok(()),
+        Err(redb::TableError::Storage(e)) => Err(e.into()),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
+}
+
+/// Sessions one commit of a cleanup with progress handles.
+const BATCH: usize = 1024;
+
+/// Expires at most `limit` active sessions updated before `cutoff`; returns how many.
+fn expire_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
+    let due = index_entries_before(&*tables.active_by_updated, cutoff, limit)?;
+    let now = StoredTimestamp::from(&Timestamp::now());
+    for key in &due {
+        let old = tables
+            .session(*key)?
+            .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
+        let mut new = old.clone();
+        new.expired_at = Some(now.clone());
+        tables.put_session(*key, Some(&old), &new)?;
+    }
+    Ok(due.len() as u64)
+}
+
+/// Deletes at most `limit` sessions expired before `cutoff`; returns how many.
+fn purge_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
+    let due = index_entries_before(&*tables.expired_by_time, cutoff, limit)?;
+    for key in &due {
+        let record = tables
+            .session(*key)?
+            .ok_or_else(|| Error::corrupt_record("expired_by_time", "entry without a session"))?;
+        tables.remove_session(*key, &record)?;
+    }
+    Ok(due.len() as u64)
+}
+
+/// The sessions of the first `limit` entries of a (time, session) index before `cutoff`.
+fn index_entries_before(
+    index: &impl ReadableTable<(i64, u128), ()>,
+    cutoff: i64,
+    limit: usize,
+) -> Result<Vec<u128>> {
+    Ok(index
+        .range(..(cutoff, 0u128))?
+        .take(limit)
+        .map(|entry| entry.map(|(key, _)| key.value().1))
+        .collect::<std::result::Result<_, _>>()?)
 }
 
 fn cutoff_micros(age: Duration) -> i64 {

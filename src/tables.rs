@@ -5,9 +5,13 @@
 //! [`WriteTables::remove_session`], which remove the old record's entries
 //! and add the new one's: that is what keeps each index equal to its table.
 
+use std::borrow::Borrow;
 use std::ops::Bound;
 
-use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction};
+use redb::{
+    Key, ReadTransaction, ReadableTable, ReadableTableMetadata, Table, TableDefinition, TableHandle, Value,
+    WriteTransaction,
+};
 
 use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
@@ -43,6 +47,8 @@ pub(crate) const OPAQUE: TableDefinition<&str, &[u8]> = TableDefinition::new("op
 
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
+/// The lsn of the last journal record the database holds (see `journal.rs`).
+pub(crate) const META_JOURNAL_LSN: &str = "journal_lsn";
 
 /// Index entries a session record implies.
 pub(crate) struct IndexKeys<'a> {
@@ -70,40 +76,104 @@ pub(crate) fn index_keys(id: u128, record: &SessionRecord) -> IndexKeys<'_> {
     }
 }
 
-/// Every table, opened for writing in one transaction.
+/// Every table, opened for writing in one transaction. Each table logs the
+/// changes made through it (see [`Logged`]): that log is the journal record
+/// of the commit.
 pub(crate) struct WriteTables<'txn> {
-    meta: Table<'txn, &'static str, &'static [u8]>,
-    pub sessions: Table<'txn, u128, &'static [u8]>,
-    pub messages: Table<'txn, (u128, u64), &'static [u8]>,
-    pub message_ids: Table<'txn, u64, (u128, u64)>,
-    pub user_active: Table<'txn, (&'static str, i64, u128), ()>,
-    pub user_expired: Table<'txn, (&'static str, i64, u128), ()>,
-    pub active_by_updated: Table<'txn, (i64, u128), ()>,
-    pub expired_by_time: Table<'txn, (i64, u128), ()>,
-    pub extra_rows: Table<'txn, (&'static str, i64), &'static [u8]>,
-    pub extra_by_session: Table<'txn, (u128, &'static str, i64), ()>,
-    pub opaque: Table<'txn, &'static str, &'static [u8]>,
+    meta: Logged<'txn, &'static str, &'static [u8]>,
+    pub sessions: Logged<'txn, u128, &'static [u8]>,
+    pub messages: Logged<'txn, (u128, u64), &'static [u8]>,
+    pub message_ids: Logged<'txn, u64, (u128, u64)>,
+    pub user_active: Logged<'txn, (&'static str, i64, u128), ()>,
+    pub user_expired: Logged<'txn, (&'static str, i64, u128), ()>,
+    pub active_by_updated: Logged<'txn, (i64, u128), ()>,
+    pub expired_by_time: Logged<'txn, (i64, u128), ()>,
+    pub extra_rows: Logged<'txn, (&'static str, i64), &'static [u8]>,
+    pub extra_by_session: Logged<'txn, (u128, &'static str, i64), ()>,
+    pub opaque: Logged<'txn, &'static str, &'static [u8]>,
 }
+
+/// The tag of each table in a change log. Never renumber: journals on disk
+/// use them.
+const TABLE_TAGS: [&str; 11] = [
+    "meta",
+    "sessions",
+    "messages",
+    "message_ids",
+    "user_active_sessions",
+    "user_expired_sessions",
+    "active_by_updated",
+    "expired_by_time",
+    "extra_rows",
+    "extra_rows_by_session",
+    "opaque",
+];
 
 impl<'txn> WriteTables<'txn> {
     pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
         Ok(WriteTables {
-            meta: txn.open_table(META)?,
-            sessions: txn.open_table(SESSIONS)?,
-            messages: txn.open_table(MESSAGES)?,
-            message_ids: txn.open_table(MESSAGE_IDS)?,
-            user_active: txn.open_table(USER_ACTIVE)?,
-            user_expired: txn.open_table(USER_EXPIRED)?,
-            active_by_updated: txn.open_table(ACTIVE_BY_UPDATED)?,
-            expired_by_time: txn.open_table(EXPIRED_BY_TIME)?,
-            extra_rows: txn.open_table(EXTRA_ROWS)?,
-            extra_by_session: txn.open_table(EXTRA_ROWS_BY_SESSION)?,
-            opaque: txn.open_table(OPAQUE)?,
+            meta: Logged::open(txn, META, 0)?,
+            sessions: Logged::open(txn, SESSIONS, 1)?,
+            messages: Logged::open(txn, MESSAGES, 2)?,
+            message_ids: Logged::open(txn, MESSAGE_IDS, 3)?,
+            user_active: Logged::open(txn, USER_ACTIVE, 4)?,
+            user_expired: Logged::open(txn, USER_EXPIRED, 5)?,
+            active_by_updated: Logged::open(txn, ACTIVE_BY_UPDATED, 6)?,
+            expired_by_time: Logged::open(txn, EXPIRED_BY_TIME, 7)?,
+            extra_rows: Logged::open(txn, EXTRA_ROWS, 8)?,
+            extra_by_session: Logged::open(txn, EXTRA_ROWS_BY_SESSION, 9)?,
+            opaque: Logged::open(txn, OPAQUE, 10)?,
         })
     }
 
+    /// Takes the changes made since the last call, as one change log.
+    pub fn take_changes(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.meta.take_changes_into(&mut out);
+        self.sessions.take_changes_into(&mut out);
+        self.messages.take_changes_into(&mut out);
+        self.message_ids.take_changes_into(&mut out);
+        self.user_active.take_changes_into(&mut out);
+        self.user_expired.take_changes_into(&mut out);
+        self.active_by_updated.take_changes_into(&mut out);
+        self.expired_by_time.take_changes_into(&mut out);
+        self.extra_rows.take_changes_into(&mut out);
+        self.extra_by_session.take_changes_into(&mut out);
+        self.opaque.take_changes_into(&mut out);
+        out
+    }
+
+    /// Applies a change log made by [`WriteTables::take_changes`]. Applying
+    /// it again, or over a state that already holds it, changes nothing.
+    pub fn apply_changes(&mut self, mut log: &[u8]) -> Result<()> {
+        while !log.is_empty() {
+            let (change, rest) = Change::parse(log)?;
+            log = rest;
+            let value = change.value;
+            match change.table {
+                0 => self.meta.apply(change.key, value),
+                1 => self.sessions.apply(change.key, value),
+                2 => self.messages.apply(change.key, value),
+                3 => self.message_ids.apply(change.key, value),
+                4 => self.user_active.apply(change.key, value),
+                5 => self.user_expired.apply(change.key, value),
+                6 => self.active_by_updated.apply(change.key, value),
+                7 => self.expired_by_time.apply(change.key, value),
+                8 => self.extra_rows.apply(change.key, value),
+                9 => self.extra_by_session.apply(change.key, value),
+                10 => self.opaque.apply(change.key, value),
+                other => Err(Error::corrupt_record(
+                    "journal",
+                    format!("unknown table tag {other}"),
+                )),
+            }?;
+        }
+        self.take_changes();
+        Ok(())
+    }
+
     pub fn session(&self, id: u128) -> Result<Option<SessionRecord>> {
-        session_record(&self.sessions, id)
+        session_record(&*self.sessions, id)
     }
 
     fn add_index(&mut self, keys: &IndexKeys<'_>) -> Result<()> {
@@ -149,18 +219,18 @@ impl<'txn> WriteTables<'txn> {
 
     /// The id the next message gets.
     pub fn next_message_id(&self) -> Result<u64> {
-        let guard = self.meta.get(META_NEXT_MESSAGE_ID)?;
-        let bytes = guard.as_ref().map(|g| g.value()).unwrap_or(&[]);
-        let array: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| Error::corrupt_record("meta", "next_message_id is not 8 bytes"))?;
-        Ok(u64::from_le_bytes(array))
+        next_message_id(&*self.meta)
     }
 
     pub fn set_next_message_id(&mut self, next: u64) -> Result<()> {
         self.meta
             .insert(META_NEXT_MESSAGE_ID, next.to_le_bytes().as_slice())?;
         Ok(())
+    }
+
+    /// Records that the database holds journal record `lsn` and those before.
+    pub fn set_journal_lsn(&mut self, lsn: u64) -> Result<()> {
+        self.meta.insert(META_JOURNAL_LSN, lsn.to_le_bytes().as_slice())
     }
 
     pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
@@ -178,11 +248,10 @@ impl<'txn> WriteTables<'txn> {
 
     /// Removes the message at `seq`; returns it.
     pub fn remove_message(&mut self, session: u128, seq: u64) -> Result<Option<MessageRecord>> {
-        let Some(bytes) = self.messages.remove((session, seq))? else {
+        let Some(record) = message_record(&*self.messages, session, seq)? else {
             return Ok(None);
         };
-        let record: MessageRecord = decode("messages", bytes.value())?;
-        drop(bytes);
+        self.messages.remove((session, seq))?;
         self.message_ids.remove(record.id)?;
         Ok(Some(record))
     }
@@ -192,16 +261,14 @@ impl<'txn> WriteTables<'txn> {
     pub fn remove_session(&mut self, id: u128, record: &SessionRecord) -> Result<u64> {
         self.remove_index(&index_keys(id, record))?;
         self.sessions.remove(id)?;
-        let mut ids = Vec::new();
-        for entry in self
-            .messages
-            .extract_from_if((id, 0)..=(id, u64::MAX), |_, _| true)?
-        {
-            let (_, value) = entry?;
+        let mut messages = Vec::new();
+        for entry in self.messages.range((id, 0)..=(id, u64::MAX))? {
+            let (key, value) = entry?;
             let message: MessageRecord = decode("messages", value.value())?;
-            ids.push(message.id);
+            messages.push((key.value().1, message.id));
         }
-        for message_id in &ids {
+        for (seq, message_id) in &messages {
+            self.messages.remove((id, *seq))?;
             self.message_ids.remove(message_id)?;
         }
         let mut rows = Vec::new();
@@ -211,16 +278,17 @@ impl<'txn> WriteTables<'txn> {
         };
         let rows_of_session = self
             .extra_by_session
-            .extract_from_if((Bound::Included((id, "", i64::MIN)), end), |_, _| true)?;
+            .range::<(u128, &str, i64)>((Bound::Included((id, "", i64::MIN)), end))?;
         for entry in rows_of_session {
             let (key, _) = entry?;
             let (_, table, rowid) = key.value();
             rows.push((table.to_owned(), rowid));
         }
         for (table, rowid) in &rows {
+            self.extra_by_session.remove((id, table.as_str(), *rowid))?;
             self.extra_rows.remove((table.as_str(), *rowid))?;
         }
-        Ok(ids.len() as u64)
+        Ok(messages.len() as u64)
     }
 
     /// Stores a row of a SQLite table the store does not interpret.
@@ -232,6 +300,41 @@ impl<'txn> WriteTables<'txn> {
         }
         Ok(())
     }
+}
+
+/// The id the next message gets, from the `meta` table.
+pub(crate) fn next_message_id(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<u64> {
+    let guard = meta.get(META_NEXT_MESSAGE_ID)?;
+    let bytes = guard.as_ref().map(|g| g.value()).unwrap_or(&[]);
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| Error::corrupt_record("meta", "next_message_id is not 8 bytes"))?;
+    Ok(u64::from_le_bytes(array))
+}
+
+/// Checks that every table of the store present in the file has the key
+/// and value types this build uses (a missing one is created on first write).
+pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<(), redb::TableError> {
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        txn: &ReadTransaction,
+        definition: TableDefinition<K, V>,
+    ) -> std::result::Result<(), redb::TableError> {
+        match txn.open_table(definition) {
+            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    table(txn, META)?;
+    table(txn, SESSIONS)?;
+    table(txn, MESSAGES)?;
+    table(txn, MESSAGE_IDS)?;
+    table(txn, USER_ACTIVE)?;
+    table(txn, USER_EXPIRED)?;
+    table(txn, ACTIVE_BY_UPDATED)?;
+    table(txn, EXPIRED_BY_TIME)?;
+    table(txn, EXTRA_ROWS)?;
+    table(txn, EXTRA_ROWS_BY_SESSION)?;
+    table(txn, OPAQUE)
 }
 
 /// Reads and decodes a session record.
@@ -257,10 +360,163 @@ pub(crate) fn message_record(
     }
 }
 
+/// The lsn of the last journal record the database holds (0: none yet).
+pub(crate) fn journal_lsn(txn: &ReadTransaction) -> Result<u64> {
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(guard) = meta.get(META_JOURNAL_LSN)? else {
+        return Ok(0);
+    };
+    let array: [u8; 8] = guard
+        .value()
+        .try_into()
+        .map_err(|_| Error::corrupt_record("meta", "journal_lsn is not 8 bytes"))?;
+    Ok(u64::from_le_bytes(array))
+}
+
 /// Number of entries of a table in a read transaction.
 pub(crate) fn count<K: redb::Key + 'static, V: redb::Value + 'static>(
     txn: &ReadTransaction,
     table: TableDefinition<K, V>,
 ) -> Result<u64> {
     Ok(txn.open_table(table)?.len()?)
+}
+
+/// A table open for writing that logs every change made through it: puts
+/// and removes of raw key and value bytes, which replay blindly (the last
+/// change of a key wins, whatever the state replayed over). Reads go to the
+/// table itself (it derefs to it, read-only).
+pub(crate) struct Logged<'txn, K: Key + 'static, V: Value + 'static> {
+    table: Table<'txn, K, V>,
+    tag: u8,
+    log: Vec<u8>,
+}
+
+impl<'txn, K: Key + 'static, V: Value + 'static> std::ops::Deref for Logged<'txn, K, V> {
+    type Target = Table<'txn, K, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+const PUT: u8 = 1;
+const REMOVE: u8 = 2;
+
+impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
+    fn open(txn: &'txn WriteTransaction, definition: TableDefinition<K, V>, tag: u8) -> Result<Self> {
+        debug_assert_eq!(TABLE_TAGS[usize::from(tag)], definition.name());
+        Ok(Logged {
+            table: txn.open_table(definition)?,
+            tag,
+            log: Vec::new(),
+        })
+    }
+
+    /// Inserts (or replaces) `key`.
+    pub fn insert<'k, 'v>(
+        &mut self,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<()> {
+        let (key, value) = (key.borrow(), value.borrow());
+        self.table.insert(key, value)?;
+        self.record(PUT, K::as_bytes(key).as_ref(), Some(V::as_bytes(value).as_ref()));
+        Ok(())
+    }
+
+    /// Removes `key`; true when it was there.
+    pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
+        let key = key.borrow();
+        let found = self.table.remove(key)?.is_some();
+        if found {
+            self.record(REMOVE, K::as_bytes(key).as_ref(), None);
+        }
+        Ok(found)
+    }
+
+    fn record(&mut self, kind: u8, key: &[u8], value: Option<&[u8]>) {
+        self.log.push(self.tag);
+        self.log.push(kind);
+        push_bytes(&mut self.log, key);
+        if let Some(value) = value {
+            push_bytes(&mut self.log, value);
+        }
+    }
+
+    fn take_changes_into(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.log);
+    }
+
+    /// Replays one logged change.
+    fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        let table = TABLE_TAGS[usize::from(self.tag)];
+        check_width(table, "key", K::fixed_width(), key)?;
+        let key = K::from_bytes(key);
+        match value {
+            Some(value) => {
+                check_width(table, "value", V::fixed_width(), value)?;
+                self.insert(&key, V::from_bytes(value))
+            }
+            None => self.remove(&key).map(drop),
+        }
+    }
+}
+
+fn check_width(table: &'static str, what: &str, width: Option<usize>, bytes: &[u8]) -> Result<()> {
+    match width {
+        Some(width) if width != bytes.len() => Err(Error::corrupt_record(
+            "journal",
+            format!("{table}: a {what} of {} bytes where {width} belong", bytes.len()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Keys and values are far below 4 GiB: redb refuses larger ones.
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// One change of a change log.
+struct Change<'a> {
+    table: u8,
+    key: &'a [u8],
+    value: Option<&'a [u8]>,
+}
+
+impl<'a> Change<'a> {
+    fn parse(log: &'a [u8]) -> Result<(Self, &'a [u8])> {
+        let bad = |why: &str| Error::corrupt_record("journal", why.to_owned());
+        let [table, kind, rest @ ..] = log else {
+            return Err(bad("a change cut short"));
+        };
+        let (key, rest) = take_bytes(rest).ok_or_else(|| bad("a key cut short"))?;
+        let (value, rest) = match *kind {
+            PUT => {
+                let (value, rest) = take_bytes(rest).ok_or_else(|| bad("a value cut short"))?;
+                (Some(value), rest)
+            }
+            REMOVE => (None, rest),
+            _ => return Err(bad("unknown change kind")),
+        };
+        Ok((
+            Change {
+                table: *table,
+                key,
+                value,
+            },
+            rest,
+        ))
+    }
+}
+
+fn take_bytes(input: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = input.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    (rest.len() >= len).then(|| rest.split_at(len))
 }

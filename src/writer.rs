@@ -1,14 +1,23 @@
 //! The one writer: a thread that takes every waiting write request, runs them
 //! in one redb transaction, commits once, and then answers them all (group
 //! commit). The commit policy lives here and nowhere else.
+//!
+//! A commit appends the batch's changes to the journal (synced when a
+//! request of the batch is durable) and then commits to redb without a sync
+//! (`Durability::None`); a checkpoint, a durable redb commit, follows every
+//! [`CHECKPOINT_RECORDS`] records, [`CHECKPOINT_BYTES`] bytes or
+//! [`CHECKPOINT_AGE`], after which the journal starts over (see
+//! `journal.rs`). Closing ends with a checkpoint.
 
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability as RedbDurability};
 
 use crate::error::{Error, Result};
+use crate::journal::{Journal, JOURNAL_BYTES};
 use crate::tables::WriteTables;
 
 /// How long a write must survive before its call returns.
@@ -84,11 +93,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn start(db: Arc<RwLock<Database>>) -> Result<Self> {
+    pub fn start(db: Arc<RwLock<Database>>, journal: Journal) -> Result<Self> {
         let (requests, receiver) = mpsc::channel();
+        let committer = Committer {
+            db,
+            journal,
+            since_checkpoint: 0,
+            oldest_unchecked: None,
+            failed: false,
+        };
         let thread = std::thread::Builder::new()
             .name("sessionstore-writer".into())
-            .spawn(move || run(db, receiver))
+            .spawn(move || run(committer, receiver))
             .map_err(|e| Error::io("start the writer thread for", std::path::Path::new("store"), e))?;
         Ok(Writer {
             requests: Some(requests),
@@ -120,7 +136,9 @@ impl Writer {
         answer.recv().map_err(|_| Error::WriterStopped)?
     }
 
-    /// Runs `op` with the database to itself, between two commits.
+    /// Runs `op` with the database to itself, between two commits, after
+    /// a checkpoint: the database holds everything durably, the journal is
+    /// empty.
     pub fn maintain<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
@@ -151,21 +169,52 @@ impl Drop for Writer {
     }
 }
 
-fn run(db: Arc<RwLock<Database>>, requests: Receiver<Request>) {
-    // True while a relaxed commit has not yet been followed by a durable one.
-    let mut unsynced = false;
+/// A checkpoint (durable redb commit, then the journal starts over) follows
+/// this many journal records,
+const CHECKPOINT_RECORDS: u32 = 1024;
+/// or this many journal bytes,
+const CHECKPOINT_BYTES: u64 = JOURNAL_BYTES / 2;
+/// or this long after the oldest record it would cover.
+const CHECKPOINT_AGE: Duration = Duration::from_millis(500);
+
+/// The writer thread's state: the database, the journal, and how much the
+/// journal holds that the database holds only non-durably.
+struct Committer {
+    db: Arc<RwLock<Database>>,
+    journal: Journal,
+    since_checkpoint: u32,
+    oldest_unchecked: Option<Instant>,
+    /// The journal could not be written: the writer stops.
+    failed: bool,
+}
+
+fn run(mut committer: Committer, requests: Receiver<Request>) {
     let mut pending: Option<Request> = None;
     loop {
         let first = match pending.take() {
             Some(request) => request,
-            None => match requests.recv() {
-                Ok(request) => request,
-                Err(_) => break,
+            None => match committer.oldest_unchecked {
+                None => match requests.recv() {
+                    Ok(request) => request,
+                    Err(_) => break,
+                },
+                Some(oldest) => {
+                    let wait = (oldest + CHECKPOINT_AGE).saturating_duration_since(Instant::now());
+                    match requests.recv_timeout(wait) {
+                        Ok(request) => request,
+                        Err(RecvTimeoutError::Timeout) => {
+                            committer.checkpoint_logged();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             },
         };
         let first = match first {
             Request::Maintain(op) => {
-                match db.write() {
+                committer.checkpoint_logged();
+                match committer.db.write() {
                     Ok(mut guard) => op(&mut guard),
                     Err(_) => return,
                 }
@@ -186,41 +235,121 @@ fn run(db: Arc<RwLock<Database>>, requests: Receiver<Request>) {
         }
         let durable = batch.iter().any(|(_, durable)| *durable);
         let jobs = batch.into_iter().map(|(job, _)| job).collect();
-        if commit_batch(&db, jobs, durable).is_ok() {
-            unsynced = !durable;
+        committer.commit_batch(jobs, durable);
+        if committer.failed {
+            break;
+        }
+        if committer.checkpoint_due() {
+            committer.checkpoint_logged();
         }
     }
-    if unsynced {
-        let _ = commit_batch(&db, Vec::new(), true);
-    }
+    // Closing, or stopping after a journal failure: what redb holds (every
+    // commit that was answered Ok) becomes durable.
+    committer.checkpoint_logged();
 }
 
-/// Runs the jobs of one batch in one transaction, commits, and answers each.
-fn commit_batch(db: &RwLock<Database>, mut jobs: Vec<Box<dyn Job>>, durable: bool) -> Result<()> {
-    let outcome = run_and_commit(db, &mut jobs, durable);
-    let error = outcome.as_ref().err();
-    for job in jobs {
-        job.finish(error);
+impl Committer {
+    /// Runs the jobs of one batch in one transaction, commits, and answers each.
+    fn commit_batch(&mut self, mut jobs: Vec<Box<dyn Job>>, durable: bool) {
+        let outcome = self.run_and_commit(&mut jobs, durable);
+        let error = outcome.as_ref().err();
+        for job in jobs {
+            job.finish(error);
+        }
     }
-    outcome
-}
 
-fn run_and_commit(db: &RwLock<Database>, jobs: &mut [Box<dyn Job>], durable: bool) -> Result<()> {
-    let mut txn = db.read().map_err(|_| Error::WriterStopped)?.begin_write()?;
-    txn.set_durability(if durable {
-        RedbDurability::Immediate
-    } else {
-        RedbDurability::None
-    })
-    .map_err(|e| Error::Storage(Arc::new(e.into())))?;
-    {
-        let mut tables = WriteTables::open(&txn)?;
-        for job in jobs.iter_mut() {
-            if !job.run(&mut tables) {
-                return Err(Error::BatchAborted);
+    fn run_and_commit(&mut self, jobs: &mut [Box<dyn Job>], durable: bool) -> Result<()> {
+        let lock = self.db.clone();
+        let db = lock.read().map_err(|_| Error::WriterStopped)?;
+        let mut txn = db.begin_write()?;
+        let (changes, journaled) = {
+            let mut tables = WriteTables::open(&txn)?;
+            for job in jobs.iter_mut() {
+                if !job.run(&mut tables) {
+                    return Err(Error::BatchAborted);
+                }
             }
+            let changes = tables.take_changes();
+            let journaled = self.journal.fits(changes.len());
+            if journaled && !changes.is_empty() {
+                tables.set_journal_lsn(self.journal.next_lsn())?;
+            }
+            (changes, journaled)
+        };
+        if changes.is_empty() {
+            txn.abort()?;
+            if durable {
+                // Nothing new, but earlier relaxed records must be on disk.
+                self.sync_journal()?;
+            }
+            return Ok(());
+        }
+        if !journaled {
+            // Too big for what is left of the journal: commit it durably to
+            // redb, which then holds everything and the journal starts over.
+            set_durability(&mut txn, RedbDurability::Immediate)?;
+            txn.commit()?;
+            self.checkpointed();
+            return Ok(());
+        }
+        set_durability(&mut txn, RedbDurability::None)?;
+        if let Err(error) = self.journal.append(&changes, durable) {
+            self.failed = true;
+            return Err(error);
+        }
+        if let Err(error) = txn.commit() {
+            if let Err(retract) = self.journal.retract() {
+                tracing::error!(%retract, "a failed commit's journal record could not be retracted");
+                self.failed = true;
+            }
+            return Err(error.into());
+        }
+        self.since_checkpoint += 1;
+        self.oldest_unchecked.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    fn sync_journal(&mut self) -> Result<()> {
+        self.journal.sync().inspect_err(|_| self.failed = true)
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.since_checkpoint >= CHECKPOINT_RECORDS
+            || self.journal.used() >= CHECKPOINT_BYTES
+            || self
+                .oldest_unchecked
+                .is_some_and(|oldest| oldest.elapsed() >= CHECKPOINT_AGE)
+    }
+
+    /// Makes everything committed so far durable in redb, and empties the
+    /// journal. A failure leaves the journal as it is (still needed).
+    fn checkpoint(&mut self) -> Result<()> {
+        if self.journal.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.read().map_err(|_| Error::WriterStopped)?;
+        let mut txn = db.begin_write()?;
+        set_durability(&mut txn, RedbDurability::Immediate)?;
+        txn.commit()?;
+        drop(db);
+        self.checkpointed();
+        Ok(())
+    }
+
+    fn checkpoint_logged(&mut self) {
+        if let Err(error) = self.checkpoint() {
+            tracing::warn!(%error, "checkpoint failed; the journal keeps the writes");
         }
     }
-    txn.commit()?;
-    Ok(())
+
+    fn checkpointed(&mut self) {
+        self.journal.reset();
+        self.since_checkpoint = 0;
+        self.oldest_unchecked = None;
+    }
+}
+
+fn set_durability(txn: &mut redb::WriteTransaction, durability: RedbDurability) -> Result<()> {
+    txn.set_durability(durability)
+        .map_err(|e| Error::Storage(Arc::new(e.into())))
 }

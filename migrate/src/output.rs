@@ -1,0 +1,135 @@
+//! Output files: written under a temporary name beside the destination and
+//! renamed into place only when complete and synced.
+
+use std::path::{Path, PathBuf};
+
+use tempfile::TempPath;
+
+use crate::error::{Error, Result};
+
+/// A file being written; dropped without [`Output::commit`], it is removed
+/// with the files beside it.
+pub(crate) struct Output {
+    dest: PathBuf,
+    temp: TempPath,
+    force: bool,
+    /// Files written beside the temporary file (a store's journal), and
+    /// where each goes beside the destination.
+    beside: Beside,
+}
+
+/// Files beside the temporary file; removed when dropped before the commit.
+struct Beside(Vec<(PathBuf, PathBuf)>);
+
+impl Output {
+    /// Refuses an existing `dest` unless `force`; makes the temporary file
+    /// (`DEST.tmp-XXXXXX`) in the same folder, so the rename is atomic.
+    pub fn create(dest: &Path, force: bool) -> Result<Self> {
+        if !force && dest.symlink_metadata().is_ok() {
+            return Err(Error::DestinationExists {
+                path: dest.to_path_buf(),
+            });
+        }
+        let folder = match dest.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let name = dest
+            .file_name()
+            .ok_or_else(|| Error::io("write", dest, std::io::Error::other("not a file name")))?;
+        let mut prefix = name.to_os_string();
+        prefix.push(".tmp-");
+        let temp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempfile_in(folder)
+            .map_err(|e| Error::io("create a temporary file in", folder, e))?
+            .into_temp_path();
+        Ok(Output {
+            dest: dest.to_path_buf(),
+            temp,
+            force,
+            beside: Beside(Vec::new()),
+        })
+    }
+
+    /// Declares the files a writer keeps beside its file, as `files_beside`
+    /// names them for any path: they move to the destination with it.
+    pub fn with_files_beside(mut self, files_beside: fn(&Path) -> Vec<PathBuf>) -> Self {
+        self.beside = Beside(
+            files_beside(&self.temp)
+                .into_iter()
+                .zip(files_beside(&self.dest))
+                .collect(),
+        );
+        self
+    }
+
+    /// The temporary file to write.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Gives the file the permissions of `source` (conversation data is
+    /// kept as private as it was) plus the owner's read and write, syncs it and renames it to the
+    /// destination (refusing a destination that appeared meanwhile, unless
+    /// `force`), then syncs the folder so the rename itself is durable.
+    pub fn commit(mut self, source: &Path) -> Result<()> {
+        let mut permissions = std::fs::metadata(source)
+            .map_err(|e| Error::io("read the permissions of", source, e))?
+            .permissions();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            permissions.set_mode(permissions.mode() | 0o600);
+        }
+        #[cfg(not(unix))]
+        permissions.set_readonly(false);
+        std::fs::set_permissions(&self.temp, permissions)
+            .map_err(|e| Error::io("set the permissions of", &self.temp, e))?;
+        let file = std::fs::File::open(&self.temp).map_err(|e| Error::io("open", &self.temp, e))?;
+        file.sync_all().map_err(|e| Error::io("sync", &self.temp, e))?;
+        drop(file);
+        // A file left beside an earlier destination must not pair with the
+        // new one, even for a moment.
+        for (_, dest) in &self.beside.0 {
+            remove_if_present(dest)?;
+        }
+        let renamed = if self.force {
+            self.temp.persist(&self.dest)
+        } else {
+            self.temp.persist_noclobber(&self.dest)
+        };
+        renamed.map_err(|e| match e.error.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::DestinationExists {
+                path: self.dest.clone(),
+            },
+            _ => Error::io("rename the finished file to", &self.dest, e.error),
+        })?;
+        for (temp, dest) in std::mem::take(&mut self.beside.0) {
+            if temp.exists() {
+                std::fs::rename(&temp, &dest)
+                    .map_err(|e| Error::io("rename the finished file to", &dest, e))?;
+            }
+        }
+        if let Some(folder) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let folder = std::fs::File::open(folder).map_err(|e| Error::io("open", folder, e))?;
+            folder.sync_all().map_err(|e| Error::io("sync", &self.dest, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        for (temp, _) in &self.0 {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,172 @@
+//! The command line, as clap derive definitions: every flag is documented
+//! where it is defined, and `--help` shows that text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use sessionstore::Uuid;
+
+/// Chat sessions in one redb file: the old store's commands, plus backup,
+/// check and compact.
+#[derive(Debug, Parser)]
+#[command(name = "sessionstore", version, propagate_version = true)]
+#[command(after_help = "Example:\n  sessionstore chat-init --user-id user123\n  \
+                        sessionstore --db /srv/chat/sessions.redb stats")]
+pub struct Cli {
+    /// The store file. Created (with its folders) only by chat-init; every
+    /// other command needs it to exist.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "SESSIONSTORE_DB",
+        default_value = "data/chat/sessions.redb"
+    )]
+    pub db: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a session and print its id.
+    #[command(after_help = "Example:\n  sessionstore chat-init --user-id user123\n\n\
+                            Prints exactly three lines:\n  Created session: <uuid>\n  \
+                            User: user123\n  Database: data/chat/sessions.redb")]
+    ChatInit {
+        /// The session's owner; anonymous when left out.
+        #[arg(long, value_name = "U")]
+        user_id: Option<String>,
+    },
+
+    /// Record a query (and, given a candidate set, the reply) in a session.
+    ///
+    /// Running the query belongs to the caller; this records it: the user's
+    /// text with its query plan, then, when a candidate set is given, the
+    /// assistant's reply `Found N books matching your query` carrying it.
+    #[command(after_help = "Example:\n  \
+                            sessionstore query \"books by Oxford\" --session-id 550e8400-e29b-41d4-a716-446655440000 \\\n    \
+                            --query-plan plan.json --candidate-set results.json\n  \
+                            ./run_query.sh \"books by Oxford\" | sessionstore query \"books by Oxford\" \\\n    \
+                            --session-id 550e8400-e29b-41d4-a716-446655440000 --candidate-set -")]
+    Query {
+        /// The user's query text.
+        text: String,
+        /// The session to record in (must be active).
+        #[arg(long, value_name = "ID")]
+        session_id: Uuid,
+        /// A file holding the query plan, a JSON object; `-` reads stdin.
+        #[arg(long, value_name = "FILE")]
+        query_plan: Option<PathBuf>,
+        /// A file holding the candidate set, a JSON object; `-` reads stdin.
+        /// N in the reply is its `total_count`, else the length of its
+        /// `candidates`.
+        #[arg(long, value_name = "FILE")]
+        candidate_set: Option<PathBuf>,
+    },
+
+    /// Show a session and its messages.
+    #[command(after_help = "Example:\n  \
+                            sessionstore chat-history 550e8400-e29b-41d4-a716-446655440000 --last 10\n  \
+                            sessionstore chat-history 550e8400-e29b-41d4-a716-446655440000 --json | jq .context")]
+    ChatHistory {
+        /// The session (must be active).
+        #[arg(value_name = "ID")]
+        session_id: Uuid,
+        /// Only the last N messages (reads only those).
+        #[arg(long, value_name = "N")]
+        last: Option<u64>,
+        /// Print the session as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Expire sessions left idle too long, and optionally delete old expired ones.
+    #[command(after_help = "Example (a nightly cron job):\n  \
+                            0 2 * * * sessionstore chat-cleanup --max-age-hours 24 --purge-expired-days 90 \
+                            --db /srv/chat/sessions.redb")]
+    ChatCleanup {
+        /// Expire every active session not updated for this many hours.
+        #[arg(long, value_name = "H")]
+        max_age_hours: u64,
+        /// Also delete for good, with their messages, the sessions expired
+        /// more than this many days ago.
+        #[arg(long, value_name = "D")]
+        purge_expired_days: Option<u64>,
+    },
+
+    /// List a user's sessions, most recent first: id, last activity,
+    /// message count, title.
+    #[command(after_help = "Example:\n  sessionstore chat-sessions --user-id user123 --limit 5")]
+    ChatSessions {
+        /// Whose sessions.
+        #[arg(long, value_name = "U")]
+        user_id: String,
+        /// Also list expired sessions (marked `[expired]`).
+        #[arg(long)]
+        include_expired: bool,
+        /// At most N sessions; all when left out.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+
+    /// Expire a session (soft delete: its data stays until purged).
+    #[command(after_help = "Example:\n  sessionstore chat-expire 550e8400-e29b-41d4-a716-446655440000")]
+    ChatExpire {
+        /// The session.
+        #[arg(value_name = "ID")]
+        session_id: Uuid,
+    },
+
+    /// Delete a session and its messages for good (needs --yes).
+    #[command(
+        after_help = "Example:\n  sessionstore chat-delete 550e8400-e29b-41d4-a716-446655440000 --yes"
+    )]
+    ChatDelete {
+        /// The session, active or expired.
+        #[arg(value_name = "ID")]
+        session_id: Uuid,
+        /// Confirm the deletion; without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+
+    /// Delete every session of a user, with their messages (an erasure
+    /// request; needs --yes).
+    #[command(after_help = "Example:\n  sessionstore chat-erase-user user123 --yes")]
+    ChatEraseUser {
+        /// Whose sessions.
+        #[arg(value_name = "U")]
+        user_id: String,
+        /// Confirm the erasure; without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+
+    /// Count active and expired sessions and messages, and give the file size.
+    #[command(after_help = "Example:\n  sessionstore stats")]
+    Stats,
+
+    /// Write a consistent copy of the store to a new file while it stays in use.
+    #[command(after_help = "Example:\n  \
+                            sessionstore backup data/chat/sessions_backup_$(date +%Y%m%d).redb")]
+    Backup {
+        /// The copy to write; refused if it exists.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+
+    /// Check the file's integrity; exits 1 when it is not clean.
+    #[command(after_help = "Example:\n  sessionstore check && echo clean")]
+    Check,
+
+    /// Rewrite the file to hold only live data, and print its size before and after.
+    #[command(
+        after_help = "Example:\n  sessionstore chat-cleanup --max-age-hours 24 --purge-expired-days 30 \
+                            && sessionstore compact"
+    )]
+    Compact,
+}

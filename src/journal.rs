@@ -1,0 +1,501 @@
+//! The write-ahead journal: how a durable write is acknowledged after one
+//! `fdatasync` of an append, instead of a durable redb commit.
+//!
+//! Each commit of the writer appends one record, the change log of its
+//! batch (see [`WriteTables::take_changes`]), and syncs it when the batch
+//! holds a durable request; the batch is then committed to redb with
+//! `Durability::None`, which readers see at once. Every so often (see
+//! `writer.rs`) a durable redb commit makes everything so far durable in the
+//! database, and the journal starts over from its first byte.
+//!
+//! Record: `len: u32 | crc32: u32 | lsn: u64 | payload (len bytes)`, little
+//! endian, the checksum over `len`, `lsn` and the payload. Log sequence
+//! numbers (lsn) follow each other without gaps; each redb commit stores
+//! the lsn of its record in the `meta` table. On open, records are read from
+//! the start while each is whole, checks out and carries the next lsn; the
+//! first that does not (a torn tail, zeros, a record of an earlier round of
+//! the journal) ends the journal. Records newer than the database's durable
+//! lsn are applied again. A change log replays blindly (puts and removes of
+//! whole keys), so a record applied twice changes nothing.
+//!
+//! The file is written with zeros to its full size once, when created, so
+//! that an append never has to allocate: its `fdatasync` writes only the
+//! record's pages.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability as RedbDurability, StorageBackend};
+
+use crate::error::{Error, Result};
+use crate::tables::WriteTables;
+
+/// The journal's size on disk. A batch whose record does not fit in what is
+/// left is committed durably to redb instead, which empties the journal.
+pub(crate) const JOURNAL_BYTES: u64 = 32 << 20;
+
+const HEADER: usize = 16;
+
+/// The journal file beside the database at `database`.
+pub(crate) fn journal_path(database: &Path) -> PathBuf {
+    let mut name = database.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push("-journal");
+    database.with_file_name(name)
+}
+
+pub(crate) struct Journal {
+    file: Box<dyn StorageBackend>,
+    path: PathBuf,
+    capacity: u64,
+    /// Where the next record goes.
+    end: u64,
+    /// The lsn of the next record.
+    next_lsn: u64,
+    /// Offset of the last record appended, for [`Journal::retract`].
+    last_start: Option<u64>,
+    /// Records were appended without a sync since the last one.
+    unsynced: bool,
+}
+
+impl Journal {
+    /// Opens the journal in `file` (zero-filling it to its size if it is
+    /// shorter), brings `db` up to date with the records newer than its
+    /// durable lsn, makes that durable, and returns the journal, empty.
+    pub fn recover(file: Box<dyn StorageBackend>, path: PathBuf, db: &Database) -> Result<Self> {
+        let mut journal = Journal {
+            file,
+            path,
+            capacity: 0,
+            end: 0,
+            next_lsn: 0,
+            last_start: None,
+            unsynced: false,
+        };
+        journal.capacity = journal.prepare()?;
+        let durable = durable_lsn(db)?;
+        let records = journal.read_after(durable)?;
+        journal.next_lsn = durable + 1;
+        if let Some(&(last, _)) = records.last() {
+            tracing::info!(
+                path = %journal.path.display(),
+                records = records.len(),
+                "replaying the journal into the database"
+            );
+            let mut txn = db.begin_write()?;
+            txn.set_durability(RedbDurability::Immediate)
+                .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
+            {
+                let mut tables = WriteTables::open(&txn)?;
+                for (_, payload) in &records {
+                    tables.apply_changes(payload)?;
+                }
+                tables.set_journal_lsn(last)?;
+            }
+            txn.commit()?;
+            journal.next_lsn = last + 1;
+        }
+        Ok(journal)
+    }
+
+    /// Zero-fills the file to [`JOURNAL_BYTES`] when shorter; its size.
+    fn prepare(&self) -> Result<u64> {
+        let len = self.file.len().map_err(|e| self.io("read the size of", e))?;
+        if len >= JOURNAL_BYTES {
+            return Ok(len);
+        }
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = len;
+        while at < JOURNAL_BYTES {
+            let n = (JOURNAL_BYTES - at).min(zeros.len() as u64);
+            self.file
+                .write(at, &zeros[..n as usize])
+                .map_err(|e| self.io("fill", e))?;
+            at += n;
+        }
+        self.file.sync_data().map_err(|e| self.io("sync", e))?;
+        Ok(JOURNAL_BYTES)
+    }
+
+    /// The records of the current round with lsn above `durable`, in order.
+    fn read_after(&self, durable: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut records = Vec::new();
+        let mut at = 0u64;
+        let mut expected: Option<u64> = None;
+        while let Some((lsn, payload, next)) = self.read_record(at)? {
+            match expected {
+                Some(lsn_wanted) if lsn != lsn_wanted => break,
+                None if lsn > durable + 1 => {
+                    return Err(Error::Corrupt {
+                        path: self.path.clone(),
+                        why: format!(
+                            "the journal starts at record {lsn} but the database holds only up to \
+                             {durable}: records are missing (is this the journal of another copy \
+                             of the store?)"
+                        ),
+                    })
+                }
+                _ => {}
+            }
+            if lsn > durable {
+                records.push((lsn, payload));
+            }
+            expected = Some(lsn + 1);
+            at = next;
+        }
+        Ok(records)
+    }
+
+    /// The record at `at`, if a whole and valid one is there.
+    fn read_record(&self, at: u64) -> Result<Option<(u64, Vec<u8>, u64)>> {
+        if at + HEADER as u64 > self.capacity {
+            return Ok(None);
+        }
+        let mut header = [0u8; HEADER];
+        self.file.read(at, &mut header).map_err(|e| self.io("read", e))?;
+        let [l0, l1, l2, l3, c0, c1, c2, c3, lsn @ ..] = header;
+        let len = u64::from(u32::from_le_bytes([l0, l1, l2, l3]));
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        let lsn = u64::from_le_bytes(lsn);
+        let end = at + HEADER as u64 + len;
+        if len == 0 || end > self.capacity {
+            return Ok(None);
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.file
+            .read(at + HEADER as u64, &mut payload)
+            .map_err(|e| self.io("read", e))?;
+        if checksum(len as u32, lsn, &payload) != crc {
+            return Ok(None);
+        }
+        Ok(Some((lsn, payload, end)))
+    }
+
+    /// The lsn the next record gets.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// True when a record of `payload_len` bytes fits in what is left.
+    pub fn fits(&self, payload_len: usize) -> bool {
+        u32::try_from(payload_len).is_ok() && self.end + (HEADER + payload_len) as u64 <= self.capacity
+    }
+
+    /// True when records were appended since the last [`Journal::reset`].
+    pub fn is_empty(&self) -> bool {
+        self.end == 0
+    }
+
+    /// Bytes appended since the last [`Journal::reset`].
+    pub fn used(&self) -> u64 {
+        self.end
+    }
+
+    /// Appends `payload` as record [`Journal::next_lsn`]; with `sync`, returns
+    /// once it is on disk. The caller checked [`Journal::fits`].
+    pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<u64> {
+        let len = u32::try_from(payload.len()).map_err(|_| Error::invalid("journal record", "over 4 GiB"))?;
+        let lsn = self.next_lsn;
+        let mut record = Vec::with_capacity(HEADER + payload.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&checksum(len, lsn, payload).to_le_bytes());
+        record.extend_from_slice(&lsn.to_le_bytes());
+        record.extend_from_slice(payload);
+        self.file
+            .write(self.end, &record)
+            .map_err(|e| self.io("append to", e))?;
+        self.unsynced = true;
+        if sync {
+            self.sync()?;
+        }
+        self.last_start = Some(self.end);
+        self.end += record.len() as u64;
+        self.next_lsn += 1;
+        Ok(lsn)
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.file.sync_data().map_err(|e| self.io("sync", e))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Undoes the last append (its commit failed): its header is zeroed and
+    /// synced, so that it never replays.
+    pub fn retract(&mut self) -> Result<()> {
+        let Some(start) = self.last_start.take() else {
+            return Ok(());
+        };
+        self.file
+            .write(start, &[0u8; HEADER])
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| self.io("retract a record of", e))?;
+        self.end = start;
+        self.next_lsn -= 1;
+        Ok(())
+    }
+
+    /// Starts over from the first byte: the database holds everything
+    /// appended so far durably. Old records stay behind the new ones, but
+    /// their lsn does not follow, so they never replay.
+    pub fn reset(&mut self) {
+        self.end = 0;
+        self.unsynced = false;
+        self.last_start = None;
+    }
+
+    fn io(&self, action: &'static str, error: std::io::Error) -> Error {
+        Error::io(action, &self.path, error)
+    }
+}
+
+fn checksum(len: u32, lsn: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&len.to_le_bytes());
+    hasher.update(&lsn.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The lsn of the last record the database holds durably (0: none).
+fn durable_lsn(db: &Database) -> Result<u64> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read()?;
+    crate::tables::journal_lsn(&txn)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use redb::StorageBackend;
+
+    use super::{journal_path, HEADER};
+    use crate::storage::{FileRole, StorageFactory};
+    use crate::{NewMessage, SessionStore, StoreOptions};
+
+    /// A disk in memory that keeps, for each file, what a power loss would
+    /// leave: the bytes as of the last sync.
+    #[derive(Clone, Default)]
+    struct Disk(Arc<Mutex<HashMap<PathBuf, Arc<SimFile>>>>);
+
+    #[derive(Debug, Default)]
+    struct SimFile {
+        current: Mutex<Vec<u8>>,
+        synced: Mutex<Vec<u8>>,
+    }
+
+    #[derive(Debug)]
+    struct SimBackend(Arc<SimFile>);
+
+    impl StorageBackend for SimBackend {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.0.current.lock().unwrap().len() as u64)
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            let data = self.0.current.lock().unwrap();
+            let start = offset as usize;
+            let bytes = data
+                .get(start..start + out.len())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+            out.copy_from_slice(bytes);
+            Ok(())
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.0.current.lock().unwrap().resize(len as usize, 0);
+            Ok(())
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            let now = self.0.current.lock().unwrap().clone();
+            *self.0.synced.lock().unwrap() = now;
+            Ok(())
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            let mut file = self.0.current.lock().unwrap();
+            let end = offset as usize + data.len();
+            if file.len() < end {
+                file.resize(end, 0);
+            }
+            file[offset as usize..end].copy_from_slice(data);
+            Ok(())
+        }
+    }
+
+    impl StorageFactory for Disk {
+        fn open(&self, path: &Path, _role: FileRole) -> std::io::Result<Box<dyn StorageBackend>> {
+            let file = self
+                .0
+                .lock()
+                .unwrap()
+                .entry(path.to_path_buf())
+                .or_default()
+                .clone();
+            Ok(Box::new(SimBackend(file)))
+        }
+    }
+
+    impl Disk {
+        /// The disk as a power loss now would leave it.
+        fn after_power_loss(&self) -> Disk {
+            let files = self.0.lock().unwrap();
+            let copy = files
+                .iter()
+                .map(|(path, file)| {
+                    let synced = file.synced.lock().unwrap().clone();
+                    let file = SimFile {
+                        current: Mutex::new(synced.clone()),
+                        synced: Mutex::new(synced),
+                    };
+                    (path.clone(), Arc::new(file))
+                })
+                .collect();
+            Disk(Arc::new(Mutex::new(copy)))
+        }
+
+        fn bytes(&self, path: &Path) -> Vec<u8> {
+            self.0.lock().unwrap()[path].current.lock().unwrap().clone()
+        }
+
+        fn set_bytes(&self, path: &Path, bytes: Vec<u8>) {
+            let files = self.0.lock().unwrap();
+            *files[path].current.lock().unwrap() = bytes.clone();
+            *files[path].synced.lock().unwrap() = bytes;
+        }
+
+        fn open(&self) -> SessionStore {
+            let options = StoreOptions {
+                storage: Arc::new(self.clone()),
+                ..StoreOptions::default()
+            };
+            SessionStore::open_with(STORE, options).unwrap()
+        }
+    }
+
+    const STORE: &str = "/sim/sessions.redb";
+
+    /// (offset, payload length) of each record in a journal's bytes.
+    fn records(journal: &[u8]) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        let mut at = 0;
+        while at + HEADER <= journal.len() {
+            let len = u32::from_le_bytes(journal[at..at + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break;
+            }
+            found.push((at, len));
+            at += HEADER + len;
+        }
+        found
+    }
+
+    /// A store with one session holding `n` messages, each a durable write,
+    /// and the disk as a power loss right after would leave it.
+    fn crashed_with(n: usize) -> (Disk, uuid::Uuid) {
+        let disk = Disk::default();
+        let store = disk.open();
+        let id = store.create_session(Some("ana")).unwrap();
+        for i in 0..n {
+            store
+                .add_message(id, NewMessage::user(format!("message {i}")))
+                .unwrap();
+        }
+        let crashed = disk.after_power_loss();
+        drop(store);
+        (crashed, id)
+    }
+
+    fn contents(store: &SessionStore, id: uuid::Uuid) -> Vec<String> {
+        let session = store.get_session(id).unwrap().unwrap();
+        session.messages.into_iter().map(|m| m.content).collect()
+    }
+
+    #[test]
+    fn acknowledged_writes_survive_a_power_loss_through_the_journal() {
+        let (disk, id) = crashed_with(5);
+        let journal = journal_path(Path::new(STORE));
+        // One record for the session, one per message: the database alone
+        // (no checkpoint yet) does not hold them.
+        assert_eq!(records(&disk.bytes(&journal)).len(), 6);
+        let store = disk.open();
+        assert_eq!(contents(&store, id).len(), 5);
+        assert_eq!(store.add_message(id, NewMessage::user("next")).unwrap(), 6);
+        assert_eq!(contents(&store, id)[5], "next");
+    }
+
+    #[test]
+    fn a_torn_tail_ends_the_journal() {
+        let (disk, id) = crashed_with(3);
+        let journal = journal_path(Path::new(STORE));
+        let mut bytes = disk.bytes(&journal);
+        let (last, len) = *records(&bytes).last().unwrap();
+        // The last record's second half never reached the disk.
+        let cut = last + HEADER + len / 2;
+        bytes[cut..last + HEADER + len].fill(0);
+        disk.set_bytes(&journal, bytes);
+        let store = disk.open();
+        assert_eq!(contents(&store, id), ["message 0", "message 1"]);
+    }
+
+    #[test]
+    fn a_bad_checksum_ends_the_journal_there() {
+        let (disk, id) = crashed_with(4);
+        let journal = journal_path(Path::new(STORE));
+        let mut bytes = disk.bytes(&journal);
+        // Record 0 creates the session; record 2 holds message 1.
+        let (at, _) = records(&bytes)[2];
+        bytes[at + HEADER] ^= 0x40;
+        disk.set_bytes(&journal, bytes);
+        let store = disk.open();
+        assert_eq!(contents(&store, id), ["message 0"]);
+        let check = store.check(&mut |_, _| {}).unwrap();
+        assert!(check.is_clean(), "{check:?}");
+    }
+
+    #[test]
+    fn a_crash_between_the_checkpoint_and_the_journal_reset_replays_nothing_twice() {
+        let (disk, id) = crashed_with(3);
+        // This open replays the journal and commits it durably, but leaves
+        // the journal's bytes as they were: a crash right now is a crash
+        // between the durable redb commit and the reset.
+        let store = disk.open();
+        let again = disk.after_power_loss();
+        drop(store);
+        let journal = journal_path(Path::new(STORE));
+        assert_eq!(records(&again.bytes(&journal)).len(), 4);
+        let store = again.open();
+        assert_eq!(contents(&store, id), ["message 0", "message 1", "message 2"]);
+    }
+
+    #[test]
+    fn a_record_replayed_over_a_state_that_holds_it_changes_nothing() {
+        let (disk, id) = crashed_with(3);
+        let journal = journal_path(Path::new(STORE));
+        let bytes = disk.bytes(&journal);
+        let payloads: Vec<Vec<u8>> = records(&bytes)
+            .into_iter()
+            .map(|(at, len)| bytes[at + HEADER..at + HEADER + len].to_vec())
+            .collect();
+        let store = disk.open();
+        let before = store.get_session(id).unwrap().unwrap();
+        // Every record again, over the state that holds them all.
+        store
+            .maintain(move |db| {
+                let txn = db.begin_write()?;
+                {
+                    let mut tables = crate::tables::WriteTables::open(&txn)?;
+                    for payload in &payloads {
+                        tables.apply_changes(payload)?;
+                    }
+                }
+                txn.commit()?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(store.get_session(id).unwrap().unwrap(), before);
+        assert!(store.check(&mut |_, _| {}).unwrap().is_clean());
+        assert_eq!(store.add_message(id, NewMessage::user("next")).unwrap(), 4);
+    }
+}
