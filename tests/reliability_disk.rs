@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use common::disk::{Call, Fault, Keep, SimDisk, EIO, ENOSPC};
+use common::disk::{Call, Fault, Files, Keep, SimDisk, EIO, ENOSPC};
 use common::{assert_clean, content, scale, seed, Rng};
 use sessionstore::{Error, NewMessage, Result, SessionStore, StoreOptions, Uuid};
 
@@ -222,13 +222,7 @@ fn reference() -> Reference {
 /// Opens the files left on a fresh, healthy disk: the state must be one of
 /// `allowed` (indexes into the reference states), the check clean, and the
 /// store must take a write.
-fn reopen_and_verify(
-    dir: &Path,
-    files: BTreeMap<PathBuf, Vec<u8>>,
-    reference: &Reference,
-    allowed: &[usize],
-    case: &str,
-) {
+fn reopen_and_verify(dir: &Path, files: Files, reference: &Reference, allowed: &[usize], case: &str) {
     let disk = SimDisk::with_files(files);
     let store = match SessionStore::open_with(path(dir), options(&disk)) {
         Ok(store) => store,
@@ -342,64 +336,74 @@ fn every_failed_write_set_len_or_sync_is_an_error_and_loses_nothing() {
     let reference = reference();
     let (mut runs, mut injected) = (0u64, 0u64);
     for at in 0..reference.mutations {
-        for errno in [EIO, ENOSPC] {
-            for forever in [false, true] {
-                let dir = tempfile::tempdir().unwrap();
-                let disk = SimDisk::default();
-                disk.inject(Fault { at, errno, forever });
-                let outcome = run_script(dir.path(), &disk, |_| {});
-                let case = format!(
-                    "errno {errno} at call {at} ({:?}), forever: {forever}, after {:?} steps",
-                    disk.first_fault(),
-                    outcome.acked
-                );
-                if disk.faults_injected() == 0 {
-                    // Session ids are random, so the trees, and the number
-                    // of calls, vary a little from run to run.
-                    assert!(
-                        at + 64 > reference.mutations,
-                        "{case}: far fewer calls than the healthy run"
-                    );
-                    continue;
-                }
-                // A failure while the store closes, after the last step, fails no call.
+        // cargo test: EIO once and ENOSPC forever at every call; long: both
+        // errors both ways.
+        let variants = scale(
+            vec![(EIO, false), (ENOSPC, true)],
+            vec![(EIO, false), (EIO, true), (ENOSPC, false), (ENOSPC, true)],
+        );
+        for (errno, forever) in variants {
+            let dir = tempfile::tempdir().unwrap();
+            let disk = SimDisk::default();
+            disk.inject(Fault { at, errno, forever });
+            let mut journal_syncs_at_ack = 0;
+            let outcome = run_script(dir.path(), &disk, |_| journal_syncs_at_ack = disk.journal_syncs());
+            let case = format!(
+                "errno {errno} at call {at} ({:?}), forever: {forever}, after {:?} steps",
+                disk.first_fault(),
+                outcome.acked
+            );
+            if disk.faults_injected() == 0 {
+                // Session ids are random, so the trees, and the number
+                // of calls, vary a little from run to run.
                 assert!(
-                    outcome.error.is_some() || outcome.acked == Some(script().len()),
-                    "{case}: the failed call returned Ok"
+                    at + 64 > reference.mutations,
+                    "{case}: far fewer calls than the healthy run"
                 );
-                injected += disk.faults_injected();
-                runs += 1;
-                // A failed write or growth of the file leaves the commit in
-                // flight out. A failed sync comes after the commit's bytes
-                // were written, and redb shrinks the file after the commit
-                // is durable: then the call fails but its commit may be
-                // found, whole.
-                let allowed = match (outcome.acked, disk.first_fault()) {
-                    (None, _) => vec![0],
-                    (Some(n), Some(Call::Sync | Call::Shrink)) => vec![n, n + 1],
-                    (Some(n), _) => vec![n],
-                };
-                reopen_and_verify(
-                    dir.path(),
-                    disk.written(),
-                    &reference,
-                    &allowed,
-                    &format!("{case}, reopened"),
-                );
-                reopen_and_verify(
-                    dir.path(),
-                    disk.synced(),
-                    &reference,
-                    &allowed,
-                    &format!("{case}, power lost after it"),
-                );
+                continue;
             }
+            // A failure while the store closes, after the last step, fails no call.
+            assert!(
+                outcome.error.is_some() || outcome.acked == Some(script().len()),
+                "{case}: the failed call returned Ok"
+            );
+            injected += disk.faults_injected();
+            runs += 1;
+            // A failed write or growth of a file leaves the commit in
+            // flight out. But the call fails and its commit may still be
+            // found, whole, when the failure came after the commit was
+            // written: a failed sync; redb's shrink of the file after a
+            // durable commit; or, with every call failing from then on,
+            // a journal record synced that could not be withdrawn when
+            // the database refused the batch (it replays on reopening).
+            let journal_synced = disk.journal_syncs() > journal_syncs_at_ack;
+            let allowed = match (outcome.acked, disk.first_fault()) {
+                (None, _) => vec![0],
+                (Some(n), Some(Call::Sync | Call::Shrink)) => vec![n, n + 1],
+                (Some(n), _) if forever && journal_synced => vec![n, n + 1],
+                (Some(n), _) => vec![n],
+            };
+            reopen_and_verify(
+                dir.path(),
+                disk.written(),
+                &reference,
+                &allowed,
+                &format!("{case}, reopened"),
+            );
+            reopen_and_verify(
+                dir.path(),
+                disk.synced(),
+                &reference,
+                &allowed,
+                &format!("{case}, power lost after it"),
+            );
         }
     }
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a thread panicked");
     eprintln!(
-        "faults: {} calls x EIO/ENOSPC x once/forever = {runs} runs, {injected} faults injected, \
+        "faults: {} calls x {} variants of EIO/ENOSPC, once/forever = {runs} runs, {injected} faults injected, \
          every failure an error, state equal to the last acknowledged step",
-        reference.mutations
+        reference.mutations,
+        scale(2, 4)
     );
 }

@@ -57,23 +57,115 @@ enum Pending {
     SetLen(u64),
 }
 
+const PAGE: u64 = 4096;
+
+/// The bytes of a simulated file, by 4 KiB page, pages of zeros left out
+/// (the store's journal is 32 MiB of mostly zeros): cheap to copy.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SparseFile {
+    len: u64,
+    pages: BTreeMap<u64, Arc<Vec<u8>>>,
+}
+
+impl SparseFile {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut file = SparseFile::default();
+        file.write(0, bytes);
+        file
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = vec![0; self.len as usize];
+        self.read(0, &mut bytes);
+        bytes
+    }
+
+    /// Fills `out` from `offset`; false when that goes past the end.
+    fn read(&self, offset: u64, out: &mut [u8]) -> bool {
+        if offset + out.len() as u64 > self.len {
+            return false;
+        }
+        out.fill(0);
+        for (&index, page) in self
+            .pages
+            .range(offset / PAGE..=(offset + out.len() as u64) / PAGE)
+        {
+            copy_overlap(index * PAGE, page, offset, out);
+        }
+        true
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        self.len = self.len.max(end);
+        let mut index = offset / PAGE;
+        while index * PAGE < end {
+            let start = index * PAGE;
+            let from = offset.max(start);
+            let to = end.min(start + PAGE);
+            let chunk = &data[(from - offset) as usize..(to - offset) as usize];
+            if !self.pages.contains_key(&index) && chunk.iter().all(|&b| b == 0) {
+                index += 1;
+                continue;
+            }
+            let page = self
+                .pages
+                .entry(index)
+                .or_insert_with(|| Arc::new(vec![0; PAGE as usize]));
+            let page_bytes = Arc::make_mut(page);
+            page_bytes[(from - start) as usize..(to - start) as usize].copy_from_slice(chunk);
+            if page_bytes.iter().all(|&b| b == 0) {
+                self.pages.remove(&index);
+            }
+            index += 1;
+        }
+    }
+
+    fn set_len(&mut self, len: u64) {
+        if len < self.len {
+            let tail = self.pages.split_off(&len.div_ceil(PAGE));
+            drop(tail);
+            let index = len / PAGE;
+            if let Some(page) = self.pages.get_mut(&index) {
+                Arc::make_mut(page)[(len - index * PAGE) as usize..].fill(0);
+            }
+        }
+        self.len = len;
+    }
+}
+
+/// Copies the part of `page` (at `page_start`) that overlaps `out` (at `offset`).
+fn copy_overlap(page_start: u64, page: &[u8], offset: u64, out: &mut [u8]) {
+    let from = offset.max(page_start);
+    let to = (offset + out.len() as u64).min(page_start + page.len() as u64);
+    if from < to {
+        out[(from - offset) as usize..(to - offset) as usize]
+            .copy_from_slice(&page[(from - page_start) as usize..(to - page_start) as usize]);
+    }
+}
+
+/// The files of a disk, by path.
+pub type Files = BTreeMap<PathBuf, SparseFile>;
+
 #[derive(Clone, Debug, Default)]
 struct SimFile {
-    durable: Vec<u8>,
-    current: Vec<u8>,
+    durable: SparseFile,
+    current: SparseFile,
     pending: Vec<Pending>,
 }
 
-fn apply(bytes: &mut Vec<u8>, op: &Pending) {
+fn apply(file: &mut SparseFile, op: &Pending) {
     match op {
-        Pending::Write { offset, data } => {
-            let start = *offset as usize;
-            if bytes.len() < start + data.len() {
-                bytes.resize(start + data.len(), 0);
-            }
-            bytes[start..start + data.len()].copy_from_slice(data);
-        }
-        Pending::SetLen(len) => bytes.resize(*len as usize, 0),
+        Pending::Write { offset, data } => file.write(*offset, data),
+        Pending::SetLen(len) => file.set_len(*len),
     }
 }
 
@@ -83,13 +175,15 @@ struct DiskState {
     /// Writes, set_lens and syncs so far.
     mutations: u64,
     syncs: u64,
+    /// Syncs of journal files that took effect.
+    journal_syncs: u64,
     fault: Option<Fault>,
     faults_injected: u64,
     /// The kind of call the first injected fault failed.
     first_fault: Option<Call>,
     crash_at_sync: Option<(u64, Keep)>,
     /// The files as found after the power cut, once it happened.
-    crashed: Option<BTreeMap<PathBuf, Vec<u8>>>,
+    crashed: Option<Files>,
 }
 
 impl DiskState {
@@ -153,7 +247,7 @@ pub struct SimDisk(Arc<Mutex<DiskState>>);
 
 impl SimDisk {
     /// A disk holding these files, all synced.
-    pub fn with_files(files: BTreeMap<PathBuf, Vec<u8>>) -> Self {
+    pub fn with_files(files: Files) -> Self {
         let disk = SimDisk::default();
         disk.lock().files = files
             .into_iter()
@@ -186,12 +280,12 @@ impl SimDisk {
     }
 
     /// The files as the power cut left them, if it happened.
-    pub fn crashed(&self) -> Option<BTreeMap<PathBuf, Vec<u8>>> {
+    pub fn crashed(&self) -> Option<Files> {
         self.lock().crashed.clone()
     }
 
     /// The files as written so far (what survives without a power cut).
-    pub fn written(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+    pub fn written(&self) -> Files {
         let state = self.lock();
         state
             .files
@@ -201,7 +295,7 @@ impl SimDisk {
     }
 
     /// The files as synced so far (what a power cut now would leave).
-    pub fn synced(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+    pub fn synced(&self) -> Files {
         let state = self.lock();
         state
             .files
@@ -217,6 +311,11 @@ impl SimDisk {
 
     pub fn syncs(&self) -> u64 {
         self.lock().syncs
+    }
+
+    /// Syncs of the store's journal that took effect.
+    pub fn journal_syncs(&self) -> u64 {
+        self.lock().journal_syncs
     }
 
     pub fn faults_injected(&self) -> u64 {
@@ -235,7 +334,7 @@ impl SimDisk {
 }
 
 impl StorageFactory for SimDisk {
-    fn open(&self, path: &Path, _role: FileRole) -> io::Result<Box<dyn StorageBackend>> {
+    fn open(&self, path: &Path, role: FileRole) -> io::Result<Box<dyn StorageBackend>> {
         let mut state = self.lock();
         if state.crashed.is_some() {
             return Err(io::Error::from_raw_os_error(EIO));
@@ -244,6 +343,7 @@ impl StorageFactory for SimDisk {
         Ok(Box::new(SimBackend {
             disk: self.clone(),
             path: path.to_path_buf(),
+            role,
         }))
     }
 }
@@ -253,6 +353,7 @@ impl StorageFactory for SimDisk {
 struct SimBackend {
     disk: SimDisk,
     path: PathBuf,
+    role: FileRole,
 }
 
 impl SimBackend {
@@ -284,20 +385,15 @@ impl SimBackend {
 
 impl StorageBackend for SimBackend {
     fn len(&self) -> io::Result<u64> {
-        self.with_file(|file| file.current.len() as u64)
+        self.with_file(|file| file.current.len())
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        self.with_file(|file| {
-            let start = offset as usize;
-            match file.current.get(start..start + out.len()) {
-                Some(bytes) => {
-                    out.copy_from_slice(bytes);
-                    Ok(())
-                }
-                None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end")),
-            }
-        })?
+        if self.with_file(|file| file.current.read(offset, out))? {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))
+        }
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -326,6 +422,9 @@ impl StorageBackend for SimBackend {
             }
             state.mutate(Call::Sync)?;
             state.syncs += 1;
+            if self.role == FileRole::Journal {
+                state.journal_syncs += 1;
+            }
         }
         self.with_file(|file| {
             file.durable = file.current.clone();
