@@ -54,6 +54,11 @@ pub struct ExportReport {
 /// On any error nothing is left at `dest` (and no temporary file).
 pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<ExportReport> {
     sqlite::require_file(source)?;
+    if sqlite::has_sqlite_header(source)? {
+        return Err(Error::NotAStore {
+            path: source.to_path_buf(),
+        });
+    }
     let store_options = StoreOptions {
         cache_bytes: 64 << 20,
         ..StoreOptions::default()
