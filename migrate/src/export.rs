@@ -117,7 +117,7 @@ pub(crate) fn export_store(
         conn.close().map_err(|(_, e)| e).in_file(dest)?;
         report
     };
-    output.commit(source)?;
+    output.commit(Some(source))?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

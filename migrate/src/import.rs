@@ -65,7 +65,7 @@ pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Imp
     let output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
     let mut report = {
         let store_options = StoreOptions {
-            cache_bytes: 64 << 20,
+            cache_bytes: 256 << 20,
             ..StoreOptions::default()
         };
         let store = SessionStore::open_with(output.path(), store_options).in_file(dest)?;
@@ -89,7 +89,7 @@ pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Imp
         importer.finish().in_file(dest)?;
         report
     };
-    output.commit(source)?;
+    output.commit(Some(source))?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

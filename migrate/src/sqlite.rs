@@ -84,6 +84,7 @@ pub(crate) fn open_untrusted(path: &Path) -> Result<Connection> {
     harden(&conn, path)?;
     conn.pragma_update(None, "query_only", true).in_file(path)?;
     conn.pragma_update(None, "cell_size_check", true).in_file(path)?;
+    conn.pragma_update(None, "cache_size", -65536).in_file(path)?;
     let problems: Vec<String> = {
         let mut check = conn.prepare("PRAGMA quick_check(5)").in_file(path)?;
         let rows = check.query_map([], |row| row.get::<_, String>(0)).in_file(path)?;
