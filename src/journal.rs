@@ -28,6 +28,7 @@ use redb::{Database, Durability as RedbDurability, StorageBackend};
 
 use crate::error::{Error, Result};
 use crate::tables::WriteTables;
+use crate::writer::set_durability;
 
 /// The journal's size on disk. A batch whose record does not fit in what is
 /// left is committed durably to redb instead, which empties the journal.
@@ -81,8 +82,7 @@ impl Journal {
                 "replaying the journal into the database"
             );
             let mut txn = db.begin_write()?;
-            txn.set_durability(RedbDurability::Immediate)
-                .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
+            set_durability(&mut txn, RedbDurability::Immediate)?;
             {
                 let mut tables = WriteTables::open(&txn)?;
                 for (_, payload) in &records {

@@ -600,6 +600,7 @@ fn user_view_treats_foreign_sessions_as_missing() {
                 format!("{:?}", ana.get_recent_messages(id, 5)),
                 format!("{:?}", ana.messages_after(id, 0, 5)),
                 format!("{:?}", ana.messages_before(id, 5, 5)),
+                format!("{:?}", ana.messages_from(id, 0, 5)),
                 format!("{:?}", ana.get_message(message)),
                 format!("{:?}", ana.pop_last_message(id)),
                 format!("{:?}", ana.expire_session(id)),
@@ -619,7 +620,7 @@ fn user_view_treats_foreign_sessions_as_missing() {
         assert_eq!(on_foreign, answers(foreign, message), "{owner:?}");
         assert!(on_foreign[0].contains("Ok(None)"));
         assert!(on_foreign[1].contains("SessionNotFound"));
-        assert!(on_foreign[7].contains("MessageNotFound"));
+        assert!(on_foreign[8].contains("MessageNotFound"));
     }
 
     // The owner gets everything.

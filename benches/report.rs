@@ -1,0 +1,706 @@
+//! `cargo bench --bench report [-- --quick] [-- --json FILE]`: every
+//! workload of issue 6 on sessionstore and on the SQLite store, in one
+//! process, printed as a markdown table (and written as JSON with --json).
+//!
+//! `--quick` runs smaller stores and fewer iterations (a smoke run, under
+//! three minutes); the full run loads 1,000,000 sessions and 1 GB stores.
+//! `--only get_session,open` runs only the named stages (get_session,
+//! recent_messages, add_message, threads, big_store, bytes, open), for
+//! profiling.
+//! Files go to a temporary folder under `BENCH_DIR` when set (else the
+//! system's temporary folder): put it on the disk you mean to measure.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{conversation, sql_session, ss_session, BatchedSqlite, BigStore, Sqlite, Turn, TARGET_USER};
+use sessionstore::{Durability, SessionStore, Timestamp, TimestampForm, Uuid};
+
+#[derive(Clone, Copy)]
+struct Config {
+    quick: bool,
+}
+
+impl Config {
+    fn pick<T>(self, quick: T, full: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Better {
+    Lower,
+    Higher,
+}
+
+/// One stage of the run: its rows, and notes printed under the table.
+type Workload = fn(Config, &mut Vec<String>) -> Vec<Row>;
+
+struct Row {
+    workload: &'static str,
+    unit: &'static str,
+    sessionstore: f64,
+    sqlite: f64,
+    better: Better,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        self.sessionstore / self.sqlite
+    }
+
+    /// How many times better sessionstore is (above 1: it leads).
+    fn lead(&self) -> f64 {
+        match self.better {
+            Better::Lower => self.sqlite / self.sessionstore,
+            Better::Higher => self.sessionstore / self.sqlite,
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--child") {
+        return child(&args[at + 1..]);
+    }
+    let config = Config {
+        quick: args.iter().any(|a| a == "--quick"),
+    };
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .map(|at| PathBuf::from(args.get(at + 1).expect("--json needs a file")));
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let stages: [(&str, Workload); 7] = [
+        ("get_session", get_session),
+        ("recent_messages", recent_messages),
+        ("add_message", add_message_one_thread),
+        ("threads", add_message_threads),
+        ("big_store", big_store),
+        ("bytes", bytes_on_disk),
+        ("open", open_times),
+    ];
+    let only: Vec<&str> = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|at| {
+            args.get(at + 1)
+                .expect("--only needs stage names")
+                .split(',')
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, stage) in stages {
+        if !only.is_empty() && !only.contains(&name) {
+            continue;
+        }
+        let at = Instant::now();
+        eprintln!("running {name}...");
+        rows.extend(stage(config, &mut notes));
+        eprintln!("  {name}: {:.1} s", at.elapsed().as_secs_f64());
+    }
+    print_table(&rows);
+    for note in &notes {
+        println!("{note}");
+    }
+    println!(
+        "\n{} run, {:.0} s in all.",
+        config.pick("quick", "full"),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = json {
+        write_json(&path, &rows);
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| workload | unit | sessionstore | SQLite | ratio | sessionstore leads by |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {:.3} | {:.2}x |",
+            row.workload,
+            row.unit,
+            number(row.sessionstore),
+            number(row.sqlite),
+            row.ratio(),
+            row.lead()
+        );
+    }
+}
+
+fn number(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+fn write_json(path: &Path, rows: &[Row]) {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "workload": row.workload,
+                "unit": row.unit,
+                "sessionstore": row.sessionstore,
+                "sqlite": row.sqlite,
+                "ratio": row.ratio(),
+                "better": match row.better { Better::Lower => "lower", Better::Higher => "higher" },
+            })
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows })).expect("json");
+    std::fs::write(path, text + "\n").expect("write the JSON file");
+}
+
+// ---- timing ---------------------------------------------------------------
+
+/// Latencies of `iterations` calls, after a tenth as many unmeasured ones.
+fn latencies(iterations: usize, mut call: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..iterations / 10 + 1 {
+        call();
+    }
+    let mut times: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let at = Instant::now();
+            call();
+            at.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[at].as_secs_f64() * 1e6
+}
+
+fn median_micros(iterations: usize, call: impl FnMut()) -> f64 {
+    percentile(&latencies(iterations, call), 0.5)
+}
+
+fn micros_row(workload: &'static str, sessionstore: f64, sqlite: f64) -> Row {
+    Row {
+        workload,
+        unit: "µs (median)",
+        sessionstore,
+        sqlite,
+        better: Better::Lower,
+    }
+}
+
+fn millis_row(workload: &'static str, sessionstore: Duration, sqlite: Duration) -> Row {
+    Row {
+        workload,
+        unit: "ms",
+        sessionstore: sessionstore.as_secs_f64() * 1e3,
+        sqlite: sqlite.as_secs_f64() * 1e3,
+        better: Better::Lower,
+    }
+}
+
+// ---- workloads --------------------------------------------------------------
+
+fn get_session(config: Config, _: &mut Vec<String>) -> Vec<Row> {
+    let dir = common::scratch();
+    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    let sqlite = Sqlite::open(&dir.path().join("s.db"), Durability::Durable);
+    [
+        ("get_session_10", 10, config.pick(300, 3000)),
+        ("get_session_100", 100, config.pick(200, 2000)),
+        ("get_session_1000", 1000, config.pick(30, 300)),
+    ]
+    .into_iter()
+    .map(|(workload, n, iterations)| {
+        let ss = ss_session(&store, n, n);
+        let sq = sql_session(&sqlite, n, n);
+        let ss_time = median_micros(iterations, || {
+            let session = store.get_session(ss).expect("read").expect("active");
+            assert_eq!(session.messages.len() as u64, n);
+        });
+        let sq_time = median_micros(iterations, || {
+            let session = sqlite.get_session(&sq).expect("active");
+            assert_eq!(session.messages.len() as u64, n);
+        });
+        micros_row(workload, ss_time, sq_time)
+    })
+    .collect()
+}
+
+fn recent_messages(config: Config, _: &mut Vec<String>) -> Vec<Row> {
+    let dir = common::scratch();
+    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    let sqlite = Sqlite::open(&dir.path().join("s.db"), Durability::Durable);
+    let ss = ss_session(&store, 1, 10_000);
+    let sq = sql_session(&sqlite, 1, 10_000);
+    let iterations = config.pick(500, 5000);
+    let ss_time = median_micros(iterations, || {
+        assert_eq!(store.get_recent_messages(ss, 10).expect("read").len(), 10);
+    });
+    let sq_time = median_micros(iterations, || {
+        assert_eq!(sqlite.get_recent_messages(&sq, 10).len(), 10);
+    });
+    vec![micros_row("recent_10_of_10000", ss_time, sq_time)]
+}
+
+fn add_message_one_thread(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
+    let dir = common::scratch();
+    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    let sqlite = Sqlite::open(&dir.path().join("s.db"), Durability::Durable);
+    let turns = conversation(3, 64);
+    let ss = store.create_session(Some("writer")).expect("create");
+    let sq = sqlite.create_session(Some("writer"));
+    let iterations = config.pick(1000, 5000);
+    let mut i = 0;
+    let ss_times = latencies(iterations, || {
+        i += 1;
+        store
+            .add_message(ss, turns[i % turns.len()].to_new_message())
+            .expect("add");
+    });
+    let sq_times = latencies(iterations, || {
+        i += 1;
+        sqlite.add_message(&sq, &turns[i % turns.len()]);
+    });
+    notes.push(format!(
+        "\nadd_message_1_thread (durable): p99 {:.0} µs against SQLite's {:.0} µs; p99.9 {:.0} µs against {:.0} µs.",
+        percentile(&ss_times, 0.99),
+        percentile(&sq_times, 0.99),
+        percentile(&ss_times, 0.999),
+        percentile(&sq_times, 0.999),
+    ));
+    vec![micros_row(
+        "add_message_1_thread",
+        percentile(&ss_times, 0.5),
+        percentile(&sq_times, 0.5),
+    )]
+}
+
+/// Messages per second from `threads` threads, each appending durable
+/// messages to its own session for `time`.
+fn throughput<S: Sync>(
+    threads: usize,
+    time: Duration,
+    shared: &S,
+    session: impl Fn(&S, usize) -> String + Sync,
+    add: impl Fn(&S, &str, &Turn) + Sync,
+) -> f64 {
+    let count = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let turns = conversation(5, 64);
+    let elapsed = std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (count, stop, turns, session, add) = (&count, &stop, &turns, &session, &add);
+            scope.spawn(move || {
+                let id = session(shared, t);
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    add(shared, &id, &turns[i % turns.len()]);
+                    i += 1;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let at = Instant::now();
+        std::thread::sleep(time);
+        stop.store(true, Ordering::Relaxed);
+        at.elapsed()
+    });
+    count.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+}
+
+fn add_message_threads(config: Config, _: &mut Vec<String>) -> Vec<Row> {
+    let time = config.pick(Duration::from_millis(1500), Duration::from_secs(6));
+    let run_ss = |threads| {
+        let dir = common::scratch();
+        let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+        throughput(
+            threads,
+            time,
+            &store,
+            |store, _| store.create_session(Some("writer")).expect("create").to_string(),
+            |store, id, turn| {
+                let id = Uuid::parse_str(id).expect("uuid");
+                store.add_message(id, turn.to_new_message()).expect("add");
+            },
+        )
+    };
+    let run_sqlite = |threads| {
+        let dir = common::scratch();
+        let path = dir.path().join("s.db");
+        drop(Sqlite::open(&path, Durability::Durable));
+        throughput(
+            threads,
+            time,
+            &path,
+            |path, _| {
+                let sqlite = Sqlite::open(path, Durability::Durable);
+                sqlite.create_session(Some("writer"))
+            },
+            |path, id, turn| {
+                // One connection per thread, opened once.
+                thread_local! {
+                    static CONNECTION: std::cell::RefCell<Option<Sqlite>> = const { std::cell::RefCell::new(None) };
+                }
+                CONNECTION.with(|cell| {
+                    let mut cell = cell.borrow_mut();
+                    let sqlite = cell.get_or_insert_with(|| Sqlite::open(path, Durability::Durable));
+                    sqlite.add_message(id, turn);
+                });
+            },
+        )
+    };
+    let run_batched = |threads| {
+        let dir = common::scratch();
+        let path = dir.path().join("s.db");
+        let sessions = Sqlite::open(&path, Durability::Durable);
+        let ids: Vec<String> = (0..threads)
+            .map(|_| sessions.create_session(Some("writer")))
+            .collect();
+        let batched = BatchedSqlite::open(&path);
+        throughput(
+            threads,
+            time,
+            &batched,
+            |_, t| ids[t].clone(),
+            |batched, id, turn| {
+                batched.add_message(id, turn);
+            },
+        )
+    };
+    let row = |workload, sessionstore, sqlite| Row {
+        workload,
+        unit: "messages/s",
+        sessionstore,
+        sqlite,
+        better: Better::Higher,
+    };
+    let ss_32 = run_ss(32);
+    vec![
+        row("add_message_8_threads", run_ss(8), run_sqlite(8)),
+        row("add_message_32_threads", ss_32, run_sqlite(32)),
+        row("add_message_32_threads_vs_batched", ss_32, run_batched(32)),
+    ]
+}
+
+fn big_store(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
+    let shape = BigStore {
+        total: config.pick(20_000, 1_000_000),
+        of_target: 1000,
+    };
+    let dir = common::scratch();
+    let at = Instant::now();
+    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    shape.load_sessionstore(&store);
+    let ss_load = at.elapsed();
+    let at = Instant::now();
+    let path = dir.path().join("s.db");
+    shape.load_sqlite(&path);
+    let sq_load = at.elapsed();
+    notes.push(format!(
+        "\nBig store: {} sessions ({} of the listed user), loaded in {:.1} s (sessionstore importer) and {:.1} s (SQLite, one transaction).",
+        shape.total,
+        shape.of_target,
+        ss_load.as_secs_f64(),
+        sq_load.as_secs_f64()
+    ));
+    let sqlite = Sqlite::open(&path, Durability::Durable);
+    let iterations = config.pick(50, 300);
+    let list = micros_row(
+        "list_user_sessions",
+        median_micros(iterations, || {
+            assert_eq!(
+                store.list_user_sessions(TARGET_USER, false).expect("list").len(),
+                1000
+            );
+        }),
+        median_micros(iterations, || {
+            assert_eq!(sqlite.list_user_sessions(TARGET_USER).len(), 1000);
+        }),
+    );
+    let recent = micros_row(
+        "recent_sessions",
+        median_micros(iterations, || {
+            assert_eq!(store.recent_sessions(TARGET_USER, 10).expect("recent").len(), 10);
+        }),
+        median_micros(iterations, || {
+            assert_eq!(sqlite.recent_sessions(TARGET_USER, 10).len(), 10);
+        }),
+    );
+    let due = (shape.total / 100) as usize;
+    let day = Duration::from_secs(24 * 3600);
+    let at = Instant::now();
+    assert_eq!(store.expire_old_sessions(day).expect("expire") as usize, due);
+    let ss_expire = at.elapsed();
+    let at = Instant::now();
+    assert_eq!(sqlite.expire_old_sessions(day), due);
+    let sq_expire = at.elapsed();
+    vec![
+        list,
+        recent,
+        millis_row("expire_1pct_of_1m", ss_expire, sq_expire),
+    ]
+}
+
+fn file_size(path: &Path) -> f64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64
+}
+
+fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
+    let sessions = config.pick(100, 1000);
+    let per_session = 20;
+    let dir = common::scratch();
+    let ss_path = dir.path().join("s.redb");
+    let sq_path = dir.path().join("s.db");
+    // Sessions first (each side's file without messages), then messages.
+    let store = SessionStore::open(&ss_path).expect("open");
+    let relaxed = store.with_durability(Durability::Relaxed);
+    let sqlite = Sqlite::open(&sq_path, Durability::Relaxed);
+    sqlite.checkpoint();
+    let (ss_empty, sq_empty) = (file_size(&ss_path), file_size(&sq_path));
+    let ss_ids: Vec<Uuid> = (0..sessions)
+        .map(|_| relaxed.create_session(Some("sizer")).expect("create"))
+        .collect();
+    let sq_ids: Vec<String> = (0..sessions)
+        .map(|_| sqlite.create_session(Some("sizer")))
+        .collect();
+    drop((relaxed, store));
+    sqlite.checkpoint();
+    let (ss_sessions, sq_sessions) = (file_size(&ss_path), file_size(&sq_path));
+    let store = SessionStore::open(&ss_path).expect("open");
+    let relaxed = store.with_durability(Durability::Relaxed);
+    let mut payload = 0usize;
+    for (n, (ss, sq)) in ss_ids.iter().zip(&sq_ids).enumerate() {
+        for turn in conversation(n as u64, per_session) {
+            payload += turn.content.len()
+                + turn.query_plan.as_ref().map_or(0, String::len)
+                + turn.candidate_set.as_ref().map_or(0, String::len);
+            relaxed.add_message(*ss, turn.to_new_message()).expect("add");
+            sqlite.add_message(sq, &turn);
+        }
+    }
+    drop((relaxed, store));
+    sqlite.checkpoint();
+    let (ss_full, sq_full) = (file_size(&ss_path), file_size(&sq_path));
+    let messages = (sessions * per_session) as f64;
+    let sessions = sessions as f64;
+    notes.push(format!(
+        "\nBytes: {} sessions, {} messages of {:.0} bytes of text and JSON on average; files of {:.1} MB (sessionstore, plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint.",
+        sessions,
+        messages,
+        payload as f64 / messages,
+        ss_full / 1e6,
+        32,
+        sq_full / 1e6
+    ));
+    let row = |workload, sessionstore, sqlite| Row {
+        workload,
+        unit: "bytes",
+        sessionstore,
+        sqlite,
+        better: Better::Lower,
+    };
+    vec![
+        row(
+            "bytes_per_message",
+            (ss_full - ss_sessions) / messages,
+            (sq_full - sq_sessions) / messages,
+        ),
+        row(
+            "bytes_per_session",
+            (ss_sessions - ss_empty) / sessions,
+            (sq_sessions - sq_empty) / sessions,
+        ),
+    ]
+}
+
+/// Loads about `bytes` of conversations (sessions of 20 messages) into both
+/// stores; returns one session of each.
+fn load_bytes(bytes: u64, ss_path: &Path, sq_path: &Path) -> (Uuid, String) {
+    let per_session = 20;
+    let turns = conversation(11, per_session);
+    let session_bytes: u64 = turns
+        .iter()
+        .map(|t| {
+            (t.content.len()
+                + t.query_plan.as_ref().map_or(0, String::len)
+                + t.candidate_set.as_ref().map_or(0, String::len)) as u64
+        })
+        .sum();
+    let sessions = bytes / session_bytes + 1;
+    let store = SessionStore::open(ss_path).expect("open");
+    let mut importer = store.importer();
+    let mut next_id = 1;
+    let now = Timestamp::now();
+    let ids: Vec<Uuid> = (0..sessions).map(|i| Uuid::from_u128(i as u128 + 1)).collect();
+    for id in &ids {
+        importer
+            .add_session(sessionstore::SessionInfo {
+                session_id: *id,
+                user_id: Some(format!("user-{}", id.as_u128() % 1000)),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                expired_at: None,
+                context: None,
+                metadata: None,
+                message_count: 0,
+                extra: Default::default(),
+            })
+            .expect("add session");
+        let messages = turns
+            .iter()
+            .map(|turn| {
+                next_id += 1;
+                turn.to_message(
+                    next_id - 1,
+                    Timestamp::from_micros(now.micros(), TimestampForm::Utc),
+                )
+            })
+            .collect();
+        importer.add_messages(*id, messages).expect("add messages");
+    }
+    importer.finish().expect("finish");
+    drop(store);
+    let sqlite = Sqlite::open(sq_path, Durability::Relaxed);
+    sqlite
+        .connection()
+        .execute_batch("PRAGMA synchronous=OFF;")
+        .expect("pragma");
+    let txn = sqlite.connection().unchecked_transaction().expect("begin");
+    let sq_ids: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let id = id.to_string();
+            txn.execute(
+                "INSERT INTO chat_sessions (session_id, user_id, created_at, updated_at) VALUES (?1, 'u', 'now', 'now')",
+                [&id],
+            )
+            .expect("insert session");
+            for turn in &turns {
+                txn.execute(
+                    "INSERT INTO chat_messages (session_id, role, content, query_plan, candidate_set, timestamp) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    rusqlite::params![id, turn.role.as_str(), turn.content, turn.query_plan, turn.candidate_set, "2026-11-24T00:00:00+00:00"],
+                )
+                .expect("insert message");
+            }
+            id
+        })
+        .collect();
+    txn.commit().expect("commit");
+    sqlite.checkpoint();
+    (ids[ids.len() / 2], sq_ids[sq_ids.len() / 2].clone())
+}
+
+fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
+    let bytes = config.pick(32u64 << 20, 1 << 30);
+    let dir = common::scratch();
+    let ss_path = dir.path().join("s.redb");
+    let sq_path = dir.path().join("s.db");
+    let (ss_id, sq_id) = load_bytes(bytes, &ss_path, &sq_path);
+    notes.push(format!(
+        "\nOpen: stores of {:.0} MB (sessionstore) and {:.0} MB (SQLite); open = open the file and read one session.",
+        file_size(&ss_path) / 1e6,
+        file_size(&sq_path) / 1e6
+    ));
+    let open_ss = || {
+        let at = Instant::now();
+        let store = SessionStore::open(&ss_path).expect("open");
+        store.get_session(ss_id).expect("read").expect("active");
+        let time = at.elapsed();
+        drop(store);
+        time
+    };
+    let open_sq = || {
+        let at = Instant::now();
+        let sqlite = Sqlite::open(&sq_path, Durability::Durable);
+        sqlite.get_session(&sq_id).expect("active");
+        at.elapsed()
+    };
+    let runs = 5;
+    let median = |mut times: Vec<Duration>| {
+        times.sort_unstable();
+        times[times.len() / 2]
+    };
+    let clean = millis_row(
+        "open_clean",
+        median((0..runs).map(|_| open_ss()).collect()),
+        median((0..runs).map(|_| open_sq()).collect()),
+    );
+    kill_writer("sessionstore", &ss_path, &ss_id.to_string());
+    let ss_after_kill = open_ss();
+    kill_writer("sqlite", &sq_path, &sq_id);
+    let sq_after_kill = open_sq();
+    vec![clean, millis_row("open_after_kill", ss_after_kill, sq_after_kill)]
+}
+
+/// Runs a child process appending durable messages to `session` of the
+/// store at `path`, and kills it (SIGKILL) in the middle of its writes.
+fn kill_writer(side: &str, path: &Path, session: &str) {
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--child", side])
+        .arg(path)
+        .arg(session)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the writer");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("read the child");
+    assert_eq!(ready.trim(), "writing");
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}
+
+/// The child of [`kill_writer`]: appends until killed.
+fn child(args: &[String]) {
+    let [side, path, session] = args else {
+        panic!("--child SIDE PATH SESSION");
+    };
+    let path = Path::new(path);
+    let turns = conversation(13, 64);
+    let mut out = std::io::stdout();
+    match side.as_str() {
+        "sessionstore" => {
+            let store = Arc::new(SessionStore::open(path).expect("open"));
+            let id = Uuid::parse_str(session).expect("uuid");
+            store.add_message(id, turns[0].to_new_message()).expect("add");
+            writeln!(out, "writing")
+                .and_then(|()| out.flush())
+                .expect("stdout");
+            for i in 1.. {
+                store
+                    .add_message(id, turns[i % turns.len()].to_new_message())
+                    .expect("add");
+            }
+        }
+        _ => {
+            let sqlite = Sqlite::open(path, Durability::Durable);
+            sqlite.add_message(session, &turns[0]);
+            writeln!(out, "writing")
+                .and_then(|()| out.flush())
+                .expect("stdout");
+            for i in 1.. {
+                sqlite.add_message(session, &turns[i % turns.len()]);
+            }
+        }
+    }
+}
