@@ -106,7 +106,11 @@ pub(crate) fn shallow_merge(old: Option<&JsonText>, update: &JsonText) -> Result
         },
         None => Map::new(),
     };
-    let Value::Object(update) = update.to_value()? else {
+    // Valid JSON can still hold what a value cannot (a number out of range,
+    // such as 1e400): that is the caller's input, refused as such.
+    let update = serde_json::from_str(update.as_str())
+        .map_err(|e| Error::invalid("context", format!("cannot be merged: {e}")))?;
+    let Value::Object(update) = update else {
         return Err(Error::invalid("context", "not a JSON object"));
     };
     for (key, value) in update {

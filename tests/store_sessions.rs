@@ -165,6 +165,8 @@ fn update_context_keeps_unicode_and_nul_and_refuses_non_objects() {
         let message = assert_invalid(store.update_context(id, bad), "context");
         assert!(message.starts_with("invalid context: "), "{message}");
     }
+    let message = assert_invalid(store.update_context(id, r#"{"inf": 1e400}"#), "context");
+    assert!(message.contains("number out of range"), "{message}");
     assert_eq!(dump(&store), before, "a refused context changes nothing");
     let missing = Uuid::new_v4();
     assert_session_not_found(store.update_context(missing, "{}"), missing);
