@@ -4,6 +4,9 @@
 //!
 //! `--quick` runs smaller stores and fewer iterations (a smoke run, under
 //! three minutes); the full run loads 1,000,000 sessions and 1 GB stores.
+//! `--only get_session,open` runs only the named stages (get_session,
+//! recent_messages, add_message, threads, big_store, bytes, open), for
+//! profiling.
 //! Files go to a temporary folder under `BENCH_DIR` when set (else the
 //! system's temporary folder): put it on the disk you mean to measure.
 
@@ -84,12 +87,25 @@ fn main() {
         ("get_session", get_session),
         ("recent_messages", recent_messages),
         ("add_message", add_message_one_thread),
-        ("concurrent add_message", add_message_threads),
-        ("big store", big_store),
+        ("threads", add_message_threads),
+        ("big_store", big_store),
         ("bytes", bytes_on_disk),
         ("open", open_times),
     ];
+    let only: Vec<&str> = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|at| {
+            args.get(at + 1)
+                .expect("--only needs stage names")
+                .split(',')
+                .collect()
+        })
+        .unwrap_or_default();
     for (name, stage) in stages {
+        if !only.is_empty() && !only.contains(&name) {
+            continue;
+        }
         let at = Instant::now();
         eprintln!("running {name}...");
         rows.extend(stage(config, &mut notes));

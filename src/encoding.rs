@@ -1,10 +1,12 @@
 //! How records are laid out in the redb tables: postcard, behind a one-byte
-//! record version, so that the layout can change without guessing.
+//! record version, so that the layout can change without guessing; large
+//! records (candidate sets) compressed with LZ4 under their own version.
 //!
 //! Decoding treats the bytes as untrusted: a bad record is an
 //! [`Error::CorruptRecord`], never a panic, and lengths are checked against
 //! the bytes present before anything is allocated.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -12,8 +14,14 @@ use crate::json::JsonText;
 use crate::model::{ExtraColumns, ExtraValue, Message, Role, SessionInfo};
 use crate::timestamp::{Timestamp, TimestampForm};
 
-/// The version byte in front of every record this build writes.
+/// The version byte of a plain record: postcard.
 const RECORD_VERSION: u8 = 1;
+/// The version byte of a compressed record: the length of its postcard
+/// body (u32, little endian), then that body as an LZ4 block.
+const RECORD_VERSION_LZ4: u8 = 2;
+/// Records shorter than this are stored plain (LZ4 gains little on them);
+/// longer ones are compressed when that saves at least an eighth.
+const COMPRESS_FROM: usize = 512;
 
 /// A timestamp as stored: instant and text form.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,33 +103,75 @@ pub(crate) struct ExtraRowRecord {
     pub values: Vec<ExtraValue>,
 }
 
-/// Encodes a record with its version byte.
+/// Encodes a record behind its version byte: plain postcard, or, when the
+/// record is large and compresses well (JSON candidate sets do), postcard
+/// compressed with LZ4.
 pub(crate) fn encode<T: Serialize>(table: &'static str, record: &T) -> Result<Vec<u8>> {
     let mut out = vec![RECORD_VERSION];
     postcard::to_io(record, &mut out).map_err(|e| Error::corrupt_record(table, e))?;
-    Ok(out)
+    let body = &out[1..];
+    if body.len() < COMPRESS_FROM {
+        return Ok(out);
+    }
+    let Ok(len) = u32::try_from(body.len()) else {
+        return Ok(out);
+    };
+    let packed = lz4_flex::block::compress(body);
+    if packed.len() + 4 > body.len() - body.len() / 8 {
+        return Ok(out);
+    }
+    let mut compressed = Vec::with_capacity(5 + packed.len());
+    compressed.push(RECORD_VERSION_LZ4);
+    compressed.extend_from_slice(&len.to_le_bytes());
+    compressed.extend_from_slice(&packed);
+    Ok(compressed)
 }
 
-/// Decodes a record written by [`encode`].
-pub(crate) fn decode<'a, T: Deserialize<'a>>(table: &'static str, bytes: &'a [u8]) -> Result<T> {
+/// Decodes a record written by [`encode`] (either version).
+pub(crate) fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, body)) => {
-            let (record, rest) =
-                postcard::take_from_bytes(body).map_err(|e| Error::corrupt_record(table, e))?;
-            if rest.is_empty() {
-                Ok(record)
-            } else {
-                Err(Error::corrupt_record(
+        Some((&RECORD_VERSION, body)) => decode_body(table, body),
+        Some((&RECORD_VERSION_LZ4, rest)) => {
+            let Some((len, packed)) = rest.split_first_chunk::<4>() else {
+                return Err(Error::corrupt_record(table, "compressed record cut short"));
+            };
+            let len = u32::from_le_bytes(*len) as usize;
+            // LZ4 expands at most 255 times: a larger claim is damage, and is
+            // refused before anything is allocated.
+            if len > packed.len().saturating_mul(255) {
+                return Err(Error::corrupt_record(
                     table,
-                    format!("{} bytes after the record", rest.len()),
-                ))
+                    format!("compressed record of {} bytes claims {len}", packed.len()),
+                ));
             }
+            let mut body = vec![0u8; len];
+            let written = lz4_flex::block::decompress_into(packed, &mut body)
+                .map_err(|e| Error::corrupt_record(table, format!("compressed record: {e}")))?;
+            if written != len {
+                return Err(Error::corrupt_record(
+                    table,
+                    format!("compressed record holds {written} bytes, not {len}"),
+                ));
+            }
+            decode_body(table, &body)
         }
         Some((version, _)) => Err(Error::corrupt_record(
             table,
             format!("unknown record version {version}"),
         )),
         None => Err(Error::corrupt_record(table, "empty record")),
+    }
+}
+
+fn decode_body<T: DeserializeOwned>(table: &'static str, body: &[u8]) -> Result<T> {
+    let (record, rest) = postcard::take_from_bytes(body).map_err(|e| Error::corrupt_record(table, e))?;
+    if rest.is_empty() {
+        Ok(record)
+    } else {
+        Err(Error::corrupt_record(
+            table,
+            format!("{} bytes after the record", rest.len()),
+        ))
     }
 }
 
@@ -210,6 +260,53 @@ mod tests {
         let bytes = encode("messages", &sample()).unwrap();
         let back: MessageRecord = decode("messages", &bytes).unwrap();
         assert_eq!(back, sample());
+    }
+
+    fn large() -> MessageRecord {
+        let candidate =
+            r#"{"record_id": "99462434555331", "match_rationale": "publisher matches Cambridge"}"#;
+        MessageRecord {
+            candidate_set: Some(format!(r#"{{"candidates": [{}]}}"#, [candidate; 30].join(", "))),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn large_records_are_compressed_and_round_trip() {
+        let bytes = encode("messages", &large()).unwrap();
+        assert_eq!(bytes[0], RECORD_VERSION_LZ4);
+        let mut plain = vec![RECORD_VERSION];
+        postcard::to_io(&large(), &mut plain).unwrap();
+        assert!(
+            bytes.len() * 4 < plain.len(),
+            "{} of {}",
+            bytes.len(),
+            plain.len()
+        );
+        assert_eq!(decode::<MessageRecord>("messages", &bytes).unwrap(), large());
+        // Records written plain (all of them before compression) still read.
+        assert_eq!(decode::<MessageRecord>("messages", &plain).unwrap(), large());
+        // Small ones stay plain.
+        assert_eq!(encode("messages", &sample()).unwrap()[0], RECORD_VERSION);
+    }
+
+    #[test]
+    fn damaged_compressed_records_are_errors() {
+        let bytes = encode("messages", &large()).unwrap();
+        for len in 0..bytes.len() {
+            assert!(
+                decode::<MessageRecord>("messages", &bytes[..len]).is_err(),
+                "{len}"
+            );
+        }
+        let mut huge = bytes.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = decode::<MessageRecord>("messages", &huge).unwrap_err();
+        assert!(err.to_string().contains("claims"), "{err}");
+        let mut short = bytes;
+        let claimed = u32::from_le_bytes(short[1..5].try_into().unwrap());
+        short[1..5].copy_from_slice(&(claimed - 1).to_le_bytes());
+        assert!(decode::<MessageRecord>("messages", &short).is_err());
     }
 
     #[test]

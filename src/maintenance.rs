@@ -10,7 +10,7 @@ use redb::{
 
 use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
-use crate::store::{open_error, SessionStore};
+use crate::store::{guard_panics, open_error, SessionStore};
 use crate::tables::{self, index_keys};
 
 /// Called as work advances: (entries done, entries in all).
@@ -42,14 +42,22 @@ impl SessionStore {
     /// model (seqs dense, message ids mapped both ways and below the next
     /// id, each index equal to what its table implies, extra rows linked).
     pub fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
-        let storage_ok = self.maintain(|db| Ok(db.check_integrity()?))?;
-        let txn = self.read()?;
-        let mut report = check_model(&txn, progress)?;
-        if !storage_ok {
-            report.problems.insert(
-                0,
-                "redb page checksums failed; redb rolled back to the last good commit".into(),
-            );
+        let path = self.path().to_path_buf();
+        let storage = self.maintain(move |db| {
+            guard_panics(&path, || match db.check_integrity() {
+                Ok(true) => Ok(None),
+                Ok(false) => Ok(Some(
+                    "redb page checksums failed; redb rolled back to the last good commit".to_owned(),
+                )),
+                Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why))) => {
+                    Ok(Some(format!("redb found the file damaged: {why}")))
+                }
+                Err(other) => Err(other.into()),
+            })
+        })?;
+        let mut report = self.reading(|txn| check_model(txn, progress))?;
+        if let Some(problem) = storage {
+            report.problems.insert(0, problem);
         }
         Ok(report)
     }
@@ -65,8 +73,7 @@ impl SessionStore {
                 format!("{} exists already", dest.display()),
             ));
         }
-        let txn = self.read()?;
-        write_copy(&txn, dest, progress)
+        self.reading(|txn| write_copy(txn, dest, progress))
     }
 
     /// Rewrites the store into a fresh file holding only live data, and

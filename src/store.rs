@@ -171,14 +171,17 @@ impl SessionStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
-        let db = options.open_database(&path)?;
-        initialise(&path, &db)?;
-        let journal_path = journal_path(&path);
-        let journal_file = options
-            .storage
-            .open(&journal_path, FileRole::Journal)
-            .map_err(|e| Error::io("open", &journal_path, e))?;
-        let journal = Journal::recover(journal_file, journal_path, &db)?;
+        let (db, journal) = guard_panics(&path, || {
+            let db = options.open_database(&path)?;
+            initialise(&path, &db)?;
+            let journal_path = journal_path(&path);
+            let journal_file = options
+                .storage
+                .open(&journal_path, FileRole::Journal)
+                .map_err(|e| Error::io("open", &journal_path, e))?;
+            let journal = Journal::recover(journal_file, journal_path, &db)?;
+            Ok((db, journal))
+        })?;
         let db = Arc::new(RwLock::new(db));
         let writer = Writer::start(db.clone(), journal)?;
         Ok(SessionStore {
@@ -220,6 +223,12 @@ impl SessionStore {
     /// answers exactly as a missing one.
     pub fn for_user<'a>(&'a self, user: &'a str) -> UserView<'a> {
         UserView { store: self, user }
+    }
+
+    /// Runs `f` on a fresh read transaction, with the storage engine's
+    /// panics on damaged pages turned into [`Error::Corrupt`].
+    pub(crate) fn reading<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+        guard_panics(&self.inner.path, || f(&self.read()?))
     }
 
     pub(crate) fn read(&self) -> Result<ReadTransaction> {
@@ -280,22 +289,24 @@ impl SessionStore {
     }
 
     fn get_session_as(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
-        let txn = self.read()?;
-        let Some(record) = active_session(&txn, id, access)? else {
-            return Ok(None);
-        };
-        let messages = read_messages(&txn, id.as_u128(), 0..record.message_count)?;
-        Ok(Some(Session {
-            info: record.into_info(id),
-            messages,
-        }))
+        self.reading(|txn| {
+            let Some(record) = active_session(txn, id, access)? else {
+                return Ok(None);
+            };
+            let messages = read_messages(txn, id.as_u128(), 0..record.message_count)?;
+            Ok(Some(Session {
+                info: record.into_info(id),
+                messages,
+            }))
+        })
     }
 
     /// The session's own fields, expired or not; `None` only when missing.
     pub fn session_info(&self, id: Uuid) -> Result<Option<SessionInfo>> {
-        let txn = self.read()?;
-        let sessions = txn.open_table(tables::SESSIONS)?;
-        Ok(tables::session_record(&sessions, id.as_u128())?.map(|r| r.into_info(id)))
+        self.reading(|txn| {
+            let sessions = txn.open_table(tables::SESSIONS)?;
+            Ok(tables::session_record(&sessions, id.as_u128())?.map(|r| r.into_info(id)))
+        })
     }
 
     /// Appends a message; returns its global id. Refused when the session is
@@ -468,7 +479,7 @@ impl SessionStore {
     where
         F: Fn(&mut WriteTables<'_>) -> Result<u64> + Clone + Send + 'static,
     {
-        let due = self.read()?.open_table(index)?.range(..(cutoff, 0u128))?.count() as u64;
+        let due = self.reading(|txn| Ok(txn.open_table(index)?.range(..(cutoff, 0u128))?.count() as u64))?;
         let mut done = 0;
         loop {
             let handled = self.write(batch.clone())?;
@@ -522,9 +533,10 @@ impl SessionStore {
 
     /// Session ids of `user`, most recently updated first.
     pub fn list_user_sessions(&self, user: &str, include_expired: bool) -> Result<Vec<Uuid>> {
-        let txn = self.read()?;
-        let ids = user_session_keys(&txn, user, include_expired, None, usize::MAX)?;
-        Ok(ids.into_iter().map(|(_, id)| Uuid::from_u128(id)).collect())
+        self.reading(|txn| {
+            let ids = user_session_keys(txn, user, include_expired, None, usize::MAX)?;
+            Ok(ids.into_iter().map(|(_, id)| Uuid::from_u128(id)).collect())
+        })
     }
 
     /// The user's active sessions for a sidebar, most recent first: title,
@@ -569,32 +581,34 @@ impl SessionStore {
         if limit == 0 {
             return Err(Error::invalid("limit", "a page holds at least one session"));
         }
-        let txn = self.read()?;
-        let mut keys = user_session_keys(&txn, user, include_expired, after, limit.saturating_add(1))?;
-        let next = if keys.len() > limit {
-            keys.truncate(limit);
-            keys.last().map(|&(updated_micros, session)| SessionCursor {
-                updated_micros,
-                session,
-            })
-        } else {
-            None
-        };
-        let sessions_table = txn.open_table(tables::SESSIONS)?;
-        let messages_table = txn.open_table(tables::MESSAGES)?;
-        let mut sessions = Vec::with_capacity(keys.len());
-        for (_, key) in keys {
-            let record = tables::session_record(&sessions_table, key)?
-                .ok_or_else(|| Error::corrupt_record("user_active_sessions", "entry without a session"))?;
-            sessions.push(SessionSummary {
-                session_id: Uuid::from_u128(key),
-                title: session_title(&messages_table, key, record.message_count)?,
-                message_count: record.message_count,
-                last_activity: record.updated_at.into(),
-                expired: record.expired_at.is_some(),
-            });
-        }
-        Ok(SessionPage { sessions, next })
+        self.reading(|txn| {
+            let mut keys = user_session_keys(txn, user, include_expired, after, limit.saturating_add(1))?;
+            let next = if keys.len() > limit {
+                keys.truncate(limit);
+                keys.last().map(|&(updated_micros, session)| SessionCursor {
+                    updated_micros,
+                    session,
+                })
+            } else {
+                None
+            };
+            let sessions_table = txn.open_table(tables::SESSIONS)?;
+            let messages_table = txn.open_table(tables::MESSAGES)?;
+            let mut sessions = Vec::with_capacity(keys.len());
+            for (_, key) in keys {
+                let record = tables::session_record(&sessions_table, key)?.ok_or_else(|| {
+                    Error::corrupt_record("user_active_sessions", "entry without a session")
+                })?;
+                sessions.push(SessionSummary {
+                    session_id: Uuid::from_u128(key),
+                    title: session_title(&messages_table, key, record.message_count)?,
+                    message_count: record.message_count,
+                    last_activity: record.updated_at.into(),
+                    expired: record.expired_at.is_some(),
+                });
+            }
+            Ok(SessionPage { sessions, next })
+        })
     }
 
     // ---- messages -------------------------------------------------------
@@ -636,24 +650,25 @@ impl SessionStore {
     }
 
     fn page_messages(&self, id: Uuid, page: Page, limit: u64, access: Access<'_>) -> Result<Vec<Message>> {
-        let txn = self.read()?;
-        let record = active_session(&txn, id, access)?.ok_or(Error::SessionNotFound(id))?;
-        let count = record.message_count;
-        let range = match page {
-            Page::From(seq) => {
-                let start = seq.min(count);
-                start..start.saturating_add(limit).min(count)
-            }
-            Page::After(seq) => {
-                let start = seq.saturating_add(1).min(count);
-                start..start.saturating_add(limit).min(count)
-            }
-            Page::Before(seq) => {
-                let end = seq.min(count);
-                end.saturating_sub(limit)..end
-            }
-        };
-        read_messages(&txn, id.as_u128(), range)
+        self.reading(|txn| {
+            let record = active_session(txn, id, access)?.ok_or(Error::SessionNotFound(id))?;
+            let count = record.message_count;
+            let range = match page {
+                Page::From(seq) => {
+                    let start = seq.min(count);
+                    start..start.saturating_add(limit).min(count)
+                }
+                Page::After(seq) => {
+                    let start = seq.saturating_add(1).min(count);
+                    start..start.saturating_add(limit).min(count)
+                }
+                Page::Before(seq) => {
+                    let end = seq.min(count);
+                    end.saturating_sub(limit)..end
+                }
+            };
+            read_messages(txn, id.as_u128(), range)
+        })
     }
 
     /// A message by its global id, with the session it belongs to.
@@ -662,23 +677,24 @@ impl SessionStore {
     }
 
     fn get_message_as(&self, message_id: u64, access: Access<'_>) -> Result<(Uuid, Message)> {
-        let txn = self.read()?;
-        let ids = txn.open_table(tables::MESSAGE_IDS)?;
-        let (session, seq) = ids
-            .get(message_id)?
-            .map(|g| g.value())
-            .ok_or(Error::MessageNotFound(message_id))?;
-        if let Access::Owner(_) = access {
-            let sessions = txn.open_table(tables::SESSIONS)?;
-            let owned = tables::session_record(&sessions, session)?.is_some_and(|r| access.allows(&r));
-            if !owned {
-                return Err(Error::MessageNotFound(message_id));
+        self.reading(|txn| {
+            let ids = txn.open_table(tables::MESSAGE_IDS)?;
+            let (session, seq) = ids
+                .get(message_id)?
+                .map(|g| g.value())
+                .ok_or(Error::MessageNotFound(message_id))?;
+            if let Access::Owner(_) = access {
+                let sessions = txn.open_table(tables::SESSIONS)?;
+                let owned = tables::session_record(&sessions, session)?.is_some_and(|r| access.allows(&r));
+                if !owned {
+                    return Err(Error::MessageNotFound(message_id));
+                }
             }
-        }
-        let messages = txn.open_table(tables::MESSAGES)?;
-        let record = tables::message_record(&messages, session, seq)?
-            .ok_or_else(|| Error::corrupt_record("message_ids", "entry without a message"))?;
-        Ok((Uuid::from_u128(session), record.into_message(seq)))
+            let messages = txn.open_table(tables::MESSAGES)?;
+            let record = tables::message_record(&messages, session, seq)?
+                .ok_or_else(|| Error::corrupt_record("message_ids", "entry without a message"))?;
+            Ok((Uuid::from_u128(session), record.into_message(seq)))
+        })
     }
 
     /// Removes the last message of an active session (undo the last turn)
@@ -711,15 +727,16 @@ impl SessionStore {
 
     /// Active and expired sessions, messages, and the file's size.
     pub fn stats(&self) -> Result<Stats> {
-        let txn = self.read()?;
-        let file_size = std::fs::metadata(&self.inner.path)
-            .map_err(|e| Error::io("read the size of", &self.inner.path, e))?
-            .len();
-        Ok(Stats {
-            active_sessions: tables::count(&txn, tables::ACTIVE_BY_UPDATED)?,
-            expired_sessions: tables::count(&txn, tables::EXPIRED_BY_TIME)?,
-            messages: tables::count(&txn, tables::MESSAGE_IDS)?,
-            file_size,
+        self.reading(|txn| {
+            let file_size = std::fs::metadata(&self.inner.path)
+                .map_err(|e| Error::io("read the size of", &self.inner.path, e))?
+                .len();
+            Ok(Stats {
+                active_sessions: tables::count(txn, tables::ACTIVE_BY_UPDATED)?,
+                expired_sessions: tables::count(txn, tables::EXPIRED_BY_TIME)?,
+                messages: tables::count(txn, tables::MESSAGE_IDS)?,
+                file_size,
+            })
         })
     }
 }
@@ -844,6 +861,38 @@ impl UserView<'_> {
     pub fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionSummary>> {
         self.store.recent_sessions(self.user, limit)
     }
+
+    /// As [`SessionStore::user_sessions_page`], for this user.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// let ana = store.for_user("ana");
+    /// for _ in 0..3 {
+    ///     ana.create_session().unwrap();
+    /// }
+    /// let first = ana.sessions_page(false, None, 2).unwrap();
+    /// let rest = ana.sessions_page(false, first.next, 2).unwrap();
+    /// assert_eq!((first.sessions.len(), rest.sessions.len(), rest.next), (2, 1, None));
+    /// ```
+    pub fn sessions_page(
+        &self,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage> {
+        self.store
+            .user_sessions_page(self.user, include_expired, after, limit)
+    }
+
+    /// As [`SessionStore::session_info`] (expired sessions included), for
+    /// this user's sessions only.
+    pub fn session_info(&self, id: Uuid) -> Result<Option<SessionInfo>> {
+        Ok(self
+            .store
+            .session_info(id)?
+            .filter(|info| info.user_id.as_deref() == Some(self.user)))
+    }
 }
 
 // ---- helpers ------------------------------------------------------------
@@ -865,6 +914,24 @@ pub(crate) fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
             why: other.to_string(),
         },
     }
+}
+
+/// Runs `f`, turning a panic inside it into [`Error::Corrupt`] about `path`.
+///
+/// redb 4.6 panics (`unreachable!`) on some damaged pages instead of
+/// returning an error; the store promises an error on any file.
+pub(crate) fn guard_panics<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            why: format!("the storage engine failed on a damaged page ({what})"),
+        })
+    })
 }
 
 /// Creates the tables of a new file, or checks the format of an existing one.

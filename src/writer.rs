@@ -349,7 +349,12 @@ impl Committer {
     }
 }
 
-fn set_durability(txn: &mut redb::WriteTransaction, durability: RedbDurability) -> Result<()> {
+/// Sets a transaction's durability. A durable commit (a checkpoint: rare,
+/// off the path of an acknowledgement) also saves redb's allocator state
+/// (quick repair), so that an open after a crash need not walk the file.
+pub(crate) fn set_durability(txn: &mut redb::WriteTransaction, durability: RedbDurability) -> Result<()> {
     txn.set_durability(durability)
-        .map_err(|e| Error::Storage(Arc::new(e.into())))
+        .map_err(|e| Error::Storage(Arc::new(e.into())))?;
+    txn.set_quick_repair(matches!(durability, RedbDurability::Immediate));
+    Ok(())
 }

@@ -648,9 +648,17 @@ fn compact_prints_the_size_before_and_after() {
     let scene = Scene::new();
     let id = scene.init(None);
     let store = scene.store();
-    store
-        .add_message(id, NewMessage::user("y".repeat(1 << 20)))
-        .unwrap();
+    // Text that does not compress: the store compresses large records.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let noise: String = (0..1 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    store.add_message(id, NewMessage::user(noise)).unwrap();
     // A session written after it keeps the freed megabyte inside the file
     // (redb trims free space only at the end of the file).
     let kept = store.create_session(None).unwrap();
