@@ -471,7 +471,10 @@ fn file_size(path: &Path) -> f64 {
 }
 
 fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
-    let sessions = config.pick(100, 1000);
+    // Sessions are small: many of them, for a size the file's growth steps
+    // do not blur; messages go to the first of them.
+    let sessions = config.pick(2_000, 20_000);
+    let with_messages: u64 = config.pick(100, 1000);
     let per_session = 20;
     let dir = common::scratch();
     let ss_path = dir.path().join("s.redb");
@@ -494,7 +497,12 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let store = SessionStore::open(&ss_path).expect("open");
     let relaxed = store.with_durability(Durability::Relaxed);
     let mut payload = 0usize;
-    for (n, (ss, sq)) in ss_ids.iter().zip(&sq_ids).enumerate() {
+    for (n, (ss, sq)) in ss_ids
+        .iter()
+        .zip(&sq_ids)
+        .take(with_messages as usize)
+        .enumerate()
+    {
         for turn in conversation(n as u64, per_session) {
             payload += turn.content.len()
                 + turn.query_plan.as_ref().map_or(0, String::len)
@@ -506,7 +514,7 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     drop((relaxed, store));
     sqlite.checkpoint();
     let (ss_full, sq_full) = (file_size(&ss_path), file_size(&sq_path));
-    let messages = (sessions * per_session) as f64;
+    let messages = (with_messages * per_session) as f64;
     let compacted = SessionStore::open(&ss_path)
         .and_then(|store| store.compact(&mut |_, _| {}))
         .expect("compact");
@@ -518,7 +526,7 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     ));
     let sessions = sessions as f64;
     notes.push(format!(
-        "\nBytes: {} sessions, {} messages of {:.0} bytes of text and JSON on average; files of {:.1} MB (sessionstore, plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint.",
+        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files of {:.1} MB (sessionstore, plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint.",
         sessions,
         messages,
         payload as f64 / messages,
