@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::SessionStore;
 use crate::tables;
-use crate::writer::Durability;
 
 /// A row of a SQLite table the store carries without interpreting it.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,13 +64,17 @@ impl SessionStore {
     }
 
     /// A loader for sessions and messages as they are (ids, timestamps,
-    /// extra columns kept). Writes are batched into large relaxed commits;
-    /// [`Importer::finish`] makes them durable.
+    /// extra columns kept). Writes are batched into large commits that are
+    /// not synced and not journaled, made on the writer thread while the
+    /// caller prepares the next batch; [`Importer::finish`] makes them
+    /// durable with one synced commit. Until then a crash loses the import
+    /// (and only the import): load into a new file, as the converter does.
     pub fn importer(&self) -> Importer {
         Importer {
-            store: self.with_durability(Durability::Relaxed),
+            store: self.clone(),
             pending: Batch::default(),
             pending_bytes: 0,
+            feeder: None,
         }
     }
 }
@@ -170,8 +173,9 @@ struct Batch {
     next_message_id: Option<u64>,
 }
 
-/// Flush after this many bytes of pending data.
-const FLUSH_BYTES: usize = 32 << 20;
+/// Flush after this many bytes of pending data. At most three batches
+/// exist at once (one being filled, one queued, one being written).
+const FLUSH_BYTES: usize = 16 << 20;
 
 /// Loads data as it is; see [`SessionStore::importer`].
 ///
@@ -202,6 +206,59 @@ pub struct Importer {
     store: SessionStore,
     pending: Batch,
     pending_bytes: usize,
+    feeder: Option<Feeder>,
+}
+
+/// The thread that hands full batches to the writer, one at a time, so that
+/// the caller fills the next batch meanwhile.
+struct Feeder {
+    batches: std::sync::mpsc::SyncSender<Batch>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Feeder {
+    fn start(store: SessionStore) -> Result<Self> {
+        let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
+        let thread = std::thread::Builder::new()
+            .name("sessionstore-importer".into())
+            .spawn(move || {
+                for batch in receiver {
+                    store.maintain(move |db| write_unjournaled(db, batch))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::io("start the importer thread for", std::path::Path::new("store"), e))?;
+        Ok(Feeder { batches, thread })
+    }
+
+    /// Waits for every batch sent to be written; the first error if any.
+    fn stop(self) -> Result<()> {
+        drop(self.batches);
+        self.thread.join().unwrap_or(Err(Error::WriterStopped))
+    }
+}
+
+/// Writes one batch in its own redb transaction, neither synced nor
+/// journaled; a refused batch writes nothing.
+fn write_unjournaled(db: &mut redb::Database, batch: Batch) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::None)
+        .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
+    {
+        let mut tables = tables::WriteTables::open_unlogged(&txn)?;
+        apply(&mut tables, batch)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Makes every commit so far durable.
+fn sync(db: &mut redb::Database) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::Immediate)
+        .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
+    txn.commit()?;
+    Ok(())
 }
 
 impl Importer {
@@ -251,11 +308,14 @@ impl Importer {
         self.pending.next_message_id = Some(current.max(next));
     }
 
-    /// Commits what is pending, durably, and ends the import.
+    /// Commits what is pending, durably, and ends the import. Returns the
+    /// first error of any batch.
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
-        let durable = self.store.with_durability(Durability::Durable);
-        durable.write(|_| Ok(()))
+        if let Some(feeder) = self.feeder.take() {
+            feeder.stop()?;
+        }
+        self.store.maintain(sync)
     }
 
     fn flush_if_full(&mut self) -> Result<()> {
@@ -265,10 +325,23 @@ impl Importer {
         Ok(())
     }
 
+    /// Hands the pending batch to the feeder; an error of an earlier batch
+    /// comes back here.
     fn flush(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        self.store.write(move |tables| apply(tables, batch))
+        let feeder = match self.feeder.take() {
+            Some(feeder) => feeder,
+            None => Feeder::start(self.store.clone())?,
+        };
+        match feeder.batches.send(batch) {
+            Ok(()) => {
+                self.feeder = Some(feeder);
+                Ok(())
+            }
+            // The feeder stopped at an error: that error.
+            Err(_) => feeder.stop().and(Err(Error::WriterStopped)),
+        }
     }
 }
 

@@ -111,18 +111,28 @@ const TABLE_TAGS: [&str; 11] = [
 
 impl<'txn> WriteTables<'txn> {
     pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+        Self::open_logging(txn, true)
+    }
+
+    /// The tables without a change log, for writes that are not journaled
+    /// (the bulk importer's).
+    pub fn open_unlogged(txn: &'txn WriteTransaction) -> Result<Self> {
+        Self::open_logging(txn, false)
+    }
+
+    fn open_logging(txn: &'txn WriteTransaction, logging: bool) -> Result<Self> {
         Ok(WriteTables {
-            meta: Logged::open(txn, META, 0)?,
-            sessions: Logged::open(txn, SESSIONS, 1)?,
-            messages: Logged::open(txn, MESSAGES, 2)?,
-            message_ids: Logged::open(txn, MESSAGE_IDS, 3)?,
-            user_active: Logged::open(txn, USER_ACTIVE, 4)?,
-            user_expired: Logged::open(txn, USER_EXPIRED, 5)?,
-            active_by_updated: Logged::open(txn, ACTIVE_BY_UPDATED, 6)?,
-            expired_by_time: Logged::open(txn, EXPIRED_BY_TIME, 7)?,
-            extra_rows: Logged::open(txn, EXTRA_ROWS, 8)?,
-            extra_by_session: Logged::open(txn, EXTRA_ROWS_BY_SESSION, 9)?,
-            opaque: Logged::open(txn, OPAQUE, 10)?,
+            meta: Logged::open(txn, META, 0, logging)?,
+            sessions: Logged::open(txn, SESSIONS, 1, logging)?,
+            messages: Logged::open(txn, MESSAGES, 2, logging)?,
+            message_ids: Logged::open(txn, MESSAGE_IDS, 3, logging)?,
+            user_active: Logged::open(txn, USER_ACTIVE, 4, logging)?,
+            user_expired: Logged::open(txn, USER_EXPIRED, 5, logging)?,
+            active_by_updated: Logged::open(txn, ACTIVE_BY_UPDATED, 6, logging)?,
+            expired_by_time: Logged::open(txn, EXPIRED_BY_TIME, 7, logging)?,
+            extra_rows: Logged::open(txn, EXTRA_ROWS, 8, logging)?,
+            extra_by_session: Logged::open(txn, EXTRA_ROWS_BY_SESSION, 9, logging)?,
+            opaque: Logged::open(txn, OPAQUE, 10, logging)?,
         })
     }
 
@@ -393,6 +403,8 @@ pub(crate) struct Logged<'txn, K: Key + 'static, V: Value + 'static> {
     table: Table<'txn, K, V>,
     tag: u8,
     log: Vec<u8>,
+    /// False for writes that are not journaled (a bulk import).
+    logging: bool,
 }
 
 impl<'txn, K: Key + 'static, V: Value + 'static> std::ops::Deref for Logged<'txn, K, V> {
@@ -407,12 +419,18 @@ const PUT: u8 = 1;
 const REMOVE: u8 = 2;
 
 impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
-    fn open(txn: &'txn WriteTransaction, definition: TableDefinition<K, V>, tag: u8) -> Result<Self> {
+    fn open(
+        txn: &'txn WriteTransaction,
+        definition: TableDefinition<K, V>,
+        tag: u8,
+        logging: bool,
+    ) -> Result<Self> {
         debug_assert_eq!(TABLE_TAGS[usize::from(tag)], definition.name());
         Ok(Logged {
             table: txn.open_table(definition)?,
             tag,
             log: Vec::new(),
+            logging,
         })
     }
 
@@ -439,6 +457,9 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
     }
 
     fn record(&mut self, kind: u8, key: &[u8], value: Option<&[u8]>) {
+        if !self.logging {
+            return;
+        }
         self.log.push(self.tag);
         self.log.push(kind);
         push_bytes(&mut self.log, key);

@@ -166,6 +166,19 @@ fn update_context_keeps_unicode_and_nul_and_refuses_non_objects() {
         assert!(message.starts_with("invalid context: "), "{message}");
     }
     assert_eq!(dump(&store), before, "a refused context changes nothing");
+
+    // Numbers are kept as written, whatever their size (as Python keeps
+    // integers), also in the keys the update does not touch.
+    store
+        .update_context(id, r#"{"big": 123456789012345678901234567890, "far": 1e400}"#)
+        .unwrap();
+    store
+        .update_context(id, r#"{"k": -18446744073709551617}"#)
+        .unwrap();
+    assert_eq!(
+        store.session_info(id).unwrap().unwrap().context.unwrap().as_str(),
+        r#"{"caf\u00e9": "\ud83d\ude00 a\u0000b", "k": -18446744073709551617, "big": 123456789012345678901234567890, "far": 1e400}"#
+    );
     let missing = Uuid::new_v4();
     assert_session_not_found(store.update_context(missing, "{}"), missing);
 }

@@ -34,6 +34,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A SQLite file was given where a store file is expected.
+    #[error("{path} is a SQLite file, not a store file (import it first)")]
+    NotAStore {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+
     /// The output file exists and `--force` was not given.
     #[error("{path} exists already; pass --force to replace it")]
     DestinationExists {

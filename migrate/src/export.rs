@@ -54,6 +54,11 @@ pub struct ExportReport {
 /// On any error nothing is left at `dest` (and no temporary file).
 pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<ExportReport> {
     sqlite::require_file(source)?;
+    if sqlite::has_sqlite_header(source)? {
+        return Err(Error::NotAStore {
+            path: source.to_path_buf(),
+        });
+    }
     let store_options = StoreOptions {
         cache_bytes: 64 << 20,
         ..StoreOptions::default()
@@ -112,7 +117,7 @@ pub(crate) fn export_store(
         conn.close().map_err(|(_, e)| e).in_file(dest)?;
         report
     };
-    output.commit(source)?;
+    output.commit(Some(source))?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -60,37 +60,50 @@ pub struct ImportReport {
 /// On any error nothing is left at `dest` (and no temporary file).
 pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<ImportReport> {
     let started = Instant::now();
-    let conn = sqlite::open_untrusted(source)?;
-    let schema = sqlite::read_schema(&conn, source)?;
+    let conn = sqlite::open_unchecked(source)?;
+    let check = sqlite::QuickCheck::start(source)?;
     let output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
-    let mut report = {
-        let store_options = StoreOptions {
-            cache_bytes: 64 << 20,
-            ..StoreOptions::default()
-        };
-        let store = SessionStore::open_with(output.path(), store_options).in_file(dest)?;
-        let mut run = Run {
-            conn: &conn,
-            source,
-            dest,
-            importer: store.importer(),
-            options,
-            progress: Progress::new(options.progress),
-            report: ImportReport::default(),
-            carried_sessions: HashSet::new(),
-        };
-        run.sessions_and_messages()?;
-        run.extra_tables(&schema)?;
-        run.sequence()?;
-        run.importer
-            .set_opaque(schema::SCHEMA_KEY, schema::encode(schema::SCHEMA_KEY, &schema)?)
-            .in_file(dest)?;
-        let Run { importer, report, .. } = run;
-        importer.finish().in_file(dest)?;
-        report
-    };
-    output.commit(source)?;
+    let loaded = load(&conn, source, dest, output.path(), options);
+    // A damaged file is reported as such, whatever reading it ran into.
+    check.finish(source)?;
+    let mut report = loaded?;
+    output.commit(Some(source))?;
     report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Reads everything from `conn` into a new store at `path`.
+fn load(
+    conn: &Connection,
+    source: &Path,
+    dest: &Path,
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<ImportReport> {
+    let schema = sqlite::read_schema(conn, source)?;
+    let store_options = StoreOptions {
+        cache_bytes: 256 << 20,
+        ..StoreOptions::default()
+    };
+    let store = SessionStore::open_with(path, store_options).in_file(dest)?;
+    let mut run = Run {
+        conn,
+        source,
+        dest,
+        importer: store.importer(),
+        options,
+        progress: Progress::new(options.progress),
+        report: ImportReport::default(),
+        carried_sessions: HashSet::new(),
+    };
+    run.sessions_and_messages()?;
+    run.extra_tables(&schema)?;
+    run.sequence()?;
+    run.importer
+        .set_opaque(schema::SCHEMA_KEY, schema::encode(schema::SCHEMA_KEY, &schema)?)
+        .in_file(dest)?;
+    let Run { importer, report, .. } = run;
+    importer.finish().in_file(dest)?;
     Ok(report)
 }
 

@@ -20,6 +20,7 @@
 mod builtin_schema;
 mod error;
 mod export;
+pub mod generate;
 mod import;
 mod output;
 mod progress;

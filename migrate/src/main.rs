@@ -154,9 +154,11 @@ fn run(command: Command) -> sessionstore_migrate::Result<ExitCode> {
             b,
             max_differences,
         } => {
+            let started = std::time::Instant::now();
             let differences = verify(&a, &b, max_differences.max(1))?;
             if differences.is_empty() {
                 println!("equal: {} and {} hold the same content", a.display(), b.display());
+                println!("{:.2} s{}", started.elapsed().as_secs_f64(), peak_memory());
             } else {
                 println!("A = {}, B = {}: they differ", a.display(), b.display());
                 for difference in &differences {
@@ -176,8 +178,12 @@ fn print_speed(messages: u64, elapsed: std::time::Duration) {
     } else {
         0.0
     };
-    let memory = peak_memory_bytes()
+    println!("{seconds:.2} s, {rate:.0} messages/s{}", peak_memory());
+}
+
+/// `, peak memory N MiB` where the platform tells.
+fn peak_memory() -> String {
+    peak_memory_bytes()
         .map(|b| format!(", peak memory {} MiB", b >> 20))
-        .unwrap_or_default();
-    println!("{seconds:.2} s, {rate:.0} messages/s{memory}");
+        .unwrap_or_default()
 }

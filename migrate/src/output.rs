@@ -69,23 +69,26 @@ impl Output {
         &self.temp
     }
 
-    /// Gives the file the permissions of `source` (conversation data is
-    /// kept as private as it was) plus the owner's read and write, syncs it and renames it to the
+    /// Gives the file the permissions of `source`, if given (conversation
+    /// data is kept as private as it was), plus the owner's read and write
+    /// (else it stays readable by its owner only); syncs it and renames it to the
     /// destination (refusing a destination that appeared meanwhile, unless
     /// `force`), then syncs the folder so the rename itself is durable.
-    pub fn commit(mut self, source: &Path) -> Result<()> {
-        let mut permissions = std::fs::metadata(source)
-            .map_err(|e| Error::io("read the permissions of", source, e))?
-            .permissions();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            permissions.set_mode(permissions.mode() | 0o600);
+    pub fn commit(mut self, source: Option<&Path>) -> Result<()> {
+        if let Some(source) = source {
+            let mut permissions = std::fs::metadata(source)
+                .map_err(|e| Error::io("read the permissions of", source, e))?
+                .permissions();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                permissions.set_mode(permissions.mode() | 0o600);
+            }
+            #[cfg(not(unix))]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(&self.temp, permissions)
+                .map_err(|e| Error::io("set the permissions of", &self.temp, e))?;
         }
-        #[cfg(not(unix))]
-        permissions.set_readonly(false);
-        std::fs::set_permissions(&self.temp, permissions)
-            .map_err(|e| Error::io("set the permissions of", &self.temp, e))?;
         let file = std::fs::File::open(&self.temp).map_err(|e| Error::io("open", &self.temp, e))?;
         file.sync_all().map_err(|e| Error::io("sync", &self.temp, e))?;
         drop(file);

@@ -69,6 +69,14 @@ fn harden(conn: &Connection, path: &Path) -> Result<()> {
 /// Opens a SQLite file someone else wrote: read-only, hardened, and checked
 /// with `PRAGMA quick_check` before anything is read from it.
 pub(crate) fn open_untrusted(path: &Path) -> Result<Connection> {
+    let conn = open_unchecked(path)?;
+    quick_check(&conn, path)?;
+    Ok(conn)
+}
+
+/// Opens a SQLite file someone else wrote, read-only and hardened, without
+/// checking it (see [`QuickCheck`]).
+pub(crate) fn open_unchecked(path: &Path) -> Result<Connection> {
     require_file(path)?;
     if !has_sqlite_header(path)? {
         return Err(Error::NotSqlite {
@@ -84,6 +92,12 @@ pub(crate) fn open_untrusted(path: &Path) -> Result<Connection> {
     harden(&conn, path)?;
     conn.pragma_update(None, "query_only", true).in_file(path)?;
     conn.pragma_update(None, "cell_size_check", true).in_file(path)?;
+    conn.pragma_update(None, "cache_size", -65536).in_file(path)?;
+    Ok(conn)
+}
+
+/// Runs `PRAGMA quick_check`; an error listing the first problems.
+fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
     let problems: Vec<String> = {
         let mut check = conn.prepare("PRAGMA quick_check(5)").in_file(path)?;
         let rows = check.query_map([], |row| row.get::<_, String>(0)).in_file(path)?;
@@ -95,7 +109,52 @@ pub(crate) fn open_untrusted(path: &Path) -> Result<Connection> {
             reason: problems.join("; "),
         });
     }
-    Ok(conn)
+    Ok(())
+}
+
+/// `PRAGMA quick_check` of a file on a thread of its own, on its own
+/// read-only connection, while the file is read: a conversion waits for it
+/// before it writes its output, so a damaged file still leaves nothing.
+/// Dropped unfinished, it interrupts the check.
+pub(crate) struct QuickCheck {
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+    interrupt: rusqlite::InterruptHandle,
+}
+
+impl QuickCheck {
+    pub fn start(path: &Path) -> Result<Self> {
+        let conn = open_unchecked(path)?;
+        let interrupt = conn.get_interrupt_handle();
+        let owned = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("quick-check".into())
+            .spawn(move || quick_check(&conn, &owned))
+            .map_err(|e| Error::io("start the check of", path, e))?;
+        Ok(QuickCheck {
+            thread: Some(thread),
+            interrupt,
+        })
+    }
+
+    /// The check's verdict.
+    pub fn finish(mut self, path: &Path) -> Result<()> {
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(verdict)) => verdict,
+            _ => Err(Error::Damaged {
+                path: path.to_path_buf(),
+                reason: "the check stopped unexpectedly".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for QuickCheck {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.interrupt.interrupt();
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Opens a new, empty SQLite file for writing, tuned for one bulk load

@@ -79,6 +79,7 @@ pub fn broken_copy(fixture: &str, dir: &Path, name: &str, sql: &str) -> PathBuf 
     permissions.set_readonly(false);
     std::fs::set_permissions(&path, permissions).unwrap();
     let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = OFF;").unwrap();
     conn.execute_batch(sql).unwrap();
     drop(conn);
     path
