@@ -861,6 +861,38 @@ impl UserView<'_> {
     pub fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionSummary>> {
         self.store.recent_sessions(self.user, limit)
     }
+
+    /// As [`SessionStore::user_sessions_page`], for this user.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// let ana = store.for_user("ana");
+    /// for _ in 0..3 {
+    ///     ana.create_session().unwrap();
+    /// }
+    /// let first = ana.sessions_page(false, None, 2).unwrap();
+    /// let rest = ana.sessions_page(false, first.next, 2).unwrap();
+    /// assert_eq!((first.sessions.len(), rest.sessions.len(), rest.next), (2, 1, None));
+    /// ```
+    pub fn sessions_page(
+        &self,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage> {
+        self.store
+            .user_sessions_page(self.user, include_expired, after, limit)
+    }
+
+    /// As [`SessionStore::session_info`] (expired sessions included), for
+    /// this user's sessions only.
+    pub fn session_info(&self, id: Uuid) -> Result<Option<SessionInfo>> {
+        Ok(self
+            .store
+            .session_info(id)?
+            .filter(|info| info.user_id.as_deref() == Some(self.user)))
+    }
 }
 
 // ---- helpers ------------------------------------------------------------

@@ -607,6 +607,7 @@ fn user_view_treats_foreign_sessions_as_missing() {
         let answers = |id: Uuid, message: u64| {
             vec![
                 format!("{:?}", ana.get_session(id)),
+                format!("{:?}", ana.session_info(id)),
                 format!("{:?}", ana.add_message(id, NewMessage::user("x"))),
                 format!("{:?}", ana.add_message_if(id, 1, NewMessage::user("x"))),
                 format!("{:?}", ana.update_context(id, r#"{"a": 1}"#)),
@@ -628,12 +629,18 @@ fn user_view_treats_foreign_sessions_as_missing() {
             .unwrap()
             .iter()
             .all(|s| s.session_id != foreign));
+        let page = ana.sessions_page(true, None, 10).unwrap();
+        assert_eq!(
+            page.sessions.iter().map(|s| s.session_id).collect::<Vec<_>>(),
+            vec![own]
+        );
         // The same session, now truly missing.
         store.delete_session(foreign).unwrap();
         assert_eq!(on_foreign, answers(foreign, message), "{owner:?}");
         assert!(on_foreign[0].contains("Ok(None)"));
-        assert!(on_foreign[1].contains("SessionNotFound"));
-        assert!(on_foreign[8].contains("MessageNotFound"));
+        assert!(on_foreign[1].contains("Ok(None)"));
+        assert!(on_foreign[2].contains("SessionNotFound"));
+        assert!(on_foreign[9].contains("MessageNotFound"));
     }
 
     // The owner gets everything.
@@ -654,6 +661,7 @@ fn user_view_treats_foreign_sessions_as_missing() {
     assert!(ana.expire_session(own).unwrap());
     assert!(ana.get_session(own).unwrap().is_none());
     assert_eq!(ana.list_sessions(true).unwrap(), vec![own]);
+    assert!(ana.session_info(own).unwrap().unwrap().is_expired());
     assert_eq!(ana.delete_session(own).unwrap(), 1);
     assert_clean(&store);
 }
