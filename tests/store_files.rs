@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 
 use common::{assert_clean, dump, file_len, store_path, temp_store};
 use sessionstore::{Durability, Error, NewMessage, SessionStore, FORMAT_VERSION};
@@ -549,4 +549,53 @@ fn damaged_store_files_give_errors_never_panics() {
         }
     }
     assert!(refused > 0, "some damage is seen at open");
+}
+
+/// The check is not a formality: entries removed behind the store's back
+/// (with redb directly, on the closed file) are each reported.
+#[test]
+fn check_reports_an_index_or_a_message_removed_behind_the_store() {
+    let (dir, store) = temp_store();
+    populate(&store);
+    let ana = store.list_user_sessions("ana", false).unwrap()[0];
+    drop(store);
+    {
+        let db = redb::Database::create(store_path(&dir)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let index = redb::TableDefinition::<(&str, i64, u128), ()>::new("user_active_sessions");
+            let mut index = txn.open_table(index).unwrap();
+            // The first active entry by user is ana's session (the "" user's
+            // session, which would sort first, is expired).
+            let (user, at, id) = index
+                .first()
+                .unwrap()
+                .map(|(key, _)| {
+                    let (user, at, id) = key.value();
+                    (user.to_owned(), at, id)
+                })
+                .unwrap();
+            assert_eq!((user.as_str(), id), ("ana", ana.as_u128()));
+            index.remove((user.as_str(), at, id)).unwrap();
+            let messages = redb::TableDefinition::<(u128, u64), &[u8]>::new("messages");
+            txn.open_table(messages)
+                .unwrap()
+                .remove((ana.as_u128(), 1))
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = SessionStore::open(store_path(&dir)).unwrap();
+    let report = store.check(&mut |_, _| {}).unwrap();
+    assert!(!report.is_clean());
+    let problems = report.problems.join("\n");
+    assert!(
+        problems.contains("index user_active_sessions differs from its table: 0 stray entries, 1 missing"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!("session {ana}: holds 1 messages but counts 2")),
+        "{problems}"
+    );
+    assert!(problems.contains("message_ids has"), "{problems}");
 }
