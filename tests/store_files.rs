@@ -312,6 +312,39 @@ fn an_empty_file_becomes_a_new_store() {
     assert!(store.get_session(id).unwrap().is_some());
 }
 
+/// A process killed while creating a store leaves what redb writes first:
+/// its header without the magic number (added last), then zeros. Such a
+/// file holds nothing and becomes a store; anything more is refused as it is.
+#[test]
+fn a_creation_cut_short_is_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut unfinished = vec![0u8; 1 << 20];
+    unfinished[9..320]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8 | 1);
+    for (name, bytes) in [
+        ("unfinished.redb", unfinished.clone()),
+        ("zeros.redb", vec![0; 4096]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let store = SessionStore::open(&path).unwrap();
+        let id = store.create_session(Some("ana")).unwrap();
+        drop(store);
+        let store = SessionStore::open(&path).unwrap();
+        assert!(store.get_session(id).unwrap().is_some(), "{name}");
+        assert_clean(&store);
+    }
+    // One byte of data past the header, or in the magic number's place,
+    // and the file is not ours to clear.
+    for at in [320, (1 << 20) - 1, 0, 8] {
+        let mut bytes = unfinished.clone();
+        bytes[at] = 7;
+        assert_bytes_refused_as_corrupt("kept.redb", &bytes);
+    }
+}
+
 /// Rewrites the `format_version` entry of the store's `meta` table with
 /// redb itself, as a file written by another build would hold it.
 fn set_format_version(path: &Path, bytes: &[u8]) {
