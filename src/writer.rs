@@ -171,7 +171,7 @@ impl Drop for Writer {
 
 /// A checkpoint (durable redb commit, then the journal starts over) follows
 /// this many journal records,
-const CHECKPOINT_RECORDS: u32 = 1024;
+const CHECKPOINT_RECORDS: u32 = 256;
 /// or this many journal bytes,
 const CHECKPOINT_BYTES: u64 = JOURNAL_BYTES / 2;
 /// or this long after the oldest record it would cover.
