@@ -9,6 +9,12 @@ use std::time::Duration;
 use common::{aged_session, assert_clean, assert_invalid, assert_session_not_found, dump, hours, temp_store};
 use sessionstore::{Durability, Erased, Error, NewMessage, SessionCursor, SessionStore, Uuid};
 
+/// Lets the clock move on, so that the next write gets a later
+/// `updated_at` than the last one (the order tests compare them).
+fn tick() {
+    std::thread::sleep(Duration::from_millis(1));
+}
+
 #[test]
 fn create_session_anonymous_and_empty_user_are_distinct() {
     let (_dir, store) = temp_store();
@@ -221,16 +227,20 @@ fn expire_old_sessions_expires_only_the_due_ones() {
 fn list_user_sessions_is_most_recently_updated_first() {
     let (_dir, store) = temp_store();
     let a = store.create_session(Some("ana")).unwrap();
+    tick();
     let b = store.create_session(Some("ana")).unwrap();
+    tick();
     let c = store.create_session(Some("ana")).unwrap();
     store.create_session(Some("bob")).unwrap();
     store.create_session(None).unwrap();
     assert_eq!(store.list_user_sessions("ana", false).unwrap(), vec![c, b, a]);
 
+    tick();
     store
         .add_message(a, NewMessage::user("a message moves it up"))
         .unwrap();
     assert_eq!(store.list_user_sessions("ana", false).unwrap(), vec![a, c, b]);
+    tick();
     store.update_context(b, r#"{"so": "does a context"}"#).unwrap();
     assert_eq!(store.list_user_sessions("ana", false).unwrap(), vec![b, a, c]);
 
@@ -249,6 +259,7 @@ fn recent_sessions_give_the_old_sidebar() {
     let (_dir, store) = temp_store();
     let user = "ana";
     let empty = store.create_session(Some(user)).unwrap();
+    tick();
     let assistant_first = store.create_session(Some(user)).unwrap();
     store
         .add_message(assistant_first, NewMessage::assistant("Welcome back"))
@@ -259,12 +270,15 @@ fn recent_sessions_give_the_old_sidebar() {
     store
         .add_message(assistant_first, NewMessage::user("second"))
         .unwrap();
+    tick();
     let fifty = store.create_session(Some(user)).unwrap();
     store
         .add_message(fifty, NewMessage::user("x".repeat(50)))
         .unwrap();
+    tick();
     let long = store.create_session(Some(user)).unwrap();
     store.add_message(long, NewMessage::user("y".repeat(51))).unwrap();
+    tick();
     let emoji = store.create_session(Some(user)).unwrap();
     store
         .add_message(emoji, NewMessage::user("\u{1F600}".repeat(60)))
