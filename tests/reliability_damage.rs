@@ -340,6 +340,9 @@ fn damaged_files_give_errors_or_correct_data_never_a_panic_or_hang() {
         }
         let _ = child.kill();
         let _ = child.wait();
+        if next % 1000 < batch {
+            eprintln!("damage: {next} cases, outcomes so far {counts:?}");
+        }
     }
     for stacks in &stacks_of_hangs {
         eprintln!("damage: a case hung:\n{stacks}");

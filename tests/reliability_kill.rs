@@ -231,6 +231,13 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
             );
         }
         verify(&path, &mut acked, &mut rng);
+        if (round + 1) % 100 == 0 {
+            eprintln!(
+                "kill: {} kills survived, {} acknowledged messages",
+                round + 1,
+                acked.len()
+            );
+        }
     }
     assert!(
         during_open > 0 || kills < 10,
