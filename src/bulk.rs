@@ -3,7 +3,7 @@
 //! timestamps and extra data as they are (what the SQLite converter and
 //! backups need).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
@@ -381,23 +381,43 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         }
     }
     let mut next_id = tables.next_message_id()?;
-    for session in &batch.sessions {
-        let mut record = SessionRecord::from_info(session);
-        record.message_count = 0;
-        tables.put_session(session.session_id.as_u128(), None, &record)?;
-    }
+    // A session of this batch is written once, with the count of the
+    // messages it got in the batch.
+    let mut new_counts: HashMap<u128, u64> = batch
+        .sessions
+        .iter()
+        .map(|s| (s.session_id.as_u128(), 0))
+        .collect();
     for (session, messages) in batch.messages {
         let key = session.as_u128();
-        let old = tables.session(key)?.ok_or(Error::SessionNotFound(session))?;
-        let mut seq = old.message_count;
+        let (mut seq, old) = match new_counts.get(&key) {
+            Some(&count) => (count, None),
+            None => {
+                let old = tables.session(key)?.ok_or(Error::SessionNotFound(session))?;
+                (old.message_count, Some(old))
+            }
+        };
         for message in messages {
             next_id = next_id.max(message.id.saturating_add(1));
             tables.put_message(key, seq, &MessageRecord::from_message(message))?;
             seq += 1;
         }
-        let mut new = old.clone();
-        new.message_count = seq;
-        tables.put_session(key, Some(&old), &new)?;
+        match old {
+            Some(old) => {
+                let mut new = old.clone();
+                new.message_count = seq;
+                tables.put_session(key, Some(&old), &new)?;
+            }
+            None => {
+                new_counts.insert(key, seq);
+            }
+        }
+    }
+    for session in &batch.sessions {
+        let key = session.session_id.as_u128();
+        let mut record = SessionRecord::from_info(session);
+        record.message_count = new_counts.get(&key).copied().unwrap_or(0);
+        tables.put_session(key, None, &record)?;
     }
     for row in batch.extra_rows {
         let record = ExtraRowRecord {
