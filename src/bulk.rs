@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
-use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::SessionStore;
@@ -164,10 +164,14 @@ impl Snapshot {
     }
 }
 
+/// A message's id and its encoded record.
+type EncodedMessage = (u64, Vec<u8>);
+
 #[derive(Default)]
 struct Batch {
     sessions: Vec<SessionInfo>,
-    messages: Vec<(Uuid, Vec<Message>)>,
+    /// Messages by session, in seq order.
+    messages: Vec<(Uuid, Vec<EncodedMessage>)>,
     extra_rows: Vec<ExtraRow>,
     opaque: Vec<(String, Vec<u8>)>,
     next_message_id: Option<u64>,
@@ -276,14 +280,17 @@ impl Importer {
     /// of timestamp instant, then id, and given seqs from the session's
     /// current count on; `seq` fields are ignored.
     pub fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
-        for message in &messages {
-            self.pending_bytes += message.content.len()
-                + message.query_plan.as_ref().map_or(0, |j| j.as_str().len())
-                + message.candidate_set.as_ref().map_or(0, |j| j.as_str().len())
-                + 64;
-        }
         messages.sort_by_key(|m| (m.timestamp.micros(), m.id));
-        self.pending.messages.push((session, messages));
+        // Encoded here, on the caller's thread, while the writer writes the
+        // previous batch.
+        let mut encoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            let id = message.id;
+            let record = encode("messages", &MessageRecord::from_message(message))?;
+            self.pending_bytes += record.len() + 64;
+            encoded.push((id, record));
+        }
+        self.pending.messages.push((session, encoded));
         self.flush_if_full()
     }
 
@@ -363,11 +370,11 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
             return Err(Error::SessionNotFound(*session));
         }
-        for message in messages {
-            if !new_ids.insert(message.id) || tables.message_ids.get(message.id)?.is_some() {
+        for &(id, _) in messages {
+            if !new_ids.insert(id) || tables.message_ids.get(id)?.is_some() {
                 return Err(Error::invalid(
                     "message id",
-                    format!("message {} is loaded twice", message.id),
+                    format!("message {id} is loaded twice"),
                 ));
             }
         }
@@ -397,9 +404,9 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
                 (old.message_count, Some(old))
             }
         };
-        for message in messages {
-            next_id = next_id.max(message.id.saturating_add(1));
-            tables.put_message(key, seq, &MessageRecord::from_message(message))?;
+        for (id, record) in messages {
+            next_id = next_id.max(id.saturating_add(1));
+            tables.put_encoded_message(key, seq, id, &record)?;
             seq += 1;
         }
         match old {
