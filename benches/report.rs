@@ -267,18 +267,25 @@ fn add_message_one_thread(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let turns = conversation(3, 64);
     let ss = store.create_session(Some("writer")).expect("create");
     let sq = sqlite.create_session(Some("writer"));
+    // The two sides take turns, so that both see the same disk (a shared
+    // machine's fsync times drift).
     let iterations = config.pick(1000, 5000);
-    let mut i = 0;
-    let ss_times = latencies(iterations, || {
-        i += 1;
-        store
-            .add_message(ss, turns[i % turns.len()].to_new_message())
-            .expect("add");
-    });
-    let sq_times = latencies(iterations, || {
-        i += 1;
-        sqlite.add_message(&sq, &turns[i % turns.len()]);
-    });
+    let (mut ss_times, mut sq_times) = (Vec::new(), Vec::new());
+    for i in 0..iterations + iterations / 10 {
+        let turn = &turns[i % turns.len()];
+        let at = Instant::now();
+        store.add_message(ss, turn.to_new_message()).expect("add");
+        let ss_time = at.elapsed();
+        let at = Instant::now();
+        sqlite.add_message(&sq, turn);
+        let sq_time = at.elapsed();
+        if i >= iterations / 10 {
+            ss_times.push(ss_time);
+            sq_times.push(sq_time);
+        }
+    }
+    ss_times.sort_unstable();
+    sq_times.sort_unstable();
     notes.push(format!(
         "\nadd_message_1_thread (durable): p99 {:.0} µs against SQLite's {:.0} µs; p99.9 {:.0} µs against {:.0} µs.",
         percentile(&ss_times, 0.99),
@@ -464,7 +471,10 @@ fn file_size(path: &Path) -> f64 {
 }
 
 fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
-    let sessions = config.pick(100, 1000);
+    // Sessions are small: many of them, for a size the file's growth steps
+    // do not blur; messages go to the first of them.
+    let sessions = config.pick(2_000, 20_000);
+    let with_messages: u64 = config.pick(100, 1000);
     let per_session = 20;
     let dir = common::scratch();
     let ss_path = dir.path().join("s.redb");
@@ -487,7 +497,12 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let store = SessionStore::open(&ss_path).expect("open");
     let relaxed = store.with_durability(Durability::Relaxed);
     let mut payload = 0usize;
-    for (n, (ss, sq)) in ss_ids.iter().zip(&sq_ids).enumerate() {
+    for (n, (ss, sq)) in ss_ids
+        .iter()
+        .zip(&sq_ids)
+        .take(with_messages as usize)
+        .enumerate()
+    {
         for turn in conversation(n as u64, per_session) {
             payload += turn.content.len()
                 + turn.query_plan.as_ref().map_or(0, String::len)
@@ -499,10 +514,19 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     drop((relaxed, store));
     sqlite.checkpoint();
     let (ss_full, sq_full) = (file_size(&ss_path), file_size(&sq_path));
-    let messages = (sessions * per_session) as f64;
+    let messages = (with_messages * per_session) as f64;
+    let compacted = SessionStore::open(&ss_path)
+        .and_then(|store| store.compact(&mut |_, _| {}))
+        .expect("compact");
+    notes.push(format!(
+        "\nBytes: the sessionstore file compacts from {} to {} bytes ({:.0} bytes per message).",
+        compacted.before,
+        compacted.after,
+        (compacted.after as f64 - ss_sessions) / messages
+    ));
     let sessions = sessions as f64;
     notes.push(format!(
-        "\nBytes: {} sessions, {} messages of {:.0} bytes of text and JSON on average; files of {:.1} MB (sessionstore, plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint.",
+        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files of {:.1} MB (sessionstore, plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint.",
         sessions,
         messages,
         payload as f64 / messages,

@@ -4,6 +4,7 @@
 //! backups need).
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
 use crate::model::{ExtraValue, Message, SessionInfo};
-use crate::store::SessionStore;
+use crate::store::{guard_panics, SessionStore};
 use crate::tables;
 
 /// A row of a SQLite table the store carries without interpreting it.
@@ -43,6 +44,8 @@ pub struct ExtraRow {
 /// ```
 pub struct Snapshot {
     txn: ReadTransaction,
+    /// The store file, named by the errors of damaged pages.
+    path: PathBuf,
 }
 
 impl SessionStore {
@@ -60,7 +63,10 @@ impl SessionStore {
 
     /// A consistent view of everything in the store, unaffected by later writes.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot { txn: self.read()? })
+        Ok(Snapshot {
+            txn: self.read()?,
+            path: self.path().to_path_buf(),
+        })
     }
 
     /// A loader for sessions and messages as they are (ids, timestamps,
@@ -80,27 +86,49 @@ impl SessionStore {
 }
 
 impl Snapshot {
+    /// `entries` with the storage engine's panics on damaged pages turned
+    /// into an error, after which it ends (redb 4.6 panics on some).
+    fn guarded<'a, T: 'a>(
+        &'a self,
+        mut entries: impl Iterator<Item = Result<T>> + 'a,
+    ) -> impl Iterator<Item = Result<T>> + 'a {
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let mut returned = false;
+            let next = guard_panics(&self.path, || {
+                let next = entries.next().transpose();
+                returned = true;
+                next
+            });
+            failed = !returned;
+            next.transpose()
+        })
+    }
+
     /// Every session (expired ones too), in id order, without messages.
     pub fn sessions(&self) -> Result<impl Iterator<Item = Result<SessionInfo>> + '_> {
         let table = self.txn.open_table(tables::SESSIONS)?;
-        let range = table.range::<u128>(..)?;
-        Ok(range.map(|entry| {
+        let range = guard_panics(&self.path, || Ok(table.range::<u128>(..)?))?;
+        Ok(self.guarded(range.map(|entry| {
             let (key, value) = entry?;
             let record: SessionRecord = decode("sessions", value.value())?;
             Ok(record.into_info(Uuid::from_u128(key.value())))
-        }))
+        })))
     }
 
     /// The messages of one session, in seq order.
     pub fn messages(&self, session: Uuid) -> Result<impl Iterator<Item = Result<Message>> + '_> {
         let table = self.txn.open_table(tables::MESSAGES)?;
         let key = session.as_u128();
-        let range = table.range((key, 0)..=(key, u64::MAX))?;
-        Ok(range.map(|entry| {
+        let range = guard_panics(&self.path, || Ok(table.range((key, 0)..=(key, u64::MAX))?))?;
+        Ok(self.guarded(range.map(|entry| {
             let (key, value) = entry?;
             let record: MessageRecord = decode("messages", value.value())?;
             Ok(record.into_message(key.value().1))
-        }))
+        })))
     }
 
     /// Every message of every session, in global id order, with the
@@ -108,22 +136,22 @@ impl Snapshot {
     pub fn messages_by_id(&self) -> Result<impl Iterator<Item = Result<(Uuid, Message)>> + '_> {
         let ids = self.txn.open_table(tables::MESSAGE_IDS)?;
         let messages = self.txn.open_table(tables::MESSAGES)?;
-        let range = ids.range::<u64>(..)?;
-        Ok(range.map(move |entry| {
+        let range = guard_panics(&self.path, || Ok(ids.range::<u64>(..)?))?;
+        Ok(self.guarded(range.map(move |entry| {
             let (id, place) = entry?;
             let (session, seq) = place.value();
             let record = tables::message_record(&messages, session, seq)?.ok_or_else(|| {
                 Error::corrupt_record("message_ids", format!("message {} has no record", id.value()))
             })?;
             Ok((Uuid::from_u128(session), record.into_message(seq)))
-        }))
+        })))
     }
 
     /// Every extra row, by table then rowid.
     pub fn extra_rows(&self) -> Result<impl Iterator<Item = Result<ExtraRow>> + '_> {
         let table = self.txn.open_table(tables::EXTRA_ROWS)?;
-        let range = table.range::<(&str, i64)>(..)?;
-        Ok(range.map(|entry| {
+        let range = guard_panics(&self.path, || Ok(table.range::<(&str, i64)>(..)?))?;
+        Ok(self.guarded(range.map(|entry| {
             let (key, value) = entry?;
             let (table, rowid) = key.value();
             let record: ExtraRowRecord = decode("extra_rows", value.value())?;
@@ -133,7 +161,7 @@ impl Snapshot {
                 session: record.session.map(Uuid::from_u128),
                 values: record.values,
             })
-        }))
+        })))
     }
 
     /// An opaque value stored by [`Importer::set_opaque`].

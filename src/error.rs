@@ -89,7 +89,11 @@ pub enum Error {
     },
 
     /// The storage engine failed (I/O error while reading or committing, a
-    /// full disk, ...). Nothing of the failed call was committed.
+    /// full disk, ...). Nothing of the failed call was committed, unless the
+    /// failure came after its write reached the disk: a failed sync, a
+    /// failed shrink of the file after a commit, or a journal record that
+    /// could not be withdrawn. Then the write may be found, whole, after a
+    /// reopen.
     #[error("storage: {0}")]
     Storage(#[source] std::sync::Arc<redb::Error>),
 

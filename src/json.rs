@@ -7,7 +7,7 @@ use std::io;
 
 use serde_json::ser::Formatter;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -92,31 +92,104 @@ fn check_object(what: &'static str, text: &str) -> Result<()> {
 }
 
 /// `{**old, **new}`: keys of `update` replace those of `old`, in Python's order
-/// (old keys keep their place, new keys are appended).
+/// (old keys keep their place, new keys are appended), written as Python's
+/// `json.dumps` writes it.
+///
+/// Values are re-rendered from their text, never through a number type:
+/// numbers are kept digit for digit (Python keeps integers of any size, which
+/// an `f64` or `u64` would not).
 pub(crate) fn shallow_merge(old: Option<&JsonText>, update: &JsonText) -> Result<JsonText> {
-    let mut merged: Map<String, Value> = match old {
-        Some(old) => match old.to_value()? {
-            Value::Object(map) => map,
-            _ => {
-                return Err(Error::corrupt_record(
-                    "sessions",
-                    "stored context is not an object",
-                ))
-            }
-        },
-        None => Map::new(),
+    let mut merged = match old {
+        Some(old) => object_entries(old.as_str())
+            .map_err(|e| Error::corrupt_record("sessions", format!("stored context: {e}")))?,
+        None => Vec::new(),
     };
-    // Valid JSON can still hold what a value cannot (a number out of range,
-    // such as 1e400): that is the caller's input, refused as such.
-    let update = serde_json::from_str(update.as_str())
-        .map_err(|e| Error::invalid("context", format!("cannot be merged: {e}")))?;
-    let Value::Object(update) = update else {
-        return Err(Error::invalid("context", "not a JSON object"));
-    };
+    let update = object_entries(update.as_str())
+        .map_err(|e| Error::invalid("context", format!("not a JSON object: {e}")))?;
+    let mut places: std::collections::HashMap<String, usize> = merged
+        .iter()
+        .enumerate()
+        .map(|(n, (key, _))| (key.clone(), n))
+        .collect();
     for (key, value) in update {
-        merged.insert(key, value);
+        match places.get(&key) {
+            Some(&place) => merged[place].1 = value,
+            None => {
+                places.insert(key.clone(), merged.len());
+                merged.push((key, value));
+            }
+        }
     }
-    Ok(JsonText::from_value(&Value::Object(merged)))
+    let mut out = String::new();
+    write_object(&mut out, &merged).map_err(|e| Error::invalid("context", e.to_string()))?;
+    Ok(JsonText(out))
+}
+
+/// The entries of a JSON object, in order, each value as its own text; a
+/// repeated key keeps its first place and its last value, as in Python.
+fn object_entries(text: &str) -> serde_json::Result<Vec<(String, &RawValue)>> {
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = Vec<(String, &'de RawValue)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries: Vec<(String, &'de RawValue)> = Vec::new();
+            let mut places = std::collections::HashMap::new();
+            while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                match places.get(&key) {
+                    Some(&place) => entries[place] = (key, value),
+                    None => {
+                        places.insert(key.clone(), entries.len());
+                        entries.push((key, value));
+                    }
+                }
+            }
+            Ok(entries)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let entries = serde::Deserializer::deserialize_map(&mut deserializer, Entries)?;
+    deserializer.end()?;
+    Ok(entries)
+}
+
+fn write_object(out: &mut String, entries: &[(String, &RawValue)]) -> serde_json::Result<()> {
+    out.push('{');
+    for (n, (key, value)) in entries.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&python_dumps(&Value::String(key.clone())));
+        out.push_str(": ");
+        write_value(out, value)?;
+    }
+    out.push('}');
+    Ok(())
+}
+
+/// One value in `json.dumps` style: containers and strings re-rendered,
+/// numbers, booleans and null as written.
+fn write_value(out: &mut String, value: &RawValue) -> serde_json::Result<()> {
+    let text = value.get();
+    match text.as_bytes().first() {
+        Some(b'{') => write_object(out, &object_entries(text)?)?,
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            out.push('[');
+            for (n, item) in items.into_iter().enumerate() {
+                if n > 0 {
+                    out.push_str(", ");
+                }
+                write_value(out, item)?;
+            }
+            out.push(']');
+        }
+        Some(b'"') => out.push_str(&python_dumps(&Value::String(serde_json::from_str(text)?))),
+        _ => out.push_str(text),
+    }
+    Ok(())
 }
 
 /// Python's `json.dumps(value)` with its default arguments.
@@ -187,6 +260,21 @@ mod tests {
         let new = JsonText::object("context", r#"{"b": 3, "c": 4}"#).unwrap();
         let merged = shallow_merge(Some(&old), &new).unwrap();
         assert_eq!(merged.as_str(), r#"{"a": 1, "b": 3, "c": 4}"#);
+    }
+
+    #[test]
+    fn merge_keeps_numbers_digit_for_digit_and_renders_the_rest_like_python() {
+        let old = JsonText::object("context", r#"{"big":123456789012345678901234567890,"f":1.0}"#).unwrap();
+        let new = JsonText::object(
+            "context",
+            r#"{"n":{"é":[1,-0.5e-7,true,null,"x\u0000"]},"f":2.50,"big":-98765432109876543210,"f":3}"#,
+        )
+        .unwrap();
+        let merged = shallow_merge(Some(&old), &new).unwrap();
+        assert_eq!(
+            merged.as_str(),
+            r#"{"big": -98765432109876543210, "f": 3, "n": {"\u00e9": [1, -0.5e-7, true, null, "x\u0000"]}}"#
+        );
     }
 
     #[test]

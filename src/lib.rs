@@ -31,6 +31,8 @@ mod bulk;
 mod encoding;
 mod error;
 mod expiry;
+#[doc(hidden)]
+pub mod fuzzing;
 mod journal;
 mod json;
 mod maintenance;

@@ -10,7 +10,9 @@ use redb::{
 
 use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
-use crate::store::{guard_panics, open_error, SessionStore};
+use crate::journal::journal_path;
+use crate::storage::FileRole;
+use crate::store::{guard_panics, open_error, SessionStore, StoreOptions};
 use crate::tables::{self, index_keys};
 
 /// Called as work advances: (entries done, entries in all).
@@ -97,6 +99,7 @@ impl SessionStore {
             sync_parent(&path)?;
             let old = std::mem::replace(db, new_db);
             drop(old);
+            wipe_journal(&options, &path)?;
             file_size(&path)
         })?;
         progress(1, 1);
@@ -123,6 +126,27 @@ fn temp_beside(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp-{}", std::process::id()));
     dest.with_file_name(name)
+}
+
+/// Overwrites the journal beside `database` with zeros. Maintenance runs
+/// after a checkpoint, when the database holds every record the journal
+/// does; without this, erased content would stay in the journal's bytes.
+fn wipe_journal(options: &StoreOptions, database: &Path) -> Result<()> {
+    let path = journal_path(database);
+    let file = options
+        .storage
+        .open(&path, FileRole::Journal)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let len = file.len().map_err(|e| Error::io("read the size of", &path, e))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64);
+        file.write(at, &zeros[..n as usize])
+            .map_err(|e| Error::io("wipe", &path, e))?;
+        at += n;
+    }
+    file.sync_data().map_err(|e| Error::io("sync", &path, e))
 }
 
 fn sync_parent(path: &Path) -> Result<()> {

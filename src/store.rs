@@ -62,15 +62,66 @@ impl std::fmt::Debug for StoreOptions {
 impl StoreOptions {
     /// Opens (creating when missing) the redb database at `path` through
     /// [`StoreOptions::storage`].
+    ///
+    /// A file whose creation was cut short (the process killed while redb
+    /// wrote its first header, which gets its magic number last) holds
+    /// nothing: it is created again instead of being refused as corrupt.
     pub(crate) fn open_database(&self, path: &Path) -> Result<Database> {
-        let backend = self
-            .storage
-            .open(path, FileRole::Database)
-            .map_err(|e| Error::io("open", path, e))?;
+        match self.open_database_once(path) {
+            Err(Error::Corrupt { .. }) if self.clear_unfinished_creation(path)? => {
+                tracing::warn!(path = %path.display(), "the store's creation was cut short; creating it again");
+                self.open_database_once(path)
+            }
+            other => other,
+        }
+    }
+
+    fn open_database_once(&self, path: &Path) -> Result<Database> {
+        let backend = self.open_backend(path)?;
         redb::Builder::new()
             .set_cache_size(self.cache_bytes)
             .create_with_backend(Boxed(backend))
             .map_err(|e| open_error(path, e))
+    }
+
+    fn open_backend(&self, path: &Path) -> Result<Box<dyn redb::StorageBackend>> {
+        self.storage
+            .open(path, FileRole::Database)
+            .map_err(|e| Error::io("open", path, e))
+    }
+
+    /// Empties the file at `path` if it is what a creation cut short leaves:
+    /// no magic number (zeros in its place), and nothing but zeros after the
+    /// header redb writes first. Says whether it did.
+    fn clear_unfinished_creation(&self, path: &Path) -> Result<bool> {
+        /// redb's magic number, and its header, are this long.
+        const MAGIC_BYTES: u64 = 9;
+        const HEADER_BYTES: u64 = 320;
+        /// A new redb file is far smaller: a larger one was never that.
+        const LARGEST: u64 = 16 << 20;
+        let backend = self.open_backend(path)?;
+        let io = |e: std::io::Error| Error::io("clear the unfinished", path, e);
+        let len = backend.len().map_err(io)?;
+        if len == 0 || len > LARGEST {
+            return Ok(false);
+        }
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut at = 0;
+        while at < len {
+            let n = chunk.len().min((len - at) as usize);
+            backend.read(at, &mut chunk[..n]).map_err(io)?;
+            let stray = chunk[..n].iter().enumerate().any(|(i, &byte)| {
+                let offset = at + i as u64;
+                byte != 0 && !(MAGIC_BYTES..HEADER_BYTES).contains(&offset)
+            });
+            if stray {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        backend.set_len(0).map_err(io)?;
+        backend.sync_data().map_err(io)?;
+        Ok(true)
     }
 }
 
@@ -860,6 +911,38 @@ impl UserView<'_> {
     /// This user's active sessions for a sidebar.
     pub fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionSummary>> {
         self.store.recent_sessions(self.user, limit)
+    }
+
+    /// As [`SessionStore::user_sessions_page`], for this user.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// let ana = store.for_user("ana");
+    /// for _ in 0..3 {
+    ///     ana.create_session().unwrap();
+    /// }
+    /// let first = ana.sessions_page(false, None, 2).unwrap();
+    /// let rest = ana.sessions_page(false, first.next, 2).unwrap();
+    /// assert_eq!((first.sessions.len(), rest.sessions.len(), rest.next), (2, 1, None));
+    /// ```
+    pub fn sessions_page(
+        &self,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage> {
+        self.store
+            .user_sessions_page(self.user, include_expired, after, limit)
+    }
+
+    /// As [`SessionStore::session_info`] (expired sessions included), for
+    /// this user's sessions only.
+    pub fn session_info(&self, id: Uuid) -> Result<Option<SessionInfo>> {
+        Ok(self
+            .store
+            .session_info(id)?
+            .filter(|info| info.user_id.as_deref() == Some(self.user)))
     }
 }
 

@@ -171,11 +171,16 @@ impl Drop for Writer {
 
 /// A checkpoint (durable redb commit, then the journal starts over) follows
 /// this many journal records,
-const CHECKPOINT_RECORDS: u32 = 1024;
+const CHECKPOINT_RECORDS: u32 = 256;
 /// or this many journal bytes,
 const CHECKPOINT_BYTES: u64 = JOURNAL_BYTES / 2;
-/// or this long after the oldest record it would cover.
-const CHECKPOINT_AGE: Duration = Duration::from_millis(500);
+/// or this long after the oldest record it would cover (in the crate's unit
+/// tests, never within a test: they inspect the journal a checkpoint resets).
+const CHECKPOINT_AGE: Duration = if cfg!(test) {
+    Duration::from_secs(3600)
+} else {
+    Duration::from_millis(500)
+};
 
 /// The writer thread's state: the database, the journal, and how much the
 /// journal holds that the database holds only non-durably.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 
 use common::{assert_clean, dump, file_len, store_path, temp_store};
 use sessionstore::{Durability, Error, NewMessage, SessionStore, FORMAT_VERSION};
@@ -312,6 +312,39 @@ fn an_empty_file_becomes_a_new_store() {
     assert!(store.get_session(id).unwrap().is_some());
 }
 
+/// A process killed while creating a store leaves what redb writes first:
+/// its header without the magic number (added last), then zeros. Such a
+/// file holds nothing and becomes a store; anything more is refused as it is.
+#[test]
+fn a_creation_cut_short_is_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut unfinished = vec![0u8; 1 << 20];
+    unfinished[9..320]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8 | 1);
+    for (name, bytes) in [
+        ("unfinished.redb", unfinished.clone()),
+        ("zeros.redb", vec![0; 4096]),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let store = SessionStore::open(&path).unwrap();
+        let id = store.create_session(Some("ana")).unwrap();
+        drop(store);
+        let store = SessionStore::open(&path).unwrap();
+        assert!(store.get_session(id).unwrap().is_some(), "{name}");
+        assert_clean(&store);
+    }
+    // One byte of data past the header, or in the magic number's place,
+    // and the file is not ours to clear.
+    for at in [320, (1 << 20) - 1, 0, 8] {
+        let mut bytes = unfinished.clone();
+        bytes[at] = 7;
+        assert_bytes_refused_as_corrupt("kept.redb", &bytes);
+    }
+}
+
 /// Rewrites the `format_version` entry of the store's `meta` table with
 /// redb itself, as a file written by another build would hold it.
 fn set_format_version(path: &Path, bytes: &[u8]) {
@@ -549,4 +582,53 @@ fn damaged_store_files_give_errors_never_panics() {
         }
     }
     assert!(refused > 0, "some damage is seen at open");
+}
+
+/// The check is not a formality: entries removed behind the store's back
+/// (with redb directly, on the closed file) are each reported.
+#[test]
+fn check_reports_an_index_or_a_message_removed_behind_the_store() {
+    let (dir, store) = temp_store();
+    populate(&store);
+    let ana = store.list_user_sessions("ana", false).unwrap()[0];
+    drop(store);
+    {
+        let db = redb::Database::create(store_path(&dir)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let index = redb::TableDefinition::<(&str, i64, u128), ()>::new("user_active_sessions");
+            let mut index = txn.open_table(index).unwrap();
+            // The first active entry by user is ana's session (the "" user's
+            // session, which would sort first, is expired).
+            let (user, at, id) = index
+                .first()
+                .unwrap()
+                .map(|(key, _)| {
+                    let (user, at, id) = key.value();
+                    (user.to_owned(), at, id)
+                })
+                .unwrap();
+            assert_eq!((user.as_str(), id), ("ana", ana.as_u128()));
+            index.remove((user.as_str(), at, id)).unwrap();
+            let messages = redb::TableDefinition::<(u128, u64), &[u8]>::new("messages");
+            txn.open_table(messages)
+                .unwrap()
+                .remove((ana.as_u128(), 1))
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = SessionStore::open(store_path(&dir)).unwrap();
+    let report = store.check(&mut |_, _| {}).unwrap();
+    assert!(!report.is_clean());
+    let problems = report.problems.join("\n");
+    assert!(
+        problems.contains("index user_active_sessions differs from its table: 0 stray entries, 1 missing"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains(&format!("session {ana}: holds 1 messages but counts 2")),
+        "{problems}"
+    );
+    assert!(problems.contains("message_ids has"), "{problems}");
 }

@@ -177,3 +177,5 @@ pub fn content(seed: u64, len: usize) -> String {
     let mut rng = Rng::new(seed);
     (0..len).map(|_| PIECES[rng.below(8) as usize]).collect()
 }
+
+pub mod disk;
