@@ -274,6 +274,15 @@ fn damaged_files_give_errors_or_correct_data_never_a_panic_or_hang() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start child");
+        // Drained as it comes: a panic caught inside the store is still
+        // printed (with a backtrace under RUST_BACKTRACE), and a full pipe
+        // would block the child as if it hung.
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr, &mut text);
+            text
+        });
         let stdout = child.stdout.take().unwrap();
         let (lines, received) = mpsc::channel();
         std::thread::spawn(move || {
@@ -298,11 +307,11 @@ fn damaged_files_give_errors_or_correct_data_never_a_panic_or_hang() {
                     panic!("case {done} (SESSIONSTORE_SEED={seed}) hung: no answer within {CASE_DEADLINE:?}");
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let output = child.wait_with_output().unwrap();
+                    let status = child.wait().unwrap();
+                    let stderr = stderr.join().unwrap();
                     panic!(
-                        "case {done} (SESSIONSTORE_SEED={seed}) ended the child ({}): {}",
-                        output.status,
-                        String::from_utf8_lossy(&output.stderr)
+                        "case {done} (SESSIONSTORE_SEED={seed}) ended the child ({status}): {}",
+                        String::from_utf8_lossy(&stderr)
                     );
                 }
             }
