@@ -3,13 +3,13 @@
 //! timestamps and extra data as they are (what the SQLite converter and
 //! backups need).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
-use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::{guard_panics, SessionStore};
@@ -192,10 +192,14 @@ impl Snapshot {
     }
 }
 
+/// A message's id and its encoded record.
+type EncodedMessage = (u64, Vec<u8>);
+
 #[derive(Default)]
 struct Batch {
     sessions: Vec<SessionInfo>,
-    messages: Vec<(Uuid, Vec<Message>)>,
+    /// Messages by session, in seq order.
+    messages: Vec<(Uuid, Vec<EncodedMessage>)>,
     extra_rows: Vec<ExtraRow>,
     opaque: Vec<(String, Vec<u8>)>,
     next_message_id: Option<u64>,
@@ -304,14 +308,17 @@ impl Importer {
     /// of timestamp instant, then id, and given seqs from the session's
     /// current count on; `seq` fields are ignored.
     pub fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
-        for message in &messages {
-            self.pending_bytes += message.content.len()
-                + message.query_plan.as_ref().map_or(0, |j| j.as_str().len())
-                + message.candidate_set.as_ref().map_or(0, |j| j.as_str().len())
-                + 64;
-        }
         messages.sort_by_key(|m| (m.timestamp.micros(), m.id));
-        self.pending.messages.push((session, messages));
+        // Encoded here, on the caller's thread, while the writer writes the
+        // previous batch.
+        let mut encoded = Vec::with_capacity(messages.len());
+        for message in messages {
+            let id = message.id;
+            let record = encode("messages", &MessageRecord::from_message(message))?;
+            self.pending_bytes += record.len() + 64;
+            encoded.push((id, record));
+        }
+        self.pending.messages.push((session, encoded));
         self.flush_if_full()
     }
 
@@ -391,11 +398,11 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
             return Err(Error::SessionNotFound(*session));
         }
-        for message in messages {
-            if !new_ids.insert(message.id) || tables.message_ids.get(message.id)?.is_some() {
+        for &(id, _) in messages {
+            if !new_ids.insert(id) || tables.message_ids.get(id)?.is_some() {
                 return Err(Error::invalid(
                     "message id",
-                    format!("message {} is loaded twice", message.id),
+                    format!("message {id} is loaded twice"),
                 ));
             }
         }
@@ -409,23 +416,43 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         }
     }
     let mut next_id = tables.next_message_id()?;
-    for session in &batch.sessions {
-        let mut record = SessionRecord::from_info(session);
-        record.message_count = 0;
-        tables.put_session(session.session_id.as_u128(), None, &record)?;
-    }
+    // A session of this batch is written once, with the count of the
+    // messages it got in the batch.
+    let mut new_counts: HashMap<u128, u64> = batch
+        .sessions
+        .iter()
+        .map(|s| (s.session_id.as_u128(), 0))
+        .collect();
     for (session, messages) in batch.messages {
         let key = session.as_u128();
-        let old = tables.session(key)?.ok_or(Error::SessionNotFound(session))?;
-        let mut seq = old.message_count;
-        for message in messages {
-            next_id = next_id.max(message.id.saturating_add(1));
-            tables.put_message(key, seq, &MessageRecord::from_message(message))?;
+        let (mut seq, old) = match new_counts.get(&key) {
+            Some(&count) => (count, None),
+            None => {
+                let old = tables.session(key)?.ok_or(Error::SessionNotFound(session))?;
+                (old.message_count, Some(old))
+            }
+        };
+        for (id, record) in messages {
+            next_id = next_id.max(id.saturating_add(1));
+            tables.put_encoded_message(key, seq, id, &record)?;
             seq += 1;
         }
-        let mut new = old.clone();
-        new.message_count = seq;
-        tables.put_session(key, Some(&old), &new)?;
+        match old {
+            Some(old) => {
+                let mut new = old.clone();
+                new.message_count = seq;
+                tables.put_session(key, Some(&old), &new)?;
+            }
+            None => {
+                new_counts.insert(key, seq);
+            }
+        }
+    }
+    for session in &batch.sessions {
+        let key = session.session_id.as_u128();
+        let mut record = SessionRecord::from_info(session);
+        record.message_count = new_counts.get(&key).copied().unwrap_or(0);
+        tables.put_session(key, None, &record)?;
     }
     for row in batch.extra_rows {
         let record = ExtraRowRecord {

@@ -250,9 +250,14 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a message at `seq` and maps its global id to it.
     pub fn put_message(&mut self, session: u128, seq: u64, record: &MessageRecord) -> Result<()> {
-        self.messages
-            .insert((session, seq), encode("messages", record)?.as_slice())?;
-        self.message_ids.insert(record.id, (session, seq))?;
+        self.put_encoded_message(session, seq, record.id, &encode("messages", record)?)
+    }
+
+    /// As [`WriteTables::put_message`], for a record encoded already (the
+    /// bulk importer encodes on its caller's thread).
+    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: &[u8]) -> Result<()> {
+        self.messages.insert((session, seq), record)?;
+        self.message_ids.insert(id, (session, seq))?;
         Ok(())
     }
 

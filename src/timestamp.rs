@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
 /// An instant (microseconds since the Unix epoch, UTC) and the text form it came in.
 ///
@@ -64,6 +64,14 @@ impl Timestamp {
     /// Parses ISO 8601 text: naive (taken as UTC) or with an offset, `T` or a
     /// space between date and time, any fraction. The text is remembered.
     pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        if let Some((micros, form)) = parse_python(text) {
+            return Ok(Timestamp { micros, form });
+        }
+        Self::parse_general(text)
+    }
+
+    /// [`Timestamp::parse`] through chrono's parsers, for any form.
+    fn parse_general(text: &str) -> Result<Self, TimestampError> {
         let micros = parse_micros(text).ok_or_else(|| TimestampError {
             text: text.to_owned(),
         })?;
@@ -101,6 +109,40 @@ impl Timestamp {
     }
 }
 
+/// The two forms Python writes (`YYYY-MM-DDTHH:MM:SS`, a six-digit
+/// fraction when not zero, `+00:00` when aware), read directly: a
+/// conversion parses millions. `None` for anything else, which
+/// [`Timestamp::parse_general`] then decides.
+fn parse_python(text: &str) -> Option<(i64, TimestampForm)> {
+    let (body, form) = match text.len() {
+        19 | 26 => (text.as_bytes(), TimestampForm::Naive),
+        25 | 32 if text.ends_with("+00:00") => (&text.as_bytes()[..text.len() - 6], TimestampForm::Utc),
+        _ => return None,
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, byte)| body[at] != byte) {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        body[range].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let fraction = if body.len() == 26 {
+        // A zero fraction written out is not Python's form: kept verbatim.
+        match (body[19], number(20..26)?) {
+            (b'.', fraction) if fraction != 0 => fraction,
+            _ => return None,
+        }
+    } else {
+        0
+    };
+    let year = i32::try_from(number(0..4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)?;
+    let time = NaiveTime::from_hms_micro_opt(number(11..13)?, number(14..16)?, number(17..19)?, fraction)?;
+    Some((NaiveDateTime::new(date, time).and_utc().timestamp_micros(), form))
+}
+
 fn parse_micros(text: &str) -> Option<i64> {
     // chrono's RFC 3339 parser takes `T`, `t` or a space, and `Z` or an offset.
     if let Ok(aware) = DateTime::parse_from_rfc3339(text) {
@@ -118,7 +160,19 @@ fn render(micros: i64, form: &TimestampForm) -> String {
     let Some(instant) = DateTime::from_timestamp_micros(micros) else {
         return micros.to_string();
     };
-    let mut text = instant.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let mut text = if (0..=9999).contains(&instant.year()) {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            instant.year(),
+            instant.month(),
+            instant.day(),
+            instant.hour(),
+            instant.minute(),
+            instant.second()
+        )
+    } else {
+        instant.format("%Y-%m-%dT%H:%M:%S").to_string()
+    };
     let fraction = micros.rem_euclid(1_000_000);
     if fraction != 0 {
         text.push_str(&format!(".{fraction:06}"));
@@ -186,6 +240,47 @@ mod tests {
             Timestamp::parse("2026-01-13T09:41:07.000000").unwrap().to_text(),
             "2026-01-13T09:41:07.000000"
         );
+    }
+
+    #[test]
+    fn the_direct_reading_of_python_forms_agrees_with_chrono() {
+        for text in [
+            "2026-01-13T09:41:07.123456",
+            "2026-01-13T09:41:07",
+            "2026-01-13T09:41:07.123456+00:00",
+            "2026-01-13T09:41:07+00:00",
+            "2026-01-13T09:41:07.000000",
+            "2026-01-13T09:41:07.000000+00:00",
+            "2026-01-13T09:41:07.000001",
+            "2026-01-13T09:41:60",
+            "2026-01-13T09:41:59.999999+00:00",
+            "2024-02-29T23:59:59",
+            "2026-02-29T00:00:00",
+            "2026-01-13T24:00:00",
+            "0000-01-01T00:00:00",
+            "1969-12-31T23:59:59.500000",
+            "2026-01-13 09:41:07.123456",
+            "2026-01-13T09:41:07.12345a",
+            "2026-01-13T09:41:07+01:00",
+            "2026-01-13T09:41:07-00:00",
+            "2026-1-13T09:41:07.1234567",
+        ] {
+            let general = Timestamp::parse_general(text);
+            match parse_python(text) {
+                Some((micros, form)) => {
+                    assert_eq!(Ok(Timestamp { micros, form }), general, "{text}");
+                }
+                None => assert!(
+                    general
+                        .as_ref()
+                        .map_or(true, |t| matches!(t.form(), TimestampForm::Verbatim(_))),
+                    "{text}: the direct reading missed a Python form: {general:?}"
+                ),
+            }
+            if let Ok(ts) = general {
+                assert_eq!(ts.to_text(), text, "{text}");
+            }
+        }
     }
 
     #[test]

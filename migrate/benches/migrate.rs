@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use sessionstore_migrate::generate::{generate, GenerateOptions};
+use sessionstore_migrate::generate::{generate, GenerateOptions, GENERATOR_VERSION};
 
 const SEED: u64 = 1;
 
@@ -28,7 +28,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("migrate-bench"));
     std::fs::create_dir_all(&dir).expect("create the benchmark folder");
-    let source = dir.join(format!("sessions-{messages}-seed{SEED}.db"));
+    let source = dir.join(format!("sessions-{messages}-seed{SEED}-v{GENERATOR_VERSION}.db"));
     if !source.exists() {
         let started = Instant::now();
         let options = GenerateOptions {

@@ -320,37 +320,51 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Messages in id order. A second thread reads them from the store
+    /// while this one writes them to SQLite; they pass in chunks, at most
+    /// [`CHUNKS_IN_FLIGHT`] at a time.
     fn messages(&mut self) -> Result<()> {
-        let snapshot = self.snapshot;
+        let (snapshot, source) = (self.snapshot, self.source);
         let bar = self
             .progress
-            .table(MESSAGES, snapshot.message_count().in_file(self.source)?);
-        for entry in snapshot.messages_by_id().in_file(self.source)? {
-            let (session, message): (Uuid, Message) = entry.in_file(self.source)?;
-            let mut id = Uuid::encode_buffer();
-            let session = session.hyphenated().encode_lower(&mut id);
-            let timestamp = message.timestamp.to_text();
-            let message_id = i64::try_from(message.id).map_err(|_| {
-                Error::row(
-                    MESSAGES,
-                    format!("id {}", message.id),
-                    "id is beyond SQLite's integers",
-                )
-            })?;
-            let values = vec![
-                ValueRef::Integer(message_id),
-                ValueRef::Text(session.as_bytes()),
-                ValueRef::Text(message.role.as_str().as_bytes()),
-                ValueRef::Text(message.content.as_bytes()),
-                optional(message.query_plan.as_ref().map(|j| j.as_str())),
-                optional(message.candidate_set.as_ref().map(|j| j.as_str())),
-                ValueRef::Text(timestamp.as_bytes()),
-            ];
-            self.insert(MESSAGES, &MESSAGE_COLUMNS, &message.extra, values)?;
-            bar.inc(1);
-            self.report.messages += 1;
-        }
+            .table(MESSAGES, snapshot.message_count().in_file(source)?);
+        std::thread::scope(|scope| {
+            let (chunks, receiver) = std::sync::mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+            scope.spawn(move || read_messages(snapshot, &chunks));
+            for chunk in receiver {
+                for (session, message) in chunk.in_file(source)? {
+                    self.message(session, message)?;
+                    bar.inc(1);
+                }
+            }
+            Ok::<(), Error>(())
+        })?;
         bar.finish();
+        Ok(())
+    }
+
+    fn message(&mut self, session: Uuid, message: Message) -> Result<()> {
+        let mut id = Uuid::encode_buffer();
+        let session = session.hyphenated().encode_lower(&mut id);
+        let timestamp = message.timestamp.to_text();
+        let message_id = i64::try_from(message.id).map_err(|_| {
+            Error::row(
+                MESSAGES,
+                format!("id {}", message.id),
+                "id is beyond SQLite's integers",
+            )
+        })?;
+        let values = vec![
+            ValueRef::Integer(message_id),
+            ValueRef::Text(session.as_bytes()),
+            ValueRef::Text(message.role.as_str().as_bytes()),
+            ValueRef::Text(message.content.as_bytes()),
+            optional(message.query_plan.as_ref().map(|j| j.as_str())),
+            optional(message.candidate_set.as_ref().map(|j| j.as_str())),
+            ValueRef::Text(timestamp.as_bytes()),
+        ];
+        self.insert(MESSAGES, &MESSAGE_COLUMNS, &message.extra, values)?;
+        self.report.messages += 1;
         Ok(())
     }
 
@@ -389,6 +403,53 @@ impl Run<'_> {
                 .map_err(|e| Error::row(SEQUENCE, sqlite::render(sqlite::from_extra(name)), e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// Chunks of messages between the reading and the writing thread.
+const CHUNKS_IN_FLIGHT: usize = 4;
+/// A chunk ends after this many messages or this many bytes of text.
+const CHUNK_MESSAGES: usize = 512;
+const CHUNK_BYTES: usize = 1 << 20;
+
+type Chunk = sessionstore::Result<Vec<(Uuid, Message)>>;
+
+/// Reads every message in id order and sends them in chunks; stops at the
+/// first error (sent on) or when the writing side has gone.
+fn read_messages(snapshot: &Snapshot, chunks: &std::sync::mpsc::SyncSender<Chunk>) {
+    let messages = match snapshot.messages_by_id() {
+        Ok(messages) => messages,
+        Err(error) => {
+            // The writing side reports it; if it has gone, there is no one to tell.
+            chunks.send(Err(error)).ok();
+            return;
+        }
+    };
+    let mut chunk = Vec::with_capacity(CHUNK_MESSAGES);
+    let mut bytes = 0;
+    for entry in messages {
+        match entry {
+            Ok((session, message)) => {
+                bytes += message.content.len()
+                    + message.query_plan.as_ref().map_or(0, |j| j.as_str().len())
+                    + message.candidate_set.as_ref().map_or(0, |j| j.as_str().len());
+                chunk.push((session, message));
+                if chunk.len() >= CHUNK_MESSAGES || bytes >= CHUNK_BYTES {
+                    bytes = 0;
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_MESSAGES));
+                    if chunks.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                chunks.send(Err(error)).ok();
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.send(Ok(chunk)).ok();
     }
 }
 

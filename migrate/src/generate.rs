@@ -18,6 +18,10 @@ use crate::output::Output;
 use crate::schema::SchemaChoice;
 use crate::sqlite;
 
+/// Changes whenever the generated content changes, so that saved files
+/// are not mistaken for the current generator's.
+pub const GENERATOR_VERSION: u32 = 2;
+
 /// What to generate.
 #[derive(Clone, Copy, Debug)]
 pub struct GenerateOptions {
@@ -141,7 +145,7 @@ pub fn generate(path: &Path, options: &GenerateOptions) -> Result<GenerateReport
         }
         let index = rng.usize(..open.len());
         let conversation = &mut open[index];
-        let query = format!("books by {} {}", conversation.publisher, words(&mut rng, 2..20));
+        let query = format!("books by {} {}", conversation.publisher, words(&mut rng, 2..14));
         let plan = query_plan(&query, conversation.publisher);
         add_message
             .execute(params![
@@ -154,7 +158,7 @@ pub fn generate(path: &Path, options: &GenerateOptions) -> Result<GenerateReport
             ])
             .in_file(path)?;
         let found = rng.u32(1..14);
-        let reply = format!("Found {found} books. {}", words(&mut rng, 10..70));
+        let reply = format!("Found {found} books. {}", words(&mut rng, 10..80));
         let candidates = candidate_set(&mut rng, &query, conversation.publisher, found);
         let at = now(&mut rng, report.messages + 1);
         add_message
@@ -229,7 +233,7 @@ fn candidate_set(rng: &mut fastrand::Rng, query: &str, publisher: &str, found: u
         rng.u64(..)
     );
     // 1 to 4 KB: a few hundred bytes per candidate.
-    let shown = 3 + found.min(10);
+    let shown = 2 + found.min(10);
     for i in 0..shown {
         if i > 0 {
             text.push_str(", ");
