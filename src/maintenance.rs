@@ -66,14 +66,12 @@ impl SessionStore {
 
     /// Writes a consistent copy of the store, as of one moment, to `dest`
     /// (a new file; refused if it exists). Made through a read transaction,
-    /// so writers go on meanwhile; written beside `dest` and renamed into
-    /// place only when complete and on disk.
+    /// so writers go on meanwhile; written beside `dest` and linked into
+    /// place only when complete and on disk (never over a file that
+    /// appeared meanwhile).
     pub fn backup_to(&self, dest: &Path, progress: Progress<'_>) -> Result<()> {
         if dest.exists() {
-            return Err(Error::invalid(
-                "backup destination",
-                format!("{} exists already", dest.display()),
-            ));
+            return Err(destination_exists(dest));
         }
         self.reading(|txn| write_copy(txn, dest, progress))
     }
@@ -92,6 +90,8 @@ impl SessionStore {
         let after = self.maintain(move |db| {
             let fresh = temp_beside(&path);
             let txn = db.begin_read()?;
+            // Left by a compaction cut short, if there: not ours to keep.
+            let _ = std::fs::remove_file(&fresh);
             write_copy(&txn, &fresh, &mut |_, _| {})?;
             drop(txn);
             let new_db = options.open_database(&fresh)?;
@@ -162,14 +162,27 @@ fn sync_parent(path: &Path) -> Result<()> {
 /// Copies every table of `txn` into a new store file at `dest`, atomically.
 fn write_copy(txn: &ReadTransaction, dest: &Path, progress: Progress<'_>) -> Result<()> {
     let temp = temp_beside(dest);
-    let result = write_copy_to(txn, &temp, progress).and_then(|()| {
-        std::fs::rename(&temp, dest).map_err(|e| Error::io("rename the copy onto", dest, e))?;
-        sync_parent(dest)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
+    let result = write_copy_to(txn, &temp, progress).and_then(|()| place_new(&temp, dest));
+    let _ = std::fs::remove_file(&temp);
     result
+}
+
+fn destination_exists(dest: &Path) -> Error {
+    Error::invalid("backup destination", format!("{} exists already", dest.display()))
+}
+
+/// Gives the complete file `temp` the name `dest`, which must not exist: a
+/// hard link fails rather than replace a file created meanwhile (by another
+/// backup to the same name, say). Where hard links are not supported, a
+/// rename after a last look.
+fn place_new(temp: &Path, dest: &Path) -> Result<()> {
+    match std::fs::hard_link(temp, dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(destination_exists(dest)),
+        Err(_) if dest.exists() => return Err(destination_exists(dest)),
+        Err(_) => std::fs::rename(temp, dest).map_err(|e| Error::io("rename the copy onto", dest, e))?,
+    }
+    sync_parent(dest)
 }
 
 fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> Result<()> {

@@ -423,6 +423,18 @@ fn backup_is_an_equal_store_and_never_overwrites() {
     assert!(store.backup_to(&other, &mut |_, _| {}).is_err());
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "mine");
 
+    // A file that appears at the destination while the copy is made (another
+    // backup to the same name) is not replaced either.
+    let racing = dir.path().join("racing.redb");
+    let result = store.backup_to(&racing, &mut |_, _| {
+        if !racing.exists() {
+            std::fs::write(&racing, "the other backup").unwrap();
+        }
+    });
+    let message = common::assert_invalid(result, "backup destination");
+    assert!(message.contains("exists already"), "{message}");
+    assert_eq!(std::fs::read_to_string(&racing).unwrap(), "the other backup");
+
     // A destination in a missing folder is an I/O error naming it.
     let nowhere = dir.path().join("missing/folder/backup.redb");
     match store.backup_to(&nowhere, &mut |_, _| {}) {
