@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{content, dump, scale, seed, Rng};
+use common::{cases, content, dump, scale, seed, Rng};
 use sessionstore::{Durability, Message, NewMessage, SessionInfo, SessionStore, StoreOptions};
 
 const CHILD_ENV: &str = "SESSIONSTORE_DAMAGE_CHILD";
@@ -242,7 +242,7 @@ fn damage_child() {
 #[test]
 fn damaged_files_give_errors_or_correct_data_never_a_panic_or_hang() {
     let seed = seed("damage");
-    let cases = scale(150u64, 20_000);
+    let cases = scale(150, cases(20_000));
     let images = tempfile::tempdir().unwrap();
     let (clean, crashed) = (images.path().join("clean"), images.path().join("crashed"));
     std::fs::create_dir_all(&clean).unwrap();
@@ -340,6 +340,9 @@ fn damaged_files_give_errors_or_correct_data_never_a_panic_or_hang() {
         }
         let _ = child.kill();
         let _ = child.wait();
+        if next % 1000 < batch {
+            eprintln!("damage: {next} cases, outcomes so far {counts:?}");
+        }
     }
     for stacks in &stacks_of_hangs {
         eprintln!("damage: a case hung:\n{stacks}");

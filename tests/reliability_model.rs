@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::disk::SimDisk;
-use common::{assert_clean, scale};
+use common::{assert_clean, cases, scale};
 use proptest::prelude::*;
 use sessionstore::{Durability, Erased, Error, NewMessage, Role, SessionStore, StoreOptions, Uuid};
 
@@ -417,7 +417,7 @@ fn run(ops: Vec<Op>, relaxed: bool) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: scale(64, 100_000),
+        cases: scale(64, cases(100_000) as u32),
         ..ProptestConfig::default()
     })]
 

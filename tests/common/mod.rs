@@ -122,6 +122,15 @@ pub fn scale<T>(short: T, long: T) -> T {
     }
 }
 
+/// How many cases a long run makes: `SESSIONSTORE_CASES` when given, else
+/// `default` (for a shorter long run on a busy machine).
+pub fn cases(default: u64) -> u64 {
+    std::env::var("SESSIONSTORE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The seed of a run: `SESSIONSTORE_SEED` when given (to replay a failure),
 /// else the clock. Printed so that a failure can be replayed.
 pub fn seed(test: &str) -> u64 {
