@@ -473,8 +473,8 @@ fn file_size(path: &Path) -> f64 {
 fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     // Sessions are small: many of them, for a size the file's growth steps
     // do not blur; messages go to the first of them.
-    let sessions = config.pick(2_000, 20_000);
-    let with_messages: u64 = config.pick(100, 1000);
+    let sessions = config.pick(2_000, 50_000);
+    let with_messages: u64 = config.pick(100, 2_500);
     let per_session = 20;
     let dir = common::scratch();
     let ss_path = dir.path().join("s.redb");

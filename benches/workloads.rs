@@ -156,9 +156,11 @@ fn user_sessions_and_expiry(c: &mut Criterion) {
     let day = Duration::from_secs(24 * 3600);
     group.bench_function("sessionstore", |b| {
         b.iter_batched(
-            || copy_of(&dir.path().join("s.redb")),
-            |(copy, path)| {
-                let store = SessionStore::open(&path).expect("open");
+            || {
+                let (copy, path) = copy_of(&dir.path().join("s.redb"));
+                (copy, SessionStore::open(path).expect("open"))
+            },
+            |(copy, store)| {
                 store.expire_old_sessions(day).expect("expire");
                 (copy, store)
             },
@@ -167,9 +169,11 @@ fn user_sessions_and_expiry(c: &mut Criterion) {
     });
     group.bench_function("sqlite", |b| {
         b.iter_batched(
-            || copy_of(&path),
-            |(copy, path)| {
-                let sqlite = Sqlite::open(&path, Durability::Durable);
+            || {
+                let (copy, path) = copy_of(&path);
+                (copy, Sqlite::open(&path, Durability::Durable))
+            },
+            |(copy, sqlite)| {
                 sqlite.expire_old_sessions(day);
                 (copy, sqlite)
             },
@@ -178,10 +182,18 @@ fn user_sessions_and_expiry(c: &mut Criterion) {
     });
 }
 
+/// A copy of the store file at `path` (and of its journal, if any) in a
+/// new folder.
 fn copy_of(path: &std::path::Path) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = common::scratch();
-    let copy = dir.path().join(path.file_name().expect("a file"));
-    std::fs::copy(path, &copy).expect("copy");
+    let name = path.file_name().expect("a file").to_string_lossy().into_owned();
+    for file in [name.clone(), format!("{name}-journal")] {
+        let from = path.with_file_name(&file);
+        if from.exists() {
+            std::fs::copy(&from, dir.path().join(&file)).expect("copy");
+        }
+    }
+    let copy = dir.path().join(name);
     (dir, copy)
 }
 

@@ -8,15 +8,24 @@
 //! `writer.rs`) a durable redb commit makes everything so far durable in the
 //! database, and the journal starts over from its first byte.
 //!
-//! Record: `len: u32 | crc32: u32 | lsn: u64 | payload (len bytes)`, little
-//! endian, the checksum over `len`, `lsn` and the payload. Log sequence
-//! numbers (lsn) follow each other without gaps; each redb commit stores
-//! the lsn of its record in the `meta` table. On open, records are read from
-//! the start while each is whole, checks out and carries the next lsn; the
-//! first that does not (a torn tail, zeros, a record of an earlier round of
-//! the journal) ends the journal. Records newer than the database's durable
-//! lsn are applied again. A change log replays blindly (puts and removes of
-//! whole keys), so a record applied twice changes nothing.
+//! Record, at an offset that is a multiple of 8: `len: u32 | crc32: u32 |
+//! lsn: u64 | synced: u64 | payload (len bytes) | zeros to a multiple of 8`,
+//! little endian, the checksum over `len`, `lsn`, `synced` and the payload.
+//! Log sequence numbers (lsn) follow each other without gaps; each redb
+//! commit stores the lsn of its record in the `meta` table; `synced` is the
+//! last lsn known to be on disk when the record was written. On open,
+//! records are read from the start while each is whole, checks out and
+//! carries the next lsn; the first that does not (a torn tail, zeros, a
+//! record of an earlier round of the journal) ends the journal. Records
+//! newer than the database's durable lsn are applied again. A change log
+//! replays blindly (puts and removes of whole keys), so a record applied
+//! twice changes nothing.
+//!
+//! A record that ends the journal by failing its checksum is a torn tail
+//! after a crash, unless a later valid record says (by its `synced`) that
+//! the failing one had been on disk: then it was damaged afterwards, the
+//! records after it hold acknowledged writes, and the open fails with
+//! [`Error::Corrupt`] rather than drop them.
 //!
 //! The file is written with zeros to its full size once, when created, so
 //! that an append never has to allocate: its `fdatasync` writes only the
@@ -34,7 +43,9 @@ use crate::writer::set_durability;
 /// left is committed durably to redb instead, which empties the journal.
 pub(crate) const JOURNAL_BYTES: u64 = 32 << 20;
 
-const HEADER: usize = 16;
+const HEADER: usize = 24;
+/// Records start at multiples of this.
+const ALIGN: u64 = 8;
 
 /// The journal file beside the database at `database`.
 pub(crate) fn journal_path(database: &Path) -> PathBuf {
@@ -55,6 +66,20 @@ pub(crate) struct Journal {
     last_start: Option<u64>,
     /// Records were appended without a sync since the last one.
     unsynced: bool,
+    /// The lsn of the last record appended.
+    appended: u64,
+    /// The last lsn known to be on disk (in the journal or the database).
+    synced: u64,
+}
+
+/// What lies at an offset of the journal.
+enum Slot {
+    /// A whole record whose checksum holds.
+    Record { lsn: u64, payload: Vec<u8>, next: u64 },
+    /// Zeros, or the end of the file.
+    Empty,
+    /// Bytes that are not a whole, valid record.
+    Bad,
 }
 
 impl Journal {
@@ -70,6 +95,8 @@ impl Journal {
             next_lsn: 0,
             last_start: None,
             unsynced: false,
+            appended: 0,
+            synced: 0,
         };
         journal.capacity = journal.prepare()?;
         let durable = durable_lsn(db)?;
@@ -93,6 +120,8 @@ impl Journal {
             txn.commit()?;
             journal.next_lsn = last + 1;
         }
+        journal.appended = journal.next_lsn - 1;
+        journal.synced = journal.appended;
         Ok(journal)
     }
 
@@ -120,7 +149,15 @@ impl Journal {
         let mut records = Vec::new();
         let mut at = 0u64;
         let mut expected: Option<u64> = None;
-        while let Some((lsn, payload, next)) = self.read_record(at)? {
+        loop {
+            let (lsn, payload, next) = match self.read_slot(at)? {
+                Slot::Record { lsn, payload, next } => (lsn, payload, next),
+                Slot::Empty => break,
+                Slot::Bad => {
+                    self.check_damage(at, expected.unwrap_or(durable + 1))?;
+                    break;
+                }
+            };
             match expected {
                 Some(lsn_wanted) if lsn != lsn_wanted => break,
                 None if lsn > durable + 1 => {
@@ -144,29 +181,70 @@ impl Journal {
         Ok(records)
     }
 
-    /// The record at `at`, if a whole and valid one is there.
-    fn read_record(&self, at: u64) -> Result<Option<(u64, Vec<u8>, u64)>> {
+    /// The journal ended at `at` with an invalid record where record `lsn`
+    /// belonged. Fails when a valid record after it says `lsn` had been
+    /// synced: the invalid one was damaged, not torn.
+    fn check_damage(&self, at: u64, lsn: u64) -> Result<()> {
+        let start = at + ALIGN;
+        if start + HEADER as u64 > self.capacity {
+            return Ok(());
+        }
+        let mut rest = vec![0u8; (self.capacity - start) as usize];
+        self.file.read(start, &mut rest).map_err(|e| self.io("read", e))?;
+        for offset in (0..rest.len().saturating_sub(HEADER)).step_by(ALIGN as usize) {
+            let Some((len, crc, found, synced)) = parse_header(&rest[offset..]) else {
+                continue;
+            };
+            // A record after the invalid one has a later lsn, at most one
+            // per header's worth of journal, and says the invalid one was
+            // synced before it: anything else is leftover bytes (a cheap
+            // filter: the checksum below reads the payload).
+            let most_records = self.capacity / HEADER as u64;
+            if found < lsn || found > lsn.saturating_add(most_records) {
+                continue;
+            }
+            if synced < lsn || synced >= found {
+                continue;
+            }
+            let body = offset + HEADER;
+            let Some(payload) = rest.get(body..body + len as usize) else {
+                continue;
+            };
+            if checksum(len, found, synced, payload) == crc {
+                return Err(Error::Corrupt {
+                    path: self.path.clone(),
+                    why: format!(
+                        "journal record {lsn} (at byte {at}) is damaged, but record {found} after \
+                         it was written once {lsn} was on disk: acknowledged writes would be lost"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What lies at `at`.
+    fn read_slot(&self, at: u64) -> Result<Slot> {
         if at + HEADER as u64 > self.capacity {
-            return Ok(None);
+            return Ok(Slot::Empty);
         }
         let mut header = [0u8; HEADER];
         self.file.read(at, &mut header).map_err(|e| self.io("read", e))?;
-        let [l0, l1, l2, l3, c0, c1, c2, c3, lsn @ ..] = header;
-        let len = u64::from(u32::from_le_bytes([l0, l1, l2, l3]));
-        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-        let lsn = u64::from_le_bytes(lsn);
-        let end = at + HEADER as u64 + len;
-        if len == 0 || end > self.capacity {
-            return Ok(None);
+        let Some((len, crc, lsn, synced)) = parse_header(&header) else {
+            return Ok(Slot::Empty);
+        };
+        let next = at + padded(HEADER + len as usize);
+        if next > self.capacity {
+            return Ok(Slot::Bad);
         }
         let mut payload = vec![0u8; len as usize];
         self.file
             .read(at + HEADER as u64, &mut payload)
             .map_err(|e| self.io("read", e))?;
-        if checksum(len as u32, lsn, &payload) != crc {
-            return Ok(None);
+        if checksum(len, lsn, synced, &payload) != crc {
+            return Ok(Slot::Bad);
         }
-        Ok(Some((lsn, payload, end)))
+        Ok(Slot::Record { lsn, payload, next })
     }
 
     /// The lsn the next record gets.
@@ -176,7 +254,7 @@ impl Journal {
 
     /// True when a record of `payload_len` bytes fits in what is left.
     pub fn fits(&self, payload_len: usize) -> bool {
-        u32::try_from(payload_len).is_ok() && self.end + (HEADER + payload_len) as u64 <= self.capacity
+        u32::try_from(payload_len).is_ok() && self.end + padded(HEADER + payload_len) <= self.capacity
     }
 
     /// True when records were appended since the last [`Journal::reset`].
@@ -194,21 +272,25 @@ impl Journal {
     pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<u64> {
         let len = u32::try_from(payload.len()).map_err(|_| Error::invalid("journal record", "over 4 GiB"))?;
         let lsn = self.next_lsn;
-        let mut record = Vec::with_capacity(HEADER + payload.len());
+        let size = padded(HEADER + payload.len());
+        let mut record = Vec::with_capacity(size as usize);
         record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&checksum(len, lsn, payload).to_le_bytes());
+        record.extend_from_slice(&checksum(len, lsn, self.synced, payload).to_le_bytes());
         record.extend_from_slice(&lsn.to_le_bytes());
+        record.extend_from_slice(&self.synced.to_le_bytes());
         record.extend_from_slice(payload);
+        record.resize(size as usize, 0);
         self.file
             .write(self.end, &record)
             .map_err(|e| self.io("append to", e))?;
+        self.last_start = Some(self.end);
+        self.end += size;
+        self.next_lsn += 1;
+        self.appended = lsn;
         self.unsynced = true;
         if sync {
             self.sync()?;
         }
-        self.last_start = Some(self.end);
-        self.end += record.len() as u64;
-        self.next_lsn += 1;
         Ok(lsn)
     }
 
@@ -217,6 +299,7 @@ impl Journal {
         if self.unsynced {
             self.file.sync_data().map_err(|e| self.io("sync", e))?;
             self.unsynced = false;
+            self.synced = self.appended;
         }
         Ok(())
     }
@@ -233,6 +316,7 @@ impl Journal {
             .map_err(|e| self.io("retract a record of", e))?;
         self.end = start;
         self.next_lsn -= 1;
+        self.appended = self.next_lsn - 1;
         Ok(())
     }
 
@@ -242,6 +326,7 @@ impl Journal {
     pub fn reset(&mut self) {
         self.end = 0;
         self.unsynced = false;
+        self.synced = self.appended;
         self.last_start = None;
     }
 
@@ -250,12 +335,34 @@ impl Journal {
     }
 }
 
-fn checksum(len: u32, lsn: u64, payload: &[u8]) -> u32 {
+fn checksum(len: u32, lsn: u64, synced: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&len.to_le_bytes());
     hasher.update(&lsn.to_le_bytes());
+    hasher.update(&synced.to_le_bytes());
     hasher.update(payload);
     hasher.finalize()
+}
+
+/// (len, crc, lsn, synced) of the header at the start of `bytes`; `None`
+/// for zeros (no record) or fewer than a header's bytes.
+fn parse_header(bytes: &[u8]) -> Option<(u32, u32, u64, u64)> {
+    let (header, _) = bytes.split_first_chunk::<HEADER>()?;
+    let [l0, l1, l2, l3, c0, c1, c2, c3, n0, n1, n2, n3, n4, n5, n6, n7, synced @ ..] = *header;
+    let len = u32::from_le_bytes([l0, l1, l2, l3]);
+    (len != 0).then(|| {
+        (
+            len,
+            u32::from_le_bytes([c0, c1, c2, c3]),
+            u64::from_le_bytes([n0, n1, n2, n3, n4, n5, n6, n7]),
+            u64::from_le_bytes(synced),
+        )
+    })
+}
+
+/// `size` rounded up to a multiple of [`ALIGN`].
+fn padded(size: usize) -> u64 {
+    (size as u64).div_ceil(ALIGN) * ALIGN
 }
 
 /// The lsn of the last record the database holds durably (0: none).
@@ -273,7 +380,7 @@ mod tests {
 
     use redb::StorageBackend;
 
-    use super::{journal_path, HEADER};
+    use super::{journal_path, padded, HEADER};
     use crate::storage::{FileRole, StorageFactory};
     use crate::{NewMessage, SessionStore, StoreOptions};
 
@@ -386,7 +493,7 @@ mod tests {
                 break;
             }
             found.push((at, len));
-            at += HEADER + len;
+            at += padded(HEADER + len) as usize;
         }
         found
     }
@@ -448,18 +555,49 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_checksum_ends_the_journal_there() {
-        let (disk, id) = crashed_with(4);
+    fn a_damaged_record_with_synced_records_after_it_fails_the_open() {
+        let (disk, _) = crashed_with(4);
         let journal = journal_path(Path::new(STORE));
         let mut bytes = disk.bytes(&journal);
-        // Record 0 creates the session; record 2 holds message 1.
+        // Record 0 creates the session; record 2 holds message 1; records 3
+        // and 4 were written after it was synced.
         let (at, _) = records(&bytes)[2];
         bytes[at + HEADER] ^= 0x40;
         disk.set_bytes(&journal, bytes);
+        let options = StoreOptions {
+            storage: Arc::new(disk.clone()),
+            ..StoreOptions::default()
+        };
+        let error = SessionStore::open_with(STORE, options).unwrap_err();
+        assert!(
+            matches!(&error, crate::Error::Corrupt { why, .. } if why.contains("record 3 (at byte") && why.contains("record 4 after")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_bad_record_followed_only_by_unsynced_ones_ends_the_journal_there() {
+        // Relaxed writes: records appended without a sync. A crash may
+        // leave a later one whole and an earlier one torn: neither was
+        // acknowledged as durable, and the open replays up to the tear.
+        let disk = Disk::default();
         let store = disk.open();
+        let id = store.create_session(None).unwrap();
+        let relaxed = store.with_durability(crate::Durability::Relaxed);
+        for i in 0..3 {
+            relaxed
+                .add_message(id, NewMessage::user(format!("message {i}")))
+                .unwrap();
+        }
+        let journal = journal_path(Path::new(STORE));
+        let mut bytes = disk.bytes(&journal);
+        let crashed = disk.after_power_loss();
+        drop((relaxed, store));
+        let (at, _) = records(&bytes)[2];
+        bytes[at + HEADER] ^= 0x40;
+        crashed.set_bytes(&journal, bytes);
+        let store = crashed.open();
         assert_eq!(contents(&store, id), ["message 0"]);
-        let check = store.check(&mut |_, _| {}).unwrap();
-        assert!(check.is_clean(), "{check:?}");
     }
 
     #[test]

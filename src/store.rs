@@ -374,6 +374,26 @@ impl SessionStore {
             .map(|m| m.id)
     }
 
+    /// Appends several messages in one commit, all or none (a user's turn
+    /// and the reply to it); returns their global ids, in order. Refused as
+    /// [`add_message`](Self::add_message) is.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::NewMessage;
+    /// let id = store.create_session(None).unwrap();
+    /// let ids = store
+    ///     .add_messages(id, vec![NewMessage::user("books by Aldus"), NewMessage::assistant("Found 3 books")])
+    ///     .unwrap();
+    /// assert_eq!(ids.len(), 2);
+    /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
+    /// ```
+    pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
+        let added = self.append_messages(id, None, messages, Access::Any)?;
+        Ok(added.into_iter().map(|m| m.id).collect())
+    }
+
     fn add_message_checked(
         &self,
         id: Uuid,
@@ -381,13 +401,27 @@ impl SessionStore {
         message: NewMessage,
         access: Access<'_>,
     ) -> Result<Message> {
-        if message.content.len() > self.inner.options.max_content_bytes {
+        let mut added = self.append_messages(id, expected_next_seq, vec![message], access)?;
+        added
+            .pop()
+            .ok_or_else(|| Error::invalid("messages", "none to add"))
+    }
+
+    /// Appends messages in one commit: all of them or none.
+    fn append_messages(
+        &self,
+        id: Uuid,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+    ) -> Result<Vec<Message>> {
+        let limit = self.inner.options.max_content_bytes;
+        if let Some(message) = messages.iter().find(|m| m.content.len() > limit) {
             return Err(Error::invalid(
                 "content",
                 format!(
-                    "{} bytes is over the limit of {} bytes",
-                    message.content.len(),
-                    self.inner.options.max_content_bytes
+                    "{} bytes is over the limit of {limit} bytes",
+                    message.content.len()
                 ),
             ));
         }
@@ -405,24 +439,27 @@ impl SessionStore {
                 }
             }
             let now = Timestamp::now();
-            let message_id = tables.next_message_id()?;
-            let seq = old.message_count;
-            let record = MessageRecord {
-                id: message_id,
-                role: message.role,
-                content: message.content,
-                query_plan: message.query_plan.map(JsonText::into_string),
-                candidate_set: message.candidate_set.map(JsonText::into_string),
-                timestamp: (&now).into(),
-                extra: Vec::new(),
-            };
+            let first_id = tables.next_message_id()?;
             let mut new = old.clone();
-            new.message_count += 1;
+            let mut added = Vec::with_capacity(messages.len());
+            for (message_id, message) in (first_id..).zip(messages) {
+                let record = MessageRecord {
+                    id: message_id,
+                    role: message.role,
+                    content: message.content,
+                    query_plan: message.query_plan.map(JsonText::into_string),
+                    candidate_set: message.candidate_set.map(JsonText::into_string),
+                    timestamp: (&now).into(),
+                    extra: Vec::new(),
+                };
+                tables.put_message(key, new.message_count, &record)?;
+                added.push(record.into_message(new.message_count));
+                new.message_count += 1;
+            }
             new.updated_at = (&now).into();
-            tables.put_message(key, seq, &record)?;
-            tables.set_next_message_id(message_id + 1)?;
+            tables.set_next_message_id(first_id + added.len() as u64)?;
             tables.put_session(key, Some(&old), &new)?;
-            Ok(record.into_message(seq))
+            Ok(added)
         })
     }
 
@@ -852,6 +889,12 @@ impl UserView<'_> {
         self.store
             .add_message_checked(id, Some(expected_next_seq), message, self.access())
             .map(|m| m.id)
+    }
+
+    /// As [`SessionStore::add_messages`], for this user's sessions only.
+    pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
+        let added = self.store.append_messages(id, None, messages, self.access())?;
+        Ok(added.into_iter().map(|m| m.id).collect())
     }
 
     /// As [`SessionStore::update_context`], for this user's sessions only.

@@ -344,6 +344,9 @@ impl Committer {
     fn checkpoint_logged(&mut self) {
         if let Err(error) = self.checkpoint() {
             tracing::warn!(%error, "checkpoint failed; the journal keeps the writes");
+            // Retry after another CHECKPOINT_AGE, not at once (a damaged
+            // file fails every attempt: no busy loop).
+            self.oldest_unchecked = Some(Instant::now());
         }
     }
 

@@ -431,3 +431,59 @@ fn messages_and_sessions_serialise_to_json_for_callers() {
         session
     );
 }
+
+#[test]
+fn add_messages_writes_a_whole_turn_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_content_bytes: 100,
+        ..StoreOptions::default()
+    };
+    let store = SessionStore::open_with(dir.path().join("s.redb"), options).unwrap();
+    let (id, first) = session_with(&store, 1);
+
+    let ids = store
+        .add_messages(
+            id,
+            vec![
+                NewMessage::user("books by Aldus"),
+                NewMessage::assistant("Found 3 books matching your query")
+                    .with_candidate_set(r#"{"total_count": 3}"#)
+                    .unwrap(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(ids, vec![first[0] + 1, first[0] + 2]);
+    let session = store.get_session(id).unwrap().unwrap();
+    assert_eq!(seqs(&session.messages), vec![0, 1, 2]);
+    assert_eq!(session.messages[2].role, Role::Assistant);
+    assert_eq!(session.messages[1].timestamp, session.messages[2].timestamp);
+
+    // One message over the limit refuses the whole turn.
+    let before = dump(&store);
+    assert_invalid(
+        store.add_messages(
+            id,
+            vec![NewMessage::user("fine"), NewMessage::assistant("x".repeat(101))],
+        ),
+        "content",
+    );
+    // Another user's session answers as a missing one, for the whole turn.
+    assert_session_not_found(
+        store
+            .for_user("bob")
+            .add_messages(id, vec![NewMessage::user("hi")]),
+        id,
+    );
+    assert_eq!(dump(&store), before, "nothing written, no id used");
+    // An expired session refuses it too.
+    let (expired, _) = session_with(&store, 0);
+    store.expire_session(expired).unwrap();
+    let before_expired = dump(&store);
+    assert_session_not_found(
+        store.add_messages(expired, vec![NewMessage::user("late")]),
+        expired,
+    );
+    assert_eq!(dump(&store), before_expired, "nothing written, no id used");
+    assert_clean(&store);
+}

@@ -162,12 +162,9 @@ fn record_query(
         None => None,
     };
     let store = open(db)?;
-    store
-        .add_message(id, user_message)
-        .map_err(|e| explain(&store, id, e))?;
-    if let Some(reply) = reply {
-        store.add_message(id, reply).map_err(|e| explain(&store, id, e))?;
-    }
+    // The query and its reply land in one commit: both or neither.
+    let turn = std::iter::once(user_message).chain(reply).collect();
+    store.add_messages(id, turn).map_err(|e| explain(&store, id, e))?;
     say!(out, "Saved to session {id}");
     Ok(())
 }
