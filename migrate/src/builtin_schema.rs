@@ -3,13 +3,12 @@
 
 use crate::schema::BuiltinObject;
 
-/// Generation 1: the documented schema.
-pub(crate) const DOCUMENTED: &[BuiltinObject] = &[
-    BuiltinObject {
-        kind: "table",
-        name: "chat_sessions",
-        table: "chat_sessions",
-        sql: r#"CREATE TABLE chat_sessions (
+/// `chat_sessions` as generation 1 created it.
+const SESSIONS_DOCUMENTED: BuiltinObject = BuiltinObject {
+    kind: "table",
+    name: "chat_sessions",
+    table: "chat_sessions",
+    sql: r#"CREATE TABLE chat_sessions (
     session_id TEXT PRIMARY KEY,
     user_id TEXT,
     created_at TEXT NOT NULL,  -- ISO datetime
@@ -19,59 +18,14 @@ pub(crate) const DOCUMENTED: &[BuiltinObject] = &[
     expired_at TEXT,           -- NULL if active, ISO datetime if expired
     UNIQUE(session_id)
 )"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_sessions_user_id",
-        table: "chat_sessions",
-        sql: r#"CREATE INDEX idx_sessions_user_id
-ON chat_sessions(user_id)"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_sessions_expired",
-        table: "chat_sessions",
-        sql: r#"CREATE INDEX idx_sessions_expired
-ON chat_sessions(expired_at)"#,
-    },
-    BuiltinObject {
-        kind: "table",
-        name: "chat_messages",
-        table: "chat_messages",
-        sql: r#"CREATE TABLE chat_messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session_id TEXT NOT NULL,
-    role TEXT NOT NULL CHECK(role IN ('user', 'assistant', 'system')),
-    content TEXT NOT NULL,
-    query_plan TEXT,          -- JSON-serialized QueryPlan
-    candidate_set TEXT,        -- JSON-serialized CandidateSet
-    timestamp TEXT NOT NULL,   -- ISO datetime
-    FOREIGN KEY (session_id) REFERENCES chat_sessions(session_id) ON DELETE CASCADE
-)"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_messages_session",
-        table: "chat_messages",
-        sql: r#"CREATE INDEX idx_messages_session
-ON chat_messages(session_id, timestamp)"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_messages_timestamp",
-        table: "chat_messages",
-        sql: r#"CREATE INDEX idx_messages_timestamp
-ON chat_messages(timestamp DESC)"#,
-    },
-];
+};
 
-/// Generation 2: generation 1 upgraded in place (`phase` column, three more tables).
-pub(crate) const UPGRADED: &[BuiltinObject] = &[
-    BuiltinObject {
-        kind: "table",
-        name: "chat_sessions",
-        table: "chat_sessions",
-        sql: r#"CREATE TABLE chat_sessions (
+/// `chat_sessions` after generation 2 added `phase` in place.
+const SESSIONS_UPGRADED: BuiltinObject = BuiltinObject {
+    kind: "table",
+    name: "chat_sessions",
+    table: "chat_sessions",
+    sql: r#"CREATE TABLE chat_sessions (
     session_id TEXT PRIMARY KEY,
     user_id TEXT,
     created_at TEXT NOT NULL,  -- ISO datetime
@@ -81,26 +35,32 @@ pub(crate) const UPGRADED: &[BuiltinObject] = &[
     expired_at TEXT, phase TEXT DEFAULT 'query_definition',           -- NULL if active, ISO datetime if expired
     UNIQUE(session_id)
 )"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_sessions_user_id",
-        table: "chat_sessions",
-        sql: r#"CREATE INDEX idx_sessions_user_id
+};
+
+/// `idx_sessions_user_id`, in both generations.
+const USER_ID_INDEX: BuiltinObject = BuiltinObject {
+    kind: "index",
+    name: "idx_sessions_user_id",
+    table: "chat_sessions",
+    sql: r#"CREATE INDEX idx_sessions_user_id
 ON chat_sessions(user_id)"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_sessions_expired",
-        table: "chat_sessions",
-        sql: r#"CREATE INDEX idx_sessions_expired
+};
+
+/// `idx_sessions_expired`, in both generations.
+const EXPIRED_INDEX: BuiltinObject = BuiltinObject {
+    kind: "index",
+    name: "idx_sessions_expired",
+    table: "chat_sessions",
+    sql: r#"CREATE INDEX idx_sessions_expired
 ON chat_sessions(expired_at)"#,
-    },
-    BuiltinObject {
-        kind: "table",
-        name: "chat_messages",
-        table: "chat_messages",
-        sql: r#"CREATE TABLE chat_messages (
+};
+
+/// `chat_messages`, in both generations.
+const MESSAGES_TABLE: BuiltinObject = BuiltinObject {
+    kind: "table",
+    name: "chat_messages",
+    table: "chat_messages",
+    sql: r#"CREATE TABLE chat_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     session_id TEXT NOT NULL,
     role TEXT NOT NULL CHECK(role IN ('user', 'assistant', 'system')),
@@ -110,21 +70,44 @@ ON chat_sessions(expired_at)"#,
     timestamp TEXT NOT NULL,   -- ISO datetime
     FOREIGN KEY (session_id) REFERENCES chat_sessions(session_id) ON DELETE CASCADE
 )"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_messages_session",
-        table: "chat_messages",
-        sql: r#"CREATE INDEX idx_messages_session
+};
+
+/// `idx_messages_session`, in both generations.
+const MESSAGES_SESSION_INDEX: BuiltinObject = BuiltinObject {
+    kind: "index",
+    name: "idx_messages_session",
+    table: "chat_messages",
+    sql: r#"CREATE INDEX idx_messages_session
 ON chat_messages(session_id, timestamp)"#,
-    },
-    BuiltinObject {
-        kind: "index",
-        name: "idx_messages_timestamp",
-        table: "chat_messages",
-        sql: r#"CREATE INDEX idx_messages_timestamp
+};
+
+/// `idx_messages_timestamp`, in both generations.
+const MESSAGES_TIMESTAMP_INDEX: BuiltinObject = BuiltinObject {
+    kind: "index",
+    name: "idx_messages_timestamp",
+    table: "chat_messages",
+    sql: r#"CREATE INDEX idx_messages_timestamp
 ON chat_messages(timestamp DESC)"#,
-    },
+};
+
+/// Generation 1: the documented schema.
+pub(crate) const DOCUMENTED: &[BuiltinObject] = &[
+    SESSIONS_DOCUMENTED,
+    USER_ID_INDEX,
+    EXPIRED_INDEX,
+    MESSAGES_TABLE,
+    MESSAGES_SESSION_INDEX,
+    MESSAGES_TIMESTAMP_INDEX,
+];
+
+/// Generation 2: generation 1 upgraded in place (`phase` column, three more tables).
+pub(crate) const UPGRADED: &[BuiltinObject] = &[
+    SESSIONS_UPGRADED,
+    USER_ID_INDEX,
+    EXPIRED_INDEX,
+    MESSAGES_TABLE,
+    MESSAGES_SESSION_INDEX,
+    MESSAGES_TIMESTAMP_INDEX,
     BuiltinObject {
         kind: "table",
         name: "active_subgroups",
