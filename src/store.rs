@@ -234,7 +234,7 @@ impl SessionStore {
             Ok((db, journal))
         })?;
         let db = Arc::new(RwLock::new(db));
-        let writer = Writer::start(db.clone(), journal)?;
+        let writer = Writer::start(&path, db.clone(), journal)?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -491,10 +491,7 @@ impl SessionStore {
     fn expire_session_as(&self, id: Uuid, access: Access<'_>) -> Result<bool> {
         let access = access.to_owned();
         self.write(move |tables| {
-            let old = tables
-                .session(id.as_u128())?
-                .filter(|r| access.borrow().allows(r))
-                .ok_or(Error::SessionNotFound(id))?;
+            let old = visible_session(tables, id, access.borrow())?;
             if old.expired_at.is_some() {
                 return Ok(false);
             }
@@ -588,10 +585,7 @@ impl SessionStore {
     fn delete_session_as(&self, id: Uuid, access: Access<'_>) -> Result<u64> {
         let access = access.to_owned();
         self.write(move |tables| {
-            let record = tables
-                .session(id.as_u128())?
-                .filter(|r| access.borrow().allows(r))
-                .ok_or(Error::SessionNotFound(id))?;
+            let record = visible_session(tables, id, access.borrow())?;
             tables.remove_session(id.as_u128(), &record)
         })
     }
@@ -1131,9 +1125,18 @@ fn active_session(txn: &ReadTransaction, id: Uuid, access: Access<'_>) -> Result
 
 /// The active session `id` inside a write, or the refusal.
 fn writable_session(tables: &WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
+    let record = visible_session(tables, id, access)?;
+    if record.expired_at.is_some() {
+        return Err(Error::SessionNotFound(id));
+    }
+    Ok(record)
+}
+
+/// The session `id`, expired or not, inside a write, if `access` may see it.
+fn visible_session(tables: &WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
     tables
         .session(id.as_u128())?
-        .filter(|r| r.expired_at.is_none() && access.allows(r))
+        .filter(|r| access.allows(r))
         .ok_or(Error::SessionNotFound(id))
 }
 

@@ -93,7 +93,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn start(db: Arc<RwLock<Database>>, journal: Journal) -> Result<Self> {
+    pub fn start(path: &std::path::Path, db: Arc<RwLock<Database>>, journal: Journal) -> Result<Self> {
         let (requests, receiver) = mpsc::channel();
         let committer = Committer {
             db,
@@ -105,7 +105,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("sessionstore-writer".into())
             .spawn(move || run(committer, receiver))
-            .map_err(|e| Error::io("start the writer thread for", std::path::Path::new("store"), e))?;
+            .map_err(|e| Error::io("start the writer thread for", path, e))?;
         Ok(Writer {
             requests: Some(requests),
             thread: Some(thread),
