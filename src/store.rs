@@ -8,7 +8,7 @@ use std::time::Duration;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
-use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
+use crate::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
 use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
@@ -22,7 +22,11 @@ use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
 
 /// The store file format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 gave every record a checksum over its bytes and its key;
+/// files of version 1 (records without one) are refused with
+/// [`Error::UnsupportedVersion`].
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Settings for [`SessionStore::open_with`].
 #[derive(Clone)]
@@ -1148,8 +1152,9 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     let mut messages = Vec::with_capacity((seqs.end - seqs.start).min(4096) as usize);
     for entry in table.range((session, seqs.start)..(session, seqs.end))? {
         let (key, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
-        messages.push(record.into_message(key.value().1));
+        let seq = key.value().1;
+        let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+        messages.push(record.into_message(seq));
     }
     Ok(messages)
 }
@@ -1162,8 +1167,8 @@ fn session_title(
     count: u64,
 ) -> Result<String> {
     for entry in messages.range((session, 0)..(session, count))? {
-        let (_, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
+        let (key, value) = entry?;
+        let record: MessageRecord = decode(RecordKey::Message(session, key.value().1), value.value())?;
         if record.role == Role::User {
             return Ok(title_of(&record.content));
         }

@@ -13,7 +13,9 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::encoding::{
+    decode, encode, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
+};
 use crate::error::{Error, Result};
 
 /// Store-wide values: format version, next message id.
@@ -223,7 +225,8 @@ impl<'txn> WriteTables<'txn> {
             self.remove_index(&index_keys(id, old))?;
         }
         self.add_index(&index_keys(id, new))?;
-        self.sessions.insert(id, encode("sessions", new)?.as_slice())?;
+        self.sessions
+            .insert(id, encode(RecordKey::Session(id), new)?.as_slice())?;
         Ok(())
     }
 
@@ -250,13 +253,15 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a message at `seq` and maps its global id to it.
     pub fn put_message(&mut self, session: u128, seq: u64, record: &MessageRecord) -> Result<()> {
-        self.put_encoded_message(session, seq, record.id, &encode("messages", record)?)
+        self.put_encoded_message(session, seq, record.id, encode_unsealed("messages", record)?)
     }
 
     /// As [`WriteTables::put_message`], for a record encoded already (the
-    /// bulk importer encodes on its caller's thread).
-    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: &[u8]) -> Result<()> {
-        self.messages.insert((session, seq), record)?;
+    /// bulk importer encodes on its caller's thread); sealed here, with
+    /// the key it gets.
+    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: Unsealed) -> Result<()> {
+        let record = record.seal(RecordKey::Message(session, seq));
+        self.messages.insert((session, seq), record.as_slice())?;
         self.message_ids.insert(id, (session, seq))?;
         Ok(())
     }
@@ -279,8 +284,9 @@ impl<'txn> WriteTables<'txn> {
         let mut messages = Vec::new();
         for entry in self.messages.range((id, 0)..=(id, u64::MAX))? {
             let (key, value) = entry?;
-            let message: MessageRecord = decode("messages", value.value())?;
-            messages.push((key.value().1, message.id));
+            let seq = key.value().1;
+            let message: MessageRecord = decode(RecordKey::Message(id, seq), value.value())?;
+            messages.push((seq, message.id));
         }
         for (seq, message_id) in &messages {
             self.messages.remove((id, *seq))?;
@@ -308,8 +314,10 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a row of a SQLite table the store does not interpret.
     pub fn put_extra_row(&mut self, table: &str, rowid: i64, record: &ExtraRowRecord) -> Result<()> {
-        self.extra_rows
-            .insert((table, rowid), encode("extra_rows", record)?.as_slice())?;
+        self.extra_rows.insert(
+            (table, rowid),
+            encode(RecordKey::ExtraRow(table, rowid), record)?.as_slice(),
+        )?;
         if let Some(session) = record.session {
             self.extra_by_session.insert((session, table, rowid), ())?;
         }
@@ -358,7 +366,7 @@ pub(crate) fn session_record(
     id: u128,
 ) -> Result<Option<SessionRecord>> {
     match table.get(id)? {
-        Some(bytes) => Ok(Some(decode("sessions", bytes.value())?)),
+        Some(bytes) => Ok(Some(decode(RecordKey::Session(id), bytes.value())?)),
         None => Ok(None),
     }
 }
@@ -370,7 +378,7 @@ pub(crate) fn message_record(
     seq: u64,
 ) -> Result<Option<MessageRecord>> {
     match table.get((session, seq))? {
-        Some(bytes) => Ok(Some(decode("messages", bytes.value())?)),
+        Some(bytes) => Ok(Some(decode(RecordKey::Message(session, seq), bytes.value())?)),
         None => Ok(None),
     }
 }
