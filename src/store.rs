@@ -227,14 +227,14 @@ impl SessionStore {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal) = guard_panics(&path, || {
-            let db = options.open_database(&path)?;
+            let mut db = options.open_database(&path)?;
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
             let journal_file = options
                 .storage
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
-            let journal = Journal::recover(journal_file, journal_path, &db)?;
+            let journal = Journal::recover(journal_file, journal_path, &mut db)?;
             Ok((db, journal))
         })?;
         let db = Arc::new(RwLock::new(db));
