@@ -1,6 +1,6 @@
 //! How records are laid out in the redb tables: a one-byte record version,
-//! a CRC-32 checksum, then the record as postcard (large records, candidate
-//! sets, compressed with LZ4 under their own version), so that the layout
+//! the record as postcard (large records, candidate sets, compressed with
+//! LZ4 under their own version), then a CRC-32 checksum, so that the layout
 //! can change without guessing and damage is found, not read as data.
 //!
 //! The checksum covers the version byte, the body and the record's key
@@ -24,18 +24,19 @@ use crate::json::JsonText;
 use crate::model::{ExtraColumns, ExtraValue, Message, Role, SessionInfo};
 use crate::timestamp::{Timestamp, TimestampForm};
 
-/// The version byte of a plain record: checksum, then postcard. (Versions
-/// 1 and 2, the layouts of store format 1, had no checksum; such stores are
-/// refused at open with [`Error::UnsupportedVersion`].)
+/// The version byte of a plain record: postcard. (Versions 1 and 2, the
+/// layouts of store format 1, had no checksum; such stores are refused at
+/// open with [`Error::UnsupportedVersion`].)
 const RECORD_VERSION: u8 = 3;
-/// The version byte of a compressed record: checksum, the length of its
-/// postcard body (u32, little endian), then that body as an LZ4 block.
+/// The version byte of a compressed record: the length of its postcard
+/// body (u32, little endian), then that body as an LZ4 block.
 const RECORD_VERSION_LZ4: u8 = 4;
-/// The version byte of raw bytes kept for the converter (`opaque`): checksum,
-/// then the bytes as given.
+/// The version byte of raw bytes kept for the converter (`opaque`): the
+/// bytes as given.
 const RECORD_VERSION_BYTES: u8 = 5;
-/// Version byte and checksum.
-const FRAME: usize = 5;
+/// The checksum at the end of every value (CRC-32, little endian) over the
+/// bytes before it and the record's key.
+const CHECKSUM: usize = 4;
 /// Records shorter than this are stored plain (LZ4 gains little on them);
 /// longer ones are compressed when that saves at least an eighth.
 const COMPRESS_FROM: usize = 512;
@@ -65,17 +66,20 @@ impl RecordKey<'_> {
         }
     }
 
-    /// Adds the table and the key's fields to a checksum.
+    /// Adds the table and the key's fields to a checksum (the fixed-size
+    /// keys of every read in one call).
     fn hash_into(&self, hasher: &mut crc32fast::Hasher) {
         match *self {
             RecordKey::Session(id) => {
-                hasher.update(&[1]);
-                hasher.update(&id.to_le_bytes());
+                let mut key = [1u8; 17];
+                key[1..].copy_from_slice(&id.to_le_bytes());
+                hasher.update(&key);
             }
             RecordKey::Message(session, seq) => {
-                hasher.update(&[2]);
-                hasher.update(&session.to_le_bytes());
-                hasher.update(&seq.to_le_bytes());
+                let mut key = [2u8; 25];
+                key[1..17].copy_from_slice(&session.to_le_bytes());
+                key[17..].copy_from_slice(&seq.to_le_bytes());
+                hasher.update(&key);
             }
             RecordKey::ExtraRow(table, rowid) => {
                 hasher.update(&[3]);
@@ -114,57 +118,44 @@ impl fmt::Display for RecordKey<'_> {
 
 /// A record encoded but not yet bound to its key (the bulk importer
 /// encodes on its caller's thread, before the writer gives a message its
-/// seq): its bytes, and the checksum of all of them but the checksum's own
-/// place.
-pub(crate) struct Unsealed {
-    bytes: Vec<u8>,
-    crc: u32,
-}
+/// seq): its version byte and body, without the checksum.
+pub(crate) struct Unsealed(Vec<u8>);
 
 impl Unsealed {
-    /// `version`, room for the checksum, and `payload` written by `write`.
+    /// `version`, then what `write` adds.
     fn new(version: u8, capacity: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<Self> {
-        let mut bytes = Vec::with_capacity(FRAME + capacity);
-        bytes.extend_from_slice(&[version, 0, 0, 0, 0]);
+        let mut bytes = Vec::with_capacity(1 + capacity + CHECKSUM);
+        bytes.push(version);
         write(&mut bytes)?;
-        let crc = body_checksum(&bytes);
-        Ok(Unsealed { bytes, crc })
+        Ok(Unsealed(bytes))
     }
 
     /// Raw bytes (an `opaque` value).
     pub(crate) fn bytes(payload: &[u8]) -> Self {
-        let mut bytes = Vec::with_capacity(FRAME + payload.len());
-        bytes.extend_from_slice(&[RECORD_VERSION_BYTES, 0, 0, 0, 0]);
+        let mut bytes = Vec::with_capacity(1 + payload.len() + CHECKSUM);
+        bytes.push(RECORD_VERSION_BYTES);
         bytes.extend_from_slice(payload);
-        let crc = body_checksum(&bytes);
-        Unsealed { bytes, crc }
+        Unsealed(bytes)
     }
 
     /// Bytes held, for the importer's accounting.
     pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+        self.0.len() + CHECKSUM
     }
 
-    /// The value to store under `key`.
-    pub(crate) fn seal(mut self, key: RecordKey<'_>) -> Vec<u8> {
-        let crc = key_checksum(self.crc, key);
-        self.bytes[1..FRAME].copy_from_slice(&crc.to_le_bytes());
-        self.bytes
+    /// The value to store under `key`: the bytes and their checksum.
+    pub(crate) fn seal(self, key: RecordKey<'_>) -> Vec<u8> {
+        let mut bytes = self.0;
+        let crc = checksum(&bytes, key);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
     }
 }
 
-/// The checksum of a frame's version byte and payload.
-fn body_checksum(frame: &[u8]) -> u32 {
+/// The checksum of `bytes` (a value without its checksum) stored under `key`.
+fn checksum(bytes: &[u8], key: RecordKey<'_>) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&frame[..1]);
-    hasher.update(&frame[FRAME..]);
-    hasher.finalize()
-}
-
-/// `body` (the checksum of a frame's version byte and payload) continued
-/// over `key`.
-fn key_checksum(body: u32, key: RecordKey<'_>) -> u32 {
-    let mut hasher = crc32fast::Hasher::new_with_initial(body);
+    hasher.update(bytes);
     key.hash_into(&mut hasher);
     hasher.finalize()
 }
@@ -257,7 +248,7 @@ pub(crate) fn encode_unsealed<T: Serialize>(table: &'static str, record: &T) -> 
     let plain = Unsealed::new(RECORD_VERSION, 0, |out| {
         postcard::to_io(record, out).map(drop).map_err(postcard_error)
     })?;
-    let body = &plain.bytes[FRAME..];
+    let body = &plain.0[1..];
     if body.len() < COMPRESS_FROM {
         return Ok(plain);
     }
@@ -283,18 +274,19 @@ pub(crate) fn encode<T: Serialize>(key: RecordKey<'_>, record: &T) -> Result<Vec
 /// The version and payload of the value stored under `key`, once its
 /// checksum holds.
 fn open_frame<'b>(key: RecordKey<'_>, bytes: &'b [u8]) -> Result<(u8, &'b [u8])> {
-    let Some((head, payload)) = bytes.split_first_chunk::<FRAME>() else {
+    let Some((unsealed, crc)) = bytes.split_last_chunk::<CHECKSUM>() else {
         return Err(key.corrupt(format!("a record of {} bytes is cut short", bytes.len())));
     };
-    let [version, crc @ ..] = *head;
+    let Some((&version, payload)) = unsealed.split_first() else {
+        return Err(key.corrupt(format!("a record of {} bytes is cut short", bytes.len())));
+    };
     if !matches!(
         version,
         RECORD_VERSION | RECORD_VERSION_LZ4 | RECORD_VERSION_BYTES
     ) {
         return Err(key.corrupt(format!("unknown record version {version}")));
     }
-    let found = u32::from_le_bytes(crc);
-    if key_checksum(body_checksum(bytes), key) != found {
+    if checksum(unsealed, key) != u32::from_le_bytes(*crc) {
         return Err(key.corrupt("checksum mismatch: the record, or the key it is stored under, is damaged"));
     }
     Ok((version, payload))
@@ -304,15 +296,7 @@ fn open_frame<'b>(key: RecordKey<'_>, bytes: &'b [u8]) -> Result<(u8, &'b [u8])>
 /// whose checksum holds: what damage that the checksum misses, or bytes
 /// written so on purpose, look like to the decoder (the fuzzer's input).
 pub(crate) fn with_checksum(key: RecordKey<'_>, bytes: &[u8]) -> Vec<u8> {
-    let Some((&version, payload)) = bytes.split_first() else {
-        return Vec::new();
-    };
-    let mut framed = Vec::with_capacity(FRAME + payload.len());
-    framed.extend_from_slice(&[version, 0, 0, 0, 0]);
-    framed.extend_from_slice(payload);
-    let crc = key_checksum(body_checksum(&framed), key);
-    framed[1..FRAME].copy_from_slice(&crc.to_le_bytes());
-    framed
+    Unsealed(bytes.to_vec()).seal(key)
 }
 
 /// Decodes the record stored under `key` (written by [`encode`]).
@@ -453,12 +437,12 @@ mod tests {
     #[test]
     fn the_checksum_is_crc32_of_version_body_and_key() {
         let bytes = encode(KEY, &sample()).unwrap();
-        let mut covered = vec![bytes[0]];
-        covered.extend_from_slice(&bytes[FRAME..]);
+        let (unsealed, crc) = bytes.split_at(bytes.len() - CHECKSUM);
+        let mut covered = unsealed.to_vec();
         covered.push(2);
         covered.extend_from_slice(&0x1234_5678_9abc_u128.to_le_bytes());
         covered.extend_from_slice(&3u64.to_le_bytes());
-        assert_eq!(bytes[1..FRAME], crc32fast::hash(&covered).to_le_bytes());
+        assert_eq!(crc, crc32fast::hash(&covered).to_le_bytes());
     }
 
     fn large() -> MessageRecord {
@@ -509,7 +493,7 @@ mod tests {
         assert_every_flip_is_caught(&encode(KEY, &large()).unwrap());
         let err = decode::<MessageRecord>(KEY, &{
             let mut hurt = encode(KEY, &sample()).unwrap();
-            hurt[9] ^= 4;
+            hurt[3] ^= 4;
             hurt
         })
         .unwrap_err();
@@ -562,18 +546,14 @@ mod tests {
         }
         // A length claim damaged behind a checksum that holds (written so on
         // purpose) is refused before anything is allocated.
-        let reseal = |bytes: Vec<u8>| {
-            let mut unframed = vec![bytes[0]];
-            unframed.extend_from_slice(&bytes[FRAME..]);
-            with_checksum(KEY, &unframed)
-        };
+        let reseal = |bytes: Vec<u8>| with_checksum(KEY, &bytes[..bytes.len() - CHECKSUM]);
         let mut huge = bytes.clone();
-        huge[FRAME..FRAME + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = decode::<MessageRecord>(KEY, &reseal(huge)).unwrap_err();
         assert!(err.to_string().contains("claims"), "{err}");
         let mut short = bytes;
-        let claimed = u32::from_le_bytes(short[FRAME..FRAME + 4].try_into().unwrap());
-        short[FRAME..FRAME + 4].copy_from_slice(&(claimed - 1).to_le_bytes());
+        let claimed = u32::from_le_bytes(short[1..5].try_into().unwrap());
+        short[1..5].copy_from_slice(&(claimed - 1).to_le_bytes());
         assert!(decode::<MessageRecord>(KEY, &reseal(short)).is_err());
     }
 
