@@ -9,7 +9,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use crate::cache::{Edit, MessageCache, Ticket};
-use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
+use crate::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
 use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
@@ -22,8 +22,11 @@ use crate::tables::{self, WriteTables};
 use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
 
-/// The store file format this build reads and writes (2: session records
-/// carry a revision).
+/// The store file format this build reads and writes.
+///
+/// Version 2 gave every record a checksum over its bytes and its key, and
+/// session records a revision; files of version 1 (records without them)
+/// are refused with [`Error::UnsupportedVersion`].
 pub const FORMAT_VERSION: u32 = 2;
 
 /// Settings for [`SessionStore::open_with`].
@@ -322,14 +325,14 @@ impl SessionStore {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal) = guard_panics(&path, || {
-            let db = options.open_database(&path)?;
+            let mut db = options.open_database(&path)?;
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
             let journal_file = options
                 .storage
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
-            let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &db)?;
+            let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &mut db)?;
             Ok((db, journal))
         })?;
         let db = Arc::new(RwLock::new(db));
@@ -1280,8 +1283,9 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     let mut messages = Vec::with_capacity((seqs.end - seqs.start).min(4096) as usize);
     for entry in table.range((session, seqs.start)..(session, seqs.end))? {
         let (key, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
-        messages.push(record.into_message(key.value().1));
+        let seq = key.value().1;
+        let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+        messages.push(record.into_message(seq));
     }
     Ok(messages)
 }
@@ -1294,8 +1298,8 @@ fn session_title(
     count: u64,
 ) -> Result<String> {
     for entry in messages.range((session, 0)..(session, count))? {
-        let (_, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
+        let (key, value) = entry?;
+        let record: MessageRecord = decode(RecordKey::Message(session, key.value().1), value.value())?;
         if record.role == Role::User {
             return Ok(title_of(&record.content));
         }

@@ -14,7 +14,9 @@ use redb::{
 };
 
 use crate::cache::{Edit, Notes};
-use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::encoding::{
+    decode, encode, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
+};
 use crate::error::{Error, Result};
 
 /// Store-wide values: format version, next message id.
@@ -234,7 +236,7 @@ impl<'txn> WriteTables<'txn> {
             ..new.clone()
         };
         self.sessions
-            .insert(id, encode("sessions", &record)?.as_slice())?;
+            .insert(id, encode(RecordKey::Session(id), &record)?.as_slice())?;
         self.notes.written(id, from);
         Ok(())
     }
@@ -275,13 +277,15 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a message at `seq` and maps its global id to it.
     pub fn put_message(&mut self, session: u128, seq: u64, record: &MessageRecord) -> Result<()> {
-        self.put_encoded_message(session, seq, record.id, &encode("messages", record)?)
+        self.put_encoded_message(session, seq, record.id, encode_unsealed("messages", record)?)
     }
 
     /// As [`WriteTables::put_message`], for a record encoded already (the
-    /// bulk importer encodes on its caller's thread).
-    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: &[u8]) -> Result<()> {
-        self.messages.insert((session, seq), record)?;
+    /// bulk importer encodes on its caller's thread); sealed here, with
+    /// the key it gets.
+    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: Unsealed) -> Result<()> {
+        let record = record.seal(RecordKey::Message(session, seq));
+        self.messages.insert((session, seq), record.as_slice())?;
         self.message_ids.insert(id, (session, seq))?;
         Ok(())
     }
@@ -305,8 +309,9 @@ impl<'txn> WriteTables<'txn> {
         let mut messages = Vec::new();
         for entry in self.messages.range((id, 0)..=(id, u64::MAX))? {
             let (key, value) = entry?;
-            let message: MessageRecord = decode("messages", value.value())?;
-            messages.push((key.value().1, message.id));
+            let seq = key.value().1;
+            let message: MessageRecord = decode(RecordKey::Message(id, seq), value.value())?;
+            messages.push((seq, message.id));
         }
         for (seq, message_id) in &messages {
             self.messages.remove((id, *seq))?;
@@ -334,8 +339,10 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a row of a SQLite table the store does not interpret.
     pub fn put_extra_row(&mut self, table: &str, rowid: i64, record: &ExtraRowRecord) -> Result<()> {
-        self.extra_rows
-            .insert((table, rowid), encode("extra_rows", record)?.as_slice())?;
+        self.extra_rows.insert(
+            (table, rowid),
+            encode(RecordKey::ExtraRow(table, rowid), record)?.as_slice(),
+        )?;
         if let Some(session) = record.session {
             self.extra_by_session.insert((session, table, rowid), ())?;
         }
@@ -384,7 +391,7 @@ pub(crate) fn session_record(
     id: u128,
 ) -> Result<Option<SessionRecord>> {
     match table.get(id)? {
-        Some(bytes) => Ok(Some(decode("sessions", bytes.value())?)),
+        Some(bytes) => Ok(Some(decode(RecordKey::Session(id), bytes.value())?)),
         None => Ok(None),
     }
 }
@@ -396,7 +403,7 @@ pub(crate) fn message_record(
     seq: u64,
 ) -> Result<Option<MessageRecord>> {
     match table.get((session, seq))? {
-        Some(bytes) => Ok(Some(decode("messages", bytes.value())?)),
+        Some(bytes) => Ok(Some(decode(RecordKey::Message(session, seq), bytes.value())?)),
         None => Ok(None),
     }
 }
