@@ -217,6 +217,10 @@ pub(crate) struct SessionRecord {
     /// Messages held, which is also the next message's seq.
     pub message_count: u64,
     pub extra: Vec<(String, ExtraValue)>,
+    /// Bumped by every write of the record (see `WriteTables::put_session`):
+    /// a session's messages at one revision never change, which is what
+    /// the message cache (`cache.rs`) relies on.
+    pub revision: u64,
 }
 
 /// The value of the `messages` table.
@@ -378,6 +382,7 @@ impl SessionRecord {
             metadata: info.metadata.as_ref().map(|j| j.as_str().to_owned()),
             message_count: info.message_count,
             extra: extra_from_map(&info.extra),
+            revision: 0,
         }
     }
 }

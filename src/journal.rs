@@ -668,7 +668,7 @@ mod tests {
 
     fn contents(store: &SessionStore, id: uuid::Uuid) -> Vec<String> {
         let session = store.get_session(id).unwrap().unwrap();
-        session.messages.into_iter().map(|m| m.content).collect()
+        session.messages.iter().map(|m| m.content.clone()).collect()
     }
 
     #[test]

@@ -13,6 +13,7 @@ use redb::{
     WriteTransaction,
 };
 
+use crate::cache::{Edit, Notes};
 use crate::encoding::{
     decode, encode, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
@@ -80,7 +81,8 @@ pub(crate) fn index_keys(id: u128, record: &SessionRecord) -> IndexKeys<'_> {
 
 /// Every table, opened for writing in one transaction. Each table logs the
 /// changes made through it (see [`Logged`]): that log is the journal record
-/// of the commit.
+/// of the commit. The session writes are also noted for the message cache
+/// (see [`WriteTables::take_notes`]).
 pub(crate) struct WriteTables<'txn> {
     meta: Logged<'txn, &'static str, &'static [u8]>,
     pub sessions: Logged<'txn, u128, &'static [u8]>,
@@ -93,6 +95,7 @@ pub(crate) struct WriteTables<'txn> {
     pub extra_rows: Logged<'txn, (&'static str, i64), &'static [u8]>,
     pub extra_by_session: Logged<'txn, (u128, &'static str, i64), ()>,
     pub opaque: Logged<'txn, &'static str, &'static [u8]>,
+    notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
@@ -135,6 +138,7 @@ impl<'txn> WriteTables<'txn> {
             extra_rows: Logged::open(txn, EXTRA_ROWS, 8, logging)?,
             extra_by_session: Logged::open(txn, EXTRA_ROWS_BY_SESSION, 9, logging)?,
             opaque: Logged::open(txn, OPAQUE, 10, logging)?,
+            notes: Notes::default(),
         })
     }
 
@@ -219,15 +223,35 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// Writes a session record, replacing `old` (the record it had, if any)
-    /// and its index entries.
+    /// and its index entries. The record written has the revision after
+    /// `old`'s (0 for a new session), whatever `new` says.
     pub fn put_session(&mut self, id: u128, old: Option<&SessionRecord>, new: &SessionRecord) -> Result<()> {
         if let Some(old) = old {
             self.remove_index(&index_keys(id, old))?;
         }
         self.add_index(&index_keys(id, new))?;
+        let from = old.map(|old| old.revision);
+        let record = SessionRecord {
+            revision: from.map_or(0, |revision| revision.wrapping_add(1)),
+            ..new.clone()
+        };
         self.sessions
-            .insert(id, encode(RecordKey::Session(id), new)?.as_slice())?;
+            .insert(id, encode(RecordKey::Session(id), &record)?.as_slice())?;
+        self.notes.written(id, from);
         Ok(())
+    }
+
+    /// Says what the last [`put_session`](Self::put_session), of `id`, did
+    /// to its messages, so that the message cache can follow (without it,
+    /// the session's cache entry is dropped after the commit).
+    pub fn describe_last_write(&mut self, id: u128, edit: Edit) {
+        self.notes.describe_last(id, edit);
+    }
+
+    /// The session writes made so far, for the message cache once the
+    /// transaction has committed.
+    pub fn take_notes(&mut self) -> Notes {
+        std::mem::take(&mut self.notes)
     }
 
     /// The id the next message gets.
@@ -281,6 +305,7 @@ impl<'txn> WriteTables<'txn> {
     pub fn remove_session(&mut self, id: u128, record: &SessionRecord) -> Result<u64> {
         self.remove_index(&index_keys(id, record))?;
         self.sessions.remove(id)?;
+        self.notes.removed(id);
         let mut messages = Vec::new();
         for entry in self.messages.range((id, 0)..=(id, u64::MAX))? {
             let (key, value) = entry?;
