@@ -5,12 +5,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
 use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
 use crate::error::{Error, Result};
+use crate::expiry::{self, ExpiryState};
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::{guard_panics, SessionStore};
 use crate::tables;
@@ -44,6 +46,8 @@ pub struct ExtraRow {
 /// ```
 pub struct Snapshot {
     txn: ReadTransaction,
+    /// The lazy expiry rule, applied to the sessions read.
+    expiry: Arc<ExpiryState>,
     /// The store file, named by the errors of damaged pages.
     path: PathBuf,
 }
@@ -65,6 +69,7 @@ impl SessionStore {
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
             txn: self.read()?,
+            expiry: self.expiry_state(),
             path: self.path().to_path_buf(),
         })
     }
@@ -112,9 +117,11 @@ impl Snapshot {
     pub fn sessions(&self) -> Result<impl Iterator<Item = Result<SessionInfo>> + '_> {
         let table = self.txn.open_table(tables::SESSIONS)?;
         let range = guard_panics(&self.path, || Ok(table.range::<u128>(..)?))?;
-        Ok(self.guarded(range.map(|entry| {
+        let mut expiry = self.expiry.view(&self.txn);
+        Ok(self.guarded(range.map(move |entry| {
             let (key, value) = entry?;
-            let record: SessionRecord = decode("sessions", value.value())?;
+            let mut record: SessionRecord = decode("sessions", value.value())?;
+            expiry.apply(&mut record)?;
             Ok(record.into_info(Uuid::from_u128(key.value())))
         })))
     }
@@ -440,6 +447,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         match old {
             Some(old) => {
                 let mut new = old.clone();
+                new.expired_at = expiry::expired_at(&*tables.expiry_events, &old)?;
                 new.message_count = seq;
                 tables.put_session(key, Some(&old), &new)?;
             }
