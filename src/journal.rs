@@ -27,9 +27,14 @@
 //! records after it hold acknowledged writes, and the open fails with
 //! [`Error::Corrupt`] rather than drop them.
 //!
-//! The file is written with zeros to its full size once, when created, so
-//! that an append never has to allocate: its `fdatasync` writes only the
-//! record's pages.
+//! The file is written with zeros to its full size
+//! ([`StoreOptions::journal_bytes`](crate::StoreOptions::journal_bytes))
+//! once, when created, so that an append never has to allocate: its
+//! `fdatasync` writes only the record's pages. A batch whose record does not
+//! fit in what is left is committed durably to redb instead (`writer.rs`),
+//! which empties the journal. An open finds the journal at the size it was
+//! written with, replays it as it is, then zero-fills or cuts it to the
+//! size asked for.
 
 use std::path::{Path, PathBuf};
 
@@ -38,10 +43,6 @@ use redb::{Database, Durability as RedbDurability, StorageBackend};
 use crate::error::{Error, Result};
 use crate::tables::WriteTables;
 use crate::writer::set_durability;
-
-/// The journal's size on disk. A batch whose record does not fit in what is
-/// left is committed durably to redb instead, which empties the journal.
-pub(crate) const JOURNAL_BYTES: u64 = 32 << 20;
 
 const HEADER: usize = 24;
 /// Records start at multiples of this.
@@ -83,10 +84,11 @@ enum Slot {
 }
 
 impl Journal {
-    /// Opens the journal in `file` (zero-filling it to its size if it is
-    /// shorter), brings `db` up to date with the records newer than its
-    /// durable lsn, makes that durable, and returns the journal, empty.
-    pub fn recover(file: Box<dyn StorageBackend>, path: PathBuf, db: &Database) -> Result<Self> {
+    /// Opens the journal in `file`, brings `db` up to date with the records
+    /// newer than its durable lsn, makes that durable, and returns the
+    /// journal, empty and `size` bytes long (zero-filled when it was
+    /// shorter, cut once replayed when it was longer).
+    pub fn recover(file: Box<dyn StorageBackend>, path: PathBuf, size: u64, db: &Database) -> Result<Self> {
         let mut journal = Journal {
             file,
             path,
@@ -98,7 +100,7 @@ impl Journal {
             appended: 0,
             synced: 0,
         };
-        journal.capacity = journal.prepare()?;
+        journal.capacity = journal.grow_to(size)?;
         let durable = durable_lsn(db)?;
         let records = journal.read_after(durable)?;
         journal.next_lsn = durable + 1;
@@ -122,26 +124,39 @@ impl Journal {
         }
         journal.appended = journal.next_lsn - 1;
         journal.synced = journal.appended;
+        journal.cut_to(size)?;
         Ok(journal)
     }
 
-    /// Zero-fills the file to [`JOURNAL_BYTES`] when shorter; its size.
-    fn prepare(&self) -> Result<u64> {
+    /// Zero-fills the file to `size` when shorter; its size.
+    fn grow_to(&self, size: u64) -> Result<u64> {
         let len = self.file.len().map_err(|e| self.io("read the size of", e))?;
-        if len >= JOURNAL_BYTES {
+        if len >= size {
             return Ok(len);
         }
-        let zeros = vec![0u8; 1 << 20];
+        let zeros = vec![0u8; (size - len).min(1 << 20) as usize];
         let mut at = len;
-        while at < JOURNAL_BYTES {
-            let n = (JOURNAL_BYTES - at).min(zeros.len() as u64);
+        while at < size {
+            let n = (size - at).min(zeros.len() as u64);
             self.file
                 .write(at, &zeros[..n as usize])
                 .map_err(|e| self.io("fill", e))?;
             at += n;
         }
         self.file.sync_data().map_err(|e| self.io("sync", e))?;
-        Ok(JOURNAL_BYTES)
+        Ok(size)
+    }
+
+    /// Cuts the file to `size` when longer (opened with a smaller size than
+    /// it was written with). Only once replayed: the database then holds
+    /// every record durably, and the records cut off are never needed.
+    fn cut_to(&mut self, size: u64) -> Result<()> {
+        if self.capacity > size {
+            self.file.set_len(size).map_err(|e| self.io("shrink", e))?;
+            self.file.sync_data().map_err(|e| self.io("sync", e))?;
+            self.capacity = size;
+        }
+        Ok(())
     }
 
     /// The records of the current round with lsn above `durable`, in order.
@@ -255,6 +270,11 @@ impl Journal {
     /// True when a record of `payload_len` bytes fits in what is left.
     pub fn fits(&self, payload_len: usize) -> bool {
         u32::try_from(payload_len).is_ok() && self.end + padded(HEADER + payload_len) <= self.capacity
+    }
+
+    /// The journal's size: what records may fill before it starts over.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// True when records were appended since the last [`Journal::reset`].

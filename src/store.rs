@@ -38,6 +38,50 @@ pub struct StoreOptions {
     /// Opens every file the store reads and writes (default [`FileStorage`]:
     /// real files). See [`StorageFactory`] for a wrapper.
     pub storage: Arc<dyn StorageFactory>,
+    /// Size in bytes of the write-ahead journal beside the store (default
+    /// 32 MiB; from [`StoreOptions::MIN_JOURNAL_BYTES`] to
+    /// [`StoreOptions::MAX_JOURNAL_BYTES`], else the open fails with
+    /// [`Error::InvalidInput`]).
+    ///
+    /// A durable write is acknowledged once its batch's record is appended
+    /// to the journal and synced; the database catches up with one durable
+    /// commit (a checkpoint) when half the journal is used, and more often
+    /// by count and age. The file is written with zeros to this size when
+    /// the store is created, so that an append never allocates: a small
+    /// journal makes creating a store cheaper, a large one lets big
+    /// batches through the journal. A batch whose record does not fit in
+    /// what is left of the journal (a message larger than the journal
+    /// included) is committed durably to the database directly, which
+    /// empties the journal: as durable, just slower.
+    ///
+    /// The size is set at each open: a journal of another size is replayed
+    /// as it is, then zero-filled or cut to this size.
+    ///
+    /// ```
+    /// use sessionstore::{NewMessage, SessionStore, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let options = StoreOptions {
+    ///     journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+    ///     ..StoreOptions::default()
+    /// };
+    /// let store = SessionStore::open_with(&path, options.clone())?;
+    /// let id = store.create_session(None)?;
+    /// // Larger than the whole journal: committed durably to the database.
+    /// store.add_message(id, NewMessage::user("x".repeat(100_000)))?;
+    /// store.add_message(id, NewMessage::user("journaled"))?;
+    /// drop(store);
+    /// let journal = std::fs::metadata(SessionStore::files_beside(&path)[0].as_path()).unwrap();
+    /// assert_eq!(journal.len(), StoreOptions::MIN_JOURNAL_BYTES);
+    /// let store = SessionStore::open_with(&path, options)?;
+    /// assert_eq!(store.get_session(id)?.unwrap().messages.len(), 2);
+    ///
+    /// let too_small = StoreOptions { journal_bytes: 4096, ..StoreOptions::default() };
+    /// let error = SessionStore::open_with(dir.path().join("t.redb"), too_small).unwrap_err();
+    /// assert!(matches!(error, sessionstore::Error::InvalidInput { what: "journal_bytes", .. }));
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub journal_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +91,7 @@ impl Default for StoreOptions {
             durability: Durability::Durable,
             cache_bytes: 256 << 20,
             storage: Arc::new(FileStorage),
+            journal_bytes: 32 << 20,
         }
     }
 }
@@ -57,11 +102,37 @@ impl std::fmt::Debug for StoreOptions {
             .field("max_content_bytes", &self.max_content_bytes)
             .field("durability", &self.durability)
             .field("cache_bytes", &self.cache_bytes)
+            .field("journal_bytes", &self.journal_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl StoreOptions {
+    /// The smallest [`StoreOptions::journal_bytes`] (64 KiB): below it,
+    /// most batches would skip the journal for a durable database commit.
+    pub const MIN_JOURNAL_BYTES: u64 = 64 << 10;
+    /// The largest [`StoreOptions::journal_bytes`] (1 GiB): a checkpoint
+    /// follows every 256 records anyway, and an open may read the whole
+    /// journal into memory.
+    pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
+
+    /// Refuses settings the store cannot work with.
+    fn validate(&self) -> Result<()> {
+        let range = Self::MIN_JOURNAL_BYTES..=Self::MAX_JOURNAL_BYTES;
+        if !range.contains(&self.journal_bytes) {
+            return Err(Error::invalid(
+                "journal_bytes",
+                format!(
+                    "{} bytes is outside {}..={} (64 KiB to 1 GiB)",
+                    self.journal_bytes,
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Opens (creating when missing) the redb database at `path` through
     /// [`StoreOptions::storage`].
     ///
@@ -222,6 +293,7 @@ impl SessionStore {
     /// Opens the store with the given options.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        options.validate()?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
@@ -233,7 +305,7 @@ impl SessionStore {
                 .storage
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
-            let journal = Journal::recover(journal_file, journal_path, &db)?;
+            let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &db)?;
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry))
         })?;

@@ -5,7 +5,7 @@
 //! A commit appends the batch's changes to the journal (synced when a
 //! request of the batch is durable) and then commits to redb without a sync
 //! (`Durability::None`); a checkpoint, a durable redb commit, follows every
-//! [`CHECKPOINT_RECORDS`] records, [`CHECKPOINT_BYTES`] bytes or
+//! [`CHECKPOINT_RECORDS`] records, half the journal's bytes or
 //! [`CHECKPOINT_AGE`], after which the journal starts over (see
 //! `journal.rs`). Closing ends with a checkpoint.
 
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability as RedbDurability};
 
 use crate::error::{Error, Result};
-use crate::journal::{Journal, JOURNAL_BYTES};
+use crate::journal::Journal;
 use crate::tables::WriteTables;
 
 /// How long a write must survive before its call returns.
@@ -185,10 +185,8 @@ impl Drop for Writer {
 }
 
 /// A checkpoint (durable redb commit, then the journal starts over) follows
-/// this many journal records,
+/// this many journal records, or half the journal's bytes,
 const CHECKPOINT_RECORDS: u32 = 256;
-/// or this many journal bytes,
-const CHECKPOINT_BYTES: u64 = JOURNAL_BYTES / 2;
 /// or this long after the oldest record it would cover (in the crate's unit
 /// tests, never within a test: they inspect the journal a checkpoint resets).
 const CHECKPOINT_AGE: Duration = if cfg!(test) {
@@ -374,7 +372,7 @@ impl Committer {
 
     fn checkpoint_due(&self) -> bool {
         self.since_checkpoint >= CHECKPOINT_RECORDS
-            || self.journal.used() >= CHECKPOINT_BYTES
+            || self.journal.used() >= self.journal.capacity() / 2
             || self
                 .oldest_unchecked
                 .is_some_and(|oldest| oldest.elapsed() >= CHECKPOINT_AGE)
