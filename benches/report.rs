@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{conversation, sql_session, ss_session, BatchedSqlite, BigStore, Sqlite, Turn, TARGET_USER};
-use sessionstore::{Durability, SessionStore, Timestamp, TimestampForm, Uuid};
+use sessionstore::{Durability, SessionStore, StoreOptions, Timestamp, TimestampForm, Uuid};
 
 #[derive(Clone, Copy)]
 struct Config {
@@ -218,11 +218,40 @@ fn millis_row(workload: &'static str, sessionstore: Duration, sqlite: Duration) 
 
 // ---- workloads --------------------------------------------------------------
 
-fn get_session(config: Config, _: &mut Vec<String>) -> Vec<Row> {
+/// A store with the default options, and one with the message cache off
+/// (every read decodes and copies, as SQLite does), in `dir`.
+fn warm_and_cold_stores(dir: &Path) -> (SessionStore, SessionStore) {
+    let warm = SessionStore::open(dir.join("s.redb")).expect("open");
+    let options = StoreOptions {
+        message_cache_bytes: 0,
+        ..StoreOptions::default()
+    };
+    let cold = SessionStore::open_with(dir.join("cold.redb"), options).expect("open");
+    (warm, cold)
+}
+
+/// The note on the reads with the message cache off.
+fn cold_note(lines: &[String]) -> String {
+    format!(
+        "\nWith the message cache off (`message_cache_bytes: 0`: every read decodes and copies): {}.",
+        lines.join("; ")
+    )
+}
+
+/// A read of session `id`, which holds `n` messages.
+fn read_session(store: &SessionStore, id: Uuid, n: u64) -> impl FnMut() + '_ {
+    move || {
+        let session = store.get_session(id).expect("read").expect("active");
+        assert_eq!(session.messages.len() as u64, n);
+    }
+}
+
+fn get_session(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let dir = common::scratch();
-    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    let (store, cold) = warm_and_cold_stores(dir.path());
     let sqlite = Sqlite::open(&dir.path().join("s.db"), Durability::Durable);
-    [
+    let mut cold_lines = Vec::new();
+    let rows = [
         ("get_session_10", 10, config.pick(300, 3000)),
         ("get_session_100", 100, config.pick(200, 2000)),
         ("get_session_1000", 1000, config.pick(30, 300)),
@@ -230,33 +259,46 @@ fn get_session(config: Config, _: &mut Vec<String>) -> Vec<Row> {
     .into_iter()
     .map(|(workload, n, iterations)| {
         let ss = ss_session(&store, n, n);
+        let ss_cold = ss_session(&cold, n, n);
         let sq = sql_session(&sqlite, n, n);
-        let ss_time = median_micros(iterations, || {
-            let session = store.get_session(ss).expect("read").expect("active");
-            assert_eq!(session.messages.len() as u64, n);
-        });
+        let ss_time = median_micros(iterations, read_session(&store, ss, n));
+        let cold_time = median_micros(iterations, read_session(&cold, ss_cold, n));
         let sq_time = median_micros(iterations, || {
             let session = sqlite.get_session(&sq).expect("active");
             assert_eq!(session.messages.len() as u64, n);
         });
+        cold_lines.push(format!(
+            "{workload} {} µs ({:.2}x)",
+            number(cold_time),
+            sq_time / cold_time
+        ));
         micros_row(workload, ss_time, sq_time)
     })
-    .collect()
+    .collect();
+    notes.push(cold_note(&cold_lines));
+    rows
 }
 
-fn recent_messages(config: Config, _: &mut Vec<String>) -> Vec<Row> {
+fn recent_messages(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let dir = common::scratch();
-    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    let (store, cold) = warm_and_cold_stores(dir.path());
     let sqlite = Sqlite::open(&dir.path().join("s.db"), Durability::Durable);
     let ss = ss_session(&store, 1, 10_000);
+    let ss_cold = ss_session(&cold, 1, 10_000);
     let sq = sql_session(&sqlite, 1, 10_000);
     let iterations = config.pick(500, 5000);
-    let ss_time = median_micros(iterations, || {
-        assert_eq!(store.get_recent_messages(ss, 10).expect("read").len(), 10);
-    });
+    let read =
+        |store: &SessionStore, id| assert_eq!(store.get_recent_messages(id, 10).expect("read").len(), 10);
+    let ss_time = median_micros(iterations, || read(&store, ss));
+    let cold_time = median_micros(iterations, || read(&cold, ss_cold));
     let sq_time = median_micros(iterations, || {
         assert_eq!(sqlite.get_recent_messages(&sq, 10).len(), 10);
     });
+    notes.push(cold_note(&[format!(
+        "recent_10_of_10000 {} µs ({:.2}x)",
+        number(cold_time),
+        sq_time / cold_time
+    )]));
     vec![micros_row("recent_10_of_10000", ss_time, sq_time)]
 }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
-use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::encoding::{
+    decode, decode_bytes, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
+};
 use crate::error::{Error, Result};
 use crate::expiry::{self, ExpiryState};
 use crate::model::{ExtraValue, Message, SessionInfo};
@@ -120,21 +122,26 @@ impl Snapshot {
         let mut expiry = self.expiry.view(&self.txn);
         Ok(self.guarded(range.map(move |entry| {
             let (key, value) = entry?;
-            let mut record: SessionRecord = decode("sessions", value.value())?;
+            let id = key.value();
+            let mut record: SessionRecord = decode(RecordKey::Session(id), value.value())?;
             expiry.apply(&mut record)?;
-            Ok(record.into_info(Uuid::from_u128(key.value())))
+            Ok(record.into_info(Uuid::from_u128(id)))
         })))
     }
 
     /// The messages of one session, in seq order.
     pub fn messages(&self, session: Uuid) -> Result<impl Iterator<Item = Result<Message>> + '_> {
         let table = self.txn.open_table(tables::MESSAGES)?;
-        let key = session.as_u128();
-        let range = guard_panics(&self.path, || Ok(table.range((key, 0)..=(key, u64::MAX))?))?;
-        Ok(self.guarded(range.map(|entry| {
+        let session = session.as_u128();
+        let range = guard_panics(
+            &self.path,
+            || Ok(table.range((session, 0)..=(session, u64::MAX))?),
+        )?;
+        Ok(self.guarded(range.map(move |entry| {
             let (key, value) = entry?;
-            let record: MessageRecord = decode("messages", value.value())?;
-            Ok(record.into_message(key.value().1))
+            let seq = key.value().1;
+            let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+            Ok(record.into_message(seq))
         })))
     }
 
@@ -161,7 +168,7 @@ impl Snapshot {
         Ok(self.guarded(range.map(|entry| {
             let (key, value) = entry?;
             let (table, rowid) = key.value();
-            let record: ExtraRowRecord = decode("extra_rows", value.value())?;
+            let record: ExtraRowRecord = decode(RecordKey::ExtraRow(table, rowid), value.value())?;
             Ok(ExtraRow {
                 table: table.to_owned(),
                 rowid,
@@ -174,7 +181,12 @@ impl Snapshot {
     /// An opaque value stored by [`Importer::set_opaque`].
     pub fn opaque(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let table = self.txn.open_table(tables::OPAQUE)?;
-        Ok(table.get(key)?.map(|g| g.value().to_vec()))
+        match table.get(key)? {
+            Some(value) => Ok(Some(
+                decode_bytes(RecordKey::Opaque(key), value.value())?.to_vec(),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// The id the next message would get: one above the highest ever given.
@@ -200,7 +212,7 @@ impl Snapshot {
 }
 
 /// A message's id and its encoded record.
-type EncodedMessage = (u64, Vec<u8>);
+type EncodedMessage = (u64, Unsealed);
 
 #[derive(Default)]
 struct Batch {
@@ -321,7 +333,7 @@ impl Importer {
         let mut encoded = Vec::with_capacity(messages.len());
         for message in messages {
             let id = message.id;
-            let record = encode("messages", &MessageRecord::from_message(message))?;
+            let record = encode_unsealed("messages", &MessageRecord::from_message(message))?;
             self.pending_bytes += record.len() + 64;
             encoded.push((id, record));
         }
@@ -441,7 +453,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         };
         for (id, record) in messages {
             next_id = next_id.max(id.saturating_add(1));
-            tables.put_encoded_message(key, seq, id, &record)?;
+            tables.put_encoded_message(key, seq, id, record)?;
             seq += 1;
         }
         match old {
@@ -470,6 +482,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         tables.put_extra_row(&row.table, row.rowid, &record)?;
     }
     for (key, value) in batch.opaque {
+        let value = Unsealed::bytes(&value).seal(RecordKey::Opaque(&key));
         tables.opaque.insert(key.as_str(), value.as_slice())?;
     }
     if let Some(next) = batch.next_message_id {

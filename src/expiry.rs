@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata};
 
-use crate::encoding::{decode, encode, SessionRecord, StoredTimestamp};
+use crate::encoding::{decode, encode, RecordKey, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
 use crate::store::SessionStore;
 use crate::tables::{self, WriteTables};
@@ -52,7 +52,10 @@ fn lazy_expired_at(
         .range::<i64>((Bound::Excluded(updated), Bound::Unbounded))?
         .next()
     {
-        Some(entry) => Ok(Some(decode(EVENTS, entry?.1.value())?)),
+        Some(entry) => {
+            let (cutoff, at) = entry?;
+            Ok(Some(decode(RecordKey::ExpiryEvent(cutoff.value()), at.value())?))
+        }
         None => Ok(None),
     }
 }
@@ -73,7 +76,8 @@ fn read_events(table: &impl ReadableTable<i64, &'static [u8]>) -> Result<Vec<(i6
     let mut events = Vec::new();
     for entry in table.range::<i64>(..)? {
         let (cutoff, at) = entry?;
-        events.push((cutoff.value(), decode(EVENTS, at.value())?));
+        let cutoff = cutoff.value();
+        events.push((cutoff, decode(RecordKey::ExpiryEvent(cutoff), at.value())?));
     }
     Ok(events)
 }
@@ -132,7 +136,7 @@ pub(crate) fn expire_before(tables: &mut WriteTables<'_>, cutoff: i64, state: &E
         let at = StoredTimestamp::from(&Timestamp::now());
         tables
             .expiry_events
-            .insert(cutoff, encode(EVENTS, &at)?.as_slice())?;
+            .insert(cutoff, encode(RecordKey::ExpiryEvent(cutoff), &at)?.as_slice())?;
         state.ceiling.fetch_max(cutoff, Ordering::SeqCst);
         state.lazy.store(true, Ordering::SeqCst);
     }
@@ -266,8 +270,9 @@ pub(crate) fn check_events(txn: &ReadTransaction) -> Result<Vec<String>> {
     if let Some(events) = open_events(txn)? {
         for entry in events.range::<i64>(..)? {
             let (cutoff, at) = entry?;
-            if let Err(e) = decode::<StoredTimestamp>(EVENTS, at.value()) {
-                problems.push(format!("expiry event {}: {e}", cutoff.value()));
+            let key = RecordKey::ExpiryEvent(cutoff.value());
+            if let Err(e) = decode::<StoredTimestamp>(key, at.value()) {
+                problems.push(e.to_string());
             }
         }
     }
@@ -419,6 +424,7 @@ mod tests {
             metadata: None,
             message_count: 0,
             extra: Vec::new(),
+            revision: 0,
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
-use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
+use crate::cache::{Edit, MessageCache, Ticket};
+use crate::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
 use crate::expiry::{self, Expiry, ExpiryState};
 use crate::journal::{journal_path, Journal};
@@ -24,7 +25,11 @@ use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
 
 /// The store file format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 gave every record a checksum over its bytes and its key, and
+/// session records a revision; files of version 1 (records without them)
+/// are refused with [`Error::UnsupportedVersion`].
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Settings for [`SessionStore::open_with`].
 #[derive(Clone)]
@@ -35,6 +40,28 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// redb's page cache size in bytes (default 256 MiB).
     pub cache_bytes: usize,
+    /// Budget in bytes of the message cache (default 64 MiB; 0 disables
+    /// it): the decoded messages of the sessions read lately, which
+    /// [`SessionStore::get_session`] and the paging calls then hand out
+    /// without decoding or copying them again. An entry is served only for
+    /// the revision of the session it was read at, so a read never sees a
+    /// stale message; the writer brings entries up to date after each
+    /// commit (an append, a pop, a new context), and drops those of deleted
+    /// sessions. Messages a caller still holds are not counted.
+    ///
+    /// ```
+    /// use sessionstore::{NewMessage, SessionStore, StoreOptions};
+    /// use std::sync::Arc;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let options = StoreOptions { message_cache_bytes: 16 << 20, ..StoreOptions::default() };
+    /// let store = SessionStore::open_with(dir.path().join("s.redb"), options).unwrap();
+    /// let id = store.create_session(None).unwrap();
+    /// store.add_message(id, NewMessage::user("books by Aldus")).unwrap();
+    /// let first = store.get_session(id).unwrap().unwrap();
+    /// let again = store.get_session(id).unwrap().unwrap();
+    /// assert!(Arc::ptr_eq(&first.messages[0], &again.messages[0]));
+    /// ```
+    pub message_cache_bytes: usize,
     /// Opens every file the store reads and writes (default [`FileStorage`]:
     /// real files). See [`StorageFactory`] for a wrapper.
     pub storage: Arc<dyn StorageFactory>,
@@ -90,6 +117,7 @@ impl Default for StoreOptions {
             max_content_bytes: 64 << 20,
             durability: Durability::Durable,
             cache_bytes: 256 << 20,
+            message_cache_bytes: 64 << 20,
             storage: Arc::new(FileStorage),
             journal_bytes: 32 << 20,
         }
@@ -102,6 +130,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("max_content_bytes", &self.max_content_bytes)
             .field("durability", &self.durability)
             .field("cache_bytes", &self.cache_bytes)
+            .field("message_cache_bytes", &self.message_cache_bytes)
             .field("journal_bytes", &self.journal_bytes)
             .finish_non_exhaustive()
     }
@@ -242,6 +271,7 @@ struct Inner {
     writer: Writer,
     options: StoreOptions,
     expiry: Arc<ExpiryState>,
+    cache: Arc<MessageCache>,
 }
 
 /// A store of chat sessions in one redb file.
@@ -298,19 +328,20 @@ impl SessionStore {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal, expiry) = guard_panics(&path, || {
-            let db = options.open_database(&path)?;
+            let mut db = options.open_database(&path)?;
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
             let journal_file = options
                 .storage
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
-            let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &db)?;
+            let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &mut db)?;
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry))
         })?;
         let db = Arc::new(RwLock::new(db));
-        let writer = Writer::start(&path, db.clone(), journal, expiry.clone())?;
+        let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
+        let writer = Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone())?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -319,6 +350,7 @@ impl SessionStore {
                 writer,
                 options,
                 expiry,
+                cache,
             }),
         })
     }
@@ -357,6 +389,32 @@ impl SessionStore {
     /// panics on damaged pages turned into [`Error::Corrupt`].
     pub(crate) fn reading<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         guard_panics(&self.inner.path, || f(&self.read()?))
+    }
+
+    /// As [`reading`](Self::reading), with a ticket of the message cache
+    /// taken before the transaction begins (see [`Self::session_messages`]).
+    fn reading_messages<T>(&self, f: impl FnOnce(&ReadTransaction, Ticket) -> Result<T>) -> Result<T> {
+        let ticket = self.inner.cache.ticket();
+        self.reading(|txn| f(txn, ticket))
+    }
+
+    /// The messages `seqs` of session `id`, whose record `txn` holds is
+    /// `record`: from the message cache when it has them at the record's
+    /// revision, else read (and kept when they end the session).
+    fn session_messages(
+        &self,
+        txn: &ReadTransaction,
+        ticket: Ticket,
+        id: Uuid,
+        record: &SessionRecord,
+        seqs: std::ops::Range<u64>,
+    ) -> Result<Vec<Arc<Message>>> {
+        let key = id.as_u128();
+        self.inner
+            .cache
+            .messages(ticket, key, record.revision, record.message_count, seqs, |seqs| {
+                read_messages(txn, key, seqs)
+            })
     }
 
     pub(crate) fn read(&self) -> Result<ReadTransaction> {
@@ -409,6 +467,7 @@ impl SessionStore {
             metadata: Some("{}".into()),
             message_count: 0,
             extra: Vec::new(),
+            revision: 0,
         };
         self.write(move |tables| {
             let key = id.as_u128();
@@ -426,11 +485,11 @@ impl SessionStore {
     }
 
     fn get_session_as(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
-        self.reading(|txn| {
+        self.reading_messages(|txn, ticket| {
             let Some(record) = self.active_session(txn, id, access)? else {
                 return Ok(None);
             };
-            let messages = read_messages(txn, id.as_u128(), 0..record.message_count)?;
+            let messages = self.session_messages(txn, ticket, id, &record, 0..record.message_count)?;
             Ok(Some(Session {
                 info: record.into_info(id),
                 messages,
@@ -454,14 +513,12 @@ impl SessionStore {
     /// missing or expired. Sets the session's `updated_at`.
     pub fn add_message(&self, id: Uuid, message: NewMessage) -> Result<u64> {
         self.add_message_checked(id, None, message, Access::Any)
-            .map(|m| m.id)
     }
 
     /// Appends a message only if it would get seq `expected_next_seq`;
     /// otherwise refuses with [`Error::SeqConflict`] and writes nothing.
     pub fn add_message_if(&self, id: Uuid, expected_next_seq: u64, message: NewMessage) -> Result<u64> {
         self.add_message_checked(id, Some(expected_next_seq), message, Access::Any)
-            .map(|m| m.id)
     }
 
     /// Appends several messages in one commit, all or none (a user's turn
@@ -480,8 +537,7 @@ impl SessionStore {
     /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
     /// ```
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        let added = self.append_messages(id, None, messages, Access::Any)?;
-        Ok(added.into_iter().map(|m| m.id).collect())
+        self.append_messages(id, None, messages, Access::Any)
     }
 
     fn add_message_checked(
@@ -490,21 +546,21 @@ impl SessionStore {
         expected_next_seq: Option<u64>,
         message: NewMessage,
         access: Access<'_>,
-    ) -> Result<Message> {
+    ) -> Result<u64> {
         let mut added = self.append_messages(id, expected_next_seq, vec![message], access)?;
         added
             .pop()
             .ok_or_else(|| Error::invalid("messages", "none to add"))
     }
 
-    /// Appends messages in one commit: all of them or none.
+    /// Appends messages in one commit: all of them or none. Returns their ids.
     fn append_messages(
         &self,
         id: Uuid,
         expected_next_seq: Option<u64>,
         messages: Vec<NewMessage>,
         access: Access<'_>,
-    ) -> Result<Vec<Message>> {
+    ) -> Result<Vec<u64>> {
         let limit = self.inner.options.max_content_bytes;
         if let Some(message) = messages.iter().find(|m| m.content.len() > limit) {
             return Err(Error::invalid(
@@ -543,13 +599,15 @@ impl SessionStore {
                     extra: Vec::new(),
                 };
                 tables.put_message(key, new.message_count, &record)?;
-                added.push(record.into_message(new.message_count));
+                added.push(Arc::new(record.into_message(new.message_count)));
                 new.message_count += 1;
             }
             new.updated_at = (&now).into();
             tables.set_next_message_id(first_id + added.len() as u64)?;
             tables.put_session(key, Some(&old), &new)?;
-            Ok(added)
+            let ids = added.iter().map(|m| m.id).collect();
+            tables.describe_last_write(key, Edit::Appended(added));
+            Ok(ids)
         })
     }
 
@@ -568,7 +626,9 @@ impl SessionStore {
             let mut new = old.clone();
             new.context = Some(merged.into_string());
             new.updated_at = (&Timestamp::now()).into();
-            tables.put_session(id.as_u128(), Some(&old), &new)
+            tables.put_session(id.as_u128(), Some(&old), &new)?;
+            tables.describe_last_write(id.as_u128(), Edit::Kept);
+            Ok(())
         })
     }
 
@@ -777,12 +837,12 @@ impl SessionStore {
 
     /// The last `n` messages of an active session, oldest first; reads only
     /// those.
-    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Message>> {
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Arc<Message>>> {
         self.messages_before(id, u64::MAX, n)
     }
 
     /// Up to `limit` messages with seq greater than `seq`, oldest first.
-    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.page_messages(id, Page::After(seq), limit, Access::Any)
     }
 
@@ -801,18 +861,24 @@ impl SessionStore {
     /// let next = store.messages_after(id, first[1].seq, 2).unwrap();
     /// assert_eq!(next[0].content, "m2");
     /// ```
-    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.page_messages(id, Page::From(seq), limit, Access::Any)
     }
 
     /// Up to `limit` messages with seq less than `seq`, the nearest ones,
     /// oldest first.
-    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.page_messages(id, Page::Before(seq), limit, Access::Any)
     }
 
-    fn page_messages(&self, id: Uuid, page: Page, limit: u64, access: Access<'_>) -> Result<Vec<Message>> {
-        self.reading(|txn| {
+    fn page_messages(
+        &self,
+        id: Uuid,
+        page: Page,
+        limit: u64,
+        access: Access<'_>,
+    ) -> Result<Vec<Arc<Message>>> {
+        self.reading_messages(|txn, ticket| {
             let record = self
                 .active_session(txn, id, access)?
                 .ok_or(Error::SessionNotFound(id))?;
@@ -831,7 +897,7 @@ impl SessionStore {
                     end.saturating_sub(limit)..end
                 }
             };
-            read_messages(txn, id.as_u128(), range)
+            self.session_messages(txn, ticket, id, &record, range)
         })
     }
 
@@ -883,6 +949,7 @@ impl SessionStore {
             new.message_count = seq;
             new.updated_at = (&Timestamp::now()).into();
             tables.put_session(key, Some(&old), &new)?;
+            tables.describe_last_write(key, Edit::Popped);
             Ok(Some(record.into_message(seq)))
         })
     }
@@ -1014,22 +1081,18 @@ impl UserView<'_> {
 
     /// As [`SessionStore::add_message`], for this user's sessions only.
     pub fn add_message(&self, id: Uuid, message: NewMessage) -> Result<u64> {
-        self.store
-            .add_message_checked(id, None, message, self.access())
-            .map(|m| m.id)
+        self.store.add_message_checked(id, None, message, self.access())
     }
 
     /// As [`SessionStore::add_message_if`], for this user's sessions only.
     pub fn add_message_if(&self, id: Uuid, expected_next_seq: u64, message: NewMessage) -> Result<u64> {
         self.store
             .add_message_checked(id, Some(expected_next_seq), message, self.access())
-            .map(|m| m.id)
     }
 
     /// As [`SessionStore::add_messages`], for this user's sessions only.
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        let added = self.store.append_messages(id, None, messages, self.access())?;
-        Ok(added.into_iter().map(|m| m.id).collect())
+        self.store.append_messages(id, None, messages, self.access())
     }
 
     /// As [`SessionStore::update_context`], for this user's sessions only.
@@ -1048,25 +1111,25 @@ impl UserView<'_> {
     }
 
     /// As [`SessionStore::get_recent_messages`], for this user's sessions only.
-    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Message>> {
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::Before(u64::MAX), n, self.access())
     }
 
     /// As [`SessionStore::messages_after`], for this user's sessions only.
-    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::After(seq), limit, self.access())
     }
 
     /// As [`SessionStore::messages_from`], for this user's sessions only.
-    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::From(seq), limit, self.access())
     }
 
     /// As [`SessionStore::messages_before`], for this user's sessions only.
-    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::Before(seq), limit, self.access())
     }
@@ -1242,8 +1305,9 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     let mut messages = Vec::with_capacity((seqs.end - seqs.start).min(4096) as usize);
     for entry in table.range((session, seqs.start)..(session, seqs.end))? {
         let (key, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
-        messages.push(record.into_message(key.value().1));
+        let seq = key.value().1;
+        let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+        messages.push(record.into_message(seq));
     }
     Ok(messages)
 }
@@ -1256,8 +1320,8 @@ fn session_title(
     count: u64,
 ) -> Result<String> {
     for entry in messages.range((session, 0)..(session, count))? {
-        let (_, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
+        let (key, value) = entry?;
+        let record: MessageRecord = decode(RecordKey::Message(session, key.value().1), value.value())?;
         if record.role == Role::User {
             return Ok(title_of(&record.content));
         }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability as RedbDurability};
 
+use crate::cache::MessageCache;
 use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::tables::WriteTables;
@@ -108,11 +109,13 @@ impl Writer {
         db: Arc<RwLock<Database>>,
         journal: Journal,
         idle: Arc<dyn IdleWork>,
+        cache: Arc<MessageCache>,
     ) -> Result<Self> {
         let (requests, receiver) = mpsc::channel();
         let committer = Committer {
             db,
             journal,
+            cache,
             since_checkpoint: 0,
             oldest_unchecked: None,
             failed: false,
@@ -200,6 +203,8 @@ const CHECKPOINT_AGE: Duration = if cfg!(test) {
 struct Committer {
     db: Arc<RwLock<Database>>,
     journal: Journal,
+    /// Follows every commit (see `cache.rs`).
+    cache: Arc<MessageCache>,
     since_checkpoint: u32,
     oldest_unchecked: Option<Instant>,
     /// The journal could not be written: the writer stops.
@@ -254,6 +259,8 @@ fn run(mut committer: Committer, requests: Receiver<Request>, idle: Arc<dyn Idle
                     Ok(mut guard) => op(&mut guard),
                     Err(_) => return,
                 }
+                // Maintenance may have rewritten anything.
+                committer.cache.clear();
                 continue;
             }
             Request::Write { job, durable } => (job, durable),
@@ -319,7 +326,7 @@ impl Committer {
         let lock = self.db.clone();
         let db = lock.read().map_err(|_| Error::WriterStopped)?;
         let mut txn = db.begin_write()?;
-        let (changes, journaled) = {
+        let (changes, notes, journaled) = {
             let mut tables = WriteTables::open(&txn)?;
             for job in jobs.iter_mut() {
                 if !job.run(&mut tables) {
@@ -331,7 +338,7 @@ impl Committer {
             if journaled && !changes.is_empty() {
                 tables.set_journal_lsn(self.journal.next_lsn())?;
             }
-            (changes, journaled)
+            (changes, tables.take_notes(), journaled)
         };
         if changes.is_empty() {
             txn.abort()?;
@@ -346,6 +353,7 @@ impl Committer {
             // redb, which then holds everything and the journal starts over.
             set_durability(&mut txn, RedbDurability::Immediate)?;
             txn.commit()?;
+            self.cache.apply(notes);
             self.checkpointed();
             return Ok(());
         }
@@ -361,6 +369,7 @@ impl Committer {
             }
             return Err(error.into());
         }
+        self.cache.apply(notes);
         self.since_checkpoint += 1;
         self.oldest_unchecked.get_or_insert_with(Instant::now);
         Ok(())

@@ -31,7 +31,7 @@ fn open(disk: &SimDisk, journal_bytes: u64) -> SessionStore {
 
 fn contents(store: &SessionStore, id: Uuid) -> Vec<String> {
     let session = store.get_session(id).expect("read").expect("session");
-    session.messages.into_iter().map(|m| m.content).collect()
+    session.messages.iter().map(|m| m.content.clone()).collect()
 }
 
 /// True when the journal holds bytes (a record) at or past `offset`.

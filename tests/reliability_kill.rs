@@ -207,7 +207,8 @@ fn verify(path: &Path, journal_bytes: u64, acked: &mut HashMap<u64, Acked>, rng:
             assert_eq!(message.seq, seq as u64, "seqs are dense");
         }
         assert_eq!(got.message_count, got.messages.len() as u64);
-        let stored: HashMap<u64, &sessionstore::Message> = got.messages.iter().map(|m| (m.id, m)).collect();
+        let stored: HashMap<u64, &sessionstore::Message> =
+            got.messages.iter().map(|m| (m.id, &**m)).collect();
         for id in ids {
             let a = acked[id];
             let message = stored
