@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{conversation, sql_session, ss_session, BatchedSqlite, BigStore, Sqlite, Turn, TARGET_USER};
-use sessionstore::{Durability, SessionStore, Timestamp, TimestampForm, Uuid};
+use sessionstore::{Durability, SessionStore, StoreOptions, Timestamp, TimestampForm, Uuid};
 
 #[derive(Clone, Copy)]
 struct Config {
@@ -218,11 +218,40 @@ fn millis_row(workload: &'static str, sessionstore: Duration, sqlite: Duration) 
 
 // ---- workloads --------------------------------------------------------------
 
-fn get_session(config: Config, _: &mut Vec<String>) -> Vec<Row> {
+/// A store with the default options, and one with the message cache off
+/// (every read decodes and copies, as SQLite does), in `dir`.
+fn warm_and_cold_stores(dir: &Path) -> (SessionStore, SessionStore) {
+    let warm = SessionStore::open(dir.join("s.redb")).expect("open");
+    let options = StoreOptions {
+        message_cache_bytes: 0,
+        ..StoreOptions::default()
+    };
+    let cold = SessionStore::open_with(dir.join("cold.redb"), options).expect("open");
+    (warm, cold)
+}
+
+/// The note on the reads with the message cache off.
+fn cold_note(lines: &[String]) -> String {
+    format!(
+        "\nWith the message cache off (`message_cache_bytes: 0`: every read decodes and copies): {}.",
+        lines.join("; ")
+    )
+}
+
+/// A read of session `id`, which holds `n` messages.
+fn read_session(store: &SessionStore, id: Uuid, n: u64) -> impl FnMut() + '_ {
+    move || {
+        let session = store.get_session(id).expect("read").expect("active");
+        assert_eq!(session.messages.len() as u64, n);
+    }
+}
+
+fn get_session(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let dir = common::scratch();
-    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    let (store, cold) = warm_and_cold_stores(dir.path());
     let sqlite = Sqlite::open(&dir.path().join("s.db"), Durability::Durable);
-    [
+    let mut cold_lines = Vec::new();
+    let rows = [
         ("get_session_10", 10, config.pick(300, 3000)),
         ("get_session_100", 100, config.pick(200, 2000)),
         ("get_session_1000", 1000, config.pick(30, 300)),
@@ -230,33 +259,46 @@ fn get_session(config: Config, _: &mut Vec<String>) -> Vec<Row> {
     .into_iter()
     .map(|(workload, n, iterations)| {
         let ss = ss_session(&store, n, n);
+        let ss_cold = ss_session(&cold, n, n);
         let sq = sql_session(&sqlite, n, n);
-        let ss_time = median_micros(iterations, || {
-            let session = store.get_session(ss).expect("read").expect("active");
-            assert_eq!(session.messages.len() as u64, n);
-        });
+        let ss_time = median_micros(iterations, read_session(&store, ss, n));
+        let cold_time = median_micros(iterations, read_session(&cold, ss_cold, n));
         let sq_time = median_micros(iterations, || {
             let session = sqlite.get_session(&sq).expect("active");
             assert_eq!(session.messages.len() as u64, n);
         });
+        cold_lines.push(format!(
+            "{workload} {} µs ({:.2}x)",
+            number(cold_time),
+            sq_time / cold_time
+        ));
         micros_row(workload, ss_time, sq_time)
     })
-    .collect()
+    .collect();
+    notes.push(cold_note(&cold_lines));
+    rows
 }
 
-fn recent_messages(config: Config, _: &mut Vec<String>) -> Vec<Row> {
+fn recent_messages(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let dir = common::scratch();
-    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+    let (store, cold) = warm_and_cold_stores(dir.path());
     let sqlite = Sqlite::open(&dir.path().join("s.db"), Durability::Durable);
     let ss = ss_session(&store, 1, 10_000);
+    let ss_cold = ss_session(&cold, 1, 10_000);
     let sq = sql_session(&sqlite, 1, 10_000);
     let iterations = config.pick(500, 5000);
-    let ss_time = median_micros(iterations, || {
-        assert_eq!(store.get_recent_messages(ss, 10).expect("read").len(), 10);
-    });
+    let read =
+        |store: &SessionStore, id| assert_eq!(store.get_recent_messages(id, 10).expect("read").len(), 10);
+    let ss_time = median_micros(iterations, || read(&store, ss));
+    let cold_time = median_micros(iterations, || read(&cold, ss_cold));
     let sq_time = median_micros(iterations, || {
         assert_eq!(sqlite.get_recent_messages(&sq, 10).len(), 10);
     });
+    notes.push(cold_note(&[format!(
+        "recent_10_of_10000 {} µs ({:.2}x)",
+        number(cold_time),
+        sq_time / cold_time
+    )]));
     vec![micros_row("recent_10_of_10000", ss_time, sq_time)]
 }
 
@@ -466,8 +508,12 @@ fn big_store(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     ]
 }
 
-fn file_size(path: &Path) -> f64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64
+/// Bytes the file takes on disk (its allocated blocks, what `du` counts),
+/// and its length. redb grows its file with `set_len` ahead of use: the
+/// part not yet written is a hole that takes no disk space.
+fn file_size(path: &Path) -> (f64, f64) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or((0.0, 0.0), |m| ((m.blocks() * 512) as f64, m.len() as f64))
 }
 
 fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
@@ -522,17 +568,18 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
         "\nBytes: the sessionstore file compacts from {} to {} bytes ({:.0} bytes per message).",
         compacted.before,
         compacted.after,
-        (compacted.after as f64 - ss_sessions) / messages
+        (compacted.after as f64 - ss_sessions.0) / messages
     ));
     let sessions = sessions as f64;
     notes.push(format!(
-        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files of {:.1} MB (sessionstore, plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint.",
+        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files taking {:.1} MB on disk (sessionstore: {:.1} MB long, the rest a hole redb reserved; plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint. The rows count bytes on disk (allocated blocks, as `du`).",
         sessions,
         messages,
         payload as f64 / messages,
-        ss_full / 1e6,
+        ss_full.0 / 1e6,
+        ss_full.1 / 1e6,
         32,
-        sq_full / 1e6
+        sq_full.0 / 1e6
     ));
     let row = |workload, sessionstore, sqlite| Row {
         workload,
@@ -544,13 +591,13 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     vec![
         row(
             "bytes_per_message",
-            (ss_full - ss_sessions) / messages,
-            (sq_full - sq_sessions) / messages,
+            (ss_full.0 - ss_sessions.0) / messages,
+            (sq_full.0 - sq_sessions.0) / messages,
         ),
         row(
             "bytes_per_session",
-            (ss_sessions - ss_empty) / sessions,
-            (sq_sessions - sq_empty) / sessions,
+            (ss_sessions.0 - ss_empty.0) / sessions,
+            (sq_sessions.0 - sq_empty.0) / sessions,
         ),
     ]
 }
@@ -640,8 +687,8 @@ fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let (ss_id, sq_id) = load_bytes(bytes, &ss_path, &sq_path);
     notes.push(format!(
         "\nOpen: stores of {:.0} MB (sessionstore) and {:.0} MB (SQLite); open = open the file and read one session.",
-        file_size(&ss_path) / 1e6,
-        file_size(&sq_path) / 1e6
+        file_size(&ss_path).1 / 1e6,
+        file_size(&sq_path).1 / 1e6
     ));
     let open_ss = || {
         let at = Instant::now();

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
-use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::encoding::{
+    decode, decode_bytes, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
+};
 use crate::error::{Error, Result};
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::{guard_panics, SessionStore};
@@ -114,20 +116,25 @@ impl Snapshot {
         let range = guard_panics(&self.path, || Ok(table.range::<u128>(..)?))?;
         Ok(self.guarded(range.map(|entry| {
             let (key, value) = entry?;
-            let record: SessionRecord = decode("sessions", value.value())?;
-            Ok(record.into_info(Uuid::from_u128(key.value())))
+            let id = key.value();
+            let record: SessionRecord = decode(RecordKey::Session(id), value.value())?;
+            Ok(record.into_info(Uuid::from_u128(id)))
         })))
     }
 
     /// The messages of one session, in seq order.
     pub fn messages(&self, session: Uuid) -> Result<impl Iterator<Item = Result<Message>> + '_> {
         let table = self.txn.open_table(tables::MESSAGES)?;
-        let key = session.as_u128();
-        let range = guard_panics(&self.path, || Ok(table.range((key, 0)..=(key, u64::MAX))?))?;
-        Ok(self.guarded(range.map(|entry| {
+        let session = session.as_u128();
+        let range = guard_panics(
+            &self.path,
+            || Ok(table.range((session, 0)..=(session, u64::MAX))?),
+        )?;
+        Ok(self.guarded(range.map(move |entry| {
             let (key, value) = entry?;
-            let record: MessageRecord = decode("messages", value.value())?;
-            Ok(record.into_message(key.value().1))
+            let seq = key.value().1;
+            let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+            Ok(record.into_message(seq))
         })))
     }
 
@@ -154,7 +161,7 @@ impl Snapshot {
         Ok(self.guarded(range.map(|entry| {
             let (key, value) = entry?;
             let (table, rowid) = key.value();
-            let record: ExtraRowRecord = decode("extra_rows", value.value())?;
+            let record: ExtraRowRecord = decode(RecordKey::ExtraRow(table, rowid), value.value())?;
             Ok(ExtraRow {
                 table: table.to_owned(),
                 rowid,
@@ -167,7 +174,12 @@ impl Snapshot {
     /// An opaque value stored by [`Importer::set_opaque`].
     pub fn opaque(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let table = self.txn.open_table(tables::OPAQUE)?;
-        Ok(table.get(key)?.map(|g| g.value().to_vec()))
+        match table.get(key)? {
+            Some(value) => Ok(Some(
+                decode_bytes(RecordKey::Opaque(key), value.value())?.to_vec(),
+            )),
+            None => Ok(None),
+        }
     }
 
     /// The id the next message would get: one above the highest ever given.
@@ -193,7 +205,7 @@ impl Snapshot {
 }
 
 /// A message's id and its encoded record.
-type EncodedMessage = (u64, Vec<u8>);
+type EncodedMessage = (u64, Unsealed);
 
 #[derive(Default)]
 struct Batch {
@@ -314,7 +326,7 @@ impl Importer {
         let mut encoded = Vec::with_capacity(messages.len());
         for message in messages {
             let id = message.id;
-            let record = encode("messages", &MessageRecord::from_message(message))?;
+            let record = encode_unsealed("messages", &MessageRecord::from_message(message))?;
             self.pending_bytes += record.len() + 64;
             encoded.push((id, record));
         }
@@ -434,7 +446,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         };
         for (id, record) in messages {
             next_id = next_id.max(id.saturating_add(1));
-            tables.put_encoded_message(key, seq, id, &record)?;
+            tables.put_encoded_message(key, seq, id, record)?;
             seq += 1;
         }
         match old {
@@ -462,6 +474,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         tables.put_extra_row(&row.table, row.rowid, &record)?;
     }
     for (key, value) in batch.opaque {
+        let value = Unsealed::bytes(&value).seal(RecordKey::Opaque(&key));
         tables.opaque.insert(key.as_str(), value.as_slice())?;
     }
     if let Some(next) = batch.next_message_id {

@@ -56,12 +56,16 @@ pub enum Error {
         why: String,
     },
 
-    /// A record inside the store does not decode.
-    #[error("corrupt record in table {table}: {why}")]
+    /// A record inside the store is damaged: its checksum fails (a flipped
+    /// bit in the record or in its key), or it does not decode.
+    #[error("corrupt record in table {table}{}: {why}", key.as_ref().map(|k| format!(", {k}")).unwrap_or_default())]
     CorruptRecord {
         /// The table holding the record.
         table: &'static str,
-        /// What failed to decode.
+        /// The record's key (`message 3 of session <uuid>`, ...), when the
+        /// record has one.
+        key: Option<String>,
+        /// What is wrong with it.
         why: String,
     },
 
@@ -129,6 +133,7 @@ impl Error {
     pub(crate) fn corrupt_record(table: &'static str, why: impl std::fmt::Display) -> Self {
         Error::CorruptRecord {
             table,
+            key: None,
             why: why.to_string(),
         }
     }

@@ -27,9 +27,14 @@
 //! records after it hold acknowledged writes, and the open fails with
 //! [`Error::Corrupt`] rather than drop them.
 //!
-//! The file is written with zeros to its full size once, when created, so
-//! that an append never has to allocate: its `fdatasync` writes only the
-//! record's pages.
+//! The file is written with zeros to its full size
+//! ([`StoreOptions::journal_bytes`](crate::StoreOptions::journal_bytes))
+//! once, when created, so that an append never has to allocate: its
+//! `fdatasync` writes only the record's pages. A batch whose record does not
+//! fit in what is left is committed durably to redb instead (`writer.rs`),
+//! which empties the journal. An open finds the journal at the size it was
+//! written with, replays it as it is, then zero-fills or cuts it to the
+//! size asked for.
 
 use std::path::{Path, PathBuf};
 
@@ -39,13 +44,18 @@ use crate::error::{Error, Result};
 use crate::tables::WriteTables;
 use crate::writer::set_durability;
 
-/// The journal's size on disk. A batch whose record does not fit in what is
-/// left is committed durably to redb instead, which empties the journal.
-pub(crate) const JOURNAL_BYTES: u64 = 32 << 20;
-
 const HEADER: usize = 24;
 /// Records start at multiples of this.
 const ALIGN: u64 = 8;
+
+/// The database beside the journal at `journal` (see [`journal_path`]).
+fn database_path(journal: &Path) -> PathBuf {
+    let name = journal
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    journal.with_file_name(name.strip_suffix("-journal").unwrap_or(&name))
+}
 
 /// The journal file beside the database at `database`.
 pub(crate) fn journal_path(database: &Path) -> PathBuf {
@@ -83,10 +93,20 @@ enum Slot {
 }
 
 impl Journal {
-    /// Opens the journal in `file` (zero-filling it to its size if it is
-    /// shorter), brings `db` up to date with the records newer than its
-    /// durable lsn, makes that durable, and returns the journal, empty.
-    pub fn recover(file: Box<dyn StorageBackend>, path: PathBuf, db: &Database) -> Result<Self> {
+    /// Opens the journal in `file`, brings `db` up to date with the records
+    /// newer than its durable lsn, makes that durable, and returns the
+    /// journal, empty and `size` bytes long (zero-filled when it was
+    /// shorter, cut once replayed when it was longer).
+    ///
+    /// Before records are replayed (the store crashed), redb's checksums of
+    /// the whole database are verified: the replay rewrites pages, and a
+    /// damaged page it rewrote would get a fresh checksum over the damage.
+    pub fn recover(
+        file: Box<dyn StorageBackend>,
+        path: PathBuf,
+        size: u64,
+        db: &mut Database,
+    ) -> Result<Self> {
         let mut journal = Journal {
             file,
             path,
@@ -98,11 +118,16 @@ impl Journal {
             appended: 0,
             synced: 0,
         };
-        journal.capacity = journal.prepare()?;
+        let written = journal
+            .file
+            .len()
+            .map_err(|e| journal.io("read the size of", e))?;
+        journal.capacity = journal.grow_to(size)?;
         let durable = durable_lsn(db)?;
-        let records = journal.read_after(durable)?;
+        let records = journal.read_after(durable, written)?;
         journal.next_lsn = durable + 1;
         if let Some(&(last, _)) = records.last() {
+            journal.verify_database(db)?;
             tracing::info!(
                 path = %journal.path.display(),
                 records = records.len(),
@@ -122,44 +147,78 @@ impl Journal {
         }
         journal.appended = journal.next_lsn - 1;
         journal.synced = journal.appended;
+        journal.cut_to(size)?;
         Ok(journal)
     }
 
-    /// Zero-fills the file to [`JOURNAL_BYTES`] when shorter; its size.
-    fn prepare(&self) -> Result<u64> {
+    /// Zero-fills the file to `size` when shorter; its size.
+    fn grow_to(&self, size: u64) -> Result<u64> {
         let len = self.file.len().map_err(|e| self.io("read the size of", e))?;
-        if len >= JOURNAL_BYTES {
+        if len >= size {
             return Ok(len);
         }
-        let zeros = vec![0u8; 1 << 20];
+        let zeros = vec![0u8; (size - len).min(1 << 20) as usize];
         let mut at = len;
-        while at < JOURNAL_BYTES {
-            let n = (JOURNAL_BYTES - at).min(zeros.len() as u64);
+        while at < size {
+            let n = (size - at).min(zeros.len() as u64);
             self.file
                 .write(at, &zeros[..n as usize])
                 .map_err(|e| self.io("fill", e))?;
             at += n;
         }
         self.file.sync_data().map_err(|e| self.io("sync", e))?;
-        Ok(JOURNAL_BYTES)
+        Ok(size)
+    }
+
+    /// Cuts the file to `size` when longer (opened with a smaller size than
+    /// it was written with). Only once replayed: the database then holds
+    /// every record durably, and the records cut off are never needed.
+    fn cut_to(&mut self, size: u64) -> Result<()> {
+        if self.capacity > size {
+            self.file.set_len(size).map_err(|e| self.io("shrink", e))?;
+            self.file.sync_data().map_err(|e| self.io("sync", e))?;
+            self.capacity = size;
+        }
+        Ok(())
+    }
+
+    /// Fails unless redb's checksums of every page of `db` hold.
+    fn verify_database(&self, db: &mut Database) -> Result<()> {
+        let why = match db.check_integrity() {
+            Ok(true) => return Ok(()),
+            Ok(false) => "its page checksums fail (redb rolled it back to its last good commit)".to_owned(),
+            Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why))) => why,
+            Err(other) => return Err(other.into()),
+        };
+        Err(Error::Corrupt {
+            path: database_path(&self.path),
+            why: format!(
+                "the database is damaged ({why}); the journal's records, which a crash left to \
+                 replay into it, were not replayed"
+            ),
+        })
     }
 
     /// The records of the current round with lsn above `durable`, in order.
-    fn read_after(&self, durable: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    /// `written`: the file's size before [`Journal::prepare`] filled it.
+    fn read_after(&self, durable: u64, written: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut records = Vec::new();
         let mut at = 0u64;
         let mut expected: Option<u64> = None;
         loop {
+            let wanted = expected.unwrap_or(durable + 1);
             let (lsn, payload, next) = match self.read_slot(at)? {
                 Slot::Record { lsn, payload, next } => (lsn, payload, next),
-                Slot::Empty => break,
-                Slot::Bad => {
-                    self.check_damage(at, expected.unwrap_or(durable + 1))?;
+                Slot::Empty | Slot::Bad => {
+                    self.check_end(at, wanted, durable, written, !records.is_empty())?;
                     break;
                 }
             };
             match expected {
-                Some(lsn_wanted) if lsn != lsn_wanted => break,
+                Some(lsn_wanted) if lsn != lsn_wanted => {
+                    self.check_end(at, wanted, durable, written, !records.is_empty())?;
+                    break;
+                }
                 None if lsn > durable + 1 => {
                     return Err(Error::Corrupt {
                         path: self.path.clone(),
@@ -181,46 +240,107 @@ impl Journal {
         Ok(records)
     }
 
-    /// The journal ended at `at` with an invalid record where record `lsn`
-    /// belonged. Fails when a valid record after it says `lsn` had been
-    /// synced: the invalid one was damaged, not torn.
-    fn check_damage(&self, at: u64, lsn: u64) -> Result<()> {
-        let start = at + ALIGN;
-        if start + HEADER as u64 > self.capacity {
-            return Ok(());
+    /// The current round of the journal ended at `at`, where record `lsn`
+    /// belonged (zeros, an invalid record, or a record of an earlier
+    /// round). That is a torn tail, or the end of what was written, unless
+    /// the file shows it was damaged:
+    /// - the record there runs past the end of the file as it was found
+    ///   (`written` bytes): the store writes records only inside a file
+    ///   already filled to its size, so the file was cut short;
+    /// - the file is shorter than the smallest journal the store makes, yet
+    ///   holds records to replay (`replaying`): cut short too;
+    /// - a valid record after `at`, newer than the database (`durable`),
+    ///   says `lsn` had been synced before it was written: `lsn` was on
+    ///   disk and was damaged afterwards, and the records after it hold
+    ///   acknowledged writes.
+    ///
+    /// Then the open fails with [`Error::Corrupt`] rather than drop them.
+    fn check_end(&self, at: u64, lsn: u64, durable: u64, written: u64, replaying: bool) -> Result<()> {
+        let damaged = |why: String| {
+            Err(Error::Corrupt {
+                path: self.path.clone(),
+                why: format!("{why}: acknowledged writes would be lost"),
+            })
+        };
+        if lsn > durable && at + HEADER as u64 <= self.capacity {
+            let mut header = [0u8; HEADER];
+            self.file.read(at, &mut header).map_err(|e| self.io("read", e))?;
+            if let Some((len, _, found, _)) = parse_header(&header) {
+                let end = at + padded(HEADER + len as usize);
+                if found == lsn && end > written {
+                    return damaged(format!(
+                        "journal record {lsn} (at byte {at}) runs to byte {end}, past the end of \
+                         the file at byte {written}: the file was cut short (or the record's \
+                         length damaged)"
+                    ));
+                }
+            }
         }
-        let mut rest = vec![0u8; (self.capacity - start) as usize];
-        self.file.read(start, &mut rest).map_err(|e| self.io("read", e))?;
-        for offset in (0..rest.len().saturating_sub(HEADER)).step_by(ALIGN as usize) {
-            let Some((len, crc, found, synced)) = parse_header(&rest[offset..]) else {
-                continue;
-            };
-            // A record after the invalid one has a later lsn, at most one
-            // per header's worth of journal, and says the invalid one was
-            // synced before it: anything else is leftover bytes (a cheap
-            // filter: the checksum below reads the payload).
-            let most_records = self.capacity / HEADER as u64;
-            if found < lsn || found > lsn.saturating_add(most_records) {
-                continue;
-            }
-            if synced < lsn || synced >= found {
-                continue;
-            }
-            let body = offset + HEADER;
-            let Some(payload) = rest.get(body..body + len as usize) else {
-                continue;
-            };
-            if checksum(len, found, synced, payload) == crc {
-                return Err(Error::Corrupt {
-                    path: self.path.clone(),
-                    why: format!(
-                        "journal record {lsn} (at byte {at}) is damaged, but record {found} after \
-                         it was written once {lsn} was on disk: acknowledged writes would be lost"
-                    ),
-                });
-            }
+        let smallest = crate::StoreOptions::MIN_JOURNAL_BYTES;
+        if replaying && written < smallest {
+            return damaged(format!(
+                "the journal is {written} bytes long, shorter than the smallest the store \
+                 writes ({smallest}), yet holds records to replay: the file was cut short"
+            ));
+        }
+        if let Some((found, offset)) = self.find_synced_after(at + ALIGN, lsn, durable, written)? {
+            return damaged(format!(
+                "journal record {lsn} (at byte {at}) is damaged or missing, but record {found} (at \
+                 byte {offset}) after it was written once {lsn} was on disk"
+            ));
         }
         Ok(())
+    }
+
+    /// The first valid record from `start` on (up to `written`) that is
+    /// newer than `durable` and was written once `lsn` was synced: its lsn
+    /// and offset.
+    fn find_synced_after(
+        &self,
+        start: u64,
+        lsn: u64,
+        durable: u64,
+        written: u64,
+    ) -> Result<Option<(u64, u64)>> {
+        const CHUNK: u64 = 1 << 20;
+        let end = written.min(self.capacity);
+        // At most one record per header's worth of journal.
+        let most_records = self.capacity / HEADER as u64;
+        let mut chunk = vec![0u8; (CHUNK as usize) + HEADER];
+        let mut from = start;
+        while from + HEADER as u64 <= end {
+            let n = (end - from).min(CHUNK + HEADER as u64) as usize;
+            self.file
+                .read(from, &mut chunk[..n])
+                .map_err(|e| self.io("read", e))?;
+            let headers = n.saturating_sub(HEADER - 1).min(CHUNK as usize);
+            for offset in (0..headers).step_by(ALIGN as usize) {
+                let Some((len, crc, found, synced)) = parse_header(&chunk[offset..n]) else {
+                    continue;
+                };
+                // A cheap filter before the checksum reads the payload:
+                // anything else is leftover bytes of earlier rounds.
+                if found <= durable || found < lsn || found > lsn.saturating_add(most_records) {
+                    continue;
+                }
+                if synced < lsn || synced >= found {
+                    continue;
+                }
+                let at = from + offset as u64;
+                if at + padded(HEADER + len as usize) > end {
+                    continue;
+                }
+                let mut payload = vec![0u8; len as usize];
+                self.file
+                    .read(at + HEADER as u64, &mut payload)
+                    .map_err(|e| self.io("read", e))?;
+                if checksum(len, found, synced, &payload) == crc {
+                    return Ok(Some((found, at)));
+                }
+            }
+            from += CHUNK;
+        }
+        Ok(None)
     }
 
     /// What lies at `at`.
@@ -255,6 +375,11 @@ impl Journal {
     /// True when a record of `payload_len` bytes fits in what is left.
     pub fn fits(&self, payload_len: usize) -> bool {
         u32::try_from(payload_len).is_ok() && self.end + padded(HEADER + payload_len) <= self.capacity
+    }
+
+    /// The journal's size: what records may fill before it starts over.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// True when records were appended since the last [`Journal::reset`].
@@ -524,7 +649,7 @@ mod tests {
 
     fn contents(store: &SessionStore, id: uuid::Uuid) -> Vec<String> {
         let session = store.get_session(id).unwrap().unwrap();
-        session.messages.into_iter().map(|m| m.content).collect()
+        session.messages.iter().map(|m| m.content.clone()).collect()
     }
 
     #[test]
@@ -564,13 +689,92 @@ mod tests {
         let (at, _) = records(&bytes)[2];
         bytes[at + HEADER] ^= 0x40;
         disk.set_bytes(&journal, bytes);
+        let error = open_error(&disk);
+        assert!(
+            matches!(&error, crate::Error::Corrupt { why, .. } if why.contains("record 3 (at byte") && why.contains("but record 4 (at byte")),
+            "{error}"
+        );
+    }
+
+    fn open_error(disk: &Disk) -> crate::Error {
         let options = StoreOptions {
             storage: Arc::new(disk.clone()),
             ..StoreOptions::default()
         };
-        let error = SessionStore::open_with(STORE, options).unwrap_err();
+        match SessionStore::open_with(STORE, options) {
+            Ok(_) => panic!("the damaged store opened"),
+            Err(error) => error,
+        }
+    }
+
+    #[test]
+    fn a_zeroed_record_with_synced_records_after_it_fails_the_open() {
+        let (disk, _) = crashed_with(4);
+        let journal = journal_path(Path::new(STORE));
+        let mut bytes = disk.bytes(&journal);
+        // Record 2's header is gone: the journal seems to end there.
+        let (at, len) = records(&bytes)[1];
+        bytes[at..at + HEADER + len].fill(0);
+        disk.set_bytes(&journal, bytes);
+        let error = open_error(&disk);
         assert!(
-            matches!(&error, crate::Error::Corrupt { why, .. } if why.contains("record 3 (at byte") && why.contains("record 4 after")),
+            matches!(&error, crate::Error::Corrupt { path, why } if path == &journal && why.contains("record 2 (at byte") && why.contains("but record 3 (at byte")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_journal_cut_short_fails_the_open() {
+        let (disk, _) = crashed_with(4);
+        let journal = journal_path(Path::new(STORE));
+        let bytes = disk.bytes(&journal);
+        let (at, len) = records(&bytes)[3];
+        // Inside record 4; and right after it, where nothing tells the
+        // journal's end from the cut but the file's size.
+        for (cut, expected) in [
+            (at + HEADER + len / 2, "past the end of the file"),
+            (at, "shorter than"),
+        ] {
+            disk.set_bytes(&journal, bytes[..cut].to_vec());
+            let error = open_error(&disk);
+            assert!(
+                matches!(&error, crate::Error::Corrupt { why, .. } if why.contains(expected) && why.contains("cut short")),
+                "{cut}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_database_is_not_replayed_into() {
+        // A message in the database (a clean close checkpoints it), then
+        // appends to the same session through the journal alone.
+        let disk = Disk::default();
+        let store = disk.open();
+        let id = store.create_session(None).unwrap();
+        store
+            .add_message(id, NewMessage::user("checkpointed message"))
+            .unwrap();
+        drop(store);
+        let store = disk.open();
+        store.add_message(id, NewMessage::user("journaled")).unwrap();
+        let crashed = disk.after_power_loss();
+        drop(store);
+        let database = PathBuf::from(STORE);
+        let mut bytes = crashed.bytes(&database);
+        let text = b"checkpointed message";
+        let places: Vec<usize> = (0..bytes.len() - text.len())
+            .filter(|&at| &bytes[at..at + text.len()] == text)
+            .collect();
+        assert!(!places.is_empty());
+        for at in places {
+            bytes[at] ^= 1;
+        }
+        crashed.set_bytes(&database, bytes);
+        // The replay would rewrite the session's page, damage included,
+        // under a fresh checksum.
+        let error = open_error(&crashed);
+        assert!(
+            matches!(&error, crate::Error::Corrupt { path, why } if path == &database && why.contains("were not replayed")),
             "{error}"
         );
     }

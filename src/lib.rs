@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod bulk;
+mod cache;
 mod encoding;
 mod error;
 mod expiry;

@@ -8,7 +8,7 @@ use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableHandle,
 };
 
-use crate::encoding::{decode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::encoding::{decode, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord};
 use crate::error::{Error, Result};
 use crate::journal::journal_path;
 use crate::storage::FileRole;
@@ -276,10 +276,10 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
         let id = key.value();
         session_keys.insert(id);
         report.sessions += 1;
-        let record: SessionRecord = match decode("sessions", value.value()) {
+        let record: SessionRecord = match decode(RecordKey::Session(id), value.value()) {
             Ok(record) => record,
             Err(e) => {
-                problem(&mut report, format!("session {}: {e}", uuid::Uuid::from_u128(id)));
+                problem(&mut report, e.to_string());
                 continue;
             }
         };
@@ -311,7 +311,7 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
             }
             expected_seq = seq + 1;
             counted_messages += 1;
-            match decode::<MessageRecord>("messages", value.value()) {
+            match decode::<MessageRecord>(RecordKey::Message(id, seq), value.value()) {
                 Ok(message) => {
                     if message.id >= next_id {
                         problem(
@@ -327,10 +327,7 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
                         ),
                     }
                 }
-                Err(e) => problem(
-                    &mut report,
-                    format!("session {} seq {seq}: {e}", uuid::Uuid::from_u128(id)),
-                ),
+                Err(e) => problem(&mut report, e.to_string()),
             }
         }
         if expected_seq != record.message_count {
@@ -395,7 +392,7 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
     for entry in extra_rows.range::<(&str, i64)>(..)? {
         let (key, value) = entry?;
         let (table, rowid) = key.value();
-        match decode::<ExtraRowRecord>("extra_rows", value.value()) {
+        match decode::<ExtraRowRecord>(RecordKey::ExtraRow(table, rowid), value.value()) {
             Ok(ExtraRowRecord {
                 session: Some(session),
                 ..
@@ -409,7 +406,7 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
                 linked.insert((session, table.to_owned(), rowid));
             }
             Ok(_) => {}
-            Err(e) => problem(&mut report, format!("extra row {table}/{rowid}: {e}")),
+            Err(e) => problem(&mut report, e.to_string()),
         }
     }
     compare_index(

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -211,8 +212,10 @@ pub struct Session {
     /// The session's own fields.
     #[serde(flatten)]
     pub info: SessionInfo,
-    /// Its messages, seq 0 first.
-    pub messages: Vec<Message>,
+    /// Its messages, seq 0 first. Shared with the store's message cache
+    /// (see [`StoreOptions::message_cache_bytes`](crate::StoreOptions)):
+    /// reading a session again hands out the same messages.
+    pub messages: Vec<Arc<Message>>,
 }
 
 /// [`Session`] as read from JSON. serde's `flatten` buffers values, which
@@ -229,7 +232,7 @@ struct SessionJson {
     message_count: u64,
     #[serde(default)]
     extra: ExtraColumns,
-    messages: Vec<Message>,
+    messages: Vec<Arc<Message>>,
 }
 
 impl From<SessionJson> for Session {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
-use crate::encoding::{decode, MessageRecord, SessionRecord, StoredTimestamp};
+use crate::cache::{Edit, MessageCache, Ticket};
+use crate::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
 use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
@@ -22,7 +23,11 @@ use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
 
 /// The store file format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 gave every record a checksum over its bytes and its key, and
+/// session records a revision; files of version 1 (records without them)
+/// are refused with [`Error::UnsupportedVersion`].
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Settings for [`SessionStore::open_with`].
 #[derive(Clone)]
@@ -33,9 +38,75 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// redb's page cache size in bytes (default 256 MiB).
     pub cache_bytes: usize,
+    /// Budget in bytes of the message cache (default 64 MiB; 0 disables
+    /// it): the decoded messages of the sessions read lately, which
+    /// [`SessionStore::get_session`] and the paging calls then hand out
+    /// without decoding or copying them again. An entry is served only for
+    /// the revision of the session it was read at, so a read never sees a
+    /// stale message; the writer brings entries up to date after each
+    /// commit (an append, a pop, a new context), and drops those of deleted
+    /// sessions. Messages a caller still holds are not counted.
+    ///
+    /// ```
+    /// use sessionstore::{NewMessage, SessionStore, StoreOptions};
+    /// use std::sync::Arc;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let options = StoreOptions { message_cache_bytes: 16 << 20, ..StoreOptions::default() };
+    /// let store = SessionStore::open_with(dir.path().join("s.redb"), options).unwrap();
+    /// let id = store.create_session(None).unwrap();
+    /// store.add_message(id, NewMessage::user("books by Aldus")).unwrap();
+    /// let first = store.get_session(id).unwrap().unwrap();
+    /// let again = store.get_session(id).unwrap().unwrap();
+    /// assert!(Arc::ptr_eq(&first.messages[0], &again.messages[0]));
+    /// ```
+    pub message_cache_bytes: usize,
     /// Opens every file the store reads and writes (default [`FileStorage`]:
     /// real files). See [`StorageFactory`] for a wrapper.
     pub storage: Arc<dyn StorageFactory>,
+    /// Size in bytes of the write-ahead journal beside the store (default
+    /// 32 MiB; from [`StoreOptions::MIN_JOURNAL_BYTES`] to
+    /// [`StoreOptions::MAX_JOURNAL_BYTES`], else the open fails with
+    /// [`Error::InvalidInput`]).
+    ///
+    /// A durable write is acknowledged once its batch's record is appended
+    /// to the journal and synced; the database catches up with one durable
+    /// commit (a checkpoint) when half the journal is used, and more often
+    /// by count and age. The file is written with zeros to this size when
+    /// the store is created, so that an append never allocates: a small
+    /// journal makes creating a store cheaper, a large one lets big
+    /// batches through the journal. A batch whose record does not fit in
+    /// what is left of the journal (a message larger than the journal
+    /// included) is committed durably to the database directly, which
+    /// empties the journal: as durable, just slower.
+    ///
+    /// The size is set at each open: a journal of another size is replayed
+    /// as it is, then zero-filled or cut to this size.
+    ///
+    /// ```
+    /// use sessionstore::{NewMessage, SessionStore, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let options = StoreOptions {
+    ///     journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+    ///     ..StoreOptions::default()
+    /// };
+    /// let store = SessionStore::open_with(&path, options.clone())?;
+    /// let id = store.create_session(None)?;
+    /// // Larger than the whole journal: committed durably to the database.
+    /// store.add_message(id, NewMessage::user("x".repeat(100_000)))?;
+    /// store.add_message(id, NewMessage::user("journaled"))?;
+    /// drop(store);
+    /// let journal = std::fs::metadata(SessionStore::files_beside(&path)[0].as_path()).unwrap();
+    /// assert_eq!(journal.len(), StoreOptions::MIN_JOURNAL_BYTES);
+    /// let store = SessionStore::open_with(&path, options)?;
+    /// assert_eq!(store.get_session(id)?.unwrap().messages.len(), 2);
+    ///
+    /// let too_small = StoreOptions { journal_bytes: 4096, ..StoreOptions::default() };
+    /// let error = SessionStore::open_with(dir.path().join("t.redb"), too_small).unwrap_err();
+    /// assert!(matches!(error, sessionstore::Error::InvalidInput { what: "journal_bytes", .. }));
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub journal_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -44,7 +115,9 @@ impl Default for StoreOptions {
             max_content_bytes: 64 << 20,
             durability: Durability::Durable,
             cache_bytes: 256 << 20,
+            message_cache_bytes: 64 << 20,
             storage: Arc::new(FileStorage),
+            journal_bytes: 32 << 20,
         }
     }
 }
@@ -55,11 +128,38 @@ impl std::fmt::Debug for StoreOptions {
             .field("max_content_bytes", &self.max_content_bytes)
             .field("durability", &self.durability)
             .field("cache_bytes", &self.cache_bytes)
+            .field("message_cache_bytes", &self.message_cache_bytes)
+            .field("journal_bytes", &self.journal_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl StoreOptions {
+    /// The smallest [`StoreOptions::journal_bytes`] (64 KiB): below it,
+    /// most batches would skip the journal for a durable database commit.
+    pub const MIN_JOURNAL_BYTES: u64 = 64 << 10;
+    /// The largest [`StoreOptions::journal_bytes`] (1 GiB): a checkpoint
+    /// follows every 256 records anyway, and an open may read the whole
+    /// journal into memory.
+    pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
+
+    /// Refuses settings the store cannot work with.
+    fn validate(&self) -> Result<()> {
+        let range = Self::MIN_JOURNAL_BYTES..=Self::MAX_JOURNAL_BYTES;
+        if !range.contains(&self.journal_bytes) {
+            return Err(Error::invalid(
+                "journal_bytes",
+                format!(
+                    "{} bytes is outside {}..={} (64 KiB to 1 GiB)",
+                    self.journal_bytes,
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Opens (creating when missing) the redb database at `path` through
     /// [`StoreOptions::storage`].
     ///
@@ -168,6 +268,7 @@ struct Inner {
     db: Arc<RwLock<Database>>,
     writer: Writer,
     options: StoreOptions,
+    cache: Arc<MessageCache>,
 }
 
 /// A store of chat sessions in one redb file.
@@ -219,22 +320,24 @@ impl SessionStore {
     /// Opens the store with the given options.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        options.validate()?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal) = guard_panics(&path, || {
-            let db = options.open_database(&path)?;
+            let mut db = options.open_database(&path)?;
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
             let journal_file = options
                 .storage
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
-            let journal = Journal::recover(journal_file, journal_path, &db)?;
+            let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &mut db)?;
             Ok((db, journal))
         })?;
         let db = Arc::new(RwLock::new(db));
-        let writer = Writer::start(&path, db.clone(), journal)?;
+        let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
+        let writer = Writer::start(&path, db.clone(), journal, cache.clone())?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -242,6 +345,7 @@ impl SessionStore {
                 db,
                 writer,
                 options,
+                cache,
             }),
         })
     }
@@ -280,6 +384,32 @@ impl SessionStore {
     /// panics on damaged pages turned into [`Error::Corrupt`].
     pub(crate) fn reading<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
         guard_panics(&self.inner.path, || f(&self.read()?))
+    }
+
+    /// As [`reading`](Self::reading), with a ticket of the message cache
+    /// taken before the transaction begins (see [`Self::session_messages`]).
+    fn reading_messages<T>(&self, f: impl FnOnce(&ReadTransaction, Ticket) -> Result<T>) -> Result<T> {
+        let ticket = self.inner.cache.ticket();
+        self.reading(|txn| f(txn, ticket))
+    }
+
+    /// The messages `seqs` of session `id`, whose record `txn` holds is
+    /// `record`: from the message cache when it has them at the record's
+    /// revision, else read (and kept when they end the session).
+    fn session_messages(
+        &self,
+        txn: &ReadTransaction,
+        ticket: Ticket,
+        id: Uuid,
+        record: &SessionRecord,
+        seqs: std::ops::Range<u64>,
+    ) -> Result<Vec<Arc<Message>>> {
+        let key = id.as_u128();
+        self.inner
+            .cache
+            .messages(ticket, key, record.revision, record.message_count, seqs, |seqs| {
+                read_messages(txn, key, seqs)
+            })
     }
 
     pub(crate) fn read(&self) -> Result<ReadTransaction> {
@@ -323,6 +453,7 @@ impl SessionStore {
             metadata: Some("{}".into()),
             message_count: 0,
             extra: Vec::new(),
+            revision: 0,
         };
         self.write(move |tables| {
             let key = id.as_u128();
@@ -340,11 +471,11 @@ impl SessionStore {
     }
 
     fn get_session_as(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
-        self.reading(|txn| {
+        self.reading_messages(|txn, ticket| {
             let Some(record) = active_session(txn, id, access)? else {
                 return Ok(None);
             };
-            let messages = read_messages(txn, id.as_u128(), 0..record.message_count)?;
+            let messages = self.session_messages(txn, ticket, id, &record, 0..record.message_count)?;
             Ok(Some(Session {
                 info: record.into_info(id),
                 messages,
@@ -364,14 +495,12 @@ impl SessionStore {
     /// missing or expired. Sets the session's `updated_at`.
     pub fn add_message(&self, id: Uuid, message: NewMessage) -> Result<u64> {
         self.add_message_checked(id, None, message, Access::Any)
-            .map(|m| m.id)
     }
 
     /// Appends a message only if it would get seq `expected_next_seq`;
     /// otherwise refuses with [`Error::SeqConflict`] and writes nothing.
     pub fn add_message_if(&self, id: Uuid, expected_next_seq: u64, message: NewMessage) -> Result<u64> {
         self.add_message_checked(id, Some(expected_next_seq), message, Access::Any)
-            .map(|m| m.id)
     }
 
     /// Appends several messages in one commit, all or none (a user's turn
@@ -390,8 +519,7 @@ impl SessionStore {
     /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
     /// ```
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        let added = self.append_messages(id, None, messages, Access::Any)?;
-        Ok(added.into_iter().map(|m| m.id).collect())
+        self.append_messages(id, None, messages, Access::Any)
     }
 
     fn add_message_checked(
@@ -400,21 +528,21 @@ impl SessionStore {
         expected_next_seq: Option<u64>,
         message: NewMessage,
         access: Access<'_>,
-    ) -> Result<Message> {
+    ) -> Result<u64> {
         let mut added = self.append_messages(id, expected_next_seq, vec![message], access)?;
         added
             .pop()
             .ok_or_else(|| Error::invalid("messages", "none to add"))
     }
 
-    /// Appends messages in one commit: all of them or none.
+    /// Appends messages in one commit: all of them or none. Returns their ids.
     fn append_messages(
         &self,
         id: Uuid,
         expected_next_seq: Option<u64>,
         messages: Vec<NewMessage>,
         access: Access<'_>,
-    ) -> Result<Vec<Message>> {
+    ) -> Result<Vec<u64>> {
         let limit = self.inner.options.max_content_bytes;
         if let Some(message) = messages.iter().find(|m| m.content.len() > limit) {
             return Err(Error::invalid(
@@ -453,13 +581,15 @@ impl SessionStore {
                     extra: Vec::new(),
                 };
                 tables.put_message(key, new.message_count, &record)?;
-                added.push(record.into_message(new.message_count));
+                added.push(Arc::new(record.into_message(new.message_count)));
                 new.message_count += 1;
             }
             new.updated_at = (&now).into();
             tables.set_next_message_id(first_id + added.len() as u64)?;
             tables.put_session(key, Some(&old), &new)?;
-            Ok(added)
+            let ids = added.iter().map(|m| m.id).collect();
+            tables.describe_last_write(key, Edit::Appended(added));
+            Ok(ids)
         })
     }
 
@@ -478,7 +608,9 @@ impl SessionStore {
             let mut new = old.clone();
             new.context = Some(merged.into_string());
             new.updated_at = (&Timestamp::now()).into();
-            tables.put_session(id.as_u128(), Some(&old), &new)
+            tables.put_session(id.as_u128(), Some(&old), &new)?;
+            tables.describe_last_write(id.as_u128(), Edit::Kept);
+            Ok(())
         })
     }
 
@@ -697,12 +829,12 @@ impl SessionStore {
 
     /// The last `n` messages of an active session, oldest first; reads only
     /// those.
-    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Message>> {
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Arc<Message>>> {
         self.messages_before(id, u64::MAX, n)
     }
 
     /// Up to `limit` messages with seq greater than `seq`, oldest first.
-    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.page_messages(id, Page::After(seq), limit, Access::Any)
     }
 
@@ -721,18 +853,24 @@ impl SessionStore {
     /// let next = store.messages_after(id, first[1].seq, 2).unwrap();
     /// assert_eq!(next[0].content, "m2");
     /// ```
-    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.page_messages(id, Page::From(seq), limit, Access::Any)
     }
 
     /// Up to `limit` messages with seq less than `seq`, the nearest ones,
     /// oldest first.
-    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.page_messages(id, Page::Before(seq), limit, Access::Any)
     }
 
-    fn page_messages(&self, id: Uuid, page: Page, limit: u64, access: Access<'_>) -> Result<Vec<Message>> {
-        self.reading(|txn| {
+    fn page_messages(
+        &self,
+        id: Uuid,
+        page: Page,
+        limit: u64,
+        access: Access<'_>,
+    ) -> Result<Vec<Arc<Message>>> {
+        self.reading_messages(|txn, ticket| {
             let record = active_session(txn, id, access)?.ok_or(Error::SessionNotFound(id))?;
             let count = record.message_count;
             let range = match page {
@@ -749,7 +887,7 @@ impl SessionStore {
                     end.saturating_sub(limit)..end
                 }
             };
-            read_messages(txn, id.as_u128(), range)
+            self.session_messages(txn, ticket, id, &record, range)
         })
     }
 
@@ -801,6 +939,7 @@ impl SessionStore {
             new.message_count = seq;
             new.updated_at = (&Timestamp::now()).into();
             tables.put_session(key, Some(&old), &new)?;
+            tables.describe_last_write(key, Edit::Popped);
             Ok(Some(record.into_message(seq)))
         })
     }
@@ -873,22 +1012,18 @@ impl UserView<'_> {
 
     /// As [`SessionStore::add_message`], for this user's sessions only.
     pub fn add_message(&self, id: Uuid, message: NewMessage) -> Result<u64> {
-        self.store
-            .add_message_checked(id, None, message, self.access())
-            .map(|m| m.id)
+        self.store.add_message_checked(id, None, message, self.access())
     }
 
     /// As [`SessionStore::add_message_if`], for this user's sessions only.
     pub fn add_message_if(&self, id: Uuid, expected_next_seq: u64, message: NewMessage) -> Result<u64> {
         self.store
             .add_message_checked(id, Some(expected_next_seq), message, self.access())
-            .map(|m| m.id)
     }
 
     /// As [`SessionStore::add_messages`], for this user's sessions only.
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        let added = self.store.append_messages(id, None, messages, self.access())?;
-        Ok(added.into_iter().map(|m| m.id).collect())
+        self.store.append_messages(id, None, messages, self.access())
     }
 
     /// As [`SessionStore::update_context`], for this user's sessions only.
@@ -907,25 +1042,25 @@ impl UserView<'_> {
     }
 
     /// As [`SessionStore::get_recent_messages`], for this user's sessions only.
-    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Message>> {
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::Before(u64::MAX), n, self.access())
     }
 
     /// As [`SessionStore::messages_after`], for this user's sessions only.
-    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::After(seq), limit, self.access())
     }
 
     /// As [`SessionStore::messages_from`], for this user's sessions only.
-    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::From(seq), limit, self.access())
     }
 
     /// As [`SessionStore::messages_before`], for this user's sessions only.
-    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Message>> {
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
         self.store
             .page_messages(id, Page::Before(seq), limit, self.access())
     }
@@ -1148,8 +1283,9 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     let mut messages = Vec::with_capacity((seqs.end - seqs.start).min(4096) as usize);
     for entry in table.range((session, seqs.start)..(session, seqs.end))? {
         let (key, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
-        messages.push(record.into_message(key.value().1));
+        let seq = key.value().1;
+        let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+        messages.push(record.into_message(seq));
     }
     Ok(messages)
 }
@@ -1162,8 +1298,8 @@ fn session_title(
     count: u64,
 ) -> Result<String> {
     for entry in messages.range((session, 0)..(session, count))? {
-        let (_, value) = entry?;
-        let record: MessageRecord = decode("messages", value.value())?;
+        let (key, value) = entry?;
+        let record: MessageRecord = decode(RecordKey::Message(session, key.value().1), value.value())?;
         if record.role == Role::User {
             return Ok(title_of(&record.content));
         }

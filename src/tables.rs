@@ -13,7 +13,10 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::encoding::{decode, encode, ExtraRowRecord, MessageRecord, SessionRecord};
+use crate::cache::{Edit, Notes};
+use crate::encoding::{
+    decode, encode, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
+};
 use crate::error::{Error, Result};
 
 /// Store-wide values: format version, next message id.
@@ -78,7 +81,8 @@ pub(crate) fn index_keys(id: u128, record: &SessionRecord) -> IndexKeys<'_> {
 
 /// Every table, opened for writing in one transaction. Each table logs the
 /// changes made through it (see [`Logged`]): that log is the journal record
-/// of the commit.
+/// of the commit. The session writes are also noted for the message cache
+/// (see [`WriteTables::take_notes`]).
 pub(crate) struct WriteTables<'txn> {
     meta: Logged<'txn, &'static str, &'static [u8]>,
     pub sessions: Logged<'txn, u128, &'static [u8]>,
@@ -91,6 +95,7 @@ pub(crate) struct WriteTables<'txn> {
     pub extra_rows: Logged<'txn, (&'static str, i64), &'static [u8]>,
     pub extra_by_session: Logged<'txn, (u128, &'static str, i64), ()>,
     pub opaque: Logged<'txn, &'static str, &'static [u8]>,
+    notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
@@ -133,6 +138,7 @@ impl<'txn> WriteTables<'txn> {
             extra_rows: Logged::open(txn, EXTRA_ROWS, 8, logging)?,
             extra_by_session: Logged::open(txn, EXTRA_ROWS_BY_SESSION, 9, logging)?,
             opaque: Logged::open(txn, OPAQUE, 10, logging)?,
+            notes: Notes::default(),
         })
     }
 
@@ -217,14 +223,35 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// Writes a session record, replacing `old` (the record it had, if any)
-    /// and its index entries.
+    /// and its index entries. The record written has the revision after
+    /// `old`'s (0 for a new session), whatever `new` says.
     pub fn put_session(&mut self, id: u128, old: Option<&SessionRecord>, new: &SessionRecord) -> Result<()> {
         if let Some(old) = old {
             self.remove_index(&index_keys(id, old))?;
         }
         self.add_index(&index_keys(id, new))?;
-        self.sessions.insert(id, encode("sessions", new)?.as_slice())?;
+        let from = old.map(|old| old.revision);
+        let record = SessionRecord {
+            revision: from.map_or(0, |revision| revision.wrapping_add(1)),
+            ..new.clone()
+        };
+        self.sessions
+            .insert(id, encode(RecordKey::Session(id), &record)?.as_slice())?;
+        self.notes.written(id, from);
         Ok(())
+    }
+
+    /// Says what the last [`put_session`](Self::put_session), of `id`, did
+    /// to its messages, so that the message cache can follow (without it,
+    /// the session's cache entry is dropped after the commit).
+    pub fn describe_last_write(&mut self, id: u128, edit: Edit) {
+        self.notes.describe_last(id, edit);
+    }
+
+    /// The session writes made so far, for the message cache once the
+    /// transaction has committed.
+    pub fn take_notes(&mut self) -> Notes {
+        std::mem::take(&mut self.notes)
     }
 
     /// The id the next message gets.
@@ -250,13 +277,15 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a message at `seq` and maps its global id to it.
     pub fn put_message(&mut self, session: u128, seq: u64, record: &MessageRecord) -> Result<()> {
-        self.put_encoded_message(session, seq, record.id, &encode("messages", record)?)
+        self.put_encoded_message(session, seq, record.id, encode_unsealed("messages", record)?)
     }
 
     /// As [`WriteTables::put_message`], for a record encoded already (the
-    /// bulk importer encodes on its caller's thread).
-    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: &[u8]) -> Result<()> {
-        self.messages.insert((session, seq), record)?;
+    /// bulk importer encodes on its caller's thread); sealed here, with
+    /// the key it gets.
+    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: Unsealed) -> Result<()> {
+        let record = record.seal(RecordKey::Message(session, seq));
+        self.messages.insert((session, seq), record.as_slice())?;
         self.message_ids.insert(id, (session, seq))?;
         Ok(())
     }
@@ -276,11 +305,13 @@ impl<'txn> WriteTables<'txn> {
     pub fn remove_session(&mut self, id: u128, record: &SessionRecord) -> Result<u64> {
         self.remove_index(&index_keys(id, record))?;
         self.sessions.remove(id)?;
+        self.notes.removed(id);
         let mut messages = Vec::new();
         for entry in self.messages.range((id, 0)..=(id, u64::MAX))? {
             let (key, value) = entry?;
-            let message: MessageRecord = decode("messages", value.value())?;
-            messages.push((key.value().1, message.id));
+            let seq = key.value().1;
+            let message: MessageRecord = decode(RecordKey::Message(id, seq), value.value())?;
+            messages.push((seq, message.id));
         }
         for (seq, message_id) in &messages {
             self.messages.remove((id, *seq))?;
@@ -308,8 +339,10 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a row of a SQLite table the store does not interpret.
     pub fn put_extra_row(&mut self, table: &str, rowid: i64, record: &ExtraRowRecord) -> Result<()> {
-        self.extra_rows
-            .insert((table, rowid), encode("extra_rows", record)?.as_slice())?;
+        self.extra_rows.insert(
+            (table, rowid),
+            encode(RecordKey::ExtraRow(table, rowid), record)?.as_slice(),
+        )?;
         if let Some(session) = record.session {
             self.extra_by_session.insert((session, table, rowid), ())?;
         }
@@ -358,7 +391,7 @@ pub(crate) fn session_record(
     id: u128,
 ) -> Result<Option<SessionRecord>> {
     match table.get(id)? {
-        Some(bytes) => Ok(Some(decode("sessions", bytes.value())?)),
+        Some(bytes) => Ok(Some(decode(RecordKey::Session(id), bytes.value())?)),
         None => Ok(None),
     }
 }
@@ -370,7 +403,7 @@ pub(crate) fn message_record(
     seq: u64,
 ) -> Result<Option<MessageRecord>> {
     match table.get((session, seq))? {
-        Some(bytes) => Ok(Some(decode("messages", bytes.value())?)),
+        Some(bytes) => Ok(Some(decode(RecordKey::Message(session, seq), bytes.value())?)),
         None => Ok(None),
     }
 }

@@ -5,7 +5,7 @@
 //! A commit appends the batch's changes to the journal (synced when a
 //! request of the batch is durable) and then commits to redb without a sync
 //! (`Durability::None`); a checkpoint, a durable redb commit, follows every
-//! [`CHECKPOINT_RECORDS`] records, [`CHECKPOINT_BYTES`] bytes or
+//! [`CHECKPOINT_RECORDS`] records, half the journal's bytes or
 //! [`CHECKPOINT_AGE`], after which the journal starts over (see
 //! `journal.rs`). Closing ends with a checkpoint.
 
@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability as RedbDurability};
 
+use crate::cache::MessageCache;
 use crate::error::{Error, Result};
-use crate::journal::{Journal, JOURNAL_BYTES};
+use crate::journal::Journal;
 use crate::tables::WriteTables;
 
 /// How long a write must survive before its call returns.
@@ -93,11 +94,17 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn start(path: &std::path::Path, db: Arc<RwLock<Database>>, journal: Journal) -> Result<Self> {
+    pub fn start(
+        path: &std::path::Path,
+        db: Arc<RwLock<Database>>,
+        journal: Journal,
+        cache: Arc<MessageCache>,
+    ) -> Result<Self> {
         let (requests, receiver) = mpsc::channel();
         let committer = Committer {
             db,
             journal,
+            cache,
             since_checkpoint: 0,
             oldest_unchecked: None,
             failed: false,
@@ -170,10 +177,8 @@ impl Drop for Writer {
 }
 
 /// A checkpoint (durable redb commit, then the journal starts over) follows
-/// this many journal records,
+/// this many journal records, or half the journal's bytes,
 const CHECKPOINT_RECORDS: u32 = 256;
-/// or this many journal bytes,
-const CHECKPOINT_BYTES: u64 = JOURNAL_BYTES / 2;
 /// or this long after the oldest record it would cover (in the crate's unit
 /// tests, never within a test: they inspect the journal a checkpoint resets).
 const CHECKPOINT_AGE: Duration = if cfg!(test) {
@@ -187,6 +192,8 @@ const CHECKPOINT_AGE: Duration = if cfg!(test) {
 struct Committer {
     db: Arc<RwLock<Database>>,
     journal: Journal,
+    /// Follows every commit (see `cache.rs`).
+    cache: Arc<MessageCache>,
     since_checkpoint: u32,
     oldest_unchecked: Option<Instant>,
     /// The journal could not be written: the writer stops.
@@ -223,6 +230,8 @@ fn run(mut committer: Committer, requests: Receiver<Request>) {
                     Ok(mut guard) => op(&mut guard),
                     Err(_) => return,
                 }
+                // Maintenance may have rewritten anything.
+                committer.cache.clear();
                 continue;
             }
             Request::Write { job, durable } => (job, durable),
@@ -267,7 +276,7 @@ impl Committer {
         let lock = self.db.clone();
         let db = lock.read().map_err(|_| Error::WriterStopped)?;
         let mut txn = db.begin_write()?;
-        let (changes, journaled) = {
+        let (changes, notes, journaled) = {
             let mut tables = WriteTables::open(&txn)?;
             for job in jobs.iter_mut() {
                 if !job.run(&mut tables) {
@@ -279,7 +288,7 @@ impl Committer {
             if journaled && !changes.is_empty() {
                 tables.set_journal_lsn(self.journal.next_lsn())?;
             }
-            (changes, journaled)
+            (changes, tables.take_notes(), journaled)
         };
         if changes.is_empty() {
             txn.abort()?;
@@ -294,6 +303,7 @@ impl Committer {
             // redb, which then holds everything and the journal starts over.
             set_durability(&mut txn, RedbDurability::Immediate)?;
             txn.commit()?;
+            self.cache.apply(notes);
             self.checkpointed();
             return Ok(());
         }
@@ -309,6 +319,7 @@ impl Committer {
             }
             return Err(error.into());
         }
+        self.cache.apply(notes);
         self.since_checkpoint += 1;
         self.oldest_unchecked.get_or_insert_with(Instant::now);
         Ok(())
@@ -320,7 +331,7 @@ impl Committer {
 
     fn checkpoint_due(&self) -> bool {
         self.since_checkpoint >= CHECKPOINT_RECORDS
-            || self.journal.used() >= CHECKPOINT_BYTES
+            || self.journal.used() >= self.journal.capacity() / 2
             || self
                 .oldest_unchecked
                 .is_some_and(|oldest| oldest.elapsed() >= CHECKPOINT_AGE)

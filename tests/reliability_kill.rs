@@ -10,23 +10,37 @@
 //! every acknowledged message is there byte for byte, seqs are dense, the
 //! integrity check is clean and the store takes a write.
 //!
+//! Each check reads the whole store, so a fresh store is started every
+//! [`FRESH_EVERY`] kills (10 in the bounded run) to keep rounds short; every
+//! kill is still checked in full, and each store's early kills land in its
+//! open and the journal replay after the kill before. Stores alternate
+//! between the default journal and the smallest one
+//! (`StoreOptions::MIN_JOURNAL_BYTES`), where the 20 KB messages of
+//! several threads make batches that do not fit and go to the database in
+//! a durable commit.
+//!
 //! Bounded: 20 kills. Long: `SESSIONSTORE_LONG=1 cargo test --release
-//! --test reliability_kill -- --nocapture` runs 1,000.
+//! --test reliability_kill -- --nocapture` runs 1,000 (`SESSIONSTORE_CASES`
+//! sets another count).
 
 mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{assert_clean, content, scale, seed, Rng};
-use sessionstore::{NewMessage, SessionStore, Uuid};
+use common::{assert_clean, cases, content, scale, seed, Rng};
+use sessionstore::{NewMessage, SessionStore, StoreOptions, Uuid};
 
-/// Tells the child test where the store is.
+/// Tells the child test where the store is,
 const CHILD_ENV: &str = "SESSIONSTORE_KILL_CHILD";
+/// and the size of its journal.
+const JOURNAL_ENV: &str = "SESSIONSTORE_KILL_JOURNAL";
+/// A long run starts a fresh store after this many kills.
+const FRESH_EVERY: usize = 100;
 const USER: &str = "kill-test";
 const SESSIONS: usize = 4;
 const THREADS: u64 = 4;
@@ -52,8 +66,12 @@ fn kill_child() {
         writeln!(out, "{line}").expect("parent reads stdout");
         out.flush().expect("parent reads stdout");
     };
+    let journal_bytes = std::env::var(JOURNAL_ENV)
+        .expect("the parent gives the journal's size")
+        .parse()
+        .expect("a journal size");
     say("OPENING".into());
-    let store = SessionStore::open(&path).expect("child opens the store");
+    let store = open(Path::new(&path), journal_bytes).expect("child opens the store");
     say("OPEN".into());
     let mut sessions = store.list_user_sessions(USER, false).expect("list sessions");
     while sessions.len() < SESSIONS {
@@ -83,6 +101,14 @@ fn kill_child() {
     });
 }
 
+fn open(path: &Path, journal_bytes: u64) -> sessionstore::Result<SessionStore> {
+    let options = StoreOptions {
+        journal_bytes,
+        ..StoreOptions::default()
+    };
+    SessionStore::open_with(path, options)
+}
+
 /// What the parent saw of one child's life.
 struct Round {
     acked: Vec<(u64, Acked)>,
@@ -91,7 +117,7 @@ struct Round {
 
 /// Runs one child and kills it: as soon as it starts opening the store when
 /// `during_open`, else `after` once it has opened.
-fn run_and_kill(path: &Path, during_open: bool, after: Duration) -> Round {
+fn run_and_kill(path: &Path, journal_bytes: u64, during_open: bool, after: Duration) -> Round {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "kill_child",
@@ -101,6 +127,7 @@ fn run_and_kill(path: &Path, during_open: bool, after: Duration) -> Round {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, path)
+        .env(JOURNAL_ENV, journal_bytes.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -165,8 +192,8 @@ fn run_and_kill(path: &Path, during_open: bool, after: Duration) -> Round {
 
 /// Reopens the store and checks every acknowledged message, the seqs, the
 /// integrity check, and that it takes a write (which becomes acknowledged).
-fn verify(path: &Path, acked: &mut HashMap<u64, Acked>, rng: &mut Rng) {
-    let store = SessionStore::open(path).expect("the store reopens after a kill");
+fn verify(path: &Path, journal_bytes: u64, acked: &mut HashMap<u64, Acked>, rng: &mut Rng) {
+    let store = open(path, journal_bytes).expect("the store reopens after a kill");
     let mut by_session: HashMap<Uuid, Vec<u64>> = HashMap::new();
     for (id, a) in acked.iter() {
         by_session.entry(a.session).or_default().push(*id);
@@ -180,7 +207,8 @@ fn verify(path: &Path, acked: &mut HashMap<u64, Acked>, rng: &mut Rng) {
             assert_eq!(message.seq, seq as u64, "seqs are dense");
         }
         assert_eq!(got.message_count, got.messages.len() as u64);
-        let stored: HashMap<u64, &sessionstore::Message> = got.messages.iter().map(|m| (m.id, m)).collect();
+        let stored: HashMap<u64, &sessionstore::Message> =
+            got.messages.iter().map(|m| (m.id, &**m)).collect();
         for id in ids {
             let a = acked[id];
             let message = stored
@@ -204,23 +232,41 @@ fn verify(path: &Path, acked: &mut HashMap<u64, Acked>, rng: &mut Rng) {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_message() {
-    let kills = scale(20, 1000);
+    let kills = scale(20, cases(1000) as usize);
+    let fresh_every = scale(10, FRESH_EVERY);
     let mut rng = Rng::new(seed("kill"));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kill.redb");
+    let mut path = PathBuf::new();
+    let mut journal_bytes = 0;
     let mut acked: HashMap<u64, Acked> = HashMap::new();
-    let (mut during_open, mut while_writing) = (0, 0);
+    let (mut during_open, mut while_writing, mut all_acked) = (0, 0, 0);
     for round in 0..kills {
-        // Every fourth kill lands as the store opens; not the first, which
-        // would cut the file's creation short (a known weakness, see
+        if round % fresh_every == 0 {
+            let store = round / fresh_every;
+            if store > 0 {
+                for file in SessionStore::files_beside(&path).into_iter().chain([path]) {
+                    std::fs::remove_file(file).expect("remove the last store");
+                }
+            }
+            path = dir.path().join(format!("kill-{store}.redb"));
+            journal_bytes = if store % 2 == 0 {
+                StoreOptions::default().journal_bytes
+            } else {
+                StoreOptions::MIN_JOURNAL_BYTES
+            };
+            all_acked += acked.len();
+            acked.clear();
+        }
+        // Every fourth kill of a store lands as it opens; not its first,
+        // which would cut the file's creation short (a known weakness, see
         // docs/reliability.md; the power-loss test covers it).
-        let early = round % 4 == 3;
+        let early = round % fresh_every % 4 == 3;
         let after = if early {
             Duration::from_micros(rng.below(3000))
         } else {
             rng.millis(250)
         };
-        let result = run_and_kill(&path, early, after);
+        let result = run_and_kill(&path, journal_bytes, early, after);
         if result.opened {
             while_writing += 1;
         } else {
@@ -232,26 +278,27 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
                 "round {round}: message id {id} given twice"
             );
         }
-        verify(&path, &mut acked, &mut rng);
+        verify(&path, journal_bytes, &mut acked, &mut rng);
         if (round + 1) % 100 == 0 {
             eprintln!(
                 "kill: {} kills survived, {} acknowledged messages",
                 round + 1,
-                acked.len()
+                all_acked + acked.len()
             );
         }
     }
+    let all_acked = all_acked + acked.len();
     assert!(
         during_open > 0 || kills < 10,
         "no kill landed while the store was opening"
     );
     assert!(
-        acked.len() > kills,
+        all_acked > kills,
         "the children acknowledged too little to test anything"
     );
     eprintln!(
-        "kill: {kills} SIGKILLs survived ({during_open} while opening, {while_writing} while writing), \
-         {} acknowledged messages all present byte for byte",
-        acked.len()
+        "kill: {kills} SIGKILLs survived ({during_open} while opening, {while_writing} while writing) \
+         in {} stores, {all_acked} acknowledged messages all present byte for byte",
+        kills.div_ceil(fresh_every)
     );
 }

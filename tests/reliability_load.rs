@@ -13,7 +13,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{assert_clean, content, scale, seed, Rng};
@@ -213,7 +213,7 @@ fn worker(store: SessionStore, shared: &[Uuid], thread: u64, seed: u64, until: I
     out
 }
 
-fn assert_same(messages: &[sessionstore::Message], acked: &[Acked]) {
+fn assert_same(messages: &[Arc<sessionstore::Message>], acked: &[Acked]) {
     assert_eq!(messages.len(), acked.len(), "message count");
     for (seq, (message, acked)) in messages.iter().zip(acked).enumerate() {
         assert_eq!(message.seq, seq as u64, "seqs are dense");

@@ -20,7 +20,7 @@ fn a_reopened_store_keeps_its_sessions_and_takes_new_messages() {
         .unwrap()
         .messages
         .into_iter()
-        .map(|m| m.content)
+        .map(|m| m.content.clone())
         .collect();
     assert_eq!(contents, ["before", "after"]);
 }

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use common::{assert_clean, temp_store};
 use sessionstore::{Error, Message, NewMessage, SessionStore, Uuid};
@@ -28,7 +29,7 @@ fn assert_complete(store: &SessionStore, id: Uuid, contents: &HashSet<String>) -
 }
 
 /// Contents are `writer/k`: each writer's k must increase with seq and id.
-fn assert_per_writer_order(messages: &[Message]) {
+fn assert_per_writer_order(messages: &[Arc<Message>]) {
     let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
     for message in messages {
         let (writer, k) = message.content.split_once('/').unwrap();

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use common::{assert_clean, assert_invalid, assert_session_not_found, dump, temp_store};
 use sessionstore::{Error, Message, NewMessage, Role, SessionStore, StoreOptions, Uuid};
@@ -18,7 +19,7 @@ fn session_with(store: &SessionStore, n: u64) -> (Uuid, Vec<u64>) {
     (id, ids)
 }
 
-fn seqs(messages: &[Message]) -> Vec<u64> {
+fn seqs(messages: &[Arc<Message>]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
 
@@ -414,7 +415,7 @@ fn messages_and_sessions_serialise_to_json_for_callers() {
         text.contains(r#""query_plan":{"filters": [{"publisher": "Oxford"}]}"#),
         "{text}"
     );
-    assert_eq!(&serde_json::from_str::<Message>(&text).unwrap(), message);
+    assert_eq!(&serde_json::from_str::<Message>(&text).unwrap(), &**message);
 
     let json = serde_json::to_value(&session).unwrap();
     assert_eq!(json["session_id"], id.to_string());

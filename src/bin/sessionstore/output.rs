@@ -2,6 +2,7 @@
 //! bars on stderr, and the layouts of the old store's commands.
 
 use std::io::{self, BufWriter, IsTerminal, StdoutLock, Write};
+use std::sync::Arc;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressFinish, ProgressStyle};
 use sessionstore::{Message, SessionInfo, SessionSummary};
@@ -83,7 +84,7 @@ pub fn user(user_id: Option<&str>) -> &str {
 
 /// The old `chat-history` layout: the session's fields, then its messages
 /// numbered from 1 by their place in the session.
-pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Message]) -> Result<(), Failure> {
+pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) -> Result<(), Failure> {
     say!(out, "Session: {}", info.session_id);
     say!(out, "User: {}", user(info.user_id.as_deref()));
     say!(out, "Messages: {}", info.message_count);
