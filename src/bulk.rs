@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
@@ -13,6 +14,7 @@ use crate::encoding::{
     decode, decode_bytes, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
 use crate::error::{Error, Result};
+use crate::expiry::{self, ExpiryState};
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::{guard_panics, SessionStore};
 use crate::tables;
@@ -46,6 +48,8 @@ pub struct ExtraRow {
 /// ```
 pub struct Snapshot {
     txn: ReadTransaction,
+    /// The lazy expiry rule, applied to the sessions read.
+    expiry: Arc<ExpiryState>,
     /// The store file, named by the errors of damaged pages.
     path: PathBuf,
 }
@@ -67,6 +71,7 @@ impl SessionStore {
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
             txn: self.read()?,
+            expiry: self.expiry_state(),
             path: self.path().to_path_buf(),
         })
     }
@@ -114,10 +119,12 @@ impl Snapshot {
     pub fn sessions(&self) -> Result<impl Iterator<Item = Result<SessionInfo>> + '_> {
         let table = self.txn.open_table(tables::SESSIONS)?;
         let range = guard_panics(&self.path, || Ok(table.range::<u128>(..)?))?;
-        Ok(self.guarded(range.map(|entry| {
+        let mut expiry = self.expiry.view(&self.txn);
+        Ok(self.guarded(range.map(move |entry| {
             let (key, value) = entry?;
             let id = key.value();
-            let record: SessionRecord = decode(RecordKey::Session(id), value.value())?;
+            let mut record: SessionRecord = decode(RecordKey::Session(id), value.value())?;
+            expiry.apply(&mut record)?;
             Ok(record.into_info(Uuid::from_u128(id)))
         })))
     }
@@ -452,6 +459,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         match old {
             Some(old) => {
                 let mut new = old.clone();
+                new.expired_at = expiry::expired_at(&*tables.expiry_events, &old)?;
                 new.message_count = seq;
                 tables.put_session(key, Some(&old), &new)?;
             }

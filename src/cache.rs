@@ -191,7 +191,7 @@ impl MessageCache {
             let mut state = self.state();
             let tick = state.tick();
             if let Some(entry) = state.entries.get_mut(&session) {
-                if entry.revision == revision && entry.end() == count {
+                if entry.revision == revision && entry.end() == count && seqs.end <= count {
                     entry.used = tick;
                     let first = seqs.start.max(entry.start);
                     if first < seqs.end {
@@ -425,6 +425,9 @@ mod tests {
         assert_eq!(read(&cache, 3, 4, 0..4, &from_table), [0, 1, 2, 3]);
         assert_eq!(read(&cache, 3, 4, 1..3, &from_table), [1, 2]);
         assert_eq!(from_table.get(), 4, "hits read nothing");
+        // Seqs past the count are not the cache's to answer (nor a panic).
+        assert_eq!(read(&cache, 3, 4, 2..6, &from_table), [2, 3, 4, 5]);
+        from_table.set(4);
         assert_eq!(read(&cache, 4, 4, 0..4, &from_table), [0, 1, 2, 3]);
         assert_eq!(from_table.get(), 8, "another revision is read again");
         // A read that does not run to the end is served but not kept.

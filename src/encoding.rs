@@ -53,6 +53,8 @@ pub(crate) enum RecordKey<'a> {
     ExtraRow(&'a str, i64),
     /// `opaque`: the value's name.
     Opaque(&'a str),
+    /// `expiry_events`: the event's cutoff.
+    ExpiryEvent(i64),
 }
 
 impl RecordKey<'_> {
@@ -63,6 +65,7 @@ impl RecordKey<'_> {
             RecordKey::Message(..) => "messages",
             RecordKey::ExtraRow(..) => "extra_rows",
             RecordKey::Opaque(_) => "opaque",
+            RecordKey::ExpiryEvent(_) => "expiry_events",
         }
     }
 
@@ -91,6 +94,11 @@ impl RecordKey<'_> {
                 hasher.update(&[4]);
                 hasher.update(name.as_bytes());
             }
+            RecordKey::ExpiryEvent(cutoff) => {
+                let mut key = [5u8; 9];
+                key[1..].copy_from_slice(&cutoff.to_le_bytes());
+                hasher.update(&key);
+            }
         }
     }
 
@@ -112,6 +120,7 @@ impl fmt::Display for RecordKey<'_> {
             }
             RecordKey::ExtraRow(table, rowid) => write!(f, "row {rowid} of {table:?}"),
             RecordKey::Opaque(name) => write!(f, "{name:?}"),
+            RecordKey::ExpiryEvent(cutoff) => write!(f, "expiry event with cutoff {cutoff}"),
         }
     }
 }

@@ -205,18 +205,30 @@ impl Journal {
         let mut records = Vec::new();
         let mut at = 0u64;
         let mut expected: Option<u64> = None;
+        // A round whose first record the database holds was wholly
+        // checkpointed (a checkpoint starts the next round at byte 0): its
+        // end needs no look for damage, which spares a clean open reading
+        // the whole file.
+        let mut checkpointed = false;
+        let check_end = |at, wanted, records: &Vec<_>, checkpointed| {
+            if checkpointed && records.is_empty() {
+                return Ok(());
+            }
+            self.check_end(at, wanted, durable, written, !records.is_empty())
+        };
         loop {
             let wanted = expected.unwrap_or(durable + 1);
             let (lsn, payload, next) = match self.read_slot(at)? {
                 Slot::Record { lsn, payload, next } => (lsn, payload, next),
                 Slot::Empty | Slot::Bad => {
-                    self.check_end(at, wanted, durable, written, !records.is_empty())?;
+                    check_end(at, wanted, &records, checkpointed)?;
                     break;
                 }
             };
+            checkpointed |= at == 0 && lsn <= durable;
             match expected {
                 Some(lsn_wanted) if lsn != lsn_wanted => {
-                    self.check_end(at, wanted, durable, written, !records.is_empty())?;
+                    check_end(at, wanted, &records, checkpointed)?;
                     break;
                 }
                 None if lsn > durable + 1 => {
@@ -292,9 +304,9 @@ impl Journal {
         Ok(())
     }
 
-    /// The first valid record from `start` on (up to `written`) that is
-    /// newer than `durable` and was written once `lsn` was synced: its lsn
-    /// and offset.
+    /// The first valid record from `start` on (up to `written`, or to the
+    /// first MiB of zeros) that is newer than `durable` and was written
+    /// once `lsn` was synced: its lsn and offset.
     fn find_synced_after(
         &self,
         start: u64,
@@ -314,6 +326,13 @@ impl Journal {
                 .read(from, &mut chunk[..n])
                 .map_err(|e| self.io("read", e))?;
             let headers = n.saturating_sub(HEADER - 1).min(CHUNK as usize);
+            // A round is written from byte 0 on without gaps, so the
+            // records damage hides follow it closely; a MiB of zeros is
+            // the part of the file no round reached (a fresh journal is
+            // all zeros, and is not read to its end on every open).
+            if chunk[..n].iter().all(|&byte| byte == 0) {
+                break;
+            }
             for offset in (0..headers).step_by(ALIGN as usize) {
                 let Some((len, crc, found, synced)) = parse_header(&chunk[offset..n]) else {
                     continue;

@@ -210,6 +210,7 @@ fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> 
     copier.copy(tables::EXTRA_ROWS)?;
     copier.copy(tables::EXTRA_ROWS_BY_SESSION)?;
     copier.copy(tables::OPAQUE)?;
+    copier.copy(tables::EXPIRY_EVENTS)?;
     drop(db);
     Ok(())
 }
@@ -227,7 +228,13 @@ impl Copier<'_, '_> {
         &mut self,
         definition: TableDefinition<K, V>,
     ) -> Result<()> {
-        let source = self.txn.open_table(definition)?;
+        let source = match self.txn.open_table(definition) {
+            Ok(source) => source,
+            // A table the file never got (the expiry events of a file
+            // written before they existed): nothing to copy.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let write = self.db.begin_write()?;
         {
             let mut target = write.open_table(definition)?;
@@ -386,6 +393,9 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
         |k| k,
     )?;
     compare_index(txn, tables::EXPIRED_BY_TIME, &expired_by_time, &mut report, |k| k)?;
+    for text in crate::expiry::check_events(txn)? {
+        problem(&mut report, text);
+    }
 
     let extra_rows = txn.open_table(tables::EXTRA_ROWS)?;
     let mut linked = BTreeSet::new();

@@ -1,6 +1,7 @@
 //! [`SessionStore`]: the public API. Reads run on the caller's thread in their
 //! own read transaction; writes go to the writer (see `writer.rs`).
 
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use uuid::Uuid;
 use crate::cache::{Edit, MessageCache, Ticket};
 use crate::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
+use crate::expiry::{self, Expiry, ExpiryState};
 use crate::journal::{journal_path, Journal};
 use crate::json::{shallow_merge, JsonText};
 use crate::maintenance::Progress;
@@ -268,6 +270,7 @@ struct Inner {
     db: Arc<RwLock<Database>>,
     writer: Writer,
     options: StoreOptions,
+    expiry: Arc<ExpiryState>,
     cache: Arc<MessageCache>,
 }
 
@@ -324,7 +327,7 @@ impl SessionStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
-        let (db, journal) = guard_panics(&path, || {
+        let (db, journal, expiry) = guard_panics(&path, || {
             let mut db = options.open_database(&path)?;
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
@@ -333,11 +336,12 @@ impl SessionStore {
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
             let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &mut db)?;
-            Ok((db, journal))
+            let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
+            Ok((db, journal, expiry))
         })?;
         let db = Arc::new(RwLock::new(db));
         let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
-        let writer = Writer::start(&path, db.clone(), journal, cache.clone())?;
+        let writer = Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone())?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -345,6 +349,7 @@ impl SessionStore {
                 db,
                 writer,
                 options,
+                expiry,
                 cache,
             }),
         })
@@ -425,6 +430,15 @@ impl SessionStore {
         self.inner.writer.write(self.durability, op)
     }
 
+    pub(crate) fn expiry_state(&self) -> Arc<ExpiryState> {
+        self.inner.expiry.clone()
+    }
+
+    /// The lazy expiry rule over `txn`, which must have begun before.
+    pub(crate) fn expiry<'t>(&self, txn: &'t ReadTransaction) -> Expiry<'t> {
+        self.inner.expiry.view(txn)
+    }
+
     pub(crate) fn options(&self) -> &StoreOptions {
         &self.inner.options
     }
@@ -472,7 +486,7 @@ impl SessionStore {
 
     fn get_session_as(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
         self.reading_messages(|txn, ticket| {
-            let Some(record) = active_session(txn, id, access)? else {
+            let Some(record) = self.active_session(txn, id, access)? else {
                 return Ok(None);
             };
             let messages = self.session_messages(txn, ticket, id, &record, 0..record.message_count)?;
@@ -487,7 +501,11 @@ impl SessionStore {
     pub fn session_info(&self, id: Uuid) -> Result<Option<SessionInfo>> {
         self.reading(|txn| {
             let sessions = txn.open_table(tables::SESSIONS)?;
-            Ok(tables::session_record(&sessions, id.as_u128())?.map(|r| r.into_info(id)))
+            let Some(mut record) = tables::session_record(&sessions, id.as_u128())? else {
+                return Ok(None);
+            };
+            self.expiry(txn).apply(&mut record)?;
+            Ok(Some(record.into_info(id)))
         })
     }
 
@@ -624,7 +642,7 @@ impl SessionStore {
         let access = access.to_owned();
         self.write(move |tables| {
             let old = visible_session(tables, id, access.borrow())?;
-            if old.expired_at.is_some() {
+            if expiry::expired_at(&*tables.expiry_events, &old)?.is_some() {
                 return Ok(false);
             }
             let mut new = old.clone();
@@ -635,16 +653,21 @@ impl SessionStore {
     }
 
     /// Expires every active session not updated for `max_age`; returns how
-    /// many. Reads only the sessions it expires.
+    /// many. Their `expired_at` is the time of this call.
+    ///
+    /// Costs a count of the sessions it expires and one small commit: the
+    /// expiry is recorded as an event that every read applies, and the
+    /// sessions are rewritten as expired later, when the writer is idle
+    /// (see `ARCHITECTURE.md`, lazy expiry).
     pub fn expire_old_sessions(&self, max_age: Duration) -> Result<u64> {
         let cutoff = cutoff_micros(max_age);
-        self.write(move |tables| expire_due(tables, cutoff, usize::MAX))
+        let state = self.inner.expiry.clone();
+        self.write(move |tables| expiry::expire_before(tables, cutoff, &state))
     }
 
     /// As [`expire_old_sessions`](Self::expire_old_sessions), for a cleanup
-    /// that shows its progress: commits at most 1,024 sessions at a time and
-    /// calls `progress(expired, due)` after each commit. A failure keeps the
-    /// commits made before it.
+    /// that shows its progress: calls `progress(expired, due)` once its one
+    /// commit is done.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -661,17 +684,16 @@ impl SessionStore {
         max_age: Duration,
         progress: Progress<'_>,
     ) -> Result<u64> {
-        let cutoff = cutoff_micros(max_age);
-        self.in_batches(tables::ACTIVE_BY_UPDATED, cutoff, progress, move |tables| {
-            expire_due(tables, cutoff, BATCH)
-        })
+        let expired = self.expire_old_sessions(max_age)?;
+        progress(expired, expired);
+        Ok(expired)
     }
 
     /// Deletes, with their messages, every session expired more than
     /// `older_than` ago; returns how many.
     pub fn purge_expired(&self, older_than: Duration) -> Result<u64> {
         let cutoff = cutoff_micros(older_than);
-        self.write(move |tables| purge_due(tables, cutoff, usize::MAX))
+        self.write(move |tables| expiry::purge_before(tables, cutoff, usize::MAX))
     }
 
     /// As [`purge_expired`](Self::purge_expired), in commits of at most 1,024
@@ -679,27 +701,10 @@ impl SessionStore {
     /// the commits made before it.
     pub fn purge_expired_with_progress(&self, older_than: Duration, progress: Progress<'_>) -> Result<u64> {
         let cutoff = cutoff_micros(older_than);
-        self.in_batches(tables::EXPIRED_BY_TIME, cutoff, progress, move |tables| {
-            purge_due(tables, cutoff, BATCH)
-        })
-    }
-
-    /// Runs `batch` (which handles at most [`BATCH`] entries of `index` below
-    /// `cutoff` and says how many) until it handles fewer.
-    fn in_batches<F>(
-        &self,
-        index: redb::TableDefinition<(i64, u128), ()>,
-        cutoff: i64,
-        progress: Progress<'_>,
-        batch: F,
-    ) -> Result<u64>
-    where
-        F: Fn(&mut WriteTables<'_>) -> Result<u64> + Clone + Send + 'static,
-    {
-        let due = self.reading(|txn| Ok(txn.open_table(index)?.range(..(cutoff, 0u128))?.count() as u64))?;
+        let due = self.reading(|txn| self.expiry(txn).expired_before(cutoff))?;
         let mut done = 0;
         loop {
-            let handled = self.write(batch.clone())?;
+            let handled = self.write(move |tables| expiry::purge_before(tables, cutoff, BATCH))?;
             done += handled;
             progress(done, due.max(done));
             if handled < BATCH as u64 {
@@ -748,7 +753,7 @@ impl SessionStore {
     /// Session ids of `user`, most recently updated first.
     pub fn list_user_sessions(&self, user: &str, include_expired: bool) -> Result<Vec<Uuid>> {
         self.reading(|txn| {
-            let ids = user_session_keys(txn, user, include_expired, None, usize::MAX)?;
+            let ids = self.user_session_keys(txn, user, include_expired, None, usize::MAX)?;
             Ok(ids.into_iter().map(|(_, id)| Uuid::from_u128(id)).collect())
         })
     }
@@ -796,7 +801,8 @@ impl SessionStore {
             return Err(Error::invalid("limit", "a page holds at least one session"));
         }
         self.reading(|txn| {
-            let mut keys = user_session_keys(txn, user, include_expired, after, limit.saturating_add(1))?;
+            let mut keys =
+                self.user_session_keys(txn, user, include_expired, after, limit.saturating_add(1))?;
             let next = if keys.len() > limit {
                 keys.truncate(limit);
                 keys.last().map(|&(updated_micros, session)| SessionCursor {
@@ -808,11 +814,13 @@ impl SessionStore {
             };
             let sessions_table = txn.open_table(tables::SESSIONS)?;
             let messages_table = txn.open_table(tables::MESSAGES)?;
+            let mut expiry = self.expiry(txn);
             let mut sessions = Vec::with_capacity(keys.len());
             for (_, key) in keys {
-                let record = tables::session_record(&sessions_table, key)?.ok_or_else(|| {
+                let mut record = tables::session_record(&sessions_table, key)?.ok_or_else(|| {
                     Error::corrupt_record("user_active_sessions", "entry without a session")
                 })?;
+                expiry.apply(&mut record)?;
                 sessions.push(SessionSummary {
                     session_id: Uuid::from_u128(key),
                     title: session_title(&messages_table, key, record.message_count)?,
@@ -871,7 +879,9 @@ impl SessionStore {
         access: Access<'_>,
     ) -> Result<Vec<Arc<Message>>> {
         self.reading_messages(|txn, ticket| {
-            let record = active_session(txn, id, access)?.ok_or(Error::SessionNotFound(id))?;
+            let record = self
+                .active_session(txn, id, access)?
+                .ok_or(Error::SessionNotFound(id))?;
             let count = record.message_count;
             let range = match page {
                 Page::From(seq) => {
@@ -944,6 +954,64 @@ impl SessionStore {
         })
     }
 
+    /// The active session `id`, if `access` may see it.
+    fn active_session(
+        &self,
+        txn: &ReadTransaction,
+        id: Uuid,
+        access: Access<'_>,
+    ) -> Result<Option<SessionRecord>> {
+        let sessions = txn.open_table(tables::SESSIONS)?;
+        let Some(mut record) = tables::session_record(&sessions, id.as_u128())?.filter(|r| access.allows(r))
+        else {
+            return Ok(None);
+        };
+        self.expiry(txn).apply(&mut record)?;
+        Ok(record.expired_at.is_none().then_some(record))
+    }
+
+    /// (updated_at, session) of a user's sessions, newest first, strictly
+    /// after `after`, at most `limit`. The active ones are the entries of
+    /// the active index from the expiry watermark on.
+    fn user_session_keys(
+        &self,
+        txn: &ReadTransaction,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<Vec<UserKey>> {
+        let from = if include_expired {
+            i64::MIN
+        } else {
+            self.expiry(txn).watermark()?
+        };
+        let lower = (user, from, 0u128);
+        let upper = match after {
+            Some(c) if (c.updated_micros, c.session) <= (from, 0) => return Ok(Vec::new()),
+            Some(c) => Bound::Excluded((user, c.updated_micros, c.session)),
+            None => Bound::Included((user, i64::MAX, u128::MAX)),
+        };
+        let range = (Bound::Included(lower), upper);
+        let read = |definition| -> Result<Vec<UserKey>> {
+            let table = txn.open_table(definition)?;
+            let mut keys = Vec::new();
+            for entry in table.range::<(&str, i64, u128)>(range)?.rev().take(limit) {
+                let (key, _) = entry?;
+                let (_, updated, session) = key.value();
+                keys.push((updated, session));
+            }
+            Ok(keys)
+        };
+        let mut keys = read(tables::USER_ACTIVE)?;
+        if include_expired {
+            keys.extend(read(tables::USER_EXPIRED)?);
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            keys.truncate(limit);
+        }
+        Ok(keys)
+    }
+
     // ---- monitoring -----------------------------------------------------
 
     /// Active and expired sessions, messages, and the file's size.
@@ -952,9 +1020,10 @@ impl SessionStore {
             let file_size = std::fs::metadata(&self.inner.path)
                 .map_err(|e| Error::io("read the size of", &self.inner.path, e))?
                 .len();
+            let lazily_expired = self.expiry(txn).lazily_expired()?;
             Ok(Stats {
-                active_sessions: tables::count(txn, tables::ACTIVE_BY_UPDATED)?,
-                expired_sessions: tables::count(txn, tables::EXPIRED_BY_TIME)?,
+                active_sessions: tables::count(txn, tables::ACTIVE_BY_UPDATED)? - lazily_expired,
+                expired_sessions: tables::count(txn, tables::EXPIRED_BY_TIME)? + lazily_expired,
                 messages: tables::count(txn, tables::MESSAGE_IDS)?,
                 file_size,
             })
@@ -1206,62 +1275,15 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
 /// Sessions one commit of a cleanup with progress handles.
 const BATCH: usize = 1024;
 
-/// Expires at most `limit` active sessions updated before `cutoff`; returns how many.
-fn expire_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
-    let due = index_entries_before(&*tables.active_by_updated, cutoff, limit)?;
-    let now = StoredTimestamp::from(&Timestamp::now());
-    for key in &due {
-        let old = tables
-            .session(*key)?
-            .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
-        let mut new = old.clone();
-        new.expired_at = Some(now.clone());
-        tables.put_session(*key, Some(&old), &new)?;
-    }
-    Ok(due.len() as u64)
-}
-
-/// Deletes at most `limit` sessions expired before `cutoff`; returns how many.
-fn purge_due(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
-    let due = index_entries_before(&*tables.expired_by_time, cutoff, limit)?;
-    for key in &due {
-        let record = tables
-            .session(*key)?
-            .ok_or_else(|| Error::corrupt_record("expired_by_time", "entry without a session"))?;
-        tables.remove_session(*key, &record)?;
-    }
-    Ok(due.len() as u64)
-}
-
-/// The sessions of the first `limit` entries of a (time, session) index before `cutoff`.
-fn index_entries_before(
-    index: &impl ReadableTable<(i64, u128), ()>,
-    cutoff: i64,
-    limit: usize,
-) -> Result<Vec<u128>> {
-    Ok(index
-        .range(..(cutoff, 0u128))?
-        .take(limit)
-        .map(|entry| entry.map(|(key, _)| key.value().1))
-        .collect::<std::result::Result<_, _>>()?)
-}
-
 fn cutoff_micros(age: Duration) -> i64 {
     let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
     Timestamp::now().micros().saturating_sub(age)
 }
 
-/// The active session `id`, if `access` may see it.
-fn active_session(txn: &ReadTransaction, id: Uuid, access: Access<'_>) -> Result<Option<SessionRecord>> {
-    let sessions = txn.open_table(tables::SESSIONS)?;
-    Ok(tables::session_record(&sessions, id.as_u128())?
-        .filter(|r| r.expired_at.is_none() && access.allows(r)))
-}
-
 /// The active session `id` inside a write, or the refusal.
 fn writable_session(tables: &WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
     let record = visible_session(tables, id, access)?;
-    if record.expired_at.is_some() {
+    if expiry::expired_at(&*tables.expiry_events, &record)?.is_some() {
         return Err(Error::SessionNotFound(id));
     }
     Ok(record)
@@ -1321,39 +1343,6 @@ type UserKey = (i64, u128);
 
 fn user_range(user: &str) -> std::ops::RangeInclusive<(&str, i64, u128)> {
     (user, i64::MIN, 0)..=(user, i64::MAX, u128::MAX)
-}
-
-/// (updated_at, session) of a user's sessions, newest first, strictly after
-/// `after`, at most `limit`.
-fn user_session_keys(
-    txn: &ReadTransaction,
-    user: &str,
-    include_expired: bool,
-    after: Option<SessionCursor>,
-    limit: usize,
-) -> Result<Vec<UserKey>> {
-    let upper = match after {
-        Some(c) => std::ops::Bound::Excluded((user, c.updated_micros, c.session)),
-        None => std::ops::Bound::Included((user, i64::MAX, u128::MAX)),
-    };
-    let range = (std::ops::Bound::Included((user, i64::MIN, 0u128)), upper);
-    let read = |definition| -> Result<Vec<UserKey>> {
-        let table = txn.open_table(definition)?;
-        let mut keys = Vec::new();
-        for entry in table.range::<(&str, i64, u128)>(range)?.rev().take(limit) {
-            let (key, _) = entry?;
-            let (_, updated, session) = key.value();
-            keys.push((updated, session));
-        }
-        Ok(keys)
-    };
-    let mut keys = read(tables::USER_ACTIVE)?;
-    if include_expired {
-        keys.extend(read(tables::USER_EXPIRED)?);
-        keys.sort_unstable_by(|a, b| b.cmp(a));
-        keys.truncate(limit);
-    }
-    Ok(keys)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::encoding::{
     decode, encode, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
 use crate::error::{Error, Result};
+use crate::expiry;
 
 /// Store-wide values: format version, next message id.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -38,6 +39,11 @@ pub(crate) const ACTIVE_BY_UPDATED: TableDefinition<(i64, u128), ()> =
     TableDefinition::new("active_by_updated");
 /// (expired_at, session) for every expired session: purge by age.
 pub(crate) const EXPIRED_BY_TIME: TableDefinition<(i64, u128), ()> = TableDefinition::new("expired_by_time");
+/// Expiry cutoff -> when that expiry ran (a stored timestamp): the events
+/// of lazy expiry (see `expiry.rs`). An active session updated before the
+/// last cutoff is expired, since the first event whose cutoff is above its
+/// `updated_at`.
+pub(crate) const EXPIRY_EVENTS: TableDefinition<i64, &[u8]> = TableDefinition::new("expiry_events");
 /// (SQLite table, rowid) -> [`ExtraRowRecord`]: rows the store carries for
 /// the converter.
 pub(crate) const EXTRA_ROWS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("extra_rows");
@@ -95,12 +101,13 @@ pub(crate) struct WriteTables<'txn> {
     pub extra_rows: Logged<'txn, (&'static str, i64), &'static [u8]>,
     pub extra_by_session: Logged<'txn, (u128, &'static str, i64), ()>,
     pub opaque: Logged<'txn, &'static str, &'static [u8]>,
+    pub expiry_events: Logged<'txn, i64, &'static [u8]>,
     notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 11] = [
+const TABLE_TAGS: [&str; 12] = [
     "meta",
     "sessions",
     "messages",
@@ -112,6 +119,7 @@ const TABLE_TAGS: [&str; 11] = [
     "extra_rows",
     "extra_rows_by_session",
     "opaque",
+    "expiry_events",
 ];
 
 impl<'txn> WriteTables<'txn> {
@@ -138,6 +146,7 @@ impl<'txn> WriteTables<'txn> {
             extra_rows: Logged::open(txn, EXTRA_ROWS, 8, logging)?,
             extra_by_session: Logged::open(txn, EXTRA_ROWS_BY_SESSION, 9, logging)?,
             opaque: Logged::open(txn, OPAQUE, 10, logging)?,
+            expiry_events: Logged::open(txn, EXPIRY_EVENTS, 11, logging)?,
             notes: Notes::default(),
         })
     }
@@ -156,6 +165,7 @@ impl<'txn> WriteTables<'txn> {
         self.extra_rows.take_changes_into(&mut out);
         self.extra_by_session.take_changes_into(&mut out);
         self.opaque.take_changes_into(&mut out);
+        self.expiry_events.take_changes_into(&mut out);
         out
     }
 
@@ -178,6 +188,7 @@ impl<'txn> WriteTables<'txn> {
                 8 => self.extra_rows.apply(change.key, value),
                 9 => self.extra_by_session.apply(change.key, value),
                 10 => self.opaque.apply(change.key, value),
+                11 => self.expiry_events.apply(change.key, value),
                 other => Err(Error::corrupt_record(
                     "journal",
                     format!("unknown table tag {other}"),
@@ -224,8 +235,28 @@ impl<'txn> WriteTables<'txn> {
 
     /// Writes a session record, replacing `old` (the record it had, if any)
     /// and its index entries. The record written has the revision after
-    /// `old`'s (0 for a new session), whatever `new` says.
+    /// `old`'s (0 for a new session), whatever `new` says. `new` carries the
+    /// expiry the lazy rule gives `old` (see [`expiry::expired_at`]), unless
+    /// the write means to change it.
+    ///
+    /// An active record updated before the expiry watermark (old data
+    /// loaded, a clock set back) must stay active: the sessions expired
+    /// lazily are expired for good first, which ends every expiry event.
     pub fn put_session(&mut self, id: u128, old: Option<&SessionRecord>, new: &SessionRecord) -> Result<()> {
+        if new.expired_at.is_none() && new.updated_at.micros() < expiry::watermark(&*self.expiry_events)? {
+            expiry::materialize(self, usize::MAX)?;
+        }
+        self.write_session(id, old, new)
+    }
+
+    /// As [`WriteTables::put_session`], without the watermark's check: for
+    /// the expiry of sessions expired lazily.
+    pub fn write_session(
+        &mut self,
+        id: u128,
+        old: Option<&SessionRecord>,
+        new: &SessionRecord,
+    ) -> Result<()> {
         if let Some(old) = old {
             self.remove_index(&index_keys(id, old))?;
         }
@@ -382,7 +413,8 @@ pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<(), red
     table(txn, EXPIRED_BY_TIME)?;
     table(txn, EXTRA_ROWS)?;
     table(txn, EXTRA_ROWS_BY_SESSION)?;
-    table(txn, OPAQUE)
+    table(txn, OPAQUE)?;
+    table(txn, EXPIRY_EVENTS)
 }
 
 /// Reads and decodes a session record.

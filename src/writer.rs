@@ -9,7 +9,7 @@
 //! [`CHECKPOINT_AGE`], after which the journal starts over (see
 //! `journal.rs`). Closing ends with a checkpoint.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -80,6 +80,16 @@ where
     }
 }
 
+/// Work the writer does when no request waits, in small commits of its own
+/// (relaxed: the work must change nothing a reader can observe, so that
+/// losing it in a crash loses nothing).
+pub(crate) trait IdleWork: Send + Sync {
+    /// True while there is work to do.
+    fn due(&self) -> bool;
+    /// Does one small piece of it inside a commit.
+    fn step(&self, tables: &mut WriteTables<'_>) -> Result<()>;
+}
+
 type Maintenance = Box<dyn FnOnce(&mut Database) + Send>;
 
 enum Request {
@@ -98,6 +108,7 @@ impl Writer {
         path: &std::path::Path,
         db: Arc<RwLock<Database>>,
         journal: Journal,
+        idle: Arc<dyn IdleWork>,
         cache: Arc<MessageCache>,
     ) -> Result<Self> {
         let (requests, receiver) = mpsc::channel();
@@ -111,7 +122,7 @@ impl Writer {
         };
         let thread = std::thread::Builder::new()
             .name("sessionstore-writer".into())
-            .spawn(move || run(committer, receiver))
+            .spawn(move || run(committer, receiver, idle))
             .map_err(|e| Error::io("start the writer thread for", path, e))?;
         Ok(Writer {
             requests: Some(requests),
@@ -200,9 +211,27 @@ struct Committer {
     failed: bool,
 }
 
-fn run(mut committer: Committer, requests: Receiver<Request>) {
+fn run(mut committer: Committer, requests: Receiver<Request>, idle: Arc<dyn IdleWork>) {
     let mut pending: Option<Request> = None;
+    // Set when idle work failed: retried after the next successful batch.
+    let mut idle_failed = false;
     loop {
+        if pending.is_none() && !idle_failed && idle.due() {
+            match requests.try_recv() {
+                Ok(request) => pending = Some(request),
+                Err(TryRecvError::Empty) => {
+                    idle_failed = !committer.idle_step(&idle);
+                    if committer.failed {
+                        break;
+                    }
+                    if committer.checkpoint_due() {
+                        committer.checkpoint_logged();
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
         let first = match pending.take() {
             Some(request) => request,
             None => match committer.oldest_unchecked {
@@ -249,7 +278,7 @@ fn run(mut committer: Committer, requests: Receiver<Request>) {
         }
         let durable = batch.iter().any(|(_, durable)| *durable);
         let jobs = batch.into_iter().map(|(job, _)| job).collect();
-        committer.commit_batch(jobs, durable);
+        idle_failed &= committer.commit_batch(jobs, durable).is_err();
         if committer.failed {
             break;
         }
@@ -263,12 +292,33 @@ fn run(mut committer: Committer, requests: Receiver<Request>) {
 }
 
 impl Committer {
-    /// Runs the jobs of one batch in one transaction, commits, and answers each.
-    fn commit_batch(&mut self, mut jobs: Vec<Box<dyn Job>>, durable: bool) {
+    /// Runs the jobs of one batch in one transaction, commits, and answers
+    /// each; the commit's outcome.
+    fn commit_batch(&mut self, mut jobs: Vec<Box<dyn Job>>, durable: bool) -> Result<()> {
         let outcome = self.run_and_commit(&mut jobs, durable);
-        let error = outcome.as_ref().err();
         for job in jobs {
-            job.finish(error);
+            job.finish(outcome.as_ref().err());
+        }
+        outcome
+    }
+
+    /// One step of the idle work, in a relaxed commit of its own; false
+    /// when it failed (logged).
+    fn idle_step(&mut self, idle: &Arc<dyn IdleWork>) -> bool {
+        let work = idle.clone();
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job = Box::new(Pending {
+            op: Some(move |tables: &mut WriteTables<'_>| work.step(tables)),
+            result: None,
+            reply,
+        });
+        let committed = self.commit_batch(vec![job], false);
+        match committed.and_then(|()| answer.try_recv().unwrap_or(Err(Error::WriterStopped))) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "the writer's idle work failed; retried after the next write");
+                false
+            }
         }
     }
 

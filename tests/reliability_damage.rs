@@ -143,49 +143,79 @@ enum Outcome {
     Detected,
     /// Opened, the check clean, everything read equal to the original.
     Correct,
-    /// Opened, the check clean, yet the data differs, where the damage hit
-    /// the last record of a crashed store's journal (or that record and
-    /// the ones before it, none after): a damaged last record looks
-    /// exactly like the torn tail a power loss leaves, and nothing after
-    /// it says it had been synced (docs/reliability.md, known weaknesses).
+    /// Opened, the check clean, and the data is exactly what the crashed
+    /// store holds without the journal's records from the first damaged one
+    /// on, where the damage reached the journal's last record (so no valid
+    /// record follows the damage): a damaged last record looks exactly like
+    /// the torn tail a power loss leaves, and nothing after it says it had
+    /// been synced (docs/reliability.md, known weaknesses).
     TailLost,
 }
 
-/// The offset of the last record of a journal's current round (records
-/// from byte 0 on, each with the lsn after the one before): `len: u32 |
-/// crc32: u32 | lsn: u64 | synced: u64 | payload`, padded to 8 bytes
+/// (start, end) of each record of a journal's current round (records from
+/// byte 0 on, each with the lsn after the one before): `len: u32 | crc32:
+/// u32 | lsn: u64 | synced: u64 | payload`, padded to 8 bytes
 /// (`src/journal.rs`).
-fn last_record(journal: &[u8]) -> Option<u64> {
-    let (mut at, mut last, mut lsn) = (0usize, None, None);
+fn journal_records(journal: &[u8]) -> Vec<(u64, u64)> {
+    let (mut at, mut lsn, mut records) = (0usize, None, Vec::new());
     while at + 24 <= journal.len() {
         let len = u32::from_le_bytes(journal[at..at + 4].try_into().unwrap()) as usize;
         let this = u64::from_le_bytes(journal[at + 8..at + 16].try_into().unwrap());
         if len == 0 || lsn.is_some_and(|lsn: u64| this != lsn + 1) {
             break;
         }
-        (last, lsn) = (Some(at as u64), Some(this));
-        at += (24 + len).div_ceil(8) * 8;
+        let end = at + (24 + len).div_ceil(8) * 8;
+        records.push((at as u64, end as u64));
+        (at, lsn) = (end, Some(this));
     }
-    last
+    records
 }
 
-/// The last byte `damage` changes (truncation: none it leaves, so never a
-/// tail: a cut is always detected).
-fn last_damaged_byte(damage: Damage, flip_range: u64, len: u64) -> Option<u64> {
+/// The first and last bytes `damage` changes in a file of `len` bytes
+/// (a cut: none, so never a tail loss: a cut is always detected).
+fn damaged_bytes(damage: Damage, flip_range: u64, len: u64) -> Option<(u64, u64)> {
     match damage {
         Damage::Truncate(_) => None,
         Damage::Flip(seed, n) => {
             let mut rng = Rng::new(seed);
-            (0..n)
+            let flips: Vec<u64> = (0..n)
                 .map(|_| {
                     let at = rng.below(flip_range.min(len));
                     rng.below(8);
                     at
                 })
-                .max()
+                .collect();
+            Some((*flips.iter().min()?, *flips.iter().max()?))
         }
-        Damage::ZeroPage(page) => Some((page * 4096 + 4095).min(len.saturating_sub(1))),
+        Damage::ZeroPage(page) => {
+            let start = (page * 4096).min(len);
+            Some((start, (start + 4095).min(len.saturating_sub(1))))
+        }
     }
+}
+
+/// Where the crashed journal `records` lose what follows, when damage from
+/// byte `first` to `last` reaches the last record: the start of the first
+/// record the damage touches (or the first after it).
+fn tail_cut(records: &[(u64, u64)], (first, last): (u64, u64)) -> Option<u64> {
+    let &(tail, _) = records.last()?;
+    if last < tail {
+        return None;
+    }
+    records
+        .iter()
+        .find(|&&(_, end)| end > first)
+        .map(|&(start, _)| start)
+}
+
+/// What the crashed store in `image` holds once its journal is cut at `cut`.
+fn truth_cut_at(image: &Path, cut: u64) -> Dump {
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::copy(image.join(DB), scratch.path().join(DB)).unwrap();
+    let mut journal = std::fs::read(image.join(JOURNAL)).unwrap();
+    journal[cut as usize..].fill(0);
+    std::fs::write(scratch.path().join(JOURNAL), journal).unwrap();
+    dump(&SessionStore::open_with(scratch.path().join(DB), options()).unwrap())
 }
 
 /// Reads everything the API offers; any error is an allowed answer.
@@ -213,8 +243,9 @@ fn read_all(store: &SessionStore, truth: &Dump) -> Result<Dump, sessionstore::Er
     Ok((all, next))
 }
 
-/// `tail`: the damage reached the last record of a crashed store's journal.
-fn attempt(path: &Path, truth: &Dump, what: &str, tail: bool) -> Outcome {
+/// `tail_truth`: when the damage reached the last record of a crashed
+/// store's journal, what the store holds without the records it touched.
+fn attempt(path: &Path, truth: &Dump, what: &str, tail_truth: Option<&dyn Fn() -> Dump>) -> Outcome {
     let Ok(store) = SessionStore::open_with(path, options()) else {
         return Outcome::Refused;
     };
@@ -222,7 +253,7 @@ fn attempt(path: &Path, truth: &Dump, what: &str, tail: bool) -> Outcome {
     let clean = store.check(&mut |_, _| {}).is_ok_and(|r| r.is_clean());
     match read {
         Ok(read) if clean => {
-            if read != *truth && tail {
+            if read != *truth && tail_truth.is_some_and(|tail_truth| read == tail_truth()) {
                 return Outcome::TailLost;
             }
             if read != *truth {
@@ -273,7 +304,7 @@ fn damage_child() {
         .collect();
     let len = |name: &str| std::fs::metadata(images.join("clean").join(name)).unwrap().len();
     let (db_len, journal_len) = (len(DB), len(JOURNAL));
-    let crashed_tail = last_record(&std::fs::read(images.join("crashed").join(JOURNAL)).unwrap());
+    let crashed_records = journal_records(&std::fs::read(images.join("crashed").join(JOURNAL)).unwrap());
     for i in start.parse::<u64>().unwrap()..end.parse().unwrap() {
         let (image, file, hurt) = case(seed, i, db_len, journal_len);
         let scratch = tempfile::tempdir().unwrap();
@@ -281,14 +312,21 @@ fn damage_child() {
             std::fs::copy(images.join(image).join(name), scratch.path().join(name)).unwrap();
         }
         let flip_range = if file == DB { db_len } else { 1 << 20 };
-        let tail = image == "crashed"
-            && file == JOURNAL
-            && last_damaged_byte(hurt, flip_range, journal_len)
-                .is_some_and(|last| crashed_tail.is_some_and(|tail| last >= tail));
+        let cut = (image == "crashed" && file == JOURNAL)
+            .then(|| damaged_bytes(hurt, flip_range, journal_len))
+            .flatten()
+            .and_then(|damaged| tail_cut(&crashed_records, damaged));
+        let crashed = images.join("crashed");
+        let tail_truth = cut.map(|cut| move || truth_cut_at(&crashed, cut));
         damage(&scratch.path().join(file), hurt, flip_range);
         let truth = &truths.iter().find(|(name, _)| *name == image).unwrap().1;
         let what = format!("case {i}: {image} {file} {hurt:?}");
-        let outcome = attempt(&scratch.path().join(DB), truth, &what, tail);
+        let outcome = attempt(
+            &scratch.path().join(DB),
+            truth,
+            &what,
+            tail_truth.as_ref().map(|f| f as &dyn Fn() -> Dump),
+        );
         let mut out = std::io::stdout().lock();
         writeln!(out, "CASE {i} {outcome:?}").unwrap();
         out.flush().unwrap();

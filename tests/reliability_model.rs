@@ -1,9 +1,9 @@
 //! Issue 7, test 4: model-based property test.
 //!
 //! proptest draws sequences of every operation (create, add, add_message_if,
-//! update_context, expire, expire_old_sessions with a max_age of zero or an
-//! hour, delete, erase_user, pop_last_message, get_session, get_message,
-//! list, reopen), made by the operator or by one of two users through
+//! update_context, expire, expire_old_sessions and purge_expired with an
+//! age of zero or an hour, delete, erase_user, pop_last_message,
+//! get_session, get_message, list, reopen), made by the operator or by one of two users through
 //! `for_user`, on existing, deleted or missing sessions. Each result is
 //! compared with an in-memory model, where a user's call on a session that
 //! is not theirs must answer as for a missing one; after the sequence the
@@ -48,6 +48,7 @@ enum Op {
     Context(Who, Pick, u8, u8),
     Expire(Who, Pick),
     ExpireOld(bool),
+    Purge(bool),
     Delete(Who, Pick),
     Erase(usize),
     Pop(Who, Pick),
@@ -81,6 +82,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (who(), pick(), 0u8..4, any::<u8>()).prop_map(|(w, p, k, v)| Op::Context(w, p, k, v)),
         1 => (who(), pick()).prop_map(|(w, p)| Op::Expire(w, p)),
         1 => any::<bool>().prop_map(Op::ExpireOld),
+        1 => any::<bool>().prop_map(Op::Purge),
         1 => (who(), pick()).prop_map(|(w, p)| Op::Delete(w, p)),
         1 => (0..USERS.len()).prop_map(Op::Erase),
         2 => (who(), pick()).prop_map(|(w, p)| Op::Pop(w, p)),
@@ -295,6 +297,18 @@ fn run(ops: Vec<Op>, relaxed: bool) -> Result<(), TestCaseError> {
                 };
                 prop_assert_eq!(store.expire_old_sessions(age).expect("expire_old"), expected);
             }
+            Op::Purge(zero) => {
+                let (age, expected) = if zero {
+                    // Every expiry so far is older than now once a millisecond has passed.
+                    std::thread::sleep(Duration::from_millis(2));
+                    let before = model.live.len();
+                    model.live.retain(|_, s| !s.expired);
+                    (Duration::ZERO, (before - model.live.len()) as u64)
+                } else {
+                    (Duration::from_secs(3600), 0)
+                };
+                prop_assert_eq!(store.purge_expired(age).expect("purge"), expected);
+            }
             Op::Delete(who, pick) => {
                 let id = model.id(pick, missing);
                 let result = call(&store, who, |c| both!(c, delete_session(id)));
@@ -410,6 +424,10 @@ fn run(ops: Vec<Op>, relaxed: bool) -> Result<(), TestCaseError> {
     }
     let messages: u64 = model.live.values().map(|s| s.messages.len() as u64).sum();
     prop_assert_eq!(snapshot.message_count().unwrap(), messages);
+    for info in snapshot.sessions().unwrap() {
+        let info = info.unwrap();
+        prop_assert_eq!(info.is_expired(), model.live[&info.session_id].expired);
+    }
     // The integrity check needs no read transaction open.
     drop(snapshot);
     assert_clean(&store);

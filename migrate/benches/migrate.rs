@@ -9,12 +9,16 @@
 //! ```
 //!
 //! Files go to `MIGRATE_BENCH_DIR` (default: cargo's target tmp folder);
-//! the generated input is kept and reused, the outputs are replaced.
+//! the generated input is kept and reused. Before each timed command the
+//! bench removes that command's earlier output and runs `sync`, untimed, so
+//! neither deleting an old file nor an earlier phase's writeback is charged
+//! to the command measured.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use sessionstore::SessionStore;
 use sessionstore_migrate::generate::{generate, GenerateOptions, GENERATOR_VERSION};
 
 const SEED: u64 = 1;
@@ -44,14 +48,7 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
     }
-    println!(
-        "input: {} ({} MiB), load average {}",
-        source.display(),
-        size(&source) >> 20,
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .trim()
-    );
+    println!("input: {} ({} MiB)", source.display(), size(&source) >> 20);
     let store = dir.join("sessions.redb");
     let back = dir.join("back.db");
     run("import", &[&source, &store], messages);
@@ -61,13 +58,31 @@ fn main() {
     run("verify", &[&source, &back], messages);
 }
 
-/// Runs one command of the release binary and prints its timing.
+/// Runs one command of the release binary and prints its timing. The
+/// command's output (the last of `files`) is removed first.
 fn run(command: &str, files: &[&Path], messages: u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sessionstore-migrate"));
     child.arg(command).args(files);
     if command != "verify" {
-        child.args(["--force", "--quiet"]);
+        child.arg("--quiet");
+        let output = files[files.len() - 1];
+        for file in std::iter::once(output.to_path_buf()).chain(SessionStore::files_beside(output)) {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    panic!("remove {}: {e}", file.display())
+                }
+                _ => {}
+            }
+        }
     }
+    let synced = Command::new("sync").status().expect("run sync");
+    assert!(synced.success(), "sync failed");
+    println!(
+        "{command}: load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     let started = Instant::now();
     let output = child.output().expect("run sessionstore-migrate");
     let seconds = started.elapsed().as_secs_f64();

@@ -42,6 +42,8 @@ pub struct GenerateReport {
     pub messages: u64,
 }
 
+/// The page size of the files the old store wrote (SQLite's default).
+const OLD_STORE_PAGE_SIZE: u32 = 4096;
 /// Conversations open at once.
 const OPEN: usize = 32;
 const PUBLISHERS: [&str; 6] = [
@@ -81,7 +83,7 @@ struct Conversation {
 pub fn generate(path: &Path, options: &GenerateOptions) -> Result<GenerateReport> {
     let mut rng = fastrand::Rng::with_seed(options.seed);
     let output = Output::create(path, options.force)?;
-    let conn = sqlite::open_output(output.path())?;
+    let conn = sqlite::open_output(output.path(), OLD_STORE_PAGE_SIZE)?;
     let objects = SchemaChoice::Upgraded.objects();
     conn.execute_batch("BEGIN").in_file(path)?;
     for object in objects.iter().filter(|o| o.kind == "table") {

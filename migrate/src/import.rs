@@ -62,7 +62,8 @@ pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<Imp
     let started = Instant::now();
     let conn = sqlite::open_unchecked(source)?;
     let check = sqlite::QuickCheck::start(source)?;
-    let output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
+    let mut output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
+    output.write_back_early()?;
     let loaded = load(&conn, source, dest, output.path(), options);
     // A damaged file is reported as such, whatever reading it ran into.
     check.finish(source)?;

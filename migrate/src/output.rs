@@ -2,6 +2,9 @@
 //! renamed into place only when complete and synced.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tempfile::TempPath;
 
@@ -10,6 +13,9 @@ use crate::error::{Error, Result};
 /// A file being written; dropped without [`Output::commit`], it is removed
 /// with the files beside it.
 pub(crate) struct Output {
+    /// Syncs the temporary file while it is written, if started; first, so
+    /// that it stops before the file is removed.
+    writeback: Option<Writeback>,
     dest: PathBuf,
     temp: TempPath,
     force: bool,
@@ -45,11 +51,25 @@ impl Output {
             .map_err(|e| Error::io("create a temporary file in", folder, e))?
             .into_temp_path();
         Ok(Output {
+            writeback: None,
             dest: dest.to_path_buf(),
             temp,
             force,
             beside: Beside(Vec::new()),
         })
+    }
+
+    /// Starts syncing the temporary file on a thread of its own while it
+    /// is written (what its writer leaves in the page cache goes to disk
+    /// alongside the work, not all in the final sync; RocksDB's
+    /// `bytes_per_sync` does the same). The final sync in
+    /// [`Output::commit`] still makes the whole file durable; an error met
+    /// by an early sync fails the commit.
+    pub fn write_back_early(&mut self) -> Result<()> {
+        if self.writeback.is_none() {
+            self.writeback = Some(Writeback::start(&self.temp)?);
+        }
+        Ok(())
     }
 
     /// Declares the files a writer keeps beside its file, as `files_beside`
@@ -75,6 +95,9 @@ impl Output {
     /// destination (refusing a destination that appeared meanwhile, unless
     /// `force`), then syncs the folder so the rename itself is durable.
     pub fn commit(mut self, source: Option<&Path>) -> Result<()> {
+        if let Some(writeback) = self.writeback.take() {
+            writeback.finish(&self.temp)?;
+        }
         if let Some(source) = source {
             let mut permissions = std::fs::metadata(source)
                 .map_err(|e| Error::io("read the permissions of", source, e))?
@@ -122,6 +145,64 @@ impl Output {
     }
 }
 
+/// How long the early writeback waits after a sync before the next.
+const WRITEBACK_PAUSE: Duration = Duration::from_millis(200);
+
+/// A thread that syncs a file again and again until stopped.
+struct Writeback {
+    /// Dropping it stops the thread.
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Writeback {
+    fn start(path: &Path) -> Result<Self> {
+        // Opened for writing: some systems sync only files open for it.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io("open", path, e))?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("writeback".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(WRITEBACK_PAUSE) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => file.sync_data()?,
+                    _ => return Ok(()),
+                }
+            })
+            .map_err(|e| Error::io("start the writeback of", path, e))?;
+        Ok(Writeback {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread; the error of its first failed sync, if any (the
+    /// system may report a failed write to one sync only).
+    fn finish(mut self, path: &Path) -> Result<()> {
+        self.stop.take();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => Err(Error::io("sync", path, e)),
+            Some(Err(_)) => Err(Error::io(
+                "sync",
+                path,
+                std::io::Error::other("the writeback thread stopped"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl Drop for Beside {
     fn drop(&mut self) {
         for (temp, _) in &self.0 {
@@ -134,5 +215,52 @@ fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Writes `chunks` of 1 MiB to the output's temporary file, pausing
+    /// long enough between them for the early writeback to sync.
+    fn write(output: &Output, chunks: u8) {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(output.path())
+            .unwrap();
+        for chunk in 0..chunks {
+            file.write_all(&[chunk; 1 << 20]).unwrap();
+            std::thread::sleep(WRITEBACK_PAUSE / 2);
+        }
+    }
+
+    #[test]
+    fn a_file_written_back_early_is_whole_at_its_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.db");
+        let mut output = Output::create(&dest, false).unwrap();
+        output.write_back_early().unwrap();
+        write(&output, 6);
+        output.commit(None).unwrap();
+        let bytes = std::fs::read(&dest).unwrap();
+        assert_eq!(bytes.len(), 6 << 20);
+        assert!(bytes
+            .chunks(1 << 20)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|&b| b == i as u8)));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_file_written_back_early_and_abandoned_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.db");
+        let mut output = Output::create(&dest, false).unwrap();
+        output.write_back_early().unwrap();
+        write(&output, 3);
+        drop(output);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -157,20 +157,23 @@ impl Drop for QuickCheck {
     }
 }
 
-/// Opens a new, empty SQLite file for writing, tuned for one bulk load
-/// (no journal: an unfinished file is thrown away, never used). Foreign
-/// keys are not enforced, as in the old store: rows go in table by table.
-pub(crate) fn open_output(path: &Path) -> Result<Connection> {
+/// Opens a new, empty SQLite file for writing with pages of `page_size`
+/// bytes, tuned for one bulk load (no journal: an unfinished file is thrown
+/// away, never used). Foreign keys are not enforced, as in the old store:
+/// rows go in table by table.
+pub(crate) fn open_output(path: &Path, page_size: u32) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .in_file(path)?;
     harden(&conn, path)?;
-    conn.execute_batch(
-        "PRAGMA foreign_keys = OFF; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; \
-         PRAGMA cache_size = -65536; PRAGMA temp_store = FILE;",
-    )
+    // The page size first: SQLite counts a cache size given in KiB as pages
+    // of the page size it has when the cache size is set.
+    conn.execute_batch(&format!(
+        "PRAGMA page_size = {page_size}; PRAGMA foreign_keys = OFF; PRAGMA journal_mode = OFF; \
+         PRAGMA synchronous = OFF; PRAGMA cache_size = -65536; PRAGMA temp_store = FILE;"
+    ))
     .in_file(path)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

@@ -265,6 +265,13 @@ fn an_exported_file_opens_in_both_generations_of_the_old_store() {
     export(&original, &db, &ExportOptions::default()).unwrap();
 
     let conn = Connection::open(&db).unwrap();
+    // Pages of 16 KiB (the old store's own files have SQLite's 4 KiB).
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(page_size, 16384);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
     // Generation 1's schema script, then generation 2's index on phase.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS chat_sessions (session_id TEXT PRIMARY KEY, user_id TEXT, \
