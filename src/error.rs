@@ -106,6 +106,18 @@ pub enum Error {
     #[error("not committed: another write in the same commit failed")]
     BatchAborted,
 
+    /// [`SessionStore::check`](crate::SessionStore::check) verifies every
+    /// page, which redb allows only while no read is open: a
+    /// [`Snapshot`](crate::Snapshot) of the store is still alive. Drop it
+    /// and call again.
+    #[error("{path}: {operation} cannot run while a Snapshot of the store is open; drop it first")]
+    SnapshotOpen {
+        /// The store file.
+        path: PathBuf,
+        /// What was asked (`"check"`).
+        operation: &'static str,
+    },
+
     /// The store's writer has stopped after an earlier failure; reopen the store.
     #[error("the store's writer has stopped; reopen the store")]
     WriterStopped,

@@ -43,6 +43,10 @@ impl SessionStore {
     /// Checks the file: redb's page checksums, then every rule of the data
     /// model (seqs dense, message ids mapped both ways and below the next
     /// id, each index equal to what its table implies, extra rows linked).
+    ///
+    /// redb verifies pages only while no read is open: with a
+    /// [`Snapshot`](crate::Snapshot) of the store alive, this returns
+    /// [`Error::SnapshotOpen`] and checks nothing.
     pub fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
         let path = self.path().to_path_buf();
         let storage = self.maintain(move |db| {
@@ -54,6 +58,10 @@ impl SessionStore {
                 Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(why))) => {
                     Ok(Some(format!("redb found the file damaged: {why}")))
                 }
+                Err(redb::DatabaseError::TransactionInProgress) => Err(Error::SnapshotOpen {
+                    path: path.clone(),
+                    operation: "check",
+                }),
                 Err(other) => Err(other.into()),
             })
         })?;

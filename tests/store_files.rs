@@ -644,3 +644,22 @@ fn check_reports_an_index_or_a_message_removed_behind_the_store() {
     );
     assert!(problems.contains("message_ids has"), "{problems}");
 }
+
+#[test]
+fn check_while_a_snapshot_is_open_names_the_snapshot_and_works_once_it_is_dropped() {
+    let (_dir, store) = temp_store();
+    populate(&store);
+    let snapshot = store.snapshot().unwrap();
+    match store.check(&mut |_, _| {}) {
+        Err(Error::SnapshotOpen { path, operation }) => {
+            assert_eq!(path, store.path());
+            assert_eq!(operation, "check");
+        }
+        other => panic!("expected SnapshotOpen, got {other:?}"),
+    }
+    // The refused check changed nothing: the snapshot still reads, and
+    // once it is gone the check runs and is clean.
+    assert!(snapshot.sessions().unwrap().count() > 0);
+    drop(snapshot);
+    assert_clean(&store);
+}
