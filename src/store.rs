@@ -523,7 +523,9 @@ impl SessionStore {
 
     /// Appends several messages in one commit, all or none (a user's turn
     /// and the reply to it); returns their global ids, in order. Refused as
-    /// [`add_message`](Self::add_message) is.
+    /// [`add_message`](Self::add_message) is, and when `messages` is empty
+    /// ([`Error::InvalidInput`]: nothing to add, and the session is not
+    /// touched).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -561,6 +563,9 @@ impl SessionStore {
         messages: Vec<NewMessage>,
         access: Access<'_>,
     ) -> Result<Vec<u64>> {
+        if messages.is_empty() {
+            return Err(Error::invalid("messages", "none to add"));
+        }
         let limit = self.inner.options.max_content_bytes;
         if let Some(message) = messages.iter().find(|m| m.content.len() > limit) {
             return Err(Error::invalid(

@@ -469,6 +469,8 @@ fn add_messages_writes_a_whole_turn_or_nothing() {
         ),
         "content",
     );
+    // An empty turn is refused: it would only touch updated_at.
+    assert_invalid(store.add_messages(id, Vec::new()), "messages");
     // Another user's session answers as a missing one, for the whole turn.
     assert_session_not_found(
         store
