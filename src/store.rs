@@ -1019,18 +1019,24 @@ impl SessionStore {
 
     // ---- monitoring -----------------------------------------------------
 
-    /// Active and expired sessions, messages, and the file's size.
+    /// Active and expired sessions, messages, and the sizes of the file and
+    /// of its journal.
     pub fn stats(&self) -> Result<Stats> {
         self.reading(|txn| {
-            let file_size = std::fs::metadata(&self.inner.path)
-                .map_err(|e| Error::io("read the size of", &self.inner.path, e))?
-                .len();
+            let size_of = |path: &Path| {
+                std::fs::metadata(path)
+                    .map(|m| m.len())
+                    .map_err(|e| Error::io("read the size of", path, e))
+            };
+            let file_size = size_of(&self.inner.path)?;
+            let journal_size = size_of(&crate::journal::journal_path(&self.inner.path))?;
             let lazily_expired = self.expiry(txn).lazily_expired()?;
             Ok(Stats {
                 active_sessions: tables::count(txn, tables::ACTIVE_BY_UPDATED)? - lazily_expired,
                 expired_sessions: tables::count(txn, tables::EXPIRED_BY_TIME)? + lazily_expired,
                 messages: tables::count(txn, tables::MESSAGE_IDS)?,
                 file_size,
+                journal_size,
             })
         })
     }

@@ -562,7 +562,15 @@ fn stats_counts_sessions_messages_and_size() {
         ["Active sessions: 1", "Expired sessions: 1", "Messages: 2"]
     );
     assert!(lines[3].starts_with("File size: ") && lines[3].ends_with(&format!(" ({size} bytes)")));
-    assert_eq!(lines.len(), 4);
+    let mut journal = scene.db.clone().into_os_string();
+    journal.push("-journal");
+    let journal_size = std::fs::metadata(&journal).unwrap().len();
+    assert!(
+        lines[4].starts_with("Journal size: ") && lines[4].ends_with(&format!(" ({journal_size} bytes)")),
+        "{}",
+        lines[4]
+    );
+    assert_eq!(lines.len(), 5);
 }
 
 #[test]

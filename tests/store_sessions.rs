@@ -574,6 +574,9 @@ fn stats_count_active_expired_messages_and_file_size() {
     );
     assert_eq!(stats.file_size, common::file_len(&common::store_path(&dir)));
     assert!(stats.file_size > 0);
+    let journal = common::store_path(&dir).with_file_name("sessions.redb-journal");
+    assert_eq!(stats.journal_size, common::file_len(&journal));
+    assert!(stats.journal_size > 0);
 }
 
 #[test]

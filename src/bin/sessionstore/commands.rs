@@ -334,6 +334,7 @@ fn stats(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
     say!(out, "Expired sessions: {}", stats.expired_sessions);
     say!(out, "Messages: {}", stats.messages);
     say!(out, "File size: {}", output::size(stats.file_size));
+    say!(out, "Journal size: {}", output::size(stats.journal_size));
     Ok(())
 }
 
