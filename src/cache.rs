@@ -206,14 +206,11 @@ impl MessageCache {
             return Ok(cached);
         }
         let mut messages = shared(read(missing.clone())?);
-        if messages.len() as u64 != missing.end - missing.start {
-            // Fewer than the record counts (a damaged file): served as read,
-            // never kept.
-            messages.extend(cached);
-            return Ok(messages);
-        }
+        // Fewer than the record counts (a damaged file): served as read,
+        // never kept.
+        let complete = messages.len() as u64 == missing.end - missing.start;
         messages.extend(cached);
-        if seqs.end == count {
+        if complete && seqs.end == count {
             self.keep(ticket, session, revision, seqs.start, &messages);
         }
         Ok(messages)

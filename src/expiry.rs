@@ -185,26 +185,25 @@ fn drop_unused_events(tables: &mut WriteTables<'_>) -> Result<bool> {
 /// Deletes, with their messages, at most `limit` sessions expired before
 /// `cutoff`, for good or lazily; returns how many.
 pub(crate) fn purge_before(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
-    let mut purged = 0;
-    for id in sessions_in(&*tables.expired_by_time, (i64::MIN, cutoff), limit)? {
+    // (the index that names it, session): expired for good, then lazily.
+    let mut due: Vec<(&'static str, u128)> =
+        sessions_in(&*tables.expired_by_time, (i64::MIN, cutoff), limit)?
+            .into_iter()
+            .map(|id| ("expired_by_time", id))
+            .collect();
+    for range in lazy_ranges_expired_before(read_events(&*tables.expiry_events)?, cutoff) {
+        let left = limit - due.len();
+        let lazily = sessions_in(&*tables.active_by_updated, range, left)?;
+        due.extend(lazily.into_iter().map(|id| ("active_by_updated", id)));
+    }
+    for &(index, id) in &due {
         let record = tables
             .session(id)?
-            .ok_or_else(|| Error::corrupt_record("expired_by_time", "entry without a session"))?;
+            .ok_or_else(|| Error::corrupt_record(index, "entry without a session"))?;
         tables.remove_session(id, &record)?;
-        purged += 1;
-    }
-    for range in lazy_ranges_expired_before(read_events(&*tables.expiry_events)?, cutoff) {
-        let left = limit - purged as usize;
-        for id in sessions_in(&*tables.active_by_updated, range, left)? {
-            let record = tables
-                .session(id)?
-                .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
-            tables.remove_session(id, &record)?;
-            purged += 1;
-        }
     }
     drop_unused_events(tables)?;
-    Ok(purged)
+    Ok(due.len() as u64)
 }
 
 /// What the store keeps in memory of the lazy expiry.

@@ -76,8 +76,6 @@ pub(crate) struct Journal {
     last_start: Option<u64>,
     /// Records were appended without a sync since the last one.
     unsynced: bool,
-    /// The lsn of the last record appended.
-    appended: u64,
     /// The last lsn known to be on disk (in the journal or the database).
     synced: u64,
 }
@@ -115,14 +113,13 @@ impl Journal {
             next_lsn: 0,
             last_start: None,
             unsynced: false,
-            appended: 0,
             synced: 0,
         };
         let written = journal
             .file
             .len()
             .map_err(|e| journal.io("read the size of", e))?;
-        journal.capacity = journal.grow_to(size)?;
+        journal.capacity = journal.grow_to(size, written)?;
         let durable = durable_lsn(db)?;
         let records = journal.read_after(durable, written)?;
         journal.next_lsn = durable + 1;
@@ -145,15 +142,14 @@ impl Journal {
             txn.commit()?;
             journal.next_lsn = last + 1;
         }
-        journal.appended = journal.next_lsn - 1;
-        journal.synced = journal.appended;
+        journal.synced = journal.last_appended();
         journal.cut_to(size)?;
         Ok(journal)
     }
 
-    /// Zero-fills the file to `size` when shorter; its size.
-    fn grow_to(&self, size: u64) -> Result<u64> {
-        let len = self.file.len().map_err(|e| self.io("read the size of", e))?;
+    /// Zero-fills the file, `len` bytes long, to `size` when shorter; its
+    /// size.
+    fn grow_to(&self, size: u64, len: u64) -> Result<u64> {
         if len >= size {
             return Ok(len);
         }
@@ -200,7 +196,7 @@ impl Journal {
     }
 
     /// The records of the current round with lsn above `durable`, in order.
-    /// `written`: the file's size before [`Journal::prepare`] filled it.
+    /// `written`: the file's size before [`Journal::grow_to`] filled it.
     fn read_after(&self, durable: u64, written: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut records = Vec::new();
         let mut at = 0u64;
@@ -430,7 +426,6 @@ impl Journal {
         self.last_start = Some(self.end);
         self.end += size;
         self.next_lsn += 1;
-        self.appended = lsn;
         self.unsynced = true;
         if sync {
             self.sync()?;
@@ -438,12 +433,17 @@ impl Journal {
         Ok(lsn)
     }
 
+    /// The lsn of the last record appended (or replayed).
+    fn last_appended(&self) -> u64 {
+        self.next_lsn - 1
+    }
+
     /// Makes every record appended so far durable.
     pub fn sync(&mut self) -> Result<()> {
         if self.unsynced {
             self.file.sync_data().map_err(|e| self.io("sync", e))?;
             self.unsynced = false;
-            self.synced = self.appended;
+            self.synced = self.last_appended();
         }
         Ok(())
     }
@@ -460,7 +460,6 @@ impl Journal {
             .map_err(|e| self.io("retract a record of", e))?;
         self.end = start;
         self.next_lsn -= 1;
-        self.appended = self.next_lsn - 1;
         Ok(())
     }
 
@@ -470,7 +469,7 @@ impl Journal {
     pub fn reset(&mut self) {
         self.end = 0;
         self.unsynced = false;
-        self.synced = self.appended;
+        self.synced = self.last_appended();
         self.last_start = None;
     }
 

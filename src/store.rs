@@ -1029,7 +1029,7 @@ impl SessionStore {
                     .map_err(|e| Error::io("read the size of", path, e))
             };
             let file_size = size_of(&self.inner.path)?;
-            let journal_size = size_of(&crate::journal::journal_path(&self.inner.path))?;
+            let journal_size = size_of(&journal_path(&self.inner.path))?;
             let lazily_expired = self.expiry(txn).lazily_expired()?;
             Ok(Stats {
                 active_sessions: tables::count(txn, tables::ACTIVE_BY_UPDATED)? - lazily_expired,
