@@ -209,6 +209,11 @@ impl Snapshot {
     pub fn message_count(&self) -> Result<u64> {
         tables::count(&self.txn, tables::MESSAGE_IDS)
     }
+
+    /// How many extra rows ([`Snapshot::extra_rows`] yields them).
+    pub fn extra_row_count(&self) -> Result<u64> {
+        tables::count(&self.txn, tables::EXTRA_ROWS)
+    }
 }
 
 /// A message's id and its encoded record.

@@ -275,8 +275,8 @@ impl Run<'_> {
     /// Rows of tables the store does not interpret, and rows carried
     /// uninterpreted into the two it does.
     fn extra_rows(&mut self) -> Result<()> {
-        let rows = self.snapshot.extra_rows().in_file(self.source)?.count();
-        let bar = self.progress.table("other tables", rows as u64);
+        let rows = self.snapshot.extra_row_count().in_file(self.source)?;
+        let bar = self.progress.table("other tables", rows);
         let schema = self.schema;
         for row in self.snapshot.extra_rows().in_file(self.source)? {
             let row = row.in_file(self.source)?;
