@@ -406,10 +406,12 @@ impl Importer {
 
 fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
     // Check everything first: a refusal must leave the store untouched.
-    let mut new_sessions = HashSet::new();
+    // The sessions of this batch, each with the count of the messages it
+    // gets in the batch: a session of this batch is written once.
+    let mut new_counts: HashMap<u128, u64> = HashMap::with_capacity(batch.sessions.len());
     for session in &batch.sessions {
         let key = session.session_id.as_u128();
-        if tables.session(key)?.is_some() || !new_sessions.insert(key) {
+        if tables.session(key)?.is_some() || new_counts.insert(key, 0).is_some() {
             return Err(Error::invalid(
                 "session_id",
                 format!("session {} is loaded twice", session.session_id),
@@ -419,7 +421,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
     let mut new_ids = HashSet::new();
     for (session, messages) in &batch.messages {
         let key = session.as_u128();
-        if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
+        if !new_counts.contains_key(&key) && tables.session(key)?.is_none() {
             return Err(Error::SessionNotFound(*session));
         }
         for &(id, _) in messages {
@@ -434,19 +436,12 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
     for row in &batch.extra_rows {
         if let Some(session) = row.session {
             let key = session.as_u128();
-            if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
+            if !new_counts.contains_key(&key) && tables.session(key)?.is_none() {
                 return Err(Error::SessionNotFound(session));
             }
         }
     }
     let mut next_id = tables.next_message_id()?;
-    // A session of this batch is written once, with the count of the
-    // messages it got in the batch.
-    let mut new_counts: HashMap<u128, u64> = batch
-        .sessions
-        .iter()
-        .map(|s| (s.session_id.as_u128(), 0))
-        .collect();
     for (session, messages) in batch.messages {
         let key = session.as_u128();
         let (mut seq, old) = match new_counts.get(&key) {
