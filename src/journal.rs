@@ -945,4 +945,22 @@ mod tests {
         assert_eq!(session.messages.len(), 1);
         assert_eq!(session.messages[0].content, "after the marker");
     }
+
+    #[test]
+    fn a_caller_writing_in_a_loop_does_not_hold_off_the_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = SessionStore::open(&path)
+            .unwrap()
+            .with_durability(crate::Durability::Relaxed);
+        let id = store.create_session(None).unwrap();
+        for i in 0..2000 {
+            store.add_message(id, NewMessage::user(format!("{i}"))).unwrap();
+        }
+        // A checkpoint follows every 256 records, before the next commit:
+        // the journal has started over 7 times, its first record is recent.
+        let journal = std::fs::read(journal_path(&path)).unwrap();
+        let first_lsn = u64::from_le_bytes(journal[8..16].try_into().unwrap());
+        assert!(first_lsn > 1792, "the journal starts at record {first_lsn}");
+    }
 }

@@ -171,8 +171,12 @@ struct Queue {
     /// When the oldest record the database holds only non-durably reaches
     /// [`CHECKPOINT_AGE`].
     checkpoint_at: Option<Instant>,
-    /// A checkpoint is due now (records or bytes).
-    checkpoint_now: bool,
+    /// A checkpoint is due (records or bytes) or under way: the background
+    /// thread does it, and no leader takes the committer until it is done
+    /// (a caller in a loop of writes would otherwise always win the lock
+    /// back, and pages freed since the last checkpoint, which only a
+    /// checkpoint makes reusable, would pile up in the file).
+    checkpointing: bool,
     /// The idle work failed: retried after the next successful batch.
     idle_failed: bool,
     closing: bool,
@@ -182,6 +186,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Wakes the background thread.
     background: Condvar,
+    /// Wakes the leaders waiting for a checkpoint to end.
+    checkpointed: Condvar,
     committer: Mutex<Committer>,
     idle: Arc<dyn IdleWork>,
 }
@@ -203,6 +209,7 @@ impl Writer {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             background: Condvar::new(),
+            checkpointed: Condvar::new(),
             committer: Mutex::new(Committer {
                 db,
                 journal,
@@ -303,6 +310,12 @@ impl Shared {
     fn lead(&self) {
         let jobs: Vec<(Box<dyn Job>, bool)> = {
             let mut queue = lock(&self.queue);
+            while queue.checkpointing && !queue.closing {
+                queue = self
+                    .checkpointed
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
             let n = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..n).collect()
         };
@@ -351,8 +364,8 @@ impl Shared {
                 queue.idle_failed = false;
                 wake = true;
             }
-            if due && !queue.checkpoint_now {
-                queue.checkpoint_now = true;
+            if due && !queue.checkpointing {
+                queue.checkpointing = true;
                 wake = true;
             }
             if checkpoint_at.is_some() && queue.checkpoint_at.is_none() {
@@ -381,8 +394,8 @@ impl Shared {
             }
             let now = Instant::now();
             let aged = queue.checkpoint_at.is_some_and(|at| at <= now);
-            if queue.checkpoint_now || aged {
-                queue.checkpoint_now = false;
+            if queue.checkpointing || aged {
+                queue.checkpointing = true;
                 queue.checkpoint_at = None;
                 drop(queue);
                 let next = self.committer().ok().and_then(|mut committer| {
@@ -392,7 +405,9 @@ impl Shared {
                     committer.checkpoint_at()
                 });
                 queue = lock(&self.queue);
+                queue.checkpointing = false;
                 queue.checkpoint_at = queue.checkpoint_at.or(next);
+                self.checkpointed.notify_all();
                 continue;
             }
             let idle = !queue.idle_failed && queue.waiting.is_empty() && !queue.leading && self.idle.due();
