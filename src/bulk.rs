@@ -78,7 +78,7 @@ impl SessionStore {
 
     /// A loader for sessions and messages as they are (ids, timestamps,
     /// extra columns kept). Writes are batched into large commits that are
-    /// not synced and not journaled, made on the writer thread while the
+    /// not synced and not journaled, made on a thread of their own while the
     /// caller prepares the next batch; [`Importer::finish`] makes them
     /// durable with one synced commit. Until then a crash loses the import
     /// (and only the import): load into a new file, as the converter does.

@@ -21,6 +21,11 @@
 //! replays blindly (puts and removes of whole keys), so a record applied
 //! twice changes nothing.
 //!
+//! A journal that holds no record at all (new, or written only by
+//! unjournaled commits) gets a marker when opened: a record at byte 0 whose
+//! lsn the database holds already, so that later opens see a checkpointed
+//! round and skip the look for damage past its end.
+//!
 //! A record that ends the journal by failing its checksum is a torn tail
 //! after a crash, unless a later valid record says (by its `synced`) that
 //! the failing one had been on disk: then it was damaged afterwards, the
@@ -121,7 +126,7 @@ impl Journal {
             .map_err(|e| journal.io("read the size of", e))?;
         journal.capacity = journal.grow_to(size, written)?;
         let durable = durable_lsn(db)?;
-        let records = journal.read_after(durable, written)?;
+        let (records, starts_empty) = journal.read_after(durable, written)?;
         journal.next_lsn = durable + 1;
         if let Some(&(last, _)) = records.last() {
             journal.verify_database(db)?;
@@ -144,6 +149,9 @@ impl Journal {
         }
         journal.synced = journal.last_appended();
         journal.cut_to(size)?;
+        if starts_empty {
+            journal.mark_checkpointed()?;
+        }
         Ok(journal)
     }
 
@@ -195,9 +203,10 @@ impl Journal {
         })
     }
 
-    /// The records of the current round with lsn above `durable`, in order.
+    /// The records of the current round with lsn above `durable`, in order,
+    /// and whether the file starts with zeros (no record, no marker).
     /// `written`: the file's size before [`Journal::grow_to`] filled it.
-    fn read_after(&self, durable: u64, written: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    fn read_after(&self, durable: u64, written: u64) -> Result<(Vec<Replayed>, bool)> {
         let mut records = Vec::new();
         let mut at = 0u64;
         let mut expected: Option<u64> = None;
@@ -216,6 +225,10 @@ impl Journal {
             let wanted = expected.unwrap_or(durable + 1);
             let (lsn, payload, next) = match self.read_slot(at)? {
                 Slot::Record { lsn, payload, next } => (lsn, payload, next),
+                Slot::Empty if at == 0 => {
+                    check_end(at, wanted, &records, checkpointed)?;
+                    return Ok((records, true));
+                }
                 Slot::Empty | Slot::Bad => {
                     check_end(at, wanted, &records, checkpointed)?;
                     break;
@@ -245,7 +258,22 @@ impl Journal {
             expected = Some(lsn + 1);
             at = next;
         }
-        Ok(records)
+        Ok((records, false))
+    }
+
+    /// Writes, at the start of a journal that holds nothing, a record the
+    /// database holds already (the last durable lsn, never replayed): the
+    /// next open then knows the round was checkpointed and need not read
+    /// past the first record looking for damage (a MiB of zeros, otherwise,
+    /// on every open of a store whose journal was never written). The
+    /// first append overwrites it.
+    fn mark_checkpointed(&mut self) -> Result<()> {
+        let lsn = self.last_appended();
+        let record = record(lsn, lsn, CHECKPOINT_MARKER)?;
+        self.file
+            .write(0, &record)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| self.io("mark the start of", e))
     }
 
     /// The current round of the journal ended at `at`, where record `lsn`
@@ -410,21 +438,13 @@ impl Journal {
     /// Appends `payload` as record [`Journal::next_lsn`]; with `sync`, returns
     /// once it is on disk. The caller checked [`Journal::fits`].
     pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<u64> {
-        let len = u32::try_from(payload.len()).map_err(|_| Error::invalid("journal record", "over 4 GiB"))?;
         let lsn = self.next_lsn;
-        let size = padded(HEADER + payload.len());
-        let mut record = Vec::with_capacity(size as usize);
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&checksum(len, lsn, self.synced, payload).to_le_bytes());
-        record.extend_from_slice(&lsn.to_le_bytes());
-        record.extend_from_slice(&self.synced.to_le_bytes());
-        record.extend_from_slice(payload);
-        record.resize(size as usize, 0);
+        let record = record(lsn, self.synced, payload)?;
         self.file
             .write(self.end, &record)
             .map_err(|e| self.io("append to", e))?;
         self.last_start = Some(self.end);
-        self.end += size;
+        self.end += record.len() as u64;
         self.next_lsn += 1;
         self.unsynced = true;
         if sync {
@@ -478,6 +498,26 @@ impl Journal {
     }
 }
 
+/// A record to replay: its lsn and payload.
+type Replayed = (u64, Vec<u8>);
+
+/// The payload of the record [`Journal::mark_checkpointed`] writes.
+const CHECKPOINT_MARKER: &[u8] = b"checkpointed";
+
+/// Record `lsn` holding `payload`, padded to a multiple of [`ALIGN`].
+fn record(lsn: u64, synced: u64, payload: &[u8]) -> Result<Vec<u8>> {
+    let len = u32::try_from(payload.len()).map_err(|_| Error::invalid("journal record", "over 4 GiB"))?;
+    let size = padded(HEADER + payload.len());
+    let mut record = Vec::with_capacity(size as usize);
+    record.extend_from_slice(&len.to_le_bytes());
+    record.extend_from_slice(&checksum(len, lsn, synced, payload).to_le_bytes());
+    record.extend_from_slice(&lsn.to_le_bytes());
+    record.extend_from_slice(&synced.to_le_bytes());
+    record.extend_from_slice(payload);
+    record.resize(size as usize, 0);
+    Ok(record)
+}
+
 fn checksum(len: u32, lsn: u64, synced: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&len.to_le_bytes());
@@ -519,6 +559,7 @@ fn durable_lsn(db: &Database) -> Result<u64> {
 mod tests {
     use std::collections::HashMap;
     use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use redb::StorageBackend;
@@ -536,6 +577,7 @@ mod tests {
     struct SimFile {
         current: Mutex<Vec<u8>>,
         synced: Mutex<Vec<u8>>,
+        bytes_read: AtomicUsize,
     }
 
     #[derive(Debug)]
@@ -546,6 +588,7 @@ mod tests {
             Ok(self.0.current.lock().unwrap().len() as u64)
         }
         fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.0.bytes_read.fetch_add(out.len(), Ordering::Relaxed);
             let data = self.0.current.lock().unwrap();
             let start = offset as usize;
             let bytes = data
@@ -598,6 +641,7 @@ mod tests {
                     let file = SimFile {
                         current: Mutex::new(synced.clone()),
                         synced: Mutex::new(synced),
+                        bytes_read: AtomicUsize::new(0),
                     };
                     (path.clone(), Arc::new(file))
                 })
@@ -607,6 +651,11 @@ mod tests {
 
         fn bytes(&self, path: &Path) -> Vec<u8> {
             self.0.lock().unwrap()[path].current.lock().unwrap().clone()
+        }
+
+        /// Bytes read from `path` since the last call.
+        fn take_bytes_read(&self, path: &Path) -> usize {
+            self.0.lock().unwrap()[path].bytes_read.swap(0, Ordering::Relaxed)
         }
 
         fn set_bytes(&self, path: &Path, bytes: Vec<u8>) {
@@ -865,5 +914,53 @@ mod tests {
         assert_eq!(store.get_session(id).unwrap().unwrap(), before);
         assert!(store.check(&mut |_, _| {}).unwrap().is_clean());
         assert_eq!(store.add_message(id, NewMessage::user("next")).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_clean_open_of_a_journal_never_written_reads_only_its_first_record() {
+        let disk = Disk::default();
+        let journal = journal_path(Path::new(STORE));
+        drop(disk.open());
+        // The first open found zeros, looked past them for damage, and
+        // marked the journal as checkpointed.
+        assert_eq!(records(&disk.bytes(&journal)).len(), 1);
+        disk.take_bytes_read(&journal);
+        drop(disk.open());
+        let read = disk.take_bytes_read(&journal);
+        assert!(read < 4096, "a clean open read {read} bytes of the journal");
+    }
+
+    #[test]
+    fn the_checkpoint_marker_is_overwritten_by_the_first_append_and_never_replayed() {
+        let disk = Disk::default();
+        let store = disk.open();
+        let id = store.create_session(None).unwrap();
+        store
+            .add_message(id, NewMessage::user("after the marker"))
+            .unwrap();
+        let crashed = disk.after_power_loss();
+        drop(store);
+        let store = crashed.open();
+        let session = store.get_session(id).unwrap().unwrap();
+        assert_eq!(session.messages.len(), 1);
+        assert_eq!(session.messages[0].content, "after the marker");
+    }
+
+    #[test]
+    fn a_caller_writing_in_a_loop_does_not_hold_off_the_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = SessionStore::open(&path)
+            .unwrap()
+            .with_durability(crate::Durability::Relaxed);
+        let id = store.create_session(None).unwrap();
+        for i in 0..2000 {
+            store.add_message(id, NewMessage::user(format!("{i}"))).unwrap();
+        }
+        // A checkpoint follows every 256 records, before the next commit:
+        // the journal has started over 7 times, its first record is recent.
+        let journal = std::fs::read(journal_path(&path)).unwrap();
+        let first_lsn = u64::from_le_bytes(journal[8..16].try_into().unwrap());
+        assert!(first_lsn > 1792, "the journal starts at record {first_lsn}");
     }
 }

@@ -1,16 +1,25 @@
-//! The one writer: a thread that takes every waiting write request, runs them
-//! in one redb transaction, commits once, and then answers them all (group
-//! commit). The commit policy lives here and nowhere else.
+//! The write path: every write request runs in one redb transaction with
+//! the others waiting at that moment, which commits once and then answers
+//! them all (group commit). The commit policy lives here and nowhere else.
+//!
+//! There is no writer thread on the path of a write: the caller that finds
+//! no commit under way commits itself (the leader), taking every request
+//! queued at that moment; requests that arrive meanwhile queue, and when the
+//! leader is done it hands the lead to the oldest of them (LevelDB's writer
+//! queue). A caller alone commits in its own thread, with no thread hop.
 //!
 //! A commit appends the batch's changes to the journal (synced when a
 //! request of the batch is durable) and then commits to redb without a sync
 //! (`Durability::None`); a checkpoint, a durable redb commit, follows every
 //! [`CHECKPOINT_RECORDS`] records, half the journal's bytes or
 //! [`CHECKPOINT_AGE`], after which the journal starts over (see
-//! `journal.rs`). Closing ends with a checkpoint.
+//! `journal.rs`). Checkpoints and the idle work (see [`IdleWork`]) run on a
+//! background thread, off the path of an acknowledgement. Closing ends with
+//! a checkpoint.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
-use std::sync::{Arc, RwLock};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,19 +45,68 @@ pub enum Durability {
 /// Most requests one commit takes.
 const MAX_BATCH: usize = 4096;
 
-/// A write request waiting for the writer.
+/// A write request waiting for a commit.
 trait Job: Send {
     /// Runs the request inside the batch's transaction. False when it failed
     /// in a way that may have left partial writes: the batch must not commit.
     fn run(&mut self, tables: &mut WriteTables<'_>) -> bool;
     /// Answers the caller once the batch's commit is decided.
     fn finish(self: Box<Self>, commit: Option<&Error>);
+    /// Tells the caller, still waiting, that it leads the next commit.
+    fn lead(&self);
+}
+
+/// Where a waiting caller finds its answer, or its turn to lead.
+struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+    changed: Condvar,
+}
+
+enum SlotState<T> {
+    Waiting,
+    Lead,
+    Done(Result<T>),
+}
+
+impl<T> Slot<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Slot {
+            state: Mutex::new(SlotState::Waiting),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn set(&self, new: SlotState<T>) {
+        let mut state = lock(&self.state);
+        // An answer is final: a late hand-off never replaces it.
+        if !matches!(*state, SlotState::Done(_)) {
+            *state = new;
+            self.changed.notify_one();
+        }
+    }
+
+    /// Waits until answered (`Ok`) or handed the lead (`Err(())`).
+    fn wait(&self) -> std::result::Result<Result<T>, ()> {
+        let mut state = lock(&self.state);
+        loop {
+            match std::mem::replace(&mut *state, SlotState::Waiting) {
+                SlotState::Done(result) => return Ok(result),
+                SlotState::Lead => return Err(()),
+                SlotState::Waiting => {
+                    state = self
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                }
+            }
+        }
+    }
 }
 
 struct Pending<T, F> {
     op: Option<F>,
     result: Option<Result<T>>,
-    reply: SyncSender<Result<T>>,
+    slot: Arc<Slot<T>>,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -69,20 +127,32 @@ where
         clean
     }
 
-    fn finish(self: Box<Self>, commit: Option<&Error>) {
-        let result = match (commit, self.result) {
+    fn finish(mut self: Box<Self>, commit: Option<&Error>) {
+        let result = match (commit, self.result.take()) {
             (None, Some(result)) => result,
             (Some(_), Some(Err(own))) if !own.is_refusal() => Err(own),
             (Some(error), _) => Err(error.clone()),
             (None, None) => Err(Error::WriterStopped),
         };
-        let _ = self.reply.send(result);
+        self.slot.set(SlotState::Done(result));
+    }
+
+    fn lead(&self) {
+        self.slot.set(SlotState::Lead);
     }
 }
 
-/// Work the writer does when no request waits, in small commits of its own
-/// (relaxed: the work must change nothing a reader can observe, so that
-/// losing it in a crash loses nothing).
+impl<T, F> Drop for Pending<T, F> {
+    /// A request dropped unanswered (a panic during its commit) answers
+    /// [`Error::WriterStopped`], so that its caller never waits forever.
+    fn drop(&mut self) {
+        self.slot.set(SlotState::Done(Err(Error::WriterStopped)));
+    }
+}
+
+/// Work done when no request waits, in small commits of its own on the
+/// background thread (relaxed: the work must change nothing a reader can
+/// observe, so that losing it in a crash loses nothing).
 pub(crate) trait IdleWork: Send + Sync {
     /// True while there is work to do.
     fn due(&self) -> bool;
@@ -90,16 +160,41 @@ pub(crate) trait IdleWork: Send + Sync {
     fn step(&self, tables: &mut WriteTables<'_>) -> Result<()>;
 }
 
-type Maintenance = Box<dyn FnOnce(&mut Database) + Send>;
-
-enum Request {
-    Write { job: Box<dyn Job>, durable: bool },
-    Maintain(Maintenance),
+/// The requests waiting for a commit, and what the background thread is
+/// asked to do. Locked briefly, never across I/O; a thread holding it never
+/// takes the committer's lock.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<(Box<dyn Job>, bool)>,
+    /// A leader is committing (or was handed the lead and is waking up).
+    leading: bool,
+    /// When the oldest record the database holds only non-durably reaches
+    /// [`CHECKPOINT_AGE`].
+    checkpoint_at: Option<Instant>,
+    /// A checkpoint is due (records or bytes) or under way: the background
+    /// thread does it, and no leader takes the committer until it is done
+    /// (a caller in a loop of writes would otherwise always win the lock
+    /// back, and pages freed since the last checkpoint, which only a
+    /// checkpoint makes reusable, would pile up in the file).
+    checkpointing: bool,
+    /// The idle work failed: retried after the next successful batch.
+    idle_failed: bool,
+    closing: bool,
 }
 
-/// The handle callers use to reach the writer thread.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the background thread.
+    background: Condvar,
+    /// Wakes the leaders waiting for a checkpoint to end.
+    checkpointed: Condvar,
+    committer: Mutex<Committer>,
+    idle: Arc<dyn IdleWork>,
+}
+
+/// The handle callers write through.
 pub(crate) struct Writer {
-    requests: Option<Sender<Request>>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -111,21 +206,28 @@ impl Writer {
         idle: Arc<dyn IdleWork>,
         cache: Arc<MessageCache>,
     ) -> Result<Self> {
-        let (requests, receiver) = mpsc::channel();
-        let committer = Committer {
-            db,
-            journal,
-            cache,
-            since_checkpoint: 0,
-            oldest_unchecked: None,
-            failed: false,
-        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            background: Condvar::new(),
+            checkpointed: Condvar::new(),
+            committer: Mutex::new(Committer {
+                db,
+                journal,
+                cache,
+                since_checkpoint: 0,
+                oldest_unchecked: None,
+                failed: false,
+                stopped: false,
+            }),
+            idle,
+        });
+        let background = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sessionstore-writer".into())
-            .spawn(move || run(committer, receiver, idle))
+            .spawn(move || background.run_background())
             .map_err(|e| Error::io("start the writer thread for", path, e))?;
         Ok(Writer {
-            requests: Some(requests),
+            shared,
             thread: Some(thread),
         })
     }
@@ -141,17 +243,29 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut WriteTables<'_>) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = mpsc::sync_channel::<Result<T>>(1);
+        let slot = Slot::new();
         let job = Box::new(Pending {
             op: Some(op),
             result: None,
-            reply,
+            slot: slot.clone(),
         });
-        self.send(Request::Write {
-            job,
-            durable: durability == Durability::Durable,
-        })?;
-        answer.recv().map_err(|_| Error::WriterStopped)?
+        let mut leads = {
+            let mut queue = lock(&self.shared.queue);
+            if queue.closing {
+                return Err(Error::WriterStopped);
+            }
+            queue.waiting.push_back((job, durability == Durability::Durable));
+            !std::mem::replace(&mut queue.leading, true)
+        };
+        loop {
+            if leads {
+                self.shared.lead();
+            }
+            match slot.wait() {
+                Ok(result) => return result,
+                Err(()) => leads = true,
+            }
+        }
     }
 
     /// Runs `op` with the database to itself, between two commits, after
@@ -159,32 +273,180 @@ impl Writer {
     /// empty.
     pub fn maintain<T, F>(&self, op: F) -> Result<T>
     where
-        T: Send + 'static,
-        F: FnOnce(&mut Database) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Database) -> Result<T>,
     {
-        let (reply, answer): (SyncSender<Result<T>>, _) = mpsc::sync_channel(1);
-        self.send(Request::Maintain(Box::new(move |db| {
-            let _ = reply.send(op(db));
-        })))?;
-        answer.recv().map_err(|_| Error::WriterStopped)?
-    }
-
-    fn send(&self, request: Request) -> Result<()> {
-        self.requests
-            .as_ref()
-            .ok_or(Error::WriterStopped)?
-            .send(request)
-            .map_err(|_| Error::WriterStopped)
+        let mut committer = self.shared.committer()?;
+        if committer.stopped {
+            return Err(Error::WriterStopped);
+        }
+        committer.checkpoint_logged();
+        let result = {
+            let mut db = committer.db.write().map_err(|_| Error::WriterStopped)?;
+            op(&mut db)
+        };
+        // Maintenance may have rewritten anything.
+        committer.cache.clear();
+        result
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        drop(self.requests.take());
+        lock(&self.shared.queue).closing = true;
+        self.shared.background.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
+}
+
+impl Shared {
+    fn committer(&self) -> Result<MutexGuard<'_, Committer>> {
+        self.committer.lock().map_err(|_| Error::WriterStopped)
+    }
+
+    /// Commits the requests queued now, answers them, then hands the lead
+    /// to the oldest request queued since (or gives it up).
+    fn lead(&self) {
+        let jobs: Vec<(Box<dyn Job>, bool)> = {
+            let mut queue = lock(&self.queue);
+            while queue.checkpointing && !queue.closing {
+                queue = self
+                    .checkpointed
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            let n = queue.waiting.len().min(MAX_BATCH);
+            queue.waiting.drain(..n).collect()
+        };
+        let durable = jobs.iter().any(|(_, durable)| *durable);
+        let jobs: Vec<Box<dyn Job>> = jobs.into_iter().map(|(job, _)| job).collect();
+        // Dropped unanswered jobs answer `WriterStopped` (see `Pending`).
+        let committed = match self.committer() {
+            Ok(mut committer) => {
+                let outcome = if committer.stopped {
+                    None
+                } else {
+                    catch_unwind(AssertUnwindSafe(|| committer.commit_batch(jobs, durable))).ok()
+                };
+                let after = match outcome {
+                    Some(outcome) => {
+                        if committer.failed {
+                            // A journal failure: what redb holds (every
+                            // commit answered Ok) becomes durable, and the
+                            // writer stops.
+                            committer.checkpoint_logged();
+                            committer.stopped = true;
+                        }
+                        Some((
+                            outcome.is_ok(),
+                            committer.checkpoint_due(),
+                            committer.checkpoint_at(),
+                        ))
+                    }
+                    None => {
+                        if !committer.stopped {
+                            tracing::error!("a write panicked; the store's writer stops");
+                        }
+                        committer.stopped = true;
+                        None
+                    }
+                };
+                drop(committer);
+                after
+            }
+            Err(_) => None,
+        };
+        let mut queue = lock(&self.queue);
+        let mut wake = false;
+        if let Some((ok, due, checkpoint_at)) = committed {
+            if ok && queue.idle_failed {
+                queue.idle_failed = false;
+                wake = true;
+            }
+            if due && !queue.checkpointing {
+                queue.checkpointing = true;
+                wake = true;
+            }
+            if checkpoint_at.is_some() && queue.checkpoint_at.is_none() {
+                queue.checkpoint_at = checkpoint_at;
+                wake = true;
+            }
+            wake |= self.idle.due();
+        }
+        match queue.waiting.front() {
+            Some((next, _)) => next.lead(),
+            None => queue.leading = false,
+        }
+        drop(queue);
+        if wake {
+            self.background.notify_one();
+        }
+    }
+
+    /// The background thread: checkpoints when due, and the idle work when
+    /// no request waits; at close, the last checkpoint.
+    fn run_background(&self) {
+        let mut queue = lock(&self.queue);
+        loop {
+            if queue.closing {
+                break;
+            }
+            let now = Instant::now();
+            let aged = queue.checkpoint_at.is_some_and(|at| at <= now);
+            if queue.checkpointing || aged {
+                queue.checkpointing = true;
+                queue.checkpoint_at = None;
+                drop(queue);
+                let next = self.committer().ok().and_then(|mut committer| {
+                    if committer.checkpoint_due() {
+                        committer.checkpoint_logged();
+                    }
+                    committer.checkpoint_at()
+                });
+                queue = lock(&self.queue);
+                queue.checkpointing = false;
+                queue.checkpoint_at = queue.checkpoint_at.or(next);
+                self.checkpointed.notify_all();
+                continue;
+            }
+            let idle = !queue.idle_failed && queue.waiting.is_empty() && !queue.leading && self.idle.due();
+            if idle {
+                drop(queue);
+                let succeeded = match self.committer() {
+                    Ok(mut committer) if !committer.stopped => committer.idle_step(&self.idle),
+                    _ => true,
+                };
+                queue = lock(&self.queue);
+                queue.idle_failed |= !succeeded;
+                continue;
+            }
+            queue = match queue.checkpoint_at {
+                None => self
+                    .background
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(at) => {
+                    self.background
+                        .wait_timeout(queue, at.saturating_duration_since(now))
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        drop(queue);
+        // Closing: what redb holds (every commit that was answered Ok)
+        // becomes durable.
+        if let Ok(mut committer) = self.committer() {
+            committer.checkpoint_logged();
+        }
+    }
+}
+
+/// Locks `mutex`; a panic elsewhere while it was held leaves its data
+/// consistent here (queues and slots are changed in single steps).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A checkpoint (durable redb commit, then the journal starts over) follows
@@ -209,86 +471,9 @@ struct Committer {
     oldest_unchecked: Option<Instant>,
     /// The journal could not be written: the writer stops.
     failed: bool,
-}
-
-fn run(mut committer: Committer, requests: Receiver<Request>, idle: Arc<dyn IdleWork>) {
-    let mut pending: Option<Request> = None;
-    // Set when idle work failed: retried after the next successful batch.
-    let mut idle_failed = false;
-    loop {
-        if pending.is_none() && !idle_failed && idle.due() {
-            match requests.try_recv() {
-                Ok(request) => pending = Some(request),
-                Err(TryRecvError::Empty) => {
-                    idle_failed = !committer.idle_step(&idle);
-                    if committer.failed {
-                        break;
-                    }
-                    if committer.checkpoint_due() {
-                        committer.checkpoint_logged();
-                    }
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => break,
-            }
-        }
-        let first = match pending.take() {
-            Some(request) => request,
-            None => match committer.oldest_unchecked {
-                None => match requests.recv() {
-                    Ok(request) => request,
-                    Err(_) => break,
-                },
-                Some(oldest) => {
-                    let wait = (oldest + CHECKPOINT_AGE).saturating_duration_since(Instant::now());
-                    match requests.recv_timeout(wait) {
-                        Ok(request) => request,
-                        Err(RecvTimeoutError::Timeout) => {
-                            committer.checkpoint_logged();
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            },
-        };
-        let first = match first {
-            Request::Maintain(op) => {
-                committer.checkpoint_logged();
-                match committer.db.write() {
-                    Ok(mut guard) => op(&mut guard),
-                    Err(_) => return,
-                }
-                // Maintenance may have rewritten anything.
-                committer.cache.clear();
-                continue;
-            }
-            Request::Write { job, durable } => (job, durable),
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(Request::Write { job, durable }) => batch.push((job, durable)),
-                Ok(maintenance) => {
-                    pending = Some(maintenance);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        let durable = batch.iter().any(|(_, durable)| *durable);
-        let jobs = batch.into_iter().map(|(job, _)| job).collect();
-        idle_failed &= committer.commit_batch(jobs, durable).is_err();
-        if committer.failed {
-            break;
-        }
-        if committer.checkpoint_due() {
-            committer.checkpoint_logged();
-        }
-    }
-    // Closing, or stopping after a journal failure: what redb holds (every
-    // commit that was answered Ok) becomes durable.
-    committer.checkpoint_logged();
+    /// Stopped (after a journal failure or a panic): every write answers
+    /// [`Error::WriterStopped`].
+    stopped: bool,
 }
 
 impl Committer {
@@ -306,14 +491,15 @@ impl Committer {
     /// when it failed (logged).
     fn idle_step(&mut self, idle: &Arc<dyn IdleWork>) -> bool {
         let work = idle.clone();
-        let (reply, answer) = mpsc::sync_channel(1);
+        let slot = Slot::new();
         let job = Box::new(Pending {
             op: Some(move |tables: &mut WriteTables<'_>| work.step(tables)),
             result: None,
-            reply,
+            slot: slot.clone(),
         });
         let committed = self.commit_batch(vec![job], false);
-        match committed.and_then(|()| answer.try_recv().unwrap_or(Err(Error::WriterStopped))) {
+        let stepped = committed.and_then(|()| slot.wait().unwrap_or(Err(Error::WriterStopped)));
+        match stepped {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "the writer's idle work failed; retried after the next write");
@@ -379,6 +565,11 @@ impl Committer {
         self.journal.sync().inspect_err(|_| self.failed = true)
     }
 
+    /// When the oldest record not yet checkpointed makes a checkpoint due.
+    fn checkpoint_at(&self) -> Option<Instant> {
+        self.oldest_unchecked.map(|oldest| oldest + CHECKPOINT_AGE)
+    }
+
     fn checkpoint_due(&self) -> bool {
         self.since_checkpoint >= CHECKPOINT_RECORDS
             || self.journal.used() >= self.journal.capacity() / 2
@@ -426,4 +617,63 @@ pub(crate) fn set_durability(txn: &mut redb::WriteTransaction, durability: RedbD
         .map_err(|e| Error::Storage(Arc::new(e.into())))?;
     txn.set_quick_repair(matches!(durability, RedbDurability::Immediate));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+    use std::thread::ThreadId;
+
+    use crate::{Error, NewMessage, SessionStore};
+
+    fn store() -> (tempfile::TempDir, SessionStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path().join("s.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_caller_alone_commits_in_its_own_thread() {
+        let (_dir, store) = store();
+        let caller = std::thread::current().id();
+        let ran_in: ThreadId = store.write(|_| Ok(std::thread::current().id())).unwrap();
+        assert_eq!(ran_in, caller);
+    }
+
+    #[test]
+    fn every_caller_of_many_threads_gets_its_own_answer() {
+        let (_dir, store) = store();
+        let threads = 16;
+        let barrier = Arc::new(Barrier::new(threads));
+        let answers: Vec<(usize, usize)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    scope.spawn(move || {
+                        barrier.wait();
+                        (0..50)
+                            .map(|i| (t * 1000 + i, store.write(move |_| Ok(t * 1000 + i)).unwrap()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(answers.len(), threads * 50);
+        for (asked, answered) in answers {
+            assert_eq!(asked, answered);
+        }
+    }
+
+    #[test]
+    fn a_panic_during_a_commit_stops_the_writer_without_hanging_a_caller() {
+        let (_dir, store) = store();
+        let id = store.create_session(None).unwrap();
+        let panicked = store.write::<(), _>(|_| panic!("a damaged page"));
+        assert!(matches!(panicked, Err(Error::WriterStopped)), "{panicked:?}");
+        let later = store.add_message(id, NewMessage::user("after the panic"));
+        assert!(matches!(later, Err(Error::WriterStopped)), "{later:?}");
+        // What was committed before the panic is still there.
+        assert!(store.get_session(id).unwrap().is_some());
+    }
 }
