@@ -247,8 +247,8 @@ impl<M> Default for Batch<M> {
 }
 
 impl Batch<Message> {
-    /// The batch with its messages encoded (the caller's thread only reads
-    /// and checks; this runs on the feeder's).
+    /// The batch with its messages encoded (on the feeder's encoding
+    /// thread: the caller's only reads and checks).
     fn encode(self) -> Result<Batch<EncodedMessage>> {
         let mut encoder = Encoder::default();
         let mut messages = Vec::with_capacity(self.messages.len());
@@ -273,8 +273,9 @@ impl Batch<Message> {
     }
 }
 
-/// Flush after this many bytes of pending data. At most three batches
-/// exist at once (one being filled, one queued, one being written).
+/// Flush after this many bytes of pending data. At most four batches
+/// exist at once (one being filled, one queued, one being encoded, one
+/// being written).
 const FLUSH_BYTES: usize = 16 << 20;
 
 /// Loads data as it is; see [`SessionStore::importer`].
@@ -311,27 +312,57 @@ pub struct Importer {
     index_every: usize,
 }
 
-/// The thread that hands full batches to the writer, one at a time, so that
-/// the caller fills the next batch meanwhile.
+/// The threads that take full batches from the caller, so that it fills
+/// the next batch meanwhile: one encodes each batch, the other writes the
+/// batch encoded before (two stages, so that two cores share the work).
 struct Feeder {
     batches: std::sync::mpsc::SyncSender<Batch<Message>>,
-    thread: std::thread::JoinHandle<Result<()>>,
+    encoder: std::thread::JoinHandle<()>,
+    writer: std::thread::JoinHandle<Result<()>>,
 }
 
 impl Feeder {
     fn start(store: SessionStore, index_every: usize) -> Result<Self> {
-        let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch<Message>>(1);
-        let thread = std::thread::Builder::new()
+        let (batches, to_encode) = std::sync::mpsc::sync_channel::<Batch<Message>>(1);
+        // Handed over, not queued (see FLUSH_BYTES).
+        let (encoded, to_write) = std::sync::mpsc::sync_channel::<Result<Batch<EncodedMessage>>>(0);
+        let start_error = |e| Error::io("start the importer threads for", store.path(), e);
+        let writer = std::thread::Builder::new()
             .name("sessionstore-importer".into())
-            .spawn(move || feed(&store, receiver, index_every))
-            .map_err(|e| Error::io("start the importer thread for", std::path::Path::new("store"), e))?;
-        Ok(Feeder { batches, thread })
+            .spawn({
+                let store = store.clone();
+                move || feed(&store, to_write, index_every)
+            })
+            .map_err(start_error)?;
+        let encoder = std::thread::Builder::new()
+            .name("sessionstore-encoder".into())
+            .spawn(move || {
+                for batch in to_encode {
+                    let failed = {
+                        let batch = batch.encode();
+                        let failed = batch.is_err();
+                        // The writer stopped at an error: it reports it.
+                        encoded.send(batch).is_err() || failed
+                    };
+                    if failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(start_error)?;
+        Ok(Feeder {
+            batches,
+            encoder,
+            writer,
+        })
     }
 
     /// Waits for every batch sent to be written; the first error if any.
     fn stop(self) -> Result<()> {
         drop(self.batches);
-        self.thread.join().unwrap_or(Err(Error::WriterStopped))
+        let encoded = self.encoder.join();
+        let written = self.writer.join().unwrap_or(Err(Error::WriterStopped));
+        written.and(encoded.map_err(|_| Error::WriterStopped))
     }
 }
 
@@ -340,12 +371,12 @@ impl Feeder {
 /// message committed is indexed), and the batch's error.
 fn feed(
     store: &SessionStore,
-    receiver: std::sync::mpsc::Receiver<Batch<Message>>,
+    receiver: std::sync::mpsc::Receiver<Result<Batch<EncodedMessage>>>,
     index_every: usize,
 ) -> Result<()> {
     let mut ids = PendingIds::default();
     for batch in receiver {
-        let written = match batch.encode() {
+        let written = match batch {
             Ok(batch) => {
                 let (back, written) = store.maintain(move |db| {
                     let written = write_unjournaled(db, batch, &mut ids);
