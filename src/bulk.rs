@@ -466,7 +466,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
                 let mut new = old.clone();
                 new.expired_at = expiry::expired_at(&*tables.expiry_events, &old)?;
                 new.message_count = seq;
-                tables.put_session(key, Some(&old), &new)?;
+                tables.put_session(key, Some(&old), new)?;
             }
             None => {
                 new_counts.insert(key, seq);
@@ -477,7 +477,7 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         let key = session.session_id.as_u128();
         let mut record = SessionRecord::from_info(session);
         record.message_count = new_counts.get(&key).copied().unwrap_or(0);
-        tables.put_session(key, None, &record)?;
+        tables.put_session(key, None, record)?;
     }
     for row in batch.extra_rows {
         let record = ExtraRowRecord {
