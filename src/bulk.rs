@@ -7,11 +7,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use redb::{ReadTransaction, ReadableTable};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 use uuid::Uuid;
 
 use crate::encoding::{
-    decode, decode_bytes, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
+    decode, decode_bytes, Encoder, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
 use crate::error::{Error, Result};
 use crate::expiry::{self, ExpiryState};
@@ -82,12 +82,16 @@ impl SessionStore {
     /// caller prepares the next batch; [`Importer::finish`] makes them
     /// durable with one synced commit. Until then a crash loses the import
     /// (and only the import): load into a new file, as the converter does.
+    /// The messages' ids are indexed in large runs in id order (an import
+    /// brings them in session order), so until [`Importer::finish`] returns
+    /// a message loaded may not yet be found by its id or counted.
     pub fn importer(&self) -> Importer {
         Importer {
             store: self.clone(),
             pending: Batch::default(),
             pending_bytes: 0,
             feeder: None,
+            index_every: PENDING_IDS,
         }
     }
 }
@@ -219,14 +223,54 @@ impl Snapshot {
 /// A message's id and its encoded record.
 type EncodedMessage = (u64, Unsealed);
 
-#[derive(Default)]
-struct Batch {
+/// What one commit loads: messages as given (`M` = [`Message`]), then, on
+/// the feeder's thread, encoded (`M` = [`EncodedMessage`]).
+struct Batch<M> {
     sessions: Vec<SessionInfo>,
     /// Messages by session, in seq order.
-    messages: Vec<(Uuid, Vec<EncodedMessage>)>,
+    messages: Vec<(Uuid, Vec<M>)>,
     extra_rows: Vec<ExtraRow>,
     opaque: Vec<(String, Vec<u8>)>,
     next_message_id: Option<u64>,
+}
+
+impl<M> Default for Batch<M> {
+    fn default() -> Self {
+        Batch {
+            sessions: Vec::new(),
+            messages: Vec::new(),
+            extra_rows: Vec::new(),
+            opaque: Vec::new(),
+            next_message_id: None,
+        }
+    }
+}
+
+impl Batch<Message> {
+    /// The batch with its messages encoded (the caller's thread only reads
+    /// and checks; this runs on the feeder's).
+    fn encode(self) -> Result<Batch<EncodedMessage>> {
+        let mut encoder = Encoder::default();
+        let mut messages = Vec::with_capacity(self.messages.len());
+        for (session, list) in self.messages {
+            let mut encoded = Vec::with_capacity(list.len());
+            for message in list {
+                let id = message.id;
+                encoded.push((
+                    id,
+                    encoder.encode("messages", &MessageRecord::from_message(message))?,
+                ));
+            }
+            messages.push((session, encoded));
+        }
+        Ok(Batch {
+            sessions: self.sessions,
+            messages,
+            extra_rows: self.extra_rows,
+            opaque: self.opaque,
+            next_message_id: self.next_message_id,
+        })
+    }
 }
 
 /// Flush after this many bytes of pending data. At most three batches
@@ -260,29 +304,26 @@ const FLUSH_BYTES: usize = 16 << 20;
 /// ```
 pub struct Importer {
     store: SessionStore,
-    pending: Batch,
+    pending: Batch<Message>,
     pending_bytes: usize,
     feeder: Option<Feeder>,
+    /// How many `message_ids` entries wait before they are indexed.
+    index_every: usize,
 }
 
 /// The thread that hands full batches to the writer, one at a time, so that
 /// the caller fills the next batch meanwhile.
 struct Feeder {
-    batches: std::sync::mpsc::SyncSender<Batch>,
+    batches: std::sync::mpsc::SyncSender<Batch<Message>>,
     thread: std::thread::JoinHandle<Result<()>>,
 }
 
 impl Feeder {
-    fn start(store: SessionStore) -> Result<Self> {
-        let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
+    fn start(store: SessionStore, index_every: usize) -> Result<Self> {
+        let (batches, receiver) = std::sync::mpsc::sync_channel::<Batch<Message>>(1);
         let thread = std::thread::Builder::new()
             .name("sessionstore-importer".into())
-            .spawn(move || {
-                for batch in receiver {
-                    store.maintain(move |db| write_unjournaled(db, batch))?;
-                }
-                Ok(())
-            })
+            .spawn(move || feed(&store, receiver, index_every))
             .map_err(|e| Error::io("start the importer thread for", std::path::Path::new("store"), e))?;
         Ok(Feeder { batches, thread })
     }
@@ -294,15 +335,90 @@ impl Feeder {
     }
 }
 
+/// Writes each batch received, then the `message_ids` entries still
+/// pending; after a refused batch, only those entries (so that every
+/// message committed is indexed), and the batch's error.
+fn feed(
+    store: &SessionStore,
+    receiver: std::sync::mpsc::Receiver<Batch<Message>>,
+    index_every: usize,
+) -> Result<()> {
+    let mut ids = PendingIds::default();
+    for batch in receiver {
+        let written = match batch.encode() {
+            Ok(batch) => {
+                let (back, written) = store.maintain(move |db| {
+                    let written = write_unjournaled(db, batch, &mut ids);
+                    Ok((ids, written))
+                })?;
+                ids = back;
+                written
+            }
+            Err(error) => Err(error),
+        };
+        if written.is_err() || ids.entries.len() >= index_every {
+            ids = store.maintain(move |db| index_unjournaled(db, ids))?;
+        }
+        written?;
+    }
+    store.maintain(move |db| index_unjournaled(db, ids)).map(drop)
+}
+
+/// The `message_ids` entries of the messages written but not yet indexed,
+/// added to the table in id order, [`PENDING_IDS`] at a time (the
+/// importer's `index_every`). Ids of an
+/// import arrive in session order, scattered over the id space: inserted
+/// batch by batch they would rewrite most of the table's pages each time.
+#[derive(Default)]
+struct PendingIds {
+    /// (message id, (session, seq)).
+    entries: Vec<(u64, (u128, u64))>,
+    /// The ids of `entries`, and of the batch being checked.
+    ids: HashSet<u64>,
+}
+
+/// Entries kept before they are indexed: 32 MiB of entries plus the set of
+/// their ids.
+const PENDING_IDS: usize = 1 << 20;
+
 /// Writes one batch in its own redb transaction, neither synced nor
 /// journaled; a refused batch writes nothing.
-fn write_unjournaled(db: &mut redb::Database, batch: Batch) -> Result<()> {
+fn write_unjournaled(
+    db: &mut redb::Database,
+    batch: Batch<EncodedMessage>,
+    ids: &mut PendingIds,
+) -> Result<()> {
+    let before = ids.entries.len();
+    let written = unjournaled(db, |tables| apply(tables, batch, ids));
+    if written.is_err() {
+        // Nothing of the batch was committed: none of its entries either.
+        ids.entries.truncate(before);
+    }
+    written
+}
+
+/// Adds the pending `message_ids` entries in their own transaction, neither
+/// synced nor journaled; returns the emptied buffer.
+fn index_unjournaled(db: &mut redb::Database, mut ids: PendingIds) -> Result<PendingIds> {
+    ids.entries.sort_unstable_by_key(|&(id, _)| id);
+    unjournaled(db, |tables| tables.index_message_ids(&ids.entries))?;
+    ids.entries.clear();
+    ids.ids.clear();
+    Ok(ids)
+}
+
+/// Runs `write` in a redb transaction of its own, neither synced nor
+/// journaled, and commits it unless `write` fails.
+fn unjournaled(
+    db: &mut redb::Database,
+    write: impl FnOnce(&mut tables::WriteTables<'_>) -> Result<()>,
+) -> Result<()> {
     let mut txn = db.begin_write()?;
     txn.set_durability(redb::Durability::None)
         .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
     {
         let mut tables = tables::WriteTables::open_unlogged(&txn)?;
-        apply(&mut tables, batch)?;
+        write(&mut tables)?;
     }
     txn.commit()?;
     Ok(())
@@ -333,16 +449,8 @@ impl Importer {
     /// current count on; `seq` fields are ignored.
     pub fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
         messages.sort_by_key(|m| (m.timestamp.micros(), m.id));
-        // Encoded here, on the caller's thread, while the writer writes the
-        // previous batch.
-        let mut encoded = Vec::with_capacity(messages.len());
-        for message in messages {
-            let id = message.id;
-            let record = encode_unsealed("messages", &MessageRecord::from_message(message))?;
-            self.pending_bytes += record.len() + 64;
-            encoded.push((id, record));
-        }
-        self.pending.messages.push((session, encoded));
+        self.pending_bytes += messages.iter().map(message_bytes).sum::<usize>();
+        self.pending.messages.push((session, messages));
         self.flush_if_full()
     }
 
@@ -391,7 +499,7 @@ impl Importer {
         self.pending_bytes = 0;
         let feeder = match self.feeder.take() {
             Some(feeder) => feeder,
-            None => Feeder::start(self.store.clone())?,
+            None => Feeder::start(self.store.clone(), self.index_every)?,
         };
         match feeder.batches.send(batch) {
             Ok(()) => {
@@ -404,26 +512,40 @@ impl Importer {
     }
 }
 
-fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
+/// What a message holds, roughly, for the batch's accounting.
+fn message_bytes(message: &Message) -> usize {
+    let json = |j: &Option<crate::JsonText>| j.as_ref().map_or(0, |j| j.as_str().len());
+    64 + message.content.len() + json(&message.query_plan) + json(&message.candidate_set)
+}
+
+fn apply(
+    tables: &mut tables::WriteTables<'_>,
+    batch: Batch<EncodedMessage>,
+    ids: &mut PendingIds,
+) -> Result<()> {
     // Check everything first: a refusal must leave the store untouched.
-    let mut new_sessions = HashSet::new();
+    // The sessions of this batch, each with the count of the messages it
+    // gets in the batch: a session of this batch is written once.
+    let mut new_counts: HashMap<u128, u64> = HashMap::with_capacity(batch.sessions.len());
     for session in &batch.sessions {
         let key = session.session_id.as_u128();
-        if tables.session(key)?.is_some() || !new_sessions.insert(key) {
+        if tables.session(key)?.is_some() || new_counts.insert(key, 0).is_some() {
             return Err(Error::invalid(
                 "session_id",
                 format!("session {} is loaded twice", session.session_id),
             ));
         }
     }
-    let mut new_ids = HashSet::new();
+    // Before the first entries are indexed, the table holds only what the
+    // store held before the import: usually nothing to look up.
+    let indexed = !tables.message_ids.is_empty()?;
     for (session, messages) in &batch.messages {
         let key = session.as_u128();
-        if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
+        if !new_counts.contains_key(&key) && tables.session(key)?.is_none() {
             return Err(Error::SessionNotFound(*session));
         }
         for &(id, _) in messages {
-            if !new_ids.insert(id) || tables.message_ids.get(id)?.is_some() {
+            if !ids.ids.insert(id) || (indexed && tables.message_ids.get(id)?.is_some()) {
                 return Err(Error::invalid(
                     "message id",
                     format!("message {id} is loaded twice"),
@@ -434,19 +556,12 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
     for row in &batch.extra_rows {
         if let Some(session) = row.session {
             let key = session.as_u128();
-            if !new_sessions.contains(&key) && tables.session(key)?.is_none() {
+            if !new_counts.contains_key(&key) && tables.session(key)?.is_none() {
                 return Err(Error::SessionNotFound(session));
             }
         }
     }
     let mut next_id = tables.next_message_id()?;
-    // A session of this batch is written once, with the count of the
-    // messages it got in the batch.
-    let mut new_counts: HashMap<u128, u64> = batch
-        .sessions
-        .iter()
-        .map(|s| (s.session_id.as_u128(), 0))
-        .collect();
     for (session, messages) in batch.messages {
         let key = session.as_u128();
         let (mut seq, old) = match new_counts.get(&key) {
@@ -458,7 +573,8 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
         };
         for (id, record) in messages {
             next_id = next_id.max(id.saturating_add(1));
-            tables.put_encoded_message(key, seq, id, record)?;
+            tables.put_encoded_message(key, seq, record)?;
+            ids.entries.push((id, (key, seq)));
             seq += 1;
         }
         match old {
@@ -495,4 +611,123 @@ fn apply(tables: &mut tables::WriteTables<'_>, batch: Batch) -> Result<()> {
     }
     tables.set_next_message_id(next_id)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Role;
+    use crate::{NewMessage, Timestamp, TimestampForm};
+
+    fn session(id: Uuid) -> SessionInfo {
+        let at = Timestamp::from_micros(1_700_000_000_000_000, TimestampForm::Utc);
+        SessionInfo {
+            session_id: id,
+            user_id: Some("ana".into()),
+            created_at: at.clone(),
+            updated_at: at,
+            expired_at: None,
+            context: None,
+            metadata: None,
+            message_count: 0,
+            extra: Default::default(),
+        }
+    }
+
+    fn message(id: u64) -> Message {
+        Message {
+            id,
+            seq: 0,
+            role: Role::User,
+            content: format!("message {id}"),
+            query_plan: None,
+            candidate_set: None,
+            timestamp: Timestamp::from_micros(1_700_000_000_000_000 + id as i64, TimestampForm::Naive),
+            extra: Default::default(),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SessionStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path().join("s.redb")).unwrap();
+        (dir, store)
+    }
+
+    /// An importer that indexes message ids every `index_every` entries.
+    fn importer(store: &SessionStore, index_every: usize) -> Importer {
+        Importer {
+            index_every,
+            ..store.importer()
+        }
+    }
+
+    fn assert_clean(store: &SessionStore) {
+        let report = store.check(&mut |_, _| {}).unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+    }
+
+    /// Ids scattered over batches, indexed in runs of three: every message
+    /// is found by its id, and the store checks clean.
+    #[test]
+    fn ids_indexed_in_sorted_runs_find_every_message() {
+        let (_dir, store) = store();
+        let mut importer = importer(&store, 3);
+        let sessions = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)];
+        let ids: [&[u64]; 3] = [&[9, 1, 5], &[8, 2], &[7, 3, 6, 4]];
+        for (session, ids) in sessions.iter().zip(ids) {
+            importer.add_session(self::session(*session)).unwrap();
+            importer
+                .add_messages(*session, ids.iter().map(|&id| message(id)).collect())
+                .unwrap();
+            importer.flush().unwrap();
+        }
+        importer.finish().unwrap();
+        for (session, ids) in sessions.iter().zip(ids) {
+            for &id in ids {
+                let (found, message) = store.get_message(id).unwrap();
+                assert_eq!((found, message.content), (*session, format!("message {id}")));
+            }
+        }
+        assert_eq!(store.snapshot().unwrap().message_count().unwrap(), 9);
+        assert_clean(&store);
+        // The next id given is above every id loaded.
+        let id = store.create_session(None).unwrap();
+        assert_eq!(store.add_message(id, NewMessage::user("next")).unwrap(), 10);
+    }
+
+    /// An id loaded twice is refused whether its first copy waits to be
+    /// indexed, is indexed already, or was in the store before; what was
+    /// committed before the refusal is indexed and consistent.
+    #[test]
+    fn a_duplicate_id_is_refused_pending_indexed_or_older() {
+        let (_dir, store) = store();
+        let existing = store.create_session(None).unwrap();
+        let older = store.add_message(existing, NewMessage::user("before")).unwrap();
+        for (index_every, duplicate) in [(100, 5), (1, 5), (100, older)] {
+            let (_dir, store) = if duplicate == older {
+                (tempfile::tempdir().unwrap(), store.clone())
+            } else {
+                self::store()
+            };
+            let mut importer = importer(&store, index_every);
+            let first = Uuid::new_v4();
+            importer.add_session(session(first)).unwrap();
+            importer
+                .add_messages(first, vec![message(5), message(6)])
+                .unwrap();
+            importer.flush().unwrap();
+            let second = Uuid::new_v4();
+            importer.add_session(session(second)).unwrap();
+            importer.add_messages(second, vec![message(duplicate)]).unwrap();
+            let refused = importer.flush().and_then(|()| importer.finish());
+            let message = refused.unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("message {duplicate} is loaded twice")),
+                "{message}"
+            );
+            assert_eq!(store.get_message(5).unwrap().0, first);
+            assert!(store.get_session(second).unwrap().is_none());
+            assert_clean(&store);
+        }
+    }
 }

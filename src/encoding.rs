@@ -126,7 +126,7 @@ impl fmt::Display for RecordKey<'_> {
 }
 
 /// A record encoded but not yet bound to its key (the bulk importer
-/// encodes on its caller's thread, before the writer gives a message its
+/// encodes on a thread of its own, before the writer gives a message its
 /// seq): its version byte and body, without the checksum.
 pub(crate) struct Unsealed(Vec<u8>);
 
@@ -145,11 +145,6 @@ impl Unsealed {
         bytes.push(RECORD_VERSION_BYTES);
         bytes.extend_from_slice(payload);
         Unsealed(bytes)
-    }
-
-    /// Bytes held, for the importer's accounting.
-    pub(crate) fn len(&self) -> usize {
-        self.0.len() + CHECKSUM
     }
 
     /// The value to store under `key`: the bytes and their checksum.
@@ -257,26 +252,43 @@ pub(crate) struct ExtraRowRecord {
 /// or, when the record is large and compresses well (JSON candidate sets
 /// do), postcard compressed with LZ4.
 pub(crate) fn encode_unsealed<T: Serialize>(table: &'static str, record: &T) -> Result<Unsealed> {
-    let postcard_error = |e: postcard::Error| Error::corrupt_record(table, e);
-    let plain = Unsealed::new(RECORD_VERSION, 0, |out| {
-        postcard::to_io(record, out).map(drop).map_err(postcard_error)
-    })?;
-    let body = &plain.0[1..];
-    if body.len() < COMPRESS_FROM {
-        return Ok(plain);
+    Encoder::default().encode(table, record)
+}
+
+/// Encodes records as [`encode_unsealed`] does, with its work buffers kept
+/// from one record to the next (the bulk importer encodes millions): each
+/// record then costs one allocation, of its exact size.
+#[derive(Default)]
+pub(crate) struct Encoder {
+    plain: Vec<u8>,
+    packed: Vec<u8>,
+}
+
+impl Encoder {
+    pub(crate) fn encode<T: Serialize>(&mut self, table: &'static str, record: &T) -> Result<Unsealed> {
+        self.plain.clear();
+        postcard::to_io(record, &mut self.plain).map_err(|e| Error::corrupt_record(table, e))?;
+        let body = self.plain.as_slice();
+        if let (true, Ok(len)) = (body.len() >= COMPRESS_FROM, u32::try_from(body.len())) {
+            let most = lz4_flex::block::get_maximum_output_size(body.len());
+            if self.packed.len() < most {
+                self.packed.resize(most, 0);
+            }
+            let packed = lz4_flex::block::compress_into(body, &mut self.packed)
+                .map_err(|e| Error::corrupt_record(table, e))?;
+            if packed + 4 <= body.len() - body.len() / 8 {
+                return Unsealed::new(RECORD_VERSION_LZ4, 4 + packed, |out| {
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(&self.packed[..packed]);
+                    Ok(())
+                });
+            }
+        }
+        Unsealed::new(RECORD_VERSION, body.len(), |out| {
+            out.extend_from_slice(body);
+            Ok(())
+        })
     }
-    let Ok(len) = u32::try_from(body.len()) else {
-        return Ok(plain);
-    };
-    let packed = lz4_flex::block::compress(body);
-    if packed.len() + 4 > body.len() - body.len() / 8 {
-        return Ok(plain);
-    }
-    Unsealed::new(RECORD_VERSION_LZ4, 4 + packed.len(), |out| {
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&packed);
-        Ok(())
-    })
 }
 
 /// Encodes the record stored under `key`.

@@ -303,16 +303,26 @@ impl<'txn> WriteTables<'txn> {
 
     /// Stores a message at `seq` and maps its global id to it.
     pub fn put_message(&mut self, session: u128, seq: u64, record: &MessageRecord) -> Result<()> {
-        self.put_encoded_message(session, seq, record.id, encode_unsealed("messages", record)?)
+        self.put_encoded_message(session, seq, encode_unsealed("messages", record)?)?;
+        self.message_ids.insert(record.id, (session, seq))?;
+        Ok(())
     }
 
-    /// As [`WriteTables::put_message`], for a record encoded already (the
-    /// bulk importer encodes on its caller's thread); sealed here, with
-    /// the key it gets.
-    pub fn put_encoded_message(&mut self, session: u128, seq: u64, id: u64, record: Unsealed) -> Result<()> {
+    /// Stores a message encoded already (the bulk importer encodes on its
+    /// feeder thread), sealed here with the key it gets, without its
+    /// `message_ids` entry: the importer adds those later, in id order,
+    /// with [`WriteTables::index_message_ids`].
+    pub fn put_encoded_message(&mut self, session: u128, seq: u64, record: Unsealed) -> Result<()> {
         let record = record.seal(RecordKey::Message(session, seq));
-        self.messages.insert((session, seq), record.as_slice())?;
-        self.message_ids.insert(id, (session, seq))?;
+        self.messages.insert((session, seq), record.as_slice())
+    }
+
+    /// Adds `message_ids` entries (message id, (session, seq)), given in id
+    /// order.
+    pub fn index_message_ids(&mut self, entries: &[(u64, (u128, u64))]) -> Result<()> {
+        for (id, place) in entries {
+            self.message_ids.insert(id, place)?;
+        }
         Ok(())
     }
 

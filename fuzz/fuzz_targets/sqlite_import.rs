@@ -9,9 +9,8 @@ libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
     let source = dir.path().join("sessions.db");
     std::fs::write(&source, bytes).expect("write the input");
     let options = ImportOptions {
-        force: false,
         carry_invalid_rows: bytes.first().is_some_and(|b| b % 2 == 1),
-        progress: false,
+        ..ImportOptions::default()
     };
     let _ = import(&source, &dir.path().join("out.redb"), &options);
 });

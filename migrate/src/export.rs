@@ -104,6 +104,7 @@ pub(crate) fn export_store(
                 progress: Progress::new(options.progress),
                 layouts: HashMap::new(),
                 statements: HashMap::new(),
+                extra_inserts: HashMap::new(),
                 last_insert: None,
                 report: ExportReport {
                     schema: schema_name.to_owned(),
@@ -142,6 +143,8 @@ struct Run<'a> {
     layouts: HashMap<String, TableLayout>,
     /// INSERT statements' SQL by table and the extra columns they name.
     statements: HashMap<(String, Vec<String>), String>,
+    /// The INSERT of an extra row, by table.
+    extra_inserts: HashMap<String, String>,
     /// The statement of the last INSERT through [`Run::insert`], kept
     /// prepared: rows of one table with the same extra columns follow each
     /// other by the million.
@@ -280,7 +283,8 @@ impl Run<'_> {
         let schema = self.schema;
         for row in self.snapshot.extra_rows().in_file(self.source)? {
             let row = row.in_file(self.source)?;
-            let layout = self.layout(&row.table)?;
+            self.layout(&row.table)?;
+            let layout = &self.layouts[&row.table];
             if row.values.len() != layout.columns.len() {
                 return Err(Error::DoesNotFit {
                     schema,
@@ -293,24 +297,14 @@ impl Run<'_> {
                 });
             }
             let has_rowid = layout.has_rowid;
-            let columns = layout.column_list(0..layout.columns.len());
-            let count = layout.columns.len();
-            let sql = if has_rowid {
-                let placeholders: Vec<String> = (1..=count + 1).map(|i| format!("?{i}")).collect();
-                format!(
-                    "INSERT INTO main.{} (_rowid_, {columns}) VALUES ({})",
-                    quote(&row.table),
-                    placeholders.join(", ")
-                )
-            } else {
-                let placeholders: Vec<String> = (1..=count).map(|i| format!("?{i}")).collect();
-                format!(
-                    "INSERT INTO main.{} ({columns}) VALUES ({})",
-                    quote(&row.table),
-                    placeholders.join(", ")
-                )
-            };
-            let mut statement = self.conn.prepare_cached(&sql).in_file(self.dest)?;
+            if !self.extra_inserts.contains_key(&row.table) {
+                let sql = extra_row_insert(&row.table, layout);
+                self.extra_inserts.insert(row.table.clone(), sql);
+            }
+            let mut statement = self
+                .conn
+                .prepare_cached(&self.extra_inserts[&row.table])
+                .in_file(self.dest)?;
             let rowid = has_rowid.then_some(ValueRef::Integer(row.rowid));
             let values = rowid
                 .into_iter()
@@ -486,6 +480,20 @@ fn read_messages(snapshot: &Snapshot, chunks: &std::sync::mpsc::SyncSender<Chunk
     if !chunk.is_empty() {
         chunks.send(Ok(chunk)).ok();
     }
+}
+
+/// The INSERT of a row of `table` carried as it was: its rowid (when the
+/// table has one), then every column, in order.
+fn extra_row_insert(table: &str, layout: &TableLayout) -> String {
+    let rowid = if layout.has_rowid { "_rowid_, " } else { "" };
+    let count = layout.columns.len() + usize::from(layout.has_rowid);
+    let placeholders: Vec<String> = (1..=count).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO main.{} ({rowid}{}) VALUES ({})",
+        quote(table),
+        layout.column_list(0..layout.columns.len()),
+        placeholders.join(", ")
+    )
 }
 
 fn optional(text: Option<&str>) -> ValueRef<'_> {

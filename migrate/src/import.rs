@@ -85,7 +85,7 @@ fn load(
     // The import writes past the journal (`Importer`): the smallest one
     // spares the zero-fill of a full one; the next open sizes it.
     let store_options = StoreOptions {
-        cache_bytes: 256 << 20,
+        cache_bytes: 128 << 20,
         journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
         ..StoreOptions::default()
     };
@@ -658,7 +658,6 @@ fn check_message(row: &Row<'_>, shape: &MessageShape<'_>) -> Result<PendingMessa
     let session_key = to_extra(get(c.session).map_err(|e| sqlite_row_error(MESSAGES, rowid, e))?)
         .map_err(|reason| Error::row(MESSAGES, format!("rowid {rowid}"), reason))?;
     let id_value = get(c.id).map_err(|e| sqlite_row_error(MESSAGES, rowid, e))?;
-    let row_name = format!("id {}", sqlite::render(id_value));
     let checked = (|| -> std::result::Result<Message, String> {
         let value = |i: usize| get(i).map_err(|e| e.to_string());
         let id = match id_value {
@@ -699,7 +698,7 @@ fn check_message(row: &Row<'_>, shape: &MessageShape<'_>) -> Result<PendingMessa
     })();
     let checked = checked.map_err(|reason| Refused {
         rowid,
-        row: row_name,
+        row: format!("id {}", sqlite::render(id_value)),
         reason,
         values: row_values(row, 1, layout.columns.len()).unwrap_or_default(),
     });

@@ -181,8 +181,7 @@ impl Writeback {
     /// Stops the thread; the error of its first failed sync, if any (the
     /// system may report a failed write to one sync only).
     fn finish(mut self, path: &Path) -> Result<()> {
-        self.stop.take();
-        match self.thread.take().map(JoinHandle::join) {
+        match self.join() {
             Some(Ok(Err(e))) => Err(Error::io("sync", path, e)),
             Some(Err(_)) => Err(Error::io(
                 "sync",
@@ -192,14 +191,17 @@ impl Writeback {
             _ => Ok(()),
         }
     }
+
+    /// Stops the thread and waits for it (once); how it ended.
+    fn join(&mut self) -> Option<std::thread::Result<std::io::Result<()>>> {
+        self.stop.take();
+        self.thread.take().map(JoinHandle::join)
+    }
 }
 
 impl Drop for Writeback {
     fn drop(&mut self) {
-        self.stop.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.join();
     }
 }
 
