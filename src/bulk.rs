@@ -613,7 +613,7 @@ fn apply(
                 let mut new = old.clone();
                 new.expired_at = expiry::expired_at(&*tables.expiry_events, &old)?;
                 new.message_count = seq;
-                tables.put_session(key, Some(&old), &new)?;
+                tables.put_session(key, Some(&old), new)?;
             }
             None => {
                 new_counts.insert(key, seq);
@@ -624,7 +624,7 @@ fn apply(
         let key = session.session_id.as_u128();
         let mut record = SessionRecord::from_info(session);
         record.message_count = new_counts.get(&key).copied().unwrap_or(0);
-        tables.put_session(key, None, &record)?;
+        tables.put_session(key, None, record)?;
     }
     for row in batch.extra_rows {
         let record = ExtraRowRecord {

@@ -158,7 +158,7 @@ pub(crate) fn materialize(tables: &mut WriteTables<'_>, limit: usize) -> Result<
                 Error::corrupt_record(EVENTS, "a session below the watermark without its event")
             })?,
         );
-        tables.write_session(id, Some(&old), &new)?;
+        tables.write_session(id, Some(&old), new)?;
     }
     drop_unused_events(tables)
 }
@@ -254,13 +254,10 @@ impl IdleWork for ExpiryState {
     }
 }
 
+/// The expiry events; `None` in a file written before lazy expiry, not
+/// written since.
 fn open_events(txn: &ReadTransaction) -> Result<Option<ReadOnlyTable<i64, &'static [u8]>>> {
-    match txn.open_table(tables::EXPIRY_EVENTS) {
-        Ok(events) => Ok(Some(events)),
-        // A file written before lazy expiry, not written since.
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    tables::open_if_present(txn, tables::EXPIRY_EVENTS)
 }
 
 /// What is wrong with the events of `txn`'s state, one sentence each.
@@ -333,12 +330,12 @@ impl Expiry<'_> {
     /// How many sessions expired before `cutoff`, for good or lazily.
     pub fn expired_before(&mut self, cutoff: i64) -> Result<u64> {
         let mut due = count_in(&self.txn.open_table(tables::EXPIRED_BY_TIME)?, (i64::MIN, cutoff))?;
-        if self.watermark()? == i64::MIN {
+        if self.ceiling == i64::MIN {
             return Ok(due);
         }
         let events = match self.events()? {
             Some(table) => read_events(table)?,
-            None => Vec::new(),
+            None => return Ok(due),
         };
         let active = self.txn.open_table(tables::ACTIVE_BY_UPDATED)?;
         for range in lazy_ranges_expired_before(events, cutoff) {
@@ -464,7 +461,7 @@ mod tests {
                 if id == 5 {
                     new.expired_at = Some(at(7));
                 }
-                tables.put_session(id, None, &new).unwrap();
+                tables.put_session(id, None, new).unwrap();
             }
         });
         let state = ExpiryState::load(&db.begin_read().unwrap()).unwrap();
@@ -535,7 +532,7 @@ mod tests {
         assert_eq!(write(&db, |t| expire_before(t, 45, &state).unwrap()), 4);
         let lazy = expiries(&db, &state);
         // Loaded data (a converted file) updated before the last cutoff.
-        write(&db, |t| t.put_session(9, None, &record(15)).unwrap());
+        write(&db, |t| t.put_session(9, None, record(15)).unwrap());
         assert_eq!(events(&db), 0);
         assert_eq!(expiries(&db, &state), lazy);
         let txn = db.begin_read().unwrap();

@@ -236,12 +236,10 @@ impl Copier<'_, '_> {
         &mut self,
         definition: TableDefinition<K, V>,
     ) -> Result<()> {
-        let source = match self.txn.open_table(definition) {
-            Ok(source) => source,
-            // A table the file never got (the expiry events of a file
-            // written before they existed): nothing to copy.
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        // A table the file never got (the expiry events of a file written
+        // before they existed): nothing to copy.
+        let Some(source) = tables::open_if_present(self.txn, definition)? else {
+            return Ok(());
         };
         let write = self.db.begin_write()?;
         {

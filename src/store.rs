@@ -474,7 +474,7 @@ impl SessionStore {
             if tables.session(key)?.is_some() {
                 return Err(Error::invalid("session_id", format!("{id} exists already")));
             }
-            tables.put_session(key, None, &record)
+            tables.put_session(key, None, record)
         })?;
         Ok(id)
     }
@@ -609,7 +609,7 @@ impl SessionStore {
             }
             new.updated_at = (&now).into();
             tables.set_next_message_id(first_id + added.len() as u64)?;
-            tables.put_session(key, Some(&old), &new)?;
+            tables.put_session(key, Some(&old), new)?;
             let ids = added.iter().map(|m| m.id).collect();
             tables.describe_last_write(key, Edit::Appended(added));
             Ok(ids)
@@ -631,7 +631,7 @@ impl SessionStore {
             let mut new = old.clone();
             new.context = Some(merged.into_string());
             new.updated_at = (&Timestamp::now()).into();
-            tables.put_session(id.as_u128(), Some(&old), &new)?;
+            tables.put_session(id.as_u128(), Some(&old), new)?;
             tables.describe_last_write(id.as_u128(), Edit::Kept);
             Ok(())
         })
@@ -652,7 +652,7 @@ impl SessionStore {
             }
             let mut new = old.clone();
             new.expired_at = Some((&Timestamp::now()).into());
-            tables.put_session(id.as_u128(), Some(&old), &new)?;
+            tables.put_session(id.as_u128(), Some(&old), new)?;
             Ok(true)
         })
     }
@@ -953,7 +953,7 @@ impl SessionStore {
             let mut new = old.clone();
             new.message_count = seq;
             new.updated_at = (&Timestamp::now()).into();
-            tables.put_session(key, Some(&old), &new)?;
+            tables.put_session(key, Some(&old), new)?;
             tables.describe_last_write(key, Edit::Popped);
             Ok(Some(record.into_message(seq)))
         })

@@ -242,7 +242,7 @@ impl<'txn> WriteTables<'txn> {
     /// An active record updated before the expiry watermark (old data
     /// loaded, a clock set back) must stay active: the sessions expired
     /// lazily are expired for good first, which ends every expiry event.
-    pub fn put_session(&mut self, id: u128, old: Option<&SessionRecord>, new: &SessionRecord) -> Result<()> {
+    pub fn put_session(&mut self, id: u128, old: Option<&SessionRecord>, new: SessionRecord) -> Result<()> {
         if new.expired_at.is_none() && new.updated_at.micros() < expiry::watermark(&*self.expiry_events)? {
             expiry::materialize(self, usize::MAX)?;
         }
@@ -251,20 +251,15 @@ impl<'txn> WriteTables<'txn> {
 
     /// As [`WriteTables::put_session`], without the watermark's check: for
     /// the expiry of sessions expired lazily.
-    pub fn write_session(
-        &mut self,
-        id: u128,
-        old: Option<&SessionRecord>,
-        new: &SessionRecord,
-    ) -> Result<()> {
+    pub fn write_session(&mut self, id: u128, old: Option<&SessionRecord>, new: SessionRecord) -> Result<()> {
         if let Some(old) = old {
             self.remove_index(&index_keys(id, old))?;
         }
-        self.add_index(&index_keys(id, new))?;
+        self.add_index(&index_keys(id, &new))?;
         let from = old.map(|old| old.revision);
         let record = SessionRecord {
             revision: from.map_or(0, |revision| revision.wrapping_add(1)),
-            ..new.clone()
+            ..new
         };
         self.sessions
             .insert(id, encode(RecordKey::Session(id), &record)?.as_slice())?;
@@ -450,12 +445,24 @@ pub(crate) fn message_record(
     }
 }
 
+/// Opens `definition` for reading; `None` when the file does not have the
+/// table (a table is created by the first write that needs it, and files
+/// written by earlier versions lack the newer tables).
+pub(crate) fn open_if_present<K: Key + 'static, V: Value + 'static>(
+    txn: &ReadTransaction,
+    definition: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+    match txn.open_table(definition) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The lsn of the last journal record the database holds (0: none yet).
 pub(crate) fn journal_lsn(txn: &ReadTransaction) -> Result<u64> {
-    let meta = match txn.open_table(META) {
-        Ok(meta) => meta,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-        Err(e) => return Err(e.into()),
+    let Some(meta) = open_if_present(txn, META)? else {
+        return Ok(0);
     };
     let Some(guard) = meta.get(META_JOURNAL_LSN)? else {
         return Ok(0);
