@@ -18,6 +18,7 @@ use sessionstore::{
 use crate::error::{Error, InFile, Result};
 use crate::output::Output;
 use crate::progress::Progress;
+use crate::read_ahead;
 use crate::schema::{self, SchemaChoice};
 use crate::sqlite::{self, quote, SchemaObject, TableLayout, MESSAGES, SEQUENCE, SESSIONS};
 
@@ -65,6 +66,7 @@ pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<Exp
             path: source.to_path_buf(),
         });
     }
+    let _reading_ahead = read_ahead::Background::start(source);
     let store_options = StoreOptions {
         cache_bytes: 64 << 20,
         ..StoreOptions::default()

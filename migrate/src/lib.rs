@@ -24,6 +24,7 @@ pub mod generate;
 mod import;
 mod output;
 mod progress;
+mod read_ahead;
 mod schema;
 mod sqlite;
 mod verify;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sessionstore::ExtraValue;
 
 use crate::error::{sqlite_error, Error, InFile, Result};
+use crate::read_ahead;
 
 /// The two tables the store interprets.
 pub(crate) const SESSIONS: &str = "chat_sessions";
@@ -123,7 +124,7 @@ pub(crate) struct QuickCheck {
 
 impl QuickCheck {
     /// Starts the check, after asking the system to read the file ahead
-    /// (see [`read_ahead`]).
+    /// (see [`read_ahead::read_ahead`]).
     pub fn start(path: &Path) -> Result<Self> {
         let conn = open_unchecked(path)?;
         let interrupt = conn.get_interrupt_handle();
@@ -131,7 +132,7 @@ impl QuickCheck {
         let thread = std::thread::Builder::new()
             .name("quick-check".into())
             .spawn(move || {
-                read_ahead(&owned);
+                read_ahead::read_ahead(&owned);
                 quick_check(&conn, &owned)
             })
             .map_err(|e| Error::io("start the check of", path, e))?;
@@ -151,48 +152,6 @@ impl QuickCheck {
             }),
         }
     }
-}
-
-/// How much one read-ahead request asks for: Linux reads at most its
-/// read-ahead window per request (8 MiB here), so the file is asked for
-/// in steps.
-const READ_AHEAD_STEP: u64 = 8 << 20;
-
-/// Asks the system to bring `path` into its page cache now, in large
-/// sequential reads, as far as half the memory available (Linux only; a
-/// hint: nothing fails without it). The reads that follow jump around the
-/// file (rows in session order, the check's tree walks): a part of the
-/// file not cached would otherwise come from the disk 4 KiB at a time,
-/// each read waited for.
-fn read_ahead(path: &Path) {
-    #[cfg(target_os = "linux")]
-    {
-        let available = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|info| {
-                let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-                line.split_whitespace().nth(1)?.parse::<u64>().ok()
-            })
-            .map_or(0, |kib| kib.saturating_mul(1024));
-        let Ok(file) = std::fs::File::open(path) else {
-            return;
-        };
-        let Ok(len) = file.metadata().map(|m| m.len()) else {
-            return;
-        };
-        let end = len.min(available / 2);
-        let step = std::num::NonZeroU64::new(READ_AHEAD_STEP);
-        let mut offset = 0;
-        while offset < end {
-            // Only a hint: an error changes nothing but speed.
-            if rustix::fs::fadvise(&file, offset, step, rustix::fs::Advice::WillNeed).is_err() {
-                return;
-            }
-            offset += READ_AHEAD_STEP;
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = path;
 }
 
 impl Drop for QuickCheck {
