@@ -20,6 +20,7 @@ use sessionstore::{
 use crate::error::{Error, InFile, Result};
 use crate::output::Output;
 use crate::progress::Progress;
+use crate::read_ahead;
 use crate::schema::{self, SequenceRow};
 use crate::sqlite::{self, quote, to_extra, SchemaObject, TableLayout, MESSAGES, SEQUENCE, SESSIONS};
 
@@ -61,6 +62,7 @@ pub struct ImportReport {
 pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<ImportReport> {
     let started = Instant::now();
     let conn = sqlite::open_unchecked(source)?;
+    let _reading_ahead = read_ahead::Background::start(source);
     let check = sqlite::QuickCheck::start(source)?;
     let mut output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
     output.write_back_early()?;

@@ -14,7 +14,7 @@ const READ_AHEAD_STEP: u64 = 8 << 20;
 /// tree walks, a store's messages in id order): a part of the file not
 /// cached would otherwise come from the disk a page at a time, each read
 /// waited for.
-pub(crate) fn read_ahead(path: &Path) {
+fn read_ahead(path: &Path) {
     #[cfg(target_os = "linux")]
     {
         let available = std::fs::read_to_string("/proc/meminfo")

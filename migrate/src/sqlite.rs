@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use sessionstore::ExtraValue;
 
 use crate::error::{sqlite_error, Error, InFile, Result};
-use crate::read_ahead;
 
 /// The two tables the store interprets.
 pub(crate) const SESSIONS: &str = "chat_sessions";
@@ -123,18 +122,13 @@ pub(crate) struct QuickCheck {
 }
 
 impl QuickCheck {
-    /// Starts the check, after asking the system to read the file ahead
-    /// (see [`read_ahead::read_ahead`]).
     pub fn start(path: &Path) -> Result<Self> {
         let conn = open_unchecked(path)?;
         let interrupt = conn.get_interrupt_handle();
         let owned = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("quick-check".into())
-            .spawn(move || {
-                read_ahead::read_ahead(&owned);
-                quick_check(&conn, &owned)
-            })
+            .spawn(move || quick_check(&conn, &owned))
             .map_err(|e| Error::io("start the check of", path, e))?;
         Ok(QuickCheck {
             thread: Some(thread),
