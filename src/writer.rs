@@ -305,6 +305,25 @@ impl Shared {
         self.committer.lock().map_err(|_| Error::WriterStopped)
     }
 
+    /// Runs `f` with the committer to itself; `None` when the writer has
+    /// stopped, or when `f` panicked (a write or a checkpoint on a damaged
+    /// page), which stops it. A panic never leaves the queue without a
+    /// leader, nor a checkpoint marked under way.
+    fn with_committer<T>(&self, f: impl FnOnce(&mut Committer) -> T) -> Option<T> {
+        let mut committer = self.committer().ok()?;
+        if committer.stopped {
+            return None;
+        }
+        match catch_unwind(AssertUnwindSafe(|| f(&mut committer))) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                tracing::error!("the store's writer panicked; it stops");
+                committer.stopped = true;
+                None
+            }
+        }
+    }
+
     /// Commits the requests queued now, answers them, then hands the lead
     /// to the oldest request queued since (or gives it up).
     fn lead(&self) {
@@ -321,42 +340,22 @@ impl Shared {
         };
         let durable = jobs.iter().any(|(_, durable)| *durable);
         let jobs: Vec<Box<dyn Job>> = jobs.into_iter().map(|(job, _)| job).collect();
-        // Dropped unanswered jobs answer `WriterStopped` (see `Pending`).
-        let committed = match self.committer() {
-            Ok(mut committer) => {
-                let outcome = if committer.stopped {
-                    None
-                } else {
-                    catch_unwind(AssertUnwindSafe(|| committer.commit_batch(jobs, durable))).ok()
-                };
-                let after = match outcome {
-                    Some(outcome) => {
-                        if committer.failed {
-                            // A journal failure: what redb holds (every
-                            // commit answered Ok) becomes durable, and the
-                            // writer stops.
-                            committer.checkpoint_logged();
-                            committer.stopped = true;
-                        }
-                        Some((
-                            outcome.is_ok(),
-                            committer.checkpoint_due(),
-                            committer.checkpoint_at(),
-                        ))
-                    }
-                    None => {
-                        if !committer.stopped {
-                            tracing::error!("a write panicked; the store's writer stops");
-                        }
-                        committer.stopped = true;
-                        None
-                    }
-                };
-                drop(committer);
-                after
+        // Unanswered jobs (the writer stopped, or a panic) answer
+        // `WriterStopped` as they drop (see `Pending`).
+        let committed = self.with_committer(|committer| {
+            let outcome = committer.commit_batch(jobs, durable);
+            if committer.failed {
+                // A journal failure: what redb holds (every commit
+                // answered Ok) becomes durable, and the writer stops.
+                committer.checkpoint_logged();
+                committer.stopped = true;
             }
-            Err(_) => None,
-        };
+            (
+                outcome.is_ok(),
+                committer.checkpoint_due(),
+                committer.checkpoint_at(),
+            )
+        });
         let mut queue = lock(&self.queue);
         let mut wake = false;
         if let Some((ok, due, checkpoint_at)) = committed {
@@ -398,12 +397,14 @@ impl Shared {
                 queue.checkpointing = true;
                 queue.checkpoint_at = None;
                 drop(queue);
-                let next = self.committer().ok().and_then(|mut committer| {
-                    if committer.checkpoint_due() {
-                        committer.checkpoint_logged();
-                    }
-                    committer.checkpoint_at()
-                });
+                let next = self
+                    .with_committer(|committer| {
+                        if committer.checkpoint_due() {
+                            committer.checkpoint_logged();
+                        }
+                        committer.checkpoint_at()
+                    })
+                    .flatten();
                 queue = lock(&self.queue);
                 queue.checkpointing = false;
                 queue.checkpoint_at = queue.checkpoint_at.or(next);
@@ -413,10 +414,11 @@ impl Shared {
             let idle = !queue.idle_failed && queue.waiting.is_empty() && !queue.leading && self.idle.due();
             if idle {
                 drop(queue);
-                let succeeded = match self.committer() {
-                    Ok(mut committer) if !committer.stopped => committer.idle_step(&self.idle),
-                    _ => true,
-                };
+                // A stopped writer does no idle work (and is not asked
+                // again: nothing clears the failure).
+                let succeeded = self
+                    .with_committer(|committer| committer.idle_step(&self.idle))
+                    .unwrap_or(false);
                 queue = lock(&self.queue);
                 queue.idle_failed |= !succeeded;
                 continue;
@@ -437,9 +439,7 @@ impl Shared {
         drop(queue);
         // Closing: what redb holds (every commit that was answered Ok)
         // becomes durable.
-        if let Ok(mut committer) = self.committer() {
-            committer.checkpoint_logged();
-        }
+        self.with_committer(Committer::checkpoint_logged);
     }
 }
 
@@ -675,5 +675,47 @@ mod tests {
         assert!(matches!(later, Err(Error::WriterStopped)), "{later:?}");
         // What was committed before the panic is still there.
         assert!(store.get_session(id).unwrap().is_some());
+    }
+
+    /// Idle work that panics at its first step (as a write on a damaged
+    /// page would), on the background thread.
+    struct PanickingIdleWork;
+
+    impl super::IdleWork for PanickingIdleWork {
+        fn due(&self) -> bool {
+            true
+        }
+        fn step(&self, _: &mut crate::tables::WriteTables<'_>) -> crate::Result<()> {
+            panic!("a damaged page under the idle work")
+        }
+    }
+
+    #[test]
+    fn a_panic_on_the_background_thread_stops_the_writer_without_hanging_a_caller() {
+        use crate::storage::{FileRole, FileStorage, StorageFactory};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let mut db = redb::Database::create(&path).unwrap();
+        let journal_path = dir.path().join("s.redb-journal");
+        let file = FileStorage.open(&journal_path, FileRole::Journal).unwrap();
+        let journal = super::Journal::recover(file, journal_path, 64 << 10, &mut db).unwrap();
+        let writer = super::Writer::start(
+            &path,
+            Arc::new(std::sync::RwLock::new(db)),
+            journal,
+            Arc::new(PanickingIdleWork),
+            Arc::new(crate::cache::MessageCache::new(0)),
+        )
+        .unwrap();
+        // The idle work runs as soon as nothing waits; writes keep coming
+        // until they see the writer stopped (or the test times out).
+        let answer = loop {
+            match writer.write(super::Durability::Durable, |_| Ok(())) {
+                Ok(()) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                Err(error) => break error,
+            }
+        };
+        assert!(matches!(answer, Error::WriterStopped), "{answer:?}");
+        drop(writer);
     }
 }
