@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -92,12 +92,7 @@ impl<T> Slot<T> {
             match std::mem::replace(&mut *state, SlotState::Waiting) {
                 SlotState::Done(result) => return Ok(result),
                 SlotState::Lead => return Err(()),
-                SlotState::Waiting => {
-                    state = self
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                }
+                SlotState::Waiting => state = wait(&self.changed, state),
             }
         }
     }
@@ -179,6 +174,7 @@ struct Queue {
     checkpointing: bool,
     /// The idle work failed: retried after the next successful batch.
     idle_failed: bool,
+    /// The store is closing: the background thread ends (no writer is left).
     closing: bool,
 }
 
@@ -251,9 +247,6 @@ impl Writer {
         });
         let mut leads = {
             let mut queue = lock(&self.shared.queue);
-            if queue.closing {
-                return Err(Error::WriterStopped);
-            }
             queue.waiting.push_back((job, durability == Durability::Durable));
             !std::mem::replace(&mut queue.leading, true)
         };
@@ -275,18 +268,18 @@ impl Writer {
     where
         F: FnOnce(&mut Database) -> Result<T>,
     {
-        let mut committer = self.shared.committer()?;
-        if committer.stopped {
-            return Err(Error::WriterStopped);
-        }
-        committer.checkpoint_logged();
-        let result = {
-            let mut db = committer.db.write().map_err(|_| Error::WriterStopped)?;
-            op(&mut db)
-        };
-        // Maintenance may have rewritten anything.
-        committer.cache.clear();
-        result
+        self.shared
+            .with_committer(|committer| {
+                committer.checkpoint_logged();
+                let result = match committer.db.write() {
+                    Ok(mut db) => op(&mut db),
+                    Err(_) => Err(Error::WriterStopped),
+                };
+                // Maintenance may have rewritten anything.
+                committer.cache.clear();
+                result
+            })
+            .unwrap_or(Err(Error::WriterStopped))
     }
 }
 
@@ -329,11 +322,8 @@ impl Shared {
     fn lead(&self) {
         let jobs: Vec<(Box<dyn Job>, bool)> = {
             let mut queue = lock(&self.queue);
-            while queue.checkpointing && !queue.closing {
-                queue = self
-                    .checkpointed
-                    .wait(queue)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            while queue.checkpointing {
+                queue = wait(&self.checkpointed, queue);
             }
             let n = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..n).collect()
@@ -424,14 +414,11 @@ impl Shared {
                 continue;
             }
             queue = match queue.checkpoint_at {
-                None => self
-                    .background
-                    .wait(queue)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                None => wait(&self.background, queue),
                 Some(at) => {
                     self.background
                         .wait_timeout(queue, at.saturating_duration_since(now))
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
             };
@@ -446,7 +433,12 @@ impl Shared {
 /// Locks `mutex`; a panic elsewhere while it was held leaves its data
 /// consistent here (queues and slots are changed in single steps).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `condvar` with `guard`, as [`lock`] does with a poisoned lock.
+fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A checkpoint (durable redb commit, then the journal starts over) follows
