@@ -7,6 +7,8 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
@@ -141,51 +143,118 @@ impl StorageFactory for FileStorage {
     }
 }
 
-/// A boxed backend as the `impl StorageBackend` redb's builder takes:
-/// forwards every method, locks included.
-pub(crate) struct Boxed(pub Box<dyn StorageBackend>);
+/// The database file as the store hands it to redb: every method
+/// forwarded (locks included), except the sync redb asks for at the end of
+/// an open, which is put off until the file's next write.
+///
+/// That sync (`begin_writable` in redb's page manager) makes durable the
+/// header's "recovery required" flag, which redb has just written. Nothing
+/// needs it on disk before the file's next write: a crash before then finds
+/// the header of the last sync (the file as it was closed, which needs no
+/// recovery) or the new one (recovery, of the same unchanged file). Every
+/// sync asked for while opening is kept back this way, and made before the
+/// next write, change of length, sync or close, so the order in which writes
+/// reach the disk is the order redb asked for; only the last one, which no
+/// write of the open follows, is left for after the open. A clean open then
+/// syncs nothing (SQLite's open writes nothing either); the file's next
+/// write, most often the first checkpoint on the background thread (a
+/// commit of a write request does not write the file), pays it instead (`a_clean_open_syncs_the_database_only_before_its_next_write`
+/// in `tests/reliability_disk.rs`).
+#[derive(Clone)]
+pub(crate) struct DatabaseFile(Arc<Deferring>);
 
-impl fmt::Debug for Boxed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+struct Deferring {
+    inner: Box<dyn StorageBackend>,
+    /// The open is under way: syncs are kept back.
+    opening: AtomicBool,
+    /// A sync was kept back and not made yet.
+    pending: AtomicBool,
+    /// Held while the kept-back sync is made, so that no write overtakes it.
+    settling: Mutex<()>,
+}
+
+impl DatabaseFile {
+    /// Wraps `inner`, keeping back syncs until [`DatabaseFile::opened`].
+    pub fn opening(inner: Box<dyn StorageBackend>) -> Self {
+        DatabaseFile(Arc::new(Deferring {
+            inner,
+            opening: AtomicBool::new(true),
+            pending: AtomicBool::new(false),
+            settling: Mutex::new(()),
+        }))
+    }
+
+    /// The open is over: syncs are made when asked for again, and the one
+    /// kept back (if any) before the next write.
+    pub fn opened(&self) {
+        self.0.opening.store(false, Ordering::Release);
+    }
+
+    /// Makes the sync kept back, if any.
+    pub fn settle(&self) -> std::io::Result<()> {
+        let file = &self.0;
+        if !file.pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _settling = file.settling.lock().unwrap_or_else(PoisonError::into_inner);
+        if file.pending.load(Ordering::Acquire) {
+            file.inner.sync_data()?;
+            file.pending.store(false, Ordering::Release);
+        }
+        Ok(())
     }
 }
 
-impl StorageBackend for Boxed {
+impl fmt::Debug for DatabaseFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.inner.fmt(f)
+    }
+}
+
+impl StorageBackend for DatabaseFile {
     fn len(&self) -> std::io::Result<u64> {
-        self.0.len()
+        self.0.inner.len()
     }
     fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.0.read(offset, out)
+        self.0.inner.read(offset, out)
     }
     fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.0.set_len(len)
+        self.settle()?;
+        self.0.inner.set_len(len)
     }
     fn sync_data(&self) -> std::io::Result<()> {
-        self.0.sync_data()
+        if self.0.opening.load(Ordering::Acquire) {
+            self.0.pending.store(true, Ordering::Release);
+            return Ok(());
+        }
+        self.0.inner.sync_data()?;
+        self.0.pending.store(false, Ordering::Release);
+        Ok(())
     }
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.0.write(offset, data)
+        self.settle()?;
+        self.0.inner.write(offset, data)
     }
     fn close(&self) -> std::io::Result<()> {
-        self.0.close()
+        let settled = self.settle();
+        self.0.inner.close().and(settled)
     }
     fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.0.try_lock_range(start, end)
+        self.0.inner.try_lock_range(start, end)
     }
     fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.0.try_lock_shared_range(start, end)
+        self.0.inner.try_lock_shared_range(start, end)
     }
     fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.0.lock_range(start, end)
+        self.0.inner.lock_range(start, end)
     }
     fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.0.lock_shared_range(start, end)
+        self.0.inner.lock_shared_range(start, end)
     }
     fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.0.unlock_range(start, end)
+        self.0.inner.unlock_range(start, end)
     }
     fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
-        self.0.query_lock_range(start, end)
+        self.0.inner.query_lock_range(start, end)
     }
 }

@@ -19,7 +19,7 @@ use crate::maintenance::Progress;
 use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
-use crate::storage::{Boxed, FileRole, FileStorage, StorageFactory};
+use crate::storage::{DatabaseFile, FileRole, FileStorage, StorageFactory};
 use crate::tables::{self, WriteTables};
 use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
@@ -178,12 +178,25 @@ impl StoreOptions {
         }
     }
 
+    /// The last sync redb asks for while opening is made before the file's
+    /// next write (see [`DatabaseFile`]).
     fn open_database_once(&self, path: &Path) -> Result<Database> {
-        let backend = self.open_backend(path)?;
-        redb::Builder::new()
+        let file = DatabaseFile::opening(self.open_backend(path)?);
+        let opened = redb::Builder::new()
             .set_cache_size(self.cache_bytes)
-            .create_with_backend(Boxed(backend))
-            .map_err(|e| open_error(path, e))
+            .create_with_backend(file.clone());
+        file.opened();
+        match opened {
+            Ok(db) => Ok(db),
+            Err(e) => {
+                // What the failed open wrote and asked to sync is synced
+                // still: the next open's writes must not overtake it.
+                if let Err(sync) = file.settle() {
+                    tracing::warn!(path = %path.display(), error = %sync, "syncing after a failed open");
+                }
+                Err(open_error(path, e))
+            }
+        }
     }
 
     fn open_backend(&self, path: &Path) -> Result<Box<dyn redb::StorageBackend>> {

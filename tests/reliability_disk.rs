@@ -11,6 +11,8 @@
 //!   files left are reopened: the state must be the one after the last
 //!   acknowledged step or, for the step in flight, the one after it (each
 //!   commit all or nothing), the integrity check clean, the store writable;
+//!   the same again on a store reopened after a clean close, whose open
+//!   leaves redb's last sync for the file's next write;
 //! - faults: for every N, the Nth write, set_len or sync fails with EIO or
 //!   ENOSPC, once or from then on: no panic in any thread, the call in
 //!   flight returns an error, and the store reopened (from what was written,
@@ -29,7 +31,7 @@ use std::time::Duration;
 
 use common::disk::{Call, Fault, Files, Keep, SimDisk, EIO, ENOSPC};
 use common::{assert_clean, content, scale, seed, Rng};
-use sessionstore::{Error, NewMessage, Result, SessionStore, StoreOptions, Uuid};
+use sessionstore::{Error, FileRole, NewMessage, Result, SessionStore, StoreOptions, Uuid};
 
 const USERS: usize = 5;
 
@@ -168,7 +170,18 @@ struct Outcome {
 
 /// Opens a store on `disk` and runs the script until a call fails.
 /// `after_each` sees the store after each acknowledged step.
-fn run_script(dir: &Path, disk: &SimDisk, mut after_each: impl FnMut(&SessionStore)) -> Outcome {
+fn run_script(dir: &Path, disk: &SimDisk, after_each: impl FnMut(&SessionStore)) -> Outcome {
+    run_steps(dir, disk, &script(), after_each)
+}
+
+/// Opens a store on `disk` (each user's first session, if the store has
+/// one, is the one `steps` name) and runs `steps` until a call fails.
+fn run_steps(
+    dir: &Path,
+    disk: &SimDisk,
+    steps: &[Step],
+    mut after_each: impl FnMut(&SessionStore),
+) -> Outcome {
     let store = match SessionStore::open_with(path(dir), options(disk)) {
         Ok(store) => store,
         Err(error) => {
@@ -180,7 +193,18 @@ fn run_script(dir: &Path, disk: &SimDisk, mut after_each: impl FnMut(&SessionSto
     };
     after_each(&store);
     let mut sessions = BTreeMap::new();
-    for (index, step) in script().into_iter().enumerate() {
+    for u in 0..USERS {
+        match store.list_user_sessions(&user(u), true) {
+            Ok(ids) => sessions.extend(ids.first().map(|&id| (u, id))),
+            Err(error) => {
+                return Outcome {
+                    acked: Some(0),
+                    error: Some(error),
+                }
+            }
+        }
+    }
+    for (index, &step) in steps.iter().enumerate() {
         if let Err(error) = run(&store, &mut sessions, step, index) {
             return Outcome {
                 acked: Some(index),
@@ -190,7 +214,7 @@ fn run_script(dir: &Path, disk: &SimDisk, mut after_each: impl FnMut(&SessionSto
         after_each(&store);
     }
     Outcome {
-        acked: Some(script().len()),
+        acked: Some(steps.len()),
         error: None,
     }
 }
@@ -279,22 +303,28 @@ fn all_or_nothing(acked: Option<usize>) -> Vec<usize> {
     }
 }
 
-#[test]
-fn power_loss_at_every_sync_keeps_each_commit_whole() {
-    count_panics();
-    let reference = reference();
-    let mut rng = Rng::new(seed("power loss"));
-    let random_variants = scale(2, 20);
+/// Runs `steps` on a disk holding `files` (in `dir`), the power cut as
+/// each sync k of the healthy run (`reference`) is called, keeping none,
+/// all, or a random part (`random_variants` of them) of the unsynced
+/// writes, and reopens what each cut left ([`reopen_and_verify`]). The
+/// number of cuts.
+fn cut_power_at_every_sync(
+    dir: &Path,
+    files: &Files,
+    steps: &[Step],
+    reference: &Reference,
+    random_variants: u64,
+    rng: &mut Rng,
+) -> u64 {
     let mut cuts = 0u64;
     for k in 0..reference.syncs {
         let mut keeps = vec![Keep::Nothing, Keep::Everything];
         keeps.extend((0..random_variants).map(|_| Keep::Part(rng.next_u64())));
         for keep in keeps {
             let case = format!("power cut at sync {k} keeping {keep:?}");
-            let dir = tempfile::tempdir().unwrap();
-            let disk = SimDisk::default();
+            let disk = SimDisk::with_files(files.clone());
             disk.crash_at_sync(k, keep);
-            let outcome = run_script(dir.path(), &disk, |_| {});
+            let outcome = run_steps(dir, &disk, steps, |_| {});
             let Some(files) = disk.crashed() else {
                 // Session ids are random, so the trees, and the number of
                 // syncs, vary a little from run to run.
@@ -306,20 +336,32 @@ fn power_loss_at_every_sync_keeps_each_commit_whole() {
             };
             // A cut while the store closes, after the last step, fails no call.
             assert!(
-                outcome.error.is_some() || outcome.acked == Some(script().len()),
+                outcome.error.is_some() || outcome.acked == Some(steps.len()),
                 "{case}: the call in flight did not fail"
             );
-            reopen_and_verify(
-                dir.path(),
-                files,
-                &reference,
-                &all_or_nothing(outcome.acked),
-                &case,
-            );
+            reopen_and_verify(dir, files, reference, &all_or_nothing(outcome.acked), &case);
             cuts += 1;
         }
     }
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a thread panicked");
+    cuts
+}
+
+#[test]
+fn power_loss_at_every_sync_keeps_each_commit_whole() {
+    count_panics();
+    let reference = reference();
+    let mut rng = Rng::new(seed("power loss"));
+    let random_variants = scale(2, 20);
+    let dir = tempfile::tempdir().unwrap();
+    let cuts = cut_power_at_every_sync(
+        dir.path(),
+        &Files::new(),
+        &script(),
+        &reference,
+        random_variants,
+        &mut rng,
+    );
     assert!(reference.syncs > script().len() as u64, "each durable step syncs");
     eprintln!(
         "power loss: {} syncs x {} variants = {cuts} power cuts over {} files, every commit whole, \
@@ -328,6 +370,86 @@ fn power_loss_at_every_sync_keeps_each_commit_whole() {
         2 + random_variants,
         reference.files
     );
+}
+
+/// Files of a store that the first steps of the script made, then closed.
+fn closed_store(dir: &Path) -> Files {
+    let disk = SimDisk::default();
+    let steps = [Step::Create(0), Step::Create(1), Step::Add(0, 3)];
+    let outcome = run_steps(dir, &disk, &steps, |_| {});
+    assert!(outcome.error.is_none(), "healthy run failed: {:?}", outcome.error);
+    disk.synced()
+}
+
+/// What runs on the store of [`closed_store`] once reopened.
+const AFTER_REOPEN: [Step; 3] = [Step::Add(0, 10), Step::Add(1, 5000), Step::Context(0, 7)];
+
+/// An open of a cleanly closed store puts off the sync of the header redb
+/// writes while opening until the file's next write (`DatabaseFile` in
+/// `src/storage.rs`): the open syncs nothing of the database, and that sync
+/// comes before anything else is written to it.
+#[test]
+fn a_clean_open_syncs_the_database_only_before_its_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SimDisk::with_files(closed_store(dir.path()));
+    let store = SessionStore::open_with(path(dir.path()), options(&disk)).unwrap();
+    let at_open = disk.calls(FileRole::Database);
+    assert!(
+        at_open.contains(&Call::Write),
+        "redb writes its header while opening: {at_open:?}"
+    );
+    assert!(
+        !at_open.contains(&Call::Sync),
+        "the open synced the database: {at_open:?}"
+    );
+    let id = store.list_user_sessions(&user(0), false).unwrap()[0];
+    store.add_message(id, NewMessage::user("after the open")).unwrap();
+    // Closing writes the database (its last checkpoint, then redb's header).
+    drop(store);
+    let calls = disk.calls(FileRole::Database);
+    assert!(calls[at_open.len()..].contains(&Call::Write), "{calls:?}");
+    assert_eq!(
+        calls.get(at_open.len()),
+        Some(&Call::Sync),
+        "the first call on the database after the open must be the sync kept back: {calls:?}"
+    );
+    let reopened = SimDisk::with_files(disk.synced());
+    let store = SessionStore::open_with(path(dir.path()), options(&reopened)).unwrap();
+    assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
+    assert_clean(&store);
+}
+
+/// As [`power_loss_at_every_sync_keeps_each_commit_whole`], on a store
+/// reopened after a clean close: the sync the open keeps back (above) is
+/// among those cut.
+#[test]
+fn power_loss_after_a_clean_reopen_keeps_each_commit_whole() {
+    count_panics();
+    let dir = tempfile::tempdir().unwrap();
+    let closed = closed_store(dir.path());
+    let healthy = SimDisk::with_files(closed.clone());
+    let mut states = Vec::new();
+    let outcome = run_steps(dir.path(), &healthy, &AFTER_REOPEN, |store| {
+        states.push(digest(store).expect("digest"))
+    });
+    assert!(outcome.error.is_none(), "healthy run failed: {:?}", outcome.error);
+    let reference = Reference {
+        states,
+        syncs: healthy.syncs(),
+        mutations: healthy.mutations(),
+        files: healthy.paths().len(),
+    };
+    let mut rng = Rng::new(seed("power loss after a reopen"));
+    let cuts = cut_power_at_every_sync(
+        dir.path(),
+        &closed,
+        &AFTER_REOPEN,
+        &reference,
+        scale(4, 20),
+        &mut rng,
+    );
+    assert!(cuts > 2 * AFTER_REOPEN.len() as u64, "only {cuts} power cuts");
+    eprintln!("power loss after a clean reopen: {cuts} power cuts, every commit whole");
 }
 
 #[test]

@@ -175,6 +175,8 @@ struct DiskState {
     /// Writes, set_lens and syncs so far.
     mutations: u64,
     syncs: u64,
+    /// Every mutating call that took effect, with the role of its file.
+    calls: Vec<(FileRole, Call)>,
     /// Syncs of journal files that took effect.
     journal_syncs: u64,
     fault: Option<Fault>,
@@ -318,6 +320,18 @@ impl SimDisk {
         self.lock().journal_syncs
     }
 
+    /// The writes, set_lens and syncs that took effect on the files of
+    /// `role`, in order.
+    pub fn calls(&self, role: FileRole) -> Vec<Call> {
+        let state = self.lock();
+        state
+            .calls
+            .iter()
+            .filter(|(r, _)| *r == role)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
     pub fn faults_injected(&self) -> u64 {
         self.lock().faults_injected
     }
@@ -375,7 +389,11 @@ impl SimBackend {
             Pending::SetLen(len) if len < self.len()? => Call::Shrink,
             Pending::SetLen(_) => Call::Grow,
         };
-        self.disk.lock().mutate(call)?;
+        {
+            let mut state = self.disk.lock();
+            state.mutate(call)?;
+            state.calls.push((self.role, call));
+        }
         self.with_file(|file| {
             apply(&mut file.current, &op);
             file.pending.push(op);
@@ -421,6 +439,7 @@ impl StorageBackend for SimBackend {
                 }
             }
             state.mutate(Call::Sync)?;
+            state.calls.push((self.role, Call::Sync));
             state.syncs += 1;
             if self.role == FileRole::Journal {
                 state.journal_syncs += 1;
