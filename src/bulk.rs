@@ -448,7 +448,7 @@ fn unjournaled(
     txn.set_durability(redb::Durability::None)
         .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
     {
-        let mut tables = tables::WriteTables::open_unlogged(&txn)?;
+        let mut tables = tables::WriteTables::open_unlogged(&txn);
         write(&mut tables)?;
     }
     txn.commit()?;
@@ -569,14 +569,14 @@ fn apply(
     }
     // Before the first entries are indexed, the table holds only what the
     // store held before the import: usually nothing to look up.
-    let indexed = !tables.message_ids.is_empty()?;
+    let indexed = !tables.message_ids.table()?.is_empty()?;
     for (session, messages) in &batch.messages {
         let key = session.as_u128();
         if !new_counts.contains_key(&key) && tables.session(key)?.is_none() {
             return Err(Error::SessionNotFound(*session));
         }
         for &(id, _) in messages {
-            if !ids.ids.insert(id) || (indexed && tables.message_ids.get(id)?.is_some()) {
+            if !ids.ids.insert(id) || (indexed && tables.message_ids.table()?.get(id)?.is_some()) {
                 return Err(Error::invalid(
                     "message id",
                     format!("message {id} is loaded twice"),
@@ -611,7 +611,7 @@ fn apply(
         match old {
             Some(old) => {
                 let mut new = old.clone();
-                new.expired_at = expiry::expired_at(&*tables.expiry_events, &old)?;
+                new.expired_at = expiry::expired_at(tables.expiry_events.table()?, &old)?;
                 new.message_count = seq;
                 tables.put_session(key, Some(&old), new)?;
             }

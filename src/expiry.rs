@@ -127,11 +127,11 @@ fn count_in(index: &impl ReadableTable<(i64, u128), ()>, (from, to): (i64, i64))
 /// when that raises the watermark and some session is newly due. Returns
 /// how many sessions it expired; reads only those.
 pub(crate) fn expire_before(tables: &mut WriteTables<'_>, cutoff: i64, state: &ExpiryState) -> Result<u64> {
-    let watermark = watermark(&*tables.expiry_events)?;
+    let watermark = watermark(tables.expiry_events.table()?)?;
     if cutoff <= watermark {
         return Ok(0);
     }
-    let due = count_in(&*tables.active_by_updated, (watermark, cutoff))?;
+    let due = count_in(tables.active_by_updated.table()?, (watermark, cutoff))?;
     if due > 0 {
         let at = StoredTimestamp::from(&Timestamp::now());
         tables
@@ -147,14 +147,14 @@ pub(crate) fn expire_before(tables: &mut WriteTables<'_>, cutoff: i64, state: &E
 /// `updated_at` first, and drops the events that then refer to nothing.
 /// Says whether sessions expired lazily remain.
 pub(crate) fn materialize(tables: &mut WriteTables<'_>, limit: usize) -> Result<bool> {
-    let watermark = watermark(&*tables.expiry_events)?;
-    for id in sessions_in(&*tables.active_by_updated, (i64::MIN, watermark), limit)? {
+    let watermark = watermark(tables.expiry_events.table()?)?;
+    for id in sessions_in(tables.active_by_updated.table()?, (i64::MIN, watermark), limit)? {
         let old = tables
             .session(id)?
             .ok_or_else(|| Error::corrupt_record("active_by_updated", "entry without a session"))?;
         let mut new = old.clone();
         new.expired_at = Some(
-            lazy_expired_at(&*tables.expiry_events, old.updated_at.micros())?.ok_or_else(|| {
+            lazy_expired_at(tables.expiry_events.table()?, old.updated_at.micros())?.ok_or_else(|| {
                 Error::corrupt_record(EVENTS, "a session below the watermark without its event")
             })?,
         );
@@ -167,9 +167,13 @@ pub(crate) fn materialize(tables: &mut WriteTables<'_>, limit: usize) -> Result<
 /// record is left: nothing refers to them. Says whether events remain (and
 /// so sessions expired lazily).
 fn drop_unused_events(tables: &mut WriteTables<'_>) -> Result<bool> {
-    let oldest_active = tables.active_by_updated.first()?.map(|(key, _)| key.value().0);
+    let oldest_active = tables
+        .active_by_updated
+        .table()?
+        .first()?
+        .map(|(key, _)| key.value().0);
     let mut unused = Vec::new();
-    for entry in tables.expiry_events.range::<i64>(..)? {
+    for entry in tables.expiry_events.table()?.range::<i64>(..)? {
         let cutoff = entry?.0.value();
         if oldest_active.is_some_and(|updated| updated < cutoff) {
             break;
@@ -179,7 +183,7 @@ fn drop_unused_events(tables: &mut WriteTables<'_>) -> Result<bool> {
     for cutoff in unused {
         tables.expiry_events.remove(cutoff)?;
     }
-    Ok(!tables.expiry_events.is_empty()?)
+    Ok(!tables.expiry_events.table()?.is_empty()?)
 }
 
 /// Deletes, with their messages, at most `limit` sessions expired before
@@ -187,13 +191,13 @@ fn drop_unused_events(tables: &mut WriteTables<'_>) -> Result<bool> {
 pub(crate) fn purge_before(tables: &mut WriteTables<'_>, cutoff: i64, limit: usize) -> Result<u64> {
     // (the index that names it, session): expired for good, then lazily.
     let mut due: Vec<(&'static str, u128)> =
-        sessions_in(&*tables.expired_by_time, (i64::MIN, cutoff), limit)?
+        sessions_in(tables.expired_by_time.table()?, (i64::MIN, cutoff), limit)?
             .into_iter()
             .map(|id| ("expired_by_time", id))
             .collect();
-    for range in lazy_ranges_expired_before(read_events(&*tables.expiry_events)?, cutoff) {
+    for range in lazy_ranges_expired_before(read_events(tables.expiry_events.table()?)?, cutoff) {
         let left = limit - due.len();
-        let lazily = sessions_in(&*tables.active_by_updated, range, left)?;
+        let lazily = sessions_in(tables.active_by_updated.table()?, range, left)?;
         due.extend(lazily.into_iter().map(|id| ("active_by_updated", id)));
     }
     for &(index, id) in &due {
@@ -426,7 +430,7 @@ mod tests {
 
     fn write<T>(db: &Database, f: impl FnOnce(&mut WriteTables<'_>) -> T) -> T {
         let txn = db.begin_write().unwrap();
-        let out = f(&mut WriteTables::open(&txn).unwrap());
+        let out = f(&mut WriteTables::open(&txn));
         txn.commit().unwrap();
         out
     }

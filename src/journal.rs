@@ -138,7 +138,7 @@ impl Journal {
             let mut txn = db.begin_write()?;
             set_durability(&mut txn, RedbDurability::Immediate)?;
             {
-                let mut tables = WriteTables::open(&txn)?;
+                let mut tables = WriteTables::open(&txn);
                 for (_, payload) in &records {
                     tables.apply_changes(payload)?;
                 }
@@ -902,7 +902,7 @@ mod tests {
             .maintain(move |db| {
                 let txn = db.begin_write()?;
                 {
-                    let mut tables = crate::tables::WriteTables::open(&txn)?;
+                    let mut tables = crate::tables::WriteTables::open(&txn);
                     for payload in &payloads {
                         tables.apply_changes(payload)?;
                     }

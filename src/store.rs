@@ -660,7 +660,7 @@ impl SessionStore {
         let access = access.to_owned();
         self.write(move |tables| {
             let old = visible_session(tables, id, access.borrow())?;
-            if expiry::expired_at(&*tables.expiry_events, &old)?.is_some() {
+            if expiry::expired_at(tables.expiry_events.table()?, &old)?.is_some() {
                 return Ok(false);
             }
             let mut new = old.clone();
@@ -751,8 +751,8 @@ impl SessionStore {
         let user = user.to_owned();
         self.write(move |tables| {
             let mut ids = Vec::new();
-            for index in [&tables.user_active, &tables.user_expired] {
-                for entry in index.range(user_range(&user))? {
+            for index in [&mut tables.user_active, &mut tables.user_expired] {
+                for entry in index.table()?.range(user_range(&user))? {
                     ids.push(entry?.0.value().2);
                 }
             }
@@ -1261,7 +1261,8 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
         drop(txn);
         let txn = db.begin_write()?;
         {
-            let mut tables = WriteTables::open(&txn)?;
+            let mut tables = WriteTables::open(&txn);
+            tables.open_all()?;
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
             tables.set_next_message_id(1)?;
         }
@@ -1290,10 +1291,18 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
     }
     tables::next_message_id(&meta).map_err(|e| corrupt(e.to_string()))?;
     match tables::check_layout(&txn) {
-        Ok(()) => Ok(()),
-        Err(redb::TableError::Storage(e)) => Err(e.into()),
-        Err(e) => Err(corrupt(e.to_string())),
+        Ok(()) => {}
+        Err(redb::TableError::Storage(e)) => return Err(e.into()),
+        Err(e) => return Err(corrupt(e.to_string())),
     }
+    if txn.list_tables()?.count() < tables::TABLE_TAGS.len() {
+        // Tables are opened as used: a file must have every one before.
+        drop((meta, txn));
+        let txn = db.begin_write()?;
+        WriteTables::open(&txn).open_all()?;
+        txn.commit()?;
+    }
+    Ok(())
 }
 
 /// Sessions one commit of a cleanup with progress handles.
@@ -1305,16 +1314,16 @@ fn cutoff_micros(age: Duration) -> i64 {
 }
 
 /// The active session `id` inside a write, or the refusal.
-fn writable_session(tables: &WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
+fn writable_session(tables: &mut WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
     let record = visible_session(tables, id, access)?;
-    if expiry::expired_at(&*tables.expiry_events, &record)?.is_some() {
+    if expiry::expired_at(tables.expiry_events.table()?, &record)?.is_some() {
         return Err(Error::SessionNotFound(id));
     }
     Ok(record)
 }
 
 /// The session `id`, expired or not, inside a write, if `access` may see it.
-fn visible_session(tables: &WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
+fn visible_session(tables: &mut WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
     tables
         .session(id.as_u128())?
         .filter(|r| access.allows(r))

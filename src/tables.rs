@@ -107,7 +107,7 @@ pub(crate) struct WriteTables<'txn> {
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 12] = [
+pub(crate) const TABLE_TAGS: [&str; 12] = [
     "meta",
     "sessions",
     "messages",
@@ -123,32 +123,52 @@ const TABLE_TAGS: [&str; 12] = [
 ];
 
 impl<'txn> WriteTables<'txn> {
-    pub fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+    /// The tables of `txn`, each opened at its first use.
+    pub fn open(txn: &'txn WriteTransaction) -> Self {
         Self::open_logging(txn, true)
     }
 
     /// The tables without a change log, for writes that are not journaled
     /// (the bulk importer's).
-    pub fn open_unlogged(txn: &'txn WriteTransaction) -> Result<Self> {
+    pub fn open_unlogged(txn: &'txn WriteTransaction) -> Self {
         Self::open_logging(txn, false)
     }
 
-    fn open_logging(txn: &'txn WriteTransaction, logging: bool) -> Result<Self> {
-        Ok(WriteTables {
-            meta: Logged::open(txn, META, 0, logging)?,
-            sessions: Logged::open(txn, SESSIONS, 1, logging)?,
-            messages: Logged::open(txn, MESSAGES, 2, logging)?,
-            message_ids: Logged::open(txn, MESSAGE_IDS, 3, logging)?,
-            user_active: Logged::open(txn, USER_ACTIVE, 4, logging)?,
-            user_expired: Logged::open(txn, USER_EXPIRED, 5, logging)?,
-            active_by_updated: Logged::open(txn, ACTIVE_BY_UPDATED, 6, logging)?,
-            expired_by_time: Logged::open(txn, EXPIRED_BY_TIME, 7, logging)?,
-            extra_rows: Logged::open(txn, EXTRA_ROWS, 8, logging)?,
-            extra_by_session: Logged::open(txn, EXTRA_ROWS_BY_SESSION, 9, logging)?,
-            opaque: Logged::open(txn, OPAQUE, 10, logging)?,
-            expiry_events: Logged::open(txn, EXPIRY_EVENTS, 11, logging)?,
+    fn open_logging(txn: &'txn WriteTransaction, logging: bool) -> Self {
+        WriteTables {
+            meta: Logged::new(txn, META, 0, logging),
+            sessions: Logged::new(txn, SESSIONS, 1, logging),
+            messages: Logged::new(txn, MESSAGES, 2, logging),
+            message_ids: Logged::new(txn, MESSAGE_IDS, 3, logging),
+            user_active: Logged::new(txn, USER_ACTIVE, 4, logging),
+            user_expired: Logged::new(txn, USER_EXPIRED, 5, logging),
+            active_by_updated: Logged::new(txn, ACTIVE_BY_UPDATED, 6, logging),
+            expired_by_time: Logged::new(txn, EXPIRED_BY_TIME, 7, logging),
+            extra_rows: Logged::new(txn, EXTRA_ROWS, 8, logging),
+            extra_by_session: Logged::new(txn, EXTRA_ROWS_BY_SESSION, 9, logging),
+            opaque: Logged::new(txn, OPAQUE, 10, logging),
+            expiry_events: Logged::new(txn, EXPIRY_EVENTS, 11, logging),
             notes: Notes::default(),
-        })
+        }
+    }
+
+    /// Opens every table, creating those the file lacks: a store's file
+    /// has them all once opened (`initialise` in `store.rs`), and the read
+    /// paths count on it.
+    pub fn open_all(&mut self) -> Result<()> {
+        self.meta.table()?;
+        self.sessions.table()?;
+        self.messages.table()?;
+        self.message_ids.table()?;
+        self.user_active.table()?;
+        self.user_expired.table()?;
+        self.active_by_updated.table()?;
+        self.expired_by_time.table()?;
+        self.extra_rows.table()?;
+        self.extra_by_session.table()?;
+        self.opaque.table()?;
+        self.expiry_events.table()?;
+        Ok(())
     }
 
     /// Takes the changes made since the last call, as one change log.
@@ -199,8 +219,8 @@ impl<'txn> WriteTables<'txn> {
         Ok(())
     }
 
-    pub fn session(&self, id: u128) -> Result<Option<SessionRecord>> {
-        session_record(&*self.sessions, id)
+    pub fn session(&mut self, id: u128) -> Result<Option<SessionRecord>> {
+        session_record(self.sessions.table()?, id)
     }
 
     fn add_index(&mut self, keys: &IndexKeys<'_>) -> Result<()> {
@@ -243,7 +263,9 @@ impl<'txn> WriteTables<'txn> {
     /// loaded, a clock set back) must stay active: the sessions expired
     /// lazily are expired for good first, which ends every expiry event.
     pub fn put_session(&mut self, id: u128, old: Option<&SessionRecord>, new: SessionRecord) -> Result<()> {
-        if new.expired_at.is_none() && new.updated_at.micros() < expiry::watermark(&*self.expiry_events)? {
+        if new.expired_at.is_none()
+            && new.updated_at.micros() < expiry::watermark(self.expiry_events.table()?)?
+        {
             expiry::materialize(self, usize::MAX)?;
         }
         self.write_session(id, old, new)
@@ -281,8 +303,8 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// The id the next message gets.
-    pub fn next_message_id(&self) -> Result<u64> {
-        next_message_id(&*self.meta)
+    pub fn next_message_id(&mut self) -> Result<u64> {
+        next_message_id(self.meta.table()?)
     }
 
     pub fn set_next_message_id(&mut self, next: u64) -> Result<()> {
@@ -328,7 +350,7 @@ impl<'txn> WriteTables<'txn> {
 
     /// Removes the message at `seq`; returns it.
     pub fn remove_message(&mut self, session: u128, seq: u64) -> Result<Option<MessageRecord>> {
-        let Some(record) = message_record(&*self.messages, session, seq)? else {
+        let Some(record) = message_record(self.messages.table()?, session, seq)? else {
             return Ok(None);
         };
         self.messages.remove((session, seq))?;
@@ -343,7 +365,7 @@ impl<'txn> WriteTables<'txn> {
         self.sessions.remove(id)?;
         self.notes.removed(id);
         let mut messages = Vec::new();
-        for entry in self.messages.range((id, 0)..=(id, u64::MAX))? {
+        for entry in self.messages.table()?.range((id, 0)..=(id, u64::MAX))? {
             let (key, value) = entry?;
             let seq = key.value().1;
             let message: MessageRecord = decode(RecordKey::Message(id, seq), value.value())?;
@@ -360,6 +382,7 @@ impl<'txn> WriteTables<'txn> {
         };
         let rows_of_session = self
             .extra_by_session
+            .table()?
             .range::<(u128, &str, i64)>((Bound::Included((id, "", i64::MIN)), end))?;
         for entry in rows_of_session {
             let (key, _) = entry?;
@@ -482,43 +505,52 @@ pub(crate) fn count<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(txn.open_table(table)?.len()?)
 }
 
-/// A table open for writing that logs every change made through it: puts
-/// and removes of raw key and value bytes, which replay blindly (the last
-/// change of a key wins, whatever the state replayed over). Reads go to the
-/// table itself (it derefs to it, read-only).
+/// A table for writing that logs every change made through it: puts and
+/// removes of raw key and value bytes, which replay blindly (the last change
+/// of a key wins, whatever the state replayed over). Reads go to the table
+/// itself ([`Logged::table`]).
+///
+/// The table is opened at its first use: a commit looks up, in redb's table
+/// of tables, every table opened in its transaction, and an append touches
+/// half of the twelve.
 pub(crate) struct Logged<'txn, K: Key + 'static, V: Value + 'static> {
-    table: Table<'txn, K, V>,
+    txn: &'txn WriteTransaction,
+    definition: TableDefinition<'static, K, V>,
+    table: Option<Table<'txn, K, V>>,
     tag: u8,
     log: Vec<u8>,
     /// False for writes that are not journaled (a bulk import).
     logging: bool,
 }
 
-impl<'txn, K: Key + 'static, V: Value + 'static> std::ops::Deref for Logged<'txn, K, V> {
-    type Target = Table<'txn, K, V>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.table
-    }
-}
-
 const PUT: u8 = 1;
 const REMOVE: u8 = 2;
 
 impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
-    fn open(
+    fn new(
         txn: &'txn WriteTransaction,
-        definition: TableDefinition<K, V>,
+        definition: TableDefinition<'static, K, V>,
         tag: u8,
         logging: bool,
-    ) -> Result<Self> {
+    ) -> Self {
         debug_assert_eq!(TABLE_TAGS[usize::from(tag)], definition.name());
-        Ok(Logged {
-            table: txn.open_table(definition)?,
+        Logged {
+            txn,
+            definition,
+            table: None,
             tag,
             log: Vec::new(),
             logging,
-        })
+        }
+    }
+
+    /// The table, for reading (writes go through [`Logged::insert`] and
+    /// [`Logged::remove`], which log them); opened now if not yet.
+    pub fn table(&mut self) -> Result<&mut Table<'txn, K, V>> {
+        match &mut self.table {
+            Some(table) => Ok(table),
+            unopened => Ok(unopened.insert(self.txn.open_table(self.definition)?)),
+        }
     }
 
     /// Inserts (or replaces) `key`.
@@ -528,7 +560,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<()> {
         let (key, value) = (key.borrow(), value.borrow());
-        self.table.insert(key, value)?;
+        self.table()?.insert(key, value)?;
         self.record(PUT, K::as_bytes(key).as_ref(), Some(V::as_bytes(value).as_ref()));
         Ok(())
     }
@@ -536,7 +568,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
     /// Removes `key`; true when it was there.
     pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
         let key = key.borrow();
-        let found = self.table.remove(key)?.is_some();
+        let found = self.table()?.remove(key)?.is_some();
         if found {
             self.record(REMOVE, K::as_bytes(key).as_ref(), None);
         }

@@ -558,7 +558,7 @@ impl Committer {
         let db = lock.read().map_err(|_| Error::WriterStopped)?;
         let mut txn = db.begin_write()?;
         let (changes, notes, journaled) = {
-            let mut tables = WriteTables::open(&txn)?;
+            let mut tables = WriteTables::open(&txn);
             let mut ran = 0;
             loop {
                 for job in &mut jobs[ran..] {
