@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, TableHandle};
 
 use common::{assert_clean, dump, file_len, store_path, temp_store};
 use sessionstore::{Durability, Error, NewMessage, SessionStore, FORMAT_VERSION};
@@ -310,6 +310,49 @@ fn an_empty_file_becomes_a_new_store() {
     drop(store);
     let store = SessionStore::open(&path).unwrap();
     assert!(store.get_session(id).unwrap().is_some());
+}
+
+/// Tables are opened as a write first uses them: an open gives a file that
+/// lacks some (written by an earlier version) every table, which the read
+/// paths count on.
+#[test]
+fn an_open_creates_the_tables_a_file_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let store = SessionStore::open(&path).unwrap();
+    let id = store.create_session(Some("u")).unwrap();
+    store.add_message(id, NewMessage::user("kept")).unwrap();
+    drop(store);
+    let tables = |path: &Path| {
+        let db = redb::Database::open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let mut names: Vec<String> = txn.list_tables().unwrap().map(|t| t.name().to_owned()).collect();
+        names.sort();
+        names
+    };
+    let all = tables(&path);
+    assert_eq!(all.len(), 12, "{all:?}");
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn
+            .delete_table(redb::TableDefinition::<(&str, i64), &[u8]>::new("extra_rows"))
+            .unwrap());
+        assert!(txn
+            .delete_table(redb::TableDefinition::<i64, &[u8]>::new("expiry_events"))
+            .unwrap());
+        txn.commit().unwrap();
+    }
+    assert_eq!(tables(&path).len(), 10);
+    let store = SessionStore::open(&path).unwrap();
+    assert_clean(&store);
+    assert_eq!(
+        store.get_session(id).unwrap().unwrap().messages[0].content,
+        "kept"
+    );
+    assert_eq!(store.recent_sessions("u", 10).unwrap().len(), 1);
+    drop(store);
+    assert_eq!(tables(&path), all);
 }
 
 /// A process killed while creating a store leaves what redb writes first:
