@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle};
 use uuid::Uuid;
 
 use crate::cache::{Edit, MessageCache, Ticket};
@@ -1295,7 +1295,11 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
         Err(redb::TableError::Storage(e)) => return Err(e.into()),
         Err(e) => return Err(corrupt(e.to_string())),
     }
-    if txn.list_tables()?.count() < tables::TABLE_TAGS.len() {
+    let present: Vec<String> = txn.list_tables()?.map(|table| table.name().to_owned()).collect();
+    if tables::TABLE_TAGS
+        .iter()
+        .any(|name| !present.iter().any(|p| p == name))
+    {
         // Tables are opened as used: a file must have every one before.
         drop((meta, txn));
         let txn = db.begin_write()?;
