@@ -383,8 +383,7 @@ impl Shared {
         let mut answers = None;
         if let Some(((jobs, outcome), due, checkpoint_at)) = committed {
             let ok = outcome.is_ok();
-            self.answering.fetch_add(jobs.len(), Ordering::AcqRel);
-            answers = Some((jobs, outcome));
+            answers = Some(Answers::new(jobs, outcome, &self.answering));
             if ok && queue.idle_failed {
                 queue.idle_failed = false;
                 wake = true;
@@ -404,11 +403,8 @@ impl Shared {
             None => queue.leading = false,
         }
         drop(queue);
-        if let Some((jobs, outcome)) = answers {
-            for job in jobs {
-                job.finish(outcome.as_ref().err());
-                self.answering.fetch_sub(1, Ordering::AcqRel);
-            }
+        if let Some(answers) = answers {
+            answers.give();
         }
         if wake {
             self.background.notify_one();
@@ -469,6 +465,42 @@ impl Shared {
         // Closing: what redb holds (every commit that was answered Ok)
         // becomes durable.
         self.with_committer(Committer::checkpoint_logged);
+    }
+}
+
+/// The callers of a committed batch, to be answered, counted in
+/// `Shared::answering` until they are, whatever happens (a panic while
+/// answering must not leave a leader waiting for answers that never come).
+struct Answers<'a> {
+    jobs: std::vec::IntoIter<Box<dyn Job>>,
+    outcome: Result<()>,
+    answering: &'a AtomicUsize,
+}
+
+impl<'a> Answers<'a> {
+    fn new(jobs: Vec<Box<dyn Job>>, outcome: Result<()>, answering: &'a AtomicUsize) -> Self {
+        answering.fetch_add(jobs.len(), Ordering::AcqRel);
+        Answers {
+            jobs: jobs.into_iter(),
+            outcome,
+            answering,
+        }
+    }
+
+    /// Answers each caller.
+    fn give(mut self) {
+        for job in self.jobs.by_ref() {
+            job.finish(self.outcome.as_ref().err());
+            self.answering.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Answers<'_> {
+    /// Callers left unanswered (a panic while answering) answer
+    /// [`Error::WriterStopped`] as their jobs drop (see `Pending`).
+    fn drop(&mut self) {
+        self.answering.fetch_sub(self.jobs.len(), Ordering::AcqRel);
     }
 }
 
