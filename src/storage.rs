@@ -158,8 +158,9 @@ impl StorageFactory for FileStorage {
 /// write of the open follows, is left for after the open. A clean open then
 /// syncs nothing (SQLite's open writes nothing either); the file's next
 /// write, most often the first checkpoint on the background thread (a
-/// commit of a write request does not write the file), pays it instead (`a_clean_open_syncs_the_database_only_before_its_next_write`
-/// in `tests/reliability_disk.rs`).
+/// commit of a write request does not write the file), pays it instead.
+/// Tested by `a_clean_open_syncs_the_database_only_before_its_next_write`
+/// in `tests/reliability_disk.rs`.
 #[derive(Clone)]
 pub(crate) struct DatabaseFile(Arc<Deferring>);
 
