@@ -79,48 +79,69 @@ fn sqlite_session(path: &std::path::Path) -> String {
     Sqlite::open(path, Durability::Durable).create_session(Some("writer"))
 }
 
-/// The concurrent workloads as criterion sees them: the time for 32 threads
-/// to append 32 durable messages each.
-fn add_message_32_threads(c: &mut Criterion) {
-    let dir = common::scratch();
-    let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
-    let path = dir.path().join("s.db");
-    let sessions: Vec<String> = (0..32).map(|_| sqlite_session(&path)).collect();
-    let ss_sessions: Vec<_> = (0..32)
-        .map(|_| store.create_session(Some("writer")).expect("create"))
-        .collect();
-    let turns = conversation(5, 32);
-    let mut group = c.benchmark_group("add_message_32_threads_x32");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
-    group.bench_function("sessionstore", |b| {
-        b.iter(|| {
-            std::thread::scope(|scope| {
-                for id in &ss_sessions {
-                    let (store, turns) = (&store, &turns);
-                    scope.spawn(move || {
-                        for turn in turns {
-                            store.add_message(*id, turn.to_new_message()).expect("add");
-                        }
-                    });
-                }
+/// The concurrent workloads as criterion sees them: the time for 8 or 32
+/// threads to append 32 durable messages each, on sessionstore, on SQLite
+/// the old store's way (a connection per thread, a transaction per message)
+/// and on SQLite behind the batching writer.
+fn add_message_threads(c: &mut Criterion) {
+    for threads in [8, 32] {
+        let dir = common::scratch();
+        let store = SessionStore::open(dir.path().join("s.redb")).expect("open");
+        let path = dir.path().join("s.db");
+        let sessions: Vec<String> = (0..threads).map(|_| sqlite_session(&path)).collect();
+        let batched_path = dir.path().join("b.db");
+        let batched_sessions: Vec<String> = (0..threads).map(|_| sqlite_session(&batched_path)).collect();
+        let batched = BatchedSqlite::open(&batched_path);
+        let ss_sessions: Vec<_> = (0..threads)
+            .map(|_| store.create_session(Some("writer")).expect("create"))
+            .collect();
+        let turns = conversation(5, 32);
+        let mut group = c.benchmark_group(format!("add_message_{threads}_threads_x32"));
+        group.sample_size(10).measurement_time(Duration::from_secs(8));
+        group.bench_function("sessionstore", |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for id in &ss_sessions {
+                        let (store, turns) = (&store, &turns);
+                        scope.spawn(move || {
+                            for turn in turns {
+                                store.add_message(*id, turn.to_new_message()).expect("add");
+                            }
+                        });
+                    }
+                })
             })
-        })
-    });
-    group.bench_function("sqlite", |b| {
-        b.iter(|| {
-            std::thread::scope(|scope| {
-                for id in &sessions {
-                    let (path, turns) = (&path, &turns);
-                    scope.spawn(move || {
-                        let sqlite = Sqlite::open(path, Durability::Durable);
-                        for turn in turns {
-                            sqlite.add_message(id, turn);
-                        }
-                    });
-                }
+        });
+        group.bench_function("sqlite", |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for id in &sessions {
+                        let (path, turns) = (&path, &turns);
+                        scope.spawn(move || {
+                            let sqlite = Sqlite::open(path, Durability::Durable);
+                            for turn in turns {
+                                sqlite.add_message(id, turn);
+                            }
+                        });
+                    }
+                })
             })
-        })
-    });
+        });
+        group.bench_function("sqlite_batched", |b| {
+            b.iter(|| {
+                std::thread::scope(|scope| {
+                    for id in &batched_sessions {
+                        let (batched, turns) = (&batched, &turns);
+                        scope.spawn(move || {
+                            for turn in turns {
+                                batched.add_message(id, turn);
+                            }
+                        });
+                    }
+                })
+            })
+        });
+    }
 }
 
 fn user_sessions_and_expiry(c: &mut Criterion) {
@@ -224,7 +245,7 @@ criterion_group!(
     get_session,
     recent_messages,
     add_message,
-    add_message_32_threads,
+    add_message_threads,
     user_sessions_and_expiry,
     open_clean
 );
