@@ -354,7 +354,7 @@ impl Shared {
     /// hands the lead to the oldest request queued since (or gives it up),
     /// then answers them.
     fn lead(&self) {
-        let jobs: Vec<(Box<dyn Job>, bool)> = {
+        let queued: Vec<(Box<dyn Job>, bool)> = {
             let mut queue = lock(&self.queue);
             while queue.checkpointing {
                 queue = wait(&self.checkpointed, queue);
@@ -362,13 +362,11 @@ impl Shared {
             let n = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..n).collect()
         };
-        let durable = jobs.iter().any(|(_, durable)| *durable);
-        let jobs: Vec<Box<dyn Job>> = jobs.into_iter().map(|(job, _)| job).collect();
         // Unanswered jobs (the writer stopped, or a panic) answer
         // `WriterStopped` as they drop (see `Pending`).
         let committed = self.with_committer(|committer| {
             let late_jobs = &mut |room| self.late_jobs(room);
-            let (jobs, outcome) = committer.commit_batch(jobs, durable, late_jobs);
+            let (jobs, outcome) = committer.commit_batch(queued, late_jobs);
             if committer.failed {
                 // A journal failure: what redb holds (every commit
                 // answered Ok) becomes durable, and the writer stops.
@@ -504,6 +502,16 @@ impl Drop for Answers<'_> {
     }
 }
 
+/// Adds `arrived` to the batch's `jobs`; whether one of them is durable.
+fn take_in(jobs: &mut Vec<Box<dyn Job>>, arrived: Vec<(Box<dyn Job>, bool)>) -> bool {
+    let mut durable = false;
+    for (job, job_durable) in arrived {
+        durable |= job_durable;
+        jobs.push(job);
+    }
+    durable
+}
+
 /// Locks `mutex`; a panic elsewhere while it was held leaves its data
 /// consistent here (queues and slots are changed in single steps).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -543,16 +551,17 @@ struct Committer {
 }
 
 impl Committer {
-    /// Runs the jobs of one batch in one transaction, with those `more`
-    /// gives (up to the room it is told of) while they run, and commits;
-    /// every job, to be answered, and the commit's outcome.
+    /// Runs the jobs of one batch (`queued`, then those `more` gives, up to
+    /// the room it is told of, while they run; each says whether it is
+    /// durable) in one transaction and commits; every job, to be answered,
+    /// and the commit's outcome.
     fn commit_batch(
         &mut self,
-        mut jobs: Vec<Box<dyn Job>>,
-        mut durable: bool,
+        queued: Vec<(Box<dyn Job>, bool)>,
         more: &mut dyn FnMut(usize) -> Vec<(Box<dyn Job>, bool)>,
     ) -> (Vec<Box<dyn Job>>, Result<()>) {
-        let outcome = self.run_and_commit(&mut jobs, &mut durable, more);
+        let mut jobs = Vec::with_capacity(queued.len());
+        let outcome = self.run_and_commit(&mut jobs, queued, more);
         (jobs, outcome)
     }
 
@@ -566,7 +575,7 @@ impl Committer {
             result: None,
             slot: slot.clone(),
         });
-        let (jobs, committed) = self.commit_batch(vec![job], false, &mut |_| Vec::new());
+        let (jobs, committed) = self.commit_batch(vec![(job, false)], &mut |_| Vec::new());
         for job in jobs {
             job.finish(committed.as_ref().err());
         }
@@ -583,9 +592,10 @@ impl Committer {
     fn run_and_commit(
         &mut self,
         jobs: &mut Vec<Box<dyn Job>>,
-        durable: &mut bool,
+        queued: Vec<(Box<dyn Job>, bool)>,
         more: &mut dyn FnMut(usize) -> Vec<(Box<dyn Job>, bool)>,
     ) -> Result<()> {
+        let mut durable = take_in(jobs, queued);
         let lock = self.db.clone();
         let db = lock.read().map_err(|_| Error::WriterStopped)?;
         let mut txn = db.begin_write()?;
@@ -603,10 +613,7 @@ impl Committer {
                 if late.is_empty() {
                     break;
                 }
-                for (job, late_durable) in late {
-                    *durable |= late_durable;
-                    jobs.push(job);
-                }
+                durable |= take_in(jobs, late);
             }
             let changes = tables.take_changes();
             let journaled = self.journal.fits(changes.len());
@@ -617,7 +624,7 @@ impl Committer {
         };
         if changes.is_empty() {
             txn.abort()?;
-            if *durable {
+            if durable {
                 // Nothing new, but earlier relaxed records must be on disk.
                 self.sync_journal()?;
             }
@@ -633,7 +640,7 @@ impl Committer {
             return Ok(());
         }
         set_durability(&mut txn, RedbDurability::None)?;
-        if let Err(error) = self.journal.append(&changes, *durable) {
+        if let Err(error) = self.journal.append(&changes, durable) {
             self.failed = true;
             return Err(error);
         }
