@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableHandle};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use crate::cache::{Edit, MessageCache, Ticket};
@@ -1290,16 +1290,12 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
         });
     }
     tables::next_message_id(&meta).map_err(|e| corrupt(e.to_string()))?;
-    match tables::check_layout(&txn) {
-        Ok(()) => {}
+    let complete = match tables::check_layout(&txn) {
+        Ok(complete) => complete,
         Err(redb::TableError::Storage(e)) => return Err(e.into()),
         Err(e) => return Err(corrupt(e.to_string())),
-    }
-    let present: Vec<String> = txn.list_tables()?.map(|table| table.name().to_owned()).collect();
-    if tables::TABLE_TAGS
-        .iter()
-        .any(|name| !present.iter().any(|p| p == name))
-    {
+    };
+    if !complete {
         // Tables are opened as used: a file must have every one before.
         drop((meta, txn));
         let txn = db.begin_write()?;

@@ -107,7 +107,7 @@ pub(crate) struct WriteTables<'txn> {
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-pub(crate) const TABLE_TAGS: [&str; 12] = [
+const TABLE_TAGS: [&str; 12] = [
     "meta",
     "sessions",
     "messages",
@@ -420,29 +420,36 @@ pub(crate) fn next_message_id(meta: &impl ReadableTable<&'static str, &'static [
 }
 
 /// Checks that every table of the store present in the file has the key
-/// and value types this build uses (a missing one is created on first write).
-pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<(), redb::TableError> {
+/// and value types this build uses; whether every table is present (a
+/// store's open creates those missing: `initialise` in `store.rs`).
+pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<bool, redb::TableError> {
+    /// Whether the table is there (of the right types).
     fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
         txn: &ReadTransaction,
         definition: TableDefinition<K, V>,
-    ) -> std::result::Result<(), redb::TableError> {
+    ) -> std::result::Result<bool, redb::TableError> {
         match txn.open_table(definition) {
-            Ok(_) | Err(redb::TableError::TableDoesNotExist(_)) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
             Err(e) => Err(e),
         }
     }
-    table(txn, META)?;
-    table(txn, SESSIONS)?;
-    table(txn, MESSAGES)?;
-    table(txn, MESSAGE_IDS)?;
-    table(txn, USER_ACTIVE)?;
-    table(txn, USER_EXPIRED)?;
-    table(txn, ACTIVE_BY_UPDATED)?;
-    table(txn, EXPIRED_BY_TIME)?;
-    table(txn, EXTRA_ROWS)?;
-    table(txn, EXTRA_ROWS_BY_SESSION)?;
-    table(txn, OPAQUE)?;
-    table(txn, EXPIRY_EVENTS)
+    Ok([
+        table(txn, META)?,
+        table(txn, SESSIONS)?,
+        table(txn, MESSAGES)?,
+        table(txn, MESSAGE_IDS)?,
+        table(txn, USER_ACTIVE)?,
+        table(txn, USER_EXPIRED)?,
+        table(txn, ACTIVE_BY_UPDATED)?,
+        table(txn, EXPIRED_BY_TIME)?,
+        table(txn, EXTRA_ROWS)?,
+        table(txn, EXTRA_ROWS_BY_SESSION)?,
+        table(txn, OPAQUE)?,
+        table(txn, EXPIRY_EVENTS)?,
+    ]
+    .into_iter()
+    .all(|present| present))
 }
 
 /// Reads and decodes a session record.
@@ -546,7 +553,11 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
 
     /// The table, for reading (writes go through [`Logged::insert`] and
     /// [`Logged::remove`], which log them); opened now if not yet.
-    pub fn table(&mut self) -> Result<&mut Table<'txn, K, V>> {
+    pub fn table(&mut self) -> Result<&Table<'txn, K, V>> {
+        Ok(self.opened()?)
+    }
+
+    fn opened(&mut self) -> Result<&mut Table<'txn, K, V>> {
         match &mut self.table {
             Some(table) => Ok(table),
             unopened => Ok(unopened.insert(self.txn.open_table(self.definition)?)),
@@ -560,7 +571,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<()> {
         let (key, value) = (key.borrow(), value.borrow());
-        self.table()?.insert(key, value)?;
+        self.opened()?.insert(key, value)?;
         self.record(PUT, K::as_bytes(key).as_ref(), Some(V::as_bytes(value).as_ref()));
         Ok(())
     }
@@ -568,7 +579,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
     /// Removes `key`; true when it was there.
     pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
         let key = key.borrow();
-        let found = self.table()?.remove(key)?.is_some();
+        let found = self.opened()?.remove(key)?.is_some();
         if found {
             self.record(REMOVE, K::as_bytes(key).as_ref(), None);
         }
