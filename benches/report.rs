@@ -192,6 +192,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[at].as_secs_f64() * 1e6
 }
 
+/// The middle value of `values` (not empty).
+fn median<T: Copy + PartialOrd>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
+
 fn median_micros(iterations: usize, call: impl FnMut()) -> f64 {
     percentile(&latencies(iterations, call), 0.5)
 }
@@ -454,11 +460,7 @@ fn add_message_threads(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
             ]
         })
         .collect();
-    let median = |i: usize| {
-        let mut values: Vec<f64> = runs.iter().map(|run| run[i]).collect();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
+    let middle = |i: usize| median(runs.iter().map(|run| run[i]).collect());
     let list = |i: usize| {
         runs.iter()
             .map(|run| format!("{:.0}", run[i]))
@@ -475,9 +477,9 @@ fn add_message_threads(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
         list(4)
     ));
     vec![
-        row("add_message_8_threads", median(0), median(1)),
-        row("add_message_32_threads", median(2), median(3)),
-        row("add_message_32_threads_vs_batched", median(2), median(4)),
+        row("add_message_8_threads", middle(0), middle(1)),
+        row("add_message_32_threads", middle(2), middle(3)),
+        row("add_message_32_threads_vs_batched", middle(2), middle(4)),
     ]
 }
 
@@ -738,10 +740,6 @@ fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
         at.elapsed()
     };
     let runs = 5;
-    let median = |mut times: Vec<Duration>| {
-        times.sort_unstable();
-        times[times.len() / 2]
-    };
     let clean = millis_row(
         "open_clean",
         median((0..runs).map(|_| open_ss()).collect()),

@@ -100,48 +100,44 @@ fn add_message_threads(c: &mut Criterion) {
         group.sample_size(10).measurement_time(Duration::from_secs(8));
         group.bench_function("sessionstore", |b| {
             b.iter(|| {
-                std::thread::scope(|scope| {
-                    for id in &ss_sessions {
-                        let (store, turns) = (&store, &turns);
-                        scope.spawn(move || {
-                            for turn in turns {
-                                store.add_message(*id, turn.to_new_message()).expect("add");
-                            }
-                        });
+                in_threads(&ss_sessions, |id| {
+                    for turn in &turns {
+                        store.add_message(*id, turn.to_new_message()).expect("add");
                     }
                 })
             })
         });
         group.bench_function("sqlite", |b| {
             b.iter(|| {
-                std::thread::scope(|scope| {
-                    for id in &sessions {
-                        let (path, turns) = (&path, &turns);
-                        scope.spawn(move || {
-                            let sqlite = Sqlite::open(path, Durability::Durable);
-                            for turn in turns {
-                                sqlite.add_message(id, turn);
-                            }
-                        });
+                in_threads(&sessions, |id| {
+                    let sqlite = Sqlite::open(&path, Durability::Durable);
+                    for turn in &turns {
+                        sqlite.add_message(id, turn);
                     }
                 })
             })
         });
         group.bench_function("sqlite_batched", |b| {
             b.iter(|| {
-                std::thread::scope(|scope| {
-                    for id in &batched_sessions {
-                        let (batched, turns) = (&batched, &turns);
-                        scope.spawn(move || {
-                            for turn in turns {
-                                batched.add_message(id, turn);
-                            }
-                        });
+                in_threads(&batched_sessions, |id| {
+                    for turn in &turns {
+                        batched.add_message(id, turn);
                     }
                 })
             })
         });
     }
+}
+
+/// Runs `append` for each session, each in a thread of its own, all at
+/// once; returns when every one is done.
+fn in_threads<I: Sync>(sessions: &[I], append: impl Fn(&I) + Sync) {
+    std::thread::scope(|scope| {
+        for id in sessions {
+            let append = &append;
+            scope.spawn(move || append(id));
+        }
+    })
 }
 
 fn user_sessions_and_expiry(c: &mut Criterion) {
