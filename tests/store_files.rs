@@ -317,9 +317,8 @@ fn an_empty_file_becomes_a_new_store() {
 /// paths count on.
 #[test]
 fn an_open_creates_the_tables_a_file_lacks() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.redb");
-    let store = SessionStore::open(&path).unwrap();
+    let (dir, store) = temp_store();
+    let path = store_path(&dir);
     let id = store.create_session(Some("u")).unwrap();
     store.add_message(id, NewMessage::user("kept")).unwrap();
     drop(store);

@@ -174,11 +174,8 @@ struct DiskState {
     files: BTreeMap<PathBuf, SimFile>,
     /// Writes, set_lens and syncs so far.
     mutations: u64,
-    syncs: u64,
     /// Every mutating call that took effect, with the role of its file.
     calls: Vec<(FileRole, Call)>,
-    /// Syncs of journal files that took effect.
-    journal_syncs: u64,
     fault: Option<Fault>,
     faults_injected: u64,
     /// The kind of call the first injected fault failed.
@@ -189,6 +186,12 @@ struct DiskState {
 }
 
 impl DiskState {
+    /// Syncs that took effect, of the files of `role` or of every file.
+    fn syncs(&self, role: Option<FileRole>) -> u64 {
+        let of = |(r, call): &&(FileRole, Call)| *call == Call::Sync && role.is_none_or(|role| role == *r);
+        self.calls.iter().filter(of).count() as u64
+    }
+
     /// Counts a mutating call; the injected error when it is to fail.
     fn mutate(&mut self, call: Call) -> io::Result<()> {
         if self.crashed.is_some() {
@@ -311,13 +314,14 @@ impl SimDisk {
         self.lock().mutations
     }
 
+    /// Syncs that took effect.
     pub fn syncs(&self) -> u64 {
-        self.lock().syncs
+        self.lock().syncs(None)
     }
 
     /// Syncs of the store's journal that took effect.
     pub fn journal_syncs(&self) -> u64 {
-        self.lock().journal_syncs
+        self.lock().syncs(Some(FileRole::Journal))
     }
 
     /// The writes, set_lens and syncs that took effect on the files of
@@ -431,7 +435,7 @@ impl StorageBackend for SimBackend {
             if state.crashed.is_some() {
                 return Err(io::Error::from_raw_os_error(EIO));
             }
-            let k = state.syncs;
+            let k = state.syncs(None);
             if let Some((at, keep)) = state.crash_at_sync {
                 if k == at {
                     state.cut_power(keep);
@@ -440,10 +444,6 @@ impl StorageBackend for SimBackend {
             }
             state.mutate(Call::Sync)?;
             state.calls.push((self.role, Call::Sync));
-            state.syncs += 1;
-            if self.role == FileRole::Journal {
-                state.journal_syncs += 1;
-            }
         }
         self.with_file(|file| {
             file.durable = file.current.clone();
