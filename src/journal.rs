@@ -32,6 +32,19 @@
 //! records after it hold acknowledged writes, and the open fails with
 //! [`Error::Corrupt`] rather than drop them.
 //!
+//! An append writes whole blocks of [`BLOCK`] bytes from the start of the
+//! block the journal ends in: the bytes of that block before the end (kept
+//! in memory), the record, then zeros to the block's end. The file holds
+//! the same bytes whichever way they are written, and a block is never
+//! written in part; so a record that is synced at once can be written past
+//! the page cache (`O_DIRECT`, when the storage offers it: see
+//! [`StorageFactory::open_direct`](crate::StorageFactory::open_direct)),
+//! which spares its sync the copying through the cache, and a record that
+//! is not (relaxed) overwrites whole cached pages, so the kernel never has
+//! to read a page the direct write left uncached back in before changing
+//! it. The zeros overwrite only what lies past the end of the current
+//! round: zeros, or records of an earlier round, which never replay.
+//!
 //! The file is written with zeros to its full size
 //! ([`StoreOptions::journal_bytes`](crate::StoreOptions::journal_bytes))
 //! once, when created, so that an append never has to allocate: its
@@ -52,6 +65,10 @@ use crate::writer::set_durability;
 const HEADER: usize = 24;
 /// Records start at multiples of this.
 const ALIGN: u64 = 8;
+/// Appends write whole blocks of this many bytes, at multiples of it: the
+/// page size, and a multiple of every disk's logical block, as direct I/O
+/// asks of offsets, lengths and buffers.
+const BLOCK: usize = 4096;
 
 /// The database beside the journal at `journal` (see [`journal_path`]).
 fn database_path(journal: &Path) -> PathBuf {
@@ -71,6 +88,10 @@ pub(crate) fn journal_path(database: &Path) -> PathBuf {
 
 pub(crate) struct Journal {
     file: Box<dyn StorageBackend>,
+    /// The same file opened for direct I/O, for the records synced at once.
+    direct: Option<std::fs::File>,
+    /// The bytes from the start of the block `end` lies in up to `end`.
+    tail: Vec<u8>,
     path: PathBuf,
     capacity: u64,
     /// Where the next record goes.
@@ -104,14 +125,20 @@ impl Journal {
     /// Before records are replayed (the store crashed), redb's checksums of
     /// the whole database are verified: the replay rewrites pages, and a
     /// damaged page it rewrote would get a fresh checksum over the damage.
+    ///
+    /// `direct`: the file opened a second time for direct I/O, if the
+    /// storage offers it.
     pub fn recover(
         file: Box<dyn StorageBackend>,
+        direct: Option<std::fs::File>,
         path: PathBuf,
         size: u64,
         db: &mut Database,
     ) -> Result<Self> {
         let mut journal = Journal {
             file,
+            direct,
+            tail: Vec::new(),
             path,
             capacity: 0,
             end: 0,
@@ -440,8 +467,11 @@ impl Journal {
     pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<u64> {
         let lsn = self.next_lsn;
         let record = record(lsn, self.synced, payload)?;
-        self.file
-            .write(self.end, &record)
+        // Past the page cache only when no record written through it waits
+        // for this sync: the kernel would write those pages out before the
+        // direct write (one more trip to the disk), where one sync of them
+        // all is enough.
+        self.write_blocks(&record, sync && !self.unsynced)
             .map_err(|e| self.io("append to", e))?;
         self.last_start = Some(self.end);
         self.end += record.len() as u64;
@@ -451,6 +481,47 @@ impl Journal {
             self.sync()?;
         }
         Ok(lsn)
+    }
+
+    /// Writes `record` at `end` as whole blocks (see the module's
+    /// documentation): past the page cache when `direct` is asked and the
+    /// file was opened for it, else through the storage backend. Keeps
+    /// [`Journal::tail`] for the next append; `end` is left to the caller.
+    fn write_blocks(&mut self, record: &[u8], direct: bool) -> std::io::Result<()> {
+        let start = self.end - self.tail.len() as u64;
+        let used = self.tail.len() + record.len();
+        let mut len = used.div_ceil(BLOCK) * BLOCK;
+        if start + len as u64 > self.capacity {
+            // The file ends inside the last block (a journal size that is
+            // not a multiple of it): the bytes alone, through the backend.
+            len = used;
+        }
+        // Direct I/O wants the buffer aligned too: a block more than needed,
+        // used from its first aligned byte.
+        let mut buffer = vec![0u8; len + BLOCK];
+        let at = buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
+        let blocks = &mut buffer[at..at + len];
+        blocks[..self.tail.len()].copy_from_slice(&self.tail);
+        blocks[self.tail.len()..used].copy_from_slice(record);
+        let whole = at < BLOCK && len % BLOCK == 0;
+        let refused = match self.direct.as_ref().filter(|_| direct && whole) {
+            Some(file) => write_direct(file, blocks, start).err(),
+            None => None,
+        };
+        let through_backend = refused.is_some() || !(direct && whole && self.direct.is_some());
+        if let Some(error) = refused {
+            // Direct writes refused (a file system that opened the file so
+            // but wants larger blocks, or a failing disk): the backend's
+            // write, and its sync, say whether this one reaches the disk.
+            tracing::warn!(path = %self.path.display(), %error, "a direct write failed; the journal goes through the page cache from now on");
+            self.direct = None;
+        }
+        if through_backend {
+            self.file.write(start, blocks)?;
+        }
+        let kept = used % BLOCK;
+        self.tail = blocks[used - kept..used].to_vec();
+        Ok(())
     }
 
     /// The lsn of the last record appended (or replayed).
@@ -480,6 +551,14 @@ impl Journal {
             .map_err(|e| self.io("retract a record of", e))?;
         self.end = start;
         self.next_lsn -= 1;
+        // What the block `start` lies in holds before it, read back (a
+        // retraction is rare: a commit failed).
+        let block_start = start - start % BLOCK as u64;
+        let mut tail = vec![0u8; (start - block_start) as usize];
+        self.file
+            .read(block_start, &mut tail)
+            .map_err(|e| self.io("read back", e))?;
+        self.tail = tail;
         Ok(())
     }
 
@@ -488,6 +567,7 @@ impl Journal {
     /// their lsn does not follow, so they never replay.
     pub fn reset(&mut self) {
         self.end = 0;
+        self.tail.clear();
         self.unsynced = false;
         self.synced = self.last_appended();
         self.last_start = None;
@@ -496,6 +576,19 @@ impl Journal {
     fn io(&self, action: &'static str, error: std::io::Error) -> Error {
         Error::io(action, &self.path, error)
     }
+}
+
+/// Writes `bytes` at `offset` of a file opened for direct I/O.
+#[cfg(unix)]
+fn write_direct(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+/// Direct I/O is offered on Linux only (see
+/// [`StorageFactory::open_direct`](crate::StorageFactory::open_direct)).
+#[cfg(not(unix))]
+fn write_direct(_file: &std::fs::File, _bytes: &[u8], _offset: u64) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// A record to replay: its lsn and payload.
@@ -717,6 +810,81 @@ mod tests {
     fn contents(store: &SessionStore, id: uuid::Uuid) -> Vec<String> {
         let session = store.get_session(id).unwrap().unwrap();
         session.messages.iter().map(|m| m.content.clone()).collect()
+    }
+
+    /// The same appends (synced and not), a retraction and a new round,
+    /// on a real file: with its direct handle (where the file system allows
+    /// direct I/O), and with a handle whose writes fail, the file must hold
+    /// after each step the bytes it holds written through the page cache
+    /// alone. Each append writes whole blocks: zeros from the end of the
+    /// round to the end of its block, an earlier round's records after.
+    #[test]
+    fn appends_write_the_same_bytes_past_the_page_cache_as_through_it() {
+        use super::{Journal, BLOCK};
+        use crate::storage::FileStorage;
+
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("s.redb");
+        drop(SessionStore::open(&database).unwrap());
+        let mut db = redb::Database::open(&database).unwrap();
+        let payload = |i: usize| vec![i as u8 + 1; 150 + i * 37 % 400];
+        // The file after each step, and where the journal ends then.
+        let mut write = |name: &str, handle: fn(&Path) -> Option<std::fs::File>| {
+            let path = dir.path().join(name);
+            let file = FileStorage.open(&path, FileRole::Journal).unwrap();
+            let direct = handle(&path);
+            let used_direct = direct.is_some();
+            let mut journal = Journal::recover(file, direct, path.clone(), 64 << 10, &mut db).unwrap();
+            let mut steps = Vec::new();
+            let mut step =
+                |journal: &Journal| steps.push((std::fs::read(&path).unwrap(), journal.end as usize));
+            for i in 0..40 {
+                journal.append(&payload(i), i % 3 != 0).unwrap();
+                step(&journal);
+            }
+            journal.retract().unwrap();
+            journal.append(&payload(40), true).unwrap();
+            step(&journal);
+            journal.reset();
+            for i in 41..45 {
+                journal.append(&payload(i), true).unwrap();
+                step(&journal);
+            }
+            (steps, used_direct)
+        };
+        let (cached, _) = write("cached-journal", |_| None);
+        let (direct, used_direct) = write("direct-journal", |path| FileStorage.open_direct(path));
+        // Opened read-only: its writes fail, and the journal must write
+        // through the backend instead.
+        let (refused, _) = write("refused-journal", |path| std::fs::File::open(path).ok());
+        for (n, ((cached, direct), refused)) in cached.iter().zip(&direct).zip(&refused).enumerate() {
+            assert!(cached == direct, "step {n}: the direct appends wrote other bytes");
+            assert!(
+                cached == refused,
+                "step {n}: other bytes after a refused direct write"
+            );
+        }
+        if !used_direct {
+            eprintln!("this file system refuses O_DIRECT: both journals went through the page cache");
+        }
+        let (first_round, _) = &cached[40];
+        assert_eq!(
+            records(first_round).len(),
+            40,
+            "40 appended, the last retracted, one more"
+        );
+        let (second_round, end) = cached.last().unwrap();
+        assert_eq!(records(second_round).len(), 4, "the second round's records");
+        assert!(*end < BLOCK, "the second round ends in the first block");
+        assert!(
+            second_round[*end..BLOCK].iter().all(|&b| b == 0),
+            "zeros to the block's end"
+        );
+        assert_eq!(
+            second_round[BLOCK..],
+            first_round[BLOCK..],
+            "the first round after that block"
+        );
     }
 
     #[test]

@@ -348,7 +348,9 @@ impl SessionStore {
                 .storage
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
-            let journal = Journal::recover(journal_file, journal_path, options.journal_bytes, &mut db)?;
+            let direct = options.storage.open_direct(&journal_path);
+            let journal =
+                Journal::recover(journal_file, direct, journal_path, options.journal_bytes, &mut db)?;
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry))
         })?;
