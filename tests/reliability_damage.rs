@@ -278,6 +278,18 @@ fn attempt(path: &Path, truth: &Dump, what: &str, tail_truth: Option<&dyn Fn() -
     }
 }
 
+/// Waits for a child to end by itself (after its last case it removes that
+/// case's scratch folder: killed at once, it would leave it behind), and
+/// kills it if it has not within [`CASE_DEADLINE`].
+fn reap(child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + CASE_DEADLINE;
+    while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// The child: runs cases `SESSIONSTORE_DAMAGE_CASES` (start..end) on the
 /// images in the folder named by `SESSIONSTORE_DAMAGE_CHILD`.
 #[test]
@@ -432,8 +444,7 @@ fn damaged_files_give_errors_or_correct_data_never_a_panic_or_hang() {
                 }
             }
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        reap(&mut child);
         if next % 1000 < batch {
             eprintln!("damage: {next} cases, outcomes so far {counts:?}");
         }
