@@ -129,7 +129,7 @@ pub trait StorageFactory: Send + Sync {
     /// `O_DIRECT`). The journal writes the records it syncs at once through
     /// it, as whole 4 KiB blocks from 4 KiB-aligned memory, and everything
     /// else through the backend `open` gave; skipping the copy through the
-    /// page cache takes about a tenth off a durable append. `None`, the
+    /// page cache takes about 5 % off a durable append. `None`, the
     /// default, when the storage has no such access (or the file system
     /// refuses direct I/O): every write then goes through the backend.
     fn open_direct(&self, _path: &Path) -> Option<std::fs::File> {
