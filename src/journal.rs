@@ -504,20 +504,23 @@ impl Journal {
         blocks[..self.tail.len()].copy_from_slice(&self.tail);
         blocks[self.tail.len()..used].copy_from_slice(record);
         let whole = at < BLOCK && len % BLOCK == 0;
-        let refused = match self.direct.as_ref().filter(|_| direct && whole) {
-            Some(file) => write_direct(file, blocks, start).err(),
-            None => None,
-        };
-        let through_backend = refused.is_some() || !(direct && whole && self.direct.is_some());
-        if let Some(error) = refused {
-            // Direct writes refused (a file system that opened the file so
-            // but wants larger blocks, or a failing disk): the backend's
-            // write, and its sync, say whether this one reaches the disk.
-            tracing::warn!(path = %self.path.display(), %error, "a direct write failed; the journal goes through the page cache from now on");
-            self.direct = None;
-        }
-        if through_backend {
-            self.file.write(start, blocks)?;
+        let direct_write = self
+            .direct
+            .as_ref()
+            .filter(|_| direct && whole)
+            .map(|file| write_direct(file, blocks, start));
+        match direct_write {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                // Direct writes refused (a file system that opened the file
+                // so but wants larger blocks, or a failing disk): the
+                // backend's write, and its sync, say whether this one
+                // reaches the disk.
+                tracing::warn!(path = %self.path.display(), %error, "a direct write failed; the journal goes through the page cache from now on");
+                self.direct = None;
+                self.file.write(start, blocks)?;
+            }
+            None => self.file.write(start, blocks)?,
         }
         let kept = used % BLOCK;
         self.tail = blocks[used - kept..used].to_vec();

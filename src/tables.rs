@@ -156,36 +156,33 @@ impl<'txn> WriteTables<'txn> {
     /// has them all once opened (`initialise` in `store.rs`), and the read
     /// paths count on it.
     pub fn open_all(&mut self) -> Result<()> {
-        self.meta.table()?;
-        self.sessions.table()?;
-        self.messages.table()?;
-        self.message_ids.table()?;
-        self.user_active.table()?;
-        self.user_expired.table()?;
-        self.active_by_updated.table()?;
-        self.expired_by_time.table()?;
-        self.extra_rows.table()?;
-        self.extra_by_session.table()?;
-        self.opaque.table()?;
-        self.expiry_events.table()?;
-        Ok(())
+        self.all().into_iter().try_for_each(|table| table.open())
+    }
+
+    /// Every table, in the order of its tag (see [`TABLE_TAGS`]).
+    fn all(&mut self) -> [&mut dyn AnyLogged; 12] {
+        [
+            &mut self.meta,
+            &mut self.sessions,
+            &mut self.messages,
+            &mut self.message_ids,
+            &mut self.user_active,
+            &mut self.user_expired,
+            &mut self.active_by_updated,
+            &mut self.expired_by_time,
+            &mut self.extra_rows,
+            &mut self.extra_by_session,
+            &mut self.opaque,
+            &mut self.expiry_events,
+        ]
     }
 
     /// Takes the changes made since the last call, as one change log.
     pub fn take_changes(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.meta.take_changes_into(&mut out);
-        self.sessions.take_changes_into(&mut out);
-        self.messages.take_changes_into(&mut out);
-        self.message_ids.take_changes_into(&mut out);
-        self.user_active.take_changes_into(&mut out);
-        self.user_expired.take_changes_into(&mut out);
-        self.active_by_updated.take_changes_into(&mut out);
-        self.expired_by_time.take_changes_into(&mut out);
-        self.extra_rows.take_changes_into(&mut out);
-        self.extra_by_session.take_changes_into(&mut out);
-        self.opaque.take_changes_into(&mut out);
-        self.expiry_events.take_changes_into(&mut out);
+        for table in self.all() {
+            table.take_changes_into(&mut out);
+        }
         out
     }
 
@@ -195,25 +192,11 @@ impl<'txn> WriteTables<'txn> {
         while !log.is_empty() {
             let (change, rest) = Change::parse(log)?;
             log = rest;
-            let value = change.value;
-            match change.table {
-                0 => self.meta.apply(change.key, value),
-                1 => self.sessions.apply(change.key, value),
-                2 => self.messages.apply(change.key, value),
-                3 => self.message_ids.apply(change.key, value),
-                4 => self.user_active.apply(change.key, value),
-                5 => self.user_expired.apply(change.key, value),
-                6 => self.active_by_updated.apply(change.key, value),
-                7 => self.expired_by_time.apply(change.key, value),
-                8 => self.extra_rows.apply(change.key, value),
-                9 => self.extra_by_session.apply(change.key, value),
-                10 => self.opaque.apply(change.key, value),
-                11 => self.expiry_events.apply(change.key, value),
-                other => Err(Error::corrupt_record(
-                    "journal",
-                    format!("unknown table tag {other}"),
-                )),
-            }?;
+            let table = self.all().into_iter().nth(usize::from(change.table));
+            let table = table.ok_or_else(|| {
+                Error::corrupt_record("journal", format!("unknown table tag {}", change.table))
+            })?;
+            table.apply(change.key, change.value)?;
         }
         self.take_changes();
         Ok(())
@@ -597,12 +580,27 @@ impl<'txn, K: Key + 'static, V: Value + 'static> Logged<'txn, K, V> {
             push_bytes(&mut self.log, value);
         }
     }
+}
+
+/// What is done to every table alike, whatever its key and value types.
+trait AnyLogged {
+    /// Opens the table (creating it when the file lacks it).
+    fn open(&mut self) -> Result<()>;
+    /// Moves the changes logged so far to the end of `out`.
+    fn take_changes_into(&mut self, out: &mut Vec<u8>);
+    /// Replays one logged change.
+    fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()>;
+}
+
+impl<K: Key + 'static, V: Value + 'static> AnyLogged for Logged<'_, K, V> {
+    fn open(&mut self) -> Result<()> {
+        self.opened().map(drop)
+    }
 
     fn take_changes_into(&mut self, out: &mut Vec<u8>) {
         out.append(&mut self.log);
     }
 
-    /// Replays one logged change.
     fn apply(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
         let table = TABLE_TAGS[usize::from(self.tag)];
         check_width(table, "key", K::fixed_width(), key)?;
