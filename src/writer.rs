@@ -823,7 +823,7 @@ mod tests {
         let mut db = redb::Database::create(&path).unwrap();
         let journal_path = dir.path().join("s.redb-journal");
         let file = FileStorage.open(&journal_path, FileRole::Journal).unwrap();
-        let journal = super::Journal::recover(file, None, journal_path, 64 << 10, &mut db).unwrap();
+        let journal = super::Journal::recover(file, None, journal_path, 64 << 10, true, &mut db).unwrap();
         let writer = super::Writer::start(
             &path,
             Arc::new(std::sync::RwLock::new(db)),

@@ -4,7 +4,7 @@
 //! or a random part of what was not synced, torn at sector bounds), or make
 //! the Nth write, set_len or sync fail with EIO or ENOSPC.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -183,6 +183,8 @@ struct DiskState {
     crash_at_sync: Option<(u64, Keep)>,
     /// The files as found after the power cut, once it happened.
     crashed: Option<Files>,
+    /// Bytes read so far from the files of each role.
+    read: HashMap<FileRole, u64>,
 }
 
 impl DiskState {
@@ -345,6 +347,11 @@ impl SimDisk {
         self.lock().first_fault
     }
 
+    /// Bytes read so far from the files of `role`.
+    pub fn bytes_read(&self, role: FileRole) -> u64 {
+        self.lock().read.get(&role).copied().unwrap_or(0)
+    }
+
     /// Every file the store opened, with its role.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.lock().files.keys().cloned().collect()
@@ -411,6 +418,7 @@ impl StorageBackend for SimBackend {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+        *self.disk.lock().read.entry(self.role).or_default() += out.len() as u64;
         if self.with_file(|file| file.current.read(offset, out))? {
             Ok(())
         } else {
