@@ -638,8 +638,8 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
 }
 
 /// Loads about `bytes` of conversations (sessions of 20 messages) into both
-/// stores; returns one session of each.
-fn load_bytes(bytes: u64, ss_path: &Path, sq_path: &Path) -> (Uuid, String) {
+/// stores; returns two sessions of each (the middle one and the first).
+fn load_bytes(bytes: u64, ss_path: &Path, sq_path: &Path) -> [(Uuid, String); 2] {
     let per_session = 20;
     let turns = conversation(11, per_session);
     let session_bytes: u64 = turns
@@ -711,7 +711,10 @@ fn load_bytes(bytes: u64, ss_path: &Path, sq_path: &Path) -> (Uuid, String) {
         .collect();
     txn.commit().expect("commit");
     sqlite.checkpoint();
-    (ids[ids.len() / 2], sq_ids[sq_ids.len() / 2].clone())
+    [
+        (ids[ids.len() / 2], sq_ids[sq_ids.len() / 2].clone()),
+        (ids[0], sq_ids[0].clone()),
+    ]
 }
 
 fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
@@ -719,20 +722,23 @@ fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let dir = common::scratch();
     let ss_path = dir.path().join("s.redb");
     let sq_path = dir.path().join("s.db");
-    let (ss_id, sq_id) = load_bytes(bytes, &ss_path, &sq_path);
+    // The session read at each open keeps its 20 messages on both sides:
+    // the killed writers append to another one.
+    let [(ss_id, sq_id), (ss_written, sq_written)] = load_bytes(bytes, &ss_path, &sq_path);
     notes.push(format!(
-        "\nOpen: stores of {:.0} MB (sessionstore) and {:.0} MB (SQLite); open = open the file and read one session.",
+        "\nOpen: stores of {:.0} MB (sessionstore) and {:.0} MB (SQLite); open = open the file and read one session of 20 messages.",
         file_size(&ss_path).1 / 1e6,
         file_size(&sq_path).1 / 1e6
     ));
-    let open_ss = || {
+    let open_ss_with = |options: StoreOptions| {
         let at = Instant::now();
-        let store = SessionStore::open(&ss_path).expect("open");
+        let store = SessionStore::open_with(&ss_path, options).expect("open");
         store.get_session(ss_id).expect("read").expect("active");
         let time = at.elapsed();
         drop(store);
         time
     };
+    let open_ss = || open_ss_with(StoreOptions::default());
     let open_sq = || {
         let at = Instant::now();
         let sqlite = Sqlite::open(&sq_path, Durability::Durable);
@@ -751,20 +757,43 @@ fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let ss_after_kill = median(
         (0..kills)
             .map(|_| {
-                kill_writer("sessionstore", &ss_path, &ss_id.to_string());
+                kill_writer("sessionstore", &ss_path, &ss_written.to_string());
                 open_ss()
+            })
+            .collect(),
+    );
+    // The same without the page check before the replay
+    // (`StoreOptions::verify_after_crash`): not one of the lines,
+    // the other side of a trade the default makes the safe way.
+    let unverified = StoreOptions {
+        verify_after_crash: false,
+        ..StoreOptions::default()
+    };
+    let ss_after_kill_unverified = median(
+        (0..kills)
+            .map(|_| {
+                kill_writer("sessionstore", &ss_path, &ss_written.to_string());
+                open_ss_with(unverified.clone())
             })
             .collect(),
     );
     let sq_after_kill = median(
         (0..kills)
             .map(|_| {
-                kill_writer("sqlite", &sq_path, &sq_id);
+                kill_writer("sqlite", &sq_path, &sq_written);
                 open_sq()
             })
             .collect(),
     );
-    vec![clean, millis_row("open_after_kill", ss_after_kill, sq_after_kill)]
+    vec![
+        clean,
+        millis_row("open_after_kill", ss_after_kill, sq_after_kill),
+        millis_row(
+            "open_after_kill_unverified",
+            ss_after_kill_unverified,
+            sq_after_kill,
+        ),
+    ]
 }
 
 /// Runs a child process appending durable messages to `session` of the
