@@ -118,14 +118,15 @@ pub struct StoreOptions {
     /// here, against about 3 ms for the same open without it. What it
     /// buys: a store damaged as well as crashed (a disk error on top of a
     /// kill) is refused at the open with [`Error::Corrupt`], before the
-    /// replay writes over the damage. Without it the records are replayed into
-    /// the file as it is. Of 20,000 randomly damaged crashed copies in the
-    /// long damage test, none was read as good data either way (each record
-    /// carries a checksum that every read verifies), but about one in eight
-    /// was then found damaged at a read instead of at the open, and on 1 to
-    /// 4 of them redb aborted the process in the replay's commit (a panic
-    /// on a damaged page of its free-page table, then a second one while
-    /// unwinding, which no caller can catch). [`SessionStore::check`]
+    /// replay writes over the damage. Without it the records are replayed
+    /// into the file as it is. Of 20,000 randomly damaged crashed and clean
+    /// copies in the long damage test (`tests/reliability_damage.rs`), none
+    /// read back as different data either way (each record carries a
+    /// checksum that every read verifies), but about one in nine was found
+    /// damaged at a read instead of at the open, and on 1 to 4 of them
+    /// (in three runs) redb aborted the process in the replay's commit (a
+    /// panic on a damaged page of its free-page table, then a second one
+    /// while unwinding, which no caller can catch). [`SessionStore::check`]
     /// verifies the same pages on demand.
     ///
     /// Turn it off when a quick restart after a crash matters more than
