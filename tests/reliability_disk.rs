@@ -245,10 +245,17 @@ fn reference() -> Reference {
 
 /// Opens the files left on a fresh, healthy disk: the state must be one of
 /// `allowed` (indexes into the reference states), the check clean, and the
-/// store must take a write.
+/// store must take a write. Every other reopen replays without the page
+/// check before it (`StoreOptions::verify_after_crash` off).
 fn reopen_and_verify(dir: &Path, files: Files, reference: &Reference, allowed: &[usize], case: &str) {
     let disk = SimDisk::with_files(files);
-    let store = match SessionStore::open_with(path(dir), options(&disk)) {
+    let verify_after_crash = REOPENS.fetch_add(1, Ordering::SeqCst) % 2 == 0;
+    let case = &format!("{case} (verify_after_crash: {verify_after_crash})");
+    let options = StoreOptions {
+        verify_after_crash,
+        ..options(&disk)
+    };
+    let store = match SessionStore::open_with(path(dir), options) {
         Ok(store) => store,
         // redb writes its magic number last when it creates a file: a file
         // whose creation was cut short is refused, clearly, and held nothing.
@@ -278,6 +285,9 @@ fn reopen_and_verify(dir: &Path, files: Files, reference: &Reference, allowed: &
 /// Counts panics in every thread (the store's writer thread included, where
 /// a panic would otherwise surface only as a stopped writer).
 static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Reopens so far, to alternate the check before a replay.
+static REOPENS: AtomicU64 = AtomicU64::new(0);
 
 /// Reopens refused because the file's creation was cut short.
 static INTERRUPTED_CREATIONS: AtomicU64 = AtomicU64::new(0);
