@@ -159,6 +159,11 @@ impl Journal {
         journal.next_lsn = durable + 1;
         if let Some(&(last, _)) = records.last() {
             if verify {
+                tracing::info!(
+                    path = %journal.path.display(),
+                    "the store crashed: verifying every page of the database before the replay \
+                     (reads the whole file; StoreOptions::verify_after_crash)"
+                );
                 journal.verify_database(db)?;
             }
             tracing::info!(
