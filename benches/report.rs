@@ -753,38 +753,29 @@ fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     );
     // A kill lands at a random point of the writer's cycle (one that
     // follows a checkpoint leaves nothing to replay): the median of three.
-    let kills = 3;
-    let ss_after_kill = median(
-        (0..kills)
-            .map(|_| {
-                kill_writer("sessionstore", &ss_path, &ss_written.to_string());
-                open_ss()
-            })
-            .collect(),
-    );
+    let after_kills = |side: &str, path: &Path, session: &str, open: &dyn Fn() -> Duration| {
+        median(
+            (0..3)
+                .map(|_| {
+                    kill_writer(side, path, session);
+                    open()
+                })
+                .collect(),
+        )
+    };
+    let ss_written = ss_written.to_string();
+    let ss_after_kill = after_kills("sessionstore", &ss_path, &ss_written, &open_ss);
     // The same without the page check before the replay
     // (`StoreOptions::verify_after_crash`): not one of the lines,
     // the other side of a trade the default makes the safe way.
-    let unverified = StoreOptions {
-        verify_after_crash: false,
-        ..StoreOptions::default()
+    let unverified = || {
+        open_ss_with(StoreOptions {
+            verify_after_crash: false,
+            ..StoreOptions::default()
+        })
     };
-    let ss_after_kill_unverified = median(
-        (0..kills)
-            .map(|_| {
-                kill_writer("sessionstore", &ss_path, &ss_written.to_string());
-                open_ss_with(unverified.clone())
-            })
-            .collect(),
-    );
-    let sq_after_kill = median(
-        (0..kills)
-            .map(|_| {
-                kill_writer("sqlite", &sq_path, &sq_written);
-                open_sq()
-            })
-            .collect(),
-    );
+    let ss_after_kill_unverified = after_kills("sessionstore", &ss_path, &ss_written, &unverified);
+    let sq_after_kill = after_kills("sqlite", &sq_path, &sq_written, &open_sq);
     vec![
         clean,
         millis_row("open_after_kill", ss_after_kill, sq_after_kill),
