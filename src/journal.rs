@@ -92,6 +92,9 @@ pub(crate) struct Journal {
     direct: Option<std::fs::File>,
     /// The bytes from the start of the block `end` lies in up to `end`.
     tail: Vec<u8>,
+    /// The blocks of the append under way, kept from one append to the
+    /// next (one more block than they need, to align them in it).
+    blocks: Vec<u8>,
     path: PathBuf,
     capacity: u64,
     /// Where the next record goes.
@@ -141,6 +144,7 @@ impl Journal {
             file,
             direct,
             tail: Vec::new(),
+            blocks: Vec::new(),
             path,
             capacity: 0,
             end: 0,
@@ -507,11 +511,14 @@ impl Journal {
         }
         // Direct I/O wants the buffer aligned too: a block more than needed,
         // used from its first aligned byte.
-        let mut buffer = vec![0u8; len + BLOCK];
-        let at = buffer.as_ptr().align_offset(BLOCK).min(BLOCK);
-        let blocks = &mut buffer[at..at + len];
+        if self.blocks.len() < len + BLOCK {
+            self.blocks.resize(len + BLOCK, 0);
+        }
+        let at = self.blocks.as_ptr().align_offset(BLOCK).min(BLOCK);
+        let blocks = &mut self.blocks[at..at + len];
         blocks[..self.tail.len()].copy_from_slice(&self.tail);
         blocks[self.tail.len()..used].copy_from_slice(record);
+        blocks[used..].fill(0);
         let whole = at < BLOCK && len % BLOCK == 0;
         let direct_write = self
             .direct
@@ -532,7 +539,8 @@ impl Journal {
             None => self.file.write(start, blocks)?,
         }
         let kept = used % BLOCK;
-        self.tail = blocks[used - kept..used].to_vec();
+        self.tail.clear();
+        self.tail.extend_from_slice(&blocks[used - kept..used]);
         Ok(())
     }
 
