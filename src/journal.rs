@@ -34,7 +34,12 @@
 //!
 //! An append writes whole blocks of [`BLOCK`] bytes from the start of the
 //! block the journal ends in: the bytes of that block before the end (kept
-//! in memory), the record, then zeros to the block's end. The file holds
+//! in memory), the record, then zeros to the block's end (to the next
+//! block's end when the record ends on a block's end). So the header
+//! after a round's last record always reads as zeros, never as a record an
+//! earlier process left there: a crash may leave, past a torn record, a
+//! whole later one that was not replayed, and the round written after the
+//! open may end just where it lies, with its very lsn next. The file holds
 //! the same bytes whichever way they are written, and a block is never
 //! written in part; so a record that is synced at once can be written past
 //! the page cache (`O_DIRECT`, when the storage offers it: see
@@ -503,11 +508,16 @@ impl Journal {
     fn write_blocks(&mut self, record: &[u8], direct: bool) -> std::io::Result<()> {
         let start = self.end - self.tail.len() as u64;
         let used = self.tail.len() + record.len();
-        let mut len = used.div_ceil(BLOCK) * BLOCK;
+        // Zeros to the end of the block the record ends in, or of the next
+        // block when it ends on a block's end: the header after a round's
+        // last record always reads as zeros (see the module's
+        // documentation).
+        let mut len = (used + 1).div_ceil(BLOCK) * BLOCK;
         if start + len as u64 > self.capacity {
-            // The file ends inside the last block (a journal size that is
-            // not a multiple of it): the bytes alone, through the backend.
-            len = used;
+            // The file ends before (after this record, or inside the last
+            // block when its size is not a multiple of one): zeros to its
+            // end, through the backend.
+            len = (self.capacity - start) as usize;
         }
         // Direct I/O wants the buffer aligned too: a block more than needed,
         // used from its first aligned byte.
@@ -832,6 +842,15 @@ mod tests {
         session.messages.iter().map(|m| m.content.clone()).collect()
     }
 
+    /// A folder holding a new store's database, opened by redb alone.
+    fn bare_database() -> (tempfile::TempDir, redb::Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("s.redb");
+        drop(SessionStore::open(&database).unwrap());
+        let db = redb::Database::open(&database).unwrap();
+        (dir, db)
+    }
+
     /// The same appends (synced and not), a retraction and a new round,
     /// on a real file: with its direct handle (where the file system allows
     /// direct I/O), and with a handle whose writes fail, the file must hold
@@ -843,10 +862,7 @@ mod tests {
         use super::{Journal, BLOCK};
         use crate::storage::FileStorage;
 
-        let dir = tempfile::tempdir().unwrap();
-        let database = dir.path().join("s.redb");
-        drop(SessionStore::open(&database).unwrap());
-        let mut db = redb::Database::open(&database).unwrap();
+        let (dir, mut db) = bare_database();
         let payload = |i: usize| vec![i as u8 + 1; 150 + i * 37 % 400];
         // The file after each step, and where the journal ends then.
         let mut write = |name: &str, handle: fn(&Path) -> Option<std::fs::File>| {
@@ -1057,6 +1073,84 @@ mod tests {
         crashed.set_bytes(&journal, bytes);
         let store = crashed.open();
         assert_eq!(contents(&store, id), ["message 0"]);
+    }
+
+    /// A record of an earlier process, left past a torn one by a power
+    /// loss (relaxed appends reach the disk in any order) and not
+    /// replayed, must never read as the continuation of a later round,
+    /// even where that round ends on a block's end (no zeros to that
+    /// block's end follow its last record) and the leftover carries the
+    /// very lsn that comes next.
+    #[test]
+    fn a_record_left_by_a_crashed_process_never_continues_a_later_round() {
+        use super::{Journal, BLOCK};
+        use crate::storage::FileStorage;
+        use crate::tables::{WriteTables, OPAQUE};
+        use redb::{ReadableDatabase, ReadableTable};
+
+        let (dir, mut db) = bare_database();
+        let path = dir.path().join("s.redb-journal");
+        let open = |db: &mut redb::Database| {
+            let file = FileStorage.open(&path, FileRole::Journal).unwrap();
+            Journal::recover(file, None, path.clone(), 64 << 10, true, db).unwrap()
+        };
+        // A change log putting `name` into `opaque`, of a record exactly
+        // `size` bytes long.
+        let log = |db: &redb::Database, name: &'static str, size: usize| {
+            let mut value = size - HEADER;
+            loop {
+                let txn = db.begin_write().unwrap();
+                let log = {
+                    let mut tables = WriteTables::open(&txn);
+                    tables.opaque.insert(name, vec![1u8; value].as_slice()).unwrap();
+                    tables.take_changes()
+                };
+                txn.abort().unwrap();
+                match padded(HEADER + log.len()).cmp(&(size as u64)) {
+                    std::cmp::Ordering::Equal => return log,
+                    std::cmp::Ordering::Greater => value -= 1,
+                    std::cmp::Ordering::Less => panic!("no change log makes a record of {size} bytes"),
+                }
+            }
+        };
+
+        // The first process: a synced record, then two relaxed ones, the
+        // third starting at the second block.
+        let mut journal = open(&mut db);
+        let first = journal.next_lsn();
+        journal.append(&log(&db, "first", 128), true).unwrap();
+        journal.append(&log(&db, "torn", BLOCK - 128), false).unwrap();
+        journal.append(&log(&db, "left over", 256), false).unwrap();
+        drop(journal);
+        // The power loss kept the third and not the second.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[128 + HEADER + 10] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+
+        // The second process replays the first record only, then appends
+        // one record ending on the first block's end, where the third
+        // record of the first process starts, with the lsn after its own.
+        let mut journal = open(&mut db);
+        assert_eq!(journal.next_lsn(), first + 1, "only the first record replays");
+        journal.append(&log(&db, "second process", BLOCK), true).unwrap();
+        drop(journal);
+
+        // The third process replays the second's record and nothing else.
+        let journal = open(&mut db);
+        assert_eq!(
+            journal.next_lsn(),
+            first + 2,
+            "a record the second process never wrote was replayed"
+        );
+        let txn = db.begin_read().unwrap();
+        let opaque = txn.open_table(OPAQUE).unwrap();
+        let names: Vec<String> = opaque
+            .iter()
+            .unwrap()
+            .map(|entry| entry.unwrap().0.value().to_owned())
+            .collect();
+        assert!(names.contains(&"second process".to_owned()), "{names:?}");
+        assert!(!names.contains(&"left over".to_owned()), "{names:?}");
     }
 
     #[test]
