@@ -9,14 +9,25 @@
 //! database, and the journal starts over from its first byte.
 //!
 //! Record, at an offset that is a multiple of 8: `len: u32 | crc32: u32 |
-//! lsn: u64 | synced: u64 | payload (len bytes) | zeros to a multiple of 8`,
-//! little endian, the checksum over `len`, `lsn`, `synced` and the payload.
-//! Log sequence numbers (lsn) follow each other without gaps; each redb
-//! commit stores the lsn of its record in the `meta` table; `synced` is the
-//! last lsn known to be on disk when the record was written. On open,
-//! records are read from the start while each is whole, checks out and
-//! carries the next lsn; the first that does not (a torn tail, zeros, a
-//! record of an earlier round of the journal) ends the journal. Records
+//! lsn: u64 | synced: u64 | round: u64 | payload (len bytes) | zeros to a
+//! multiple of 8`, little endian, the checksum over `len`, `lsn`, `synced`,
+//! `round` and the payload; `len` has its top bit set ([`ROUND_FLAG`]),
+//! which records written before rounds were numbered lack (their header
+//! ends before `round`; they are still read, so that a journal such a
+//! version left replays). Log sequence numbers (lsn) follow each other
+//! without gaps; each redb commit stores the lsn of its record in the
+//! `meta` table; `synced` is the last lsn known to be on disk when the
+//! record was written; `round` is drawn at random whenever a round starts
+//! (an open, a checkpoint). On open, records are read from the start while
+//! each is whole, checks out, carries the next lsn and the first record's
+//! round; the first that does not (a torn tail, zeros, a record of an
+//! earlier round of the journal) ends the journal. The round matters after
+//! a crash: a power loss may keep a later record whole and lose the one
+//! before it (unsynced pages reach the disk in any order); the open replays
+//! up to the lost one and starts a round at byte 0 whose lsns follow the
+//! replayed ones, so the record left past the tear may carry the very lsn
+//! that round gives its next record, and lie just where the round ends:
+//! only its round tells it from that round's own. Records
 //! newer than the database's durable lsn are applied again. A change log
 //! replays blindly (puts and removes of whole keys), so a record applied
 //! twice changes nothing.
@@ -34,12 +45,7 @@
 //!
 //! An append writes whole blocks of [`BLOCK`] bytes from the start of the
 //! block the journal ends in: the bytes of that block before the end (kept
-//! in memory), the record, then zeros to the block's end (to the next
-//! block's end when the record ends on a block's end). So the header
-//! after a round's last record always reads as zeros, never as a record an
-//! earlier process left there: a crash may leave, past a torn record, a
-//! whole later one that was not replayed, and the round written after the
-//! open may end just where it lies, with its very lsn next. The file holds
+//! in memory), the record, then zeros to the block's end. The file holds
 //! the same bytes whichever way they are written, and a block is never
 //! written in part; so a record that is synced at once can be written past
 //! the page cache (`O_DIRECT`, when the storage offers it: see
@@ -67,7 +73,12 @@ use crate::error::{Error, Result};
 use crate::tables::WriteTables;
 use crate::writer::set_durability;
 
-const HEADER: usize = 24;
+/// A record's header: `len`, `crc32`, `lsn`, `synced`, `round`.
+const HEADER: usize = 32;
+/// The header of a record written before rounds were numbered: no `round`.
+const UNNUMBERED_HEADER: usize = 24;
+/// Set in `len` of a record whose header carries its round.
+const ROUND_FLAG: u32 = 1 << 31;
 /// Records start at multiples of this.
 const ALIGN: u64 = 8;
 /// Appends write whole blocks of this many bytes, at multiples of it: the
@@ -112,12 +123,19 @@ pub(crate) struct Journal {
     unsynced: bool,
     /// The last lsn known to be on disk (in the journal or the database).
     synced: u64,
+    /// The current round's number, in each of its records.
+    round: u64,
 }
 
 /// What lies at an offset of the journal.
 enum Slot {
     /// A whole record whose checksum holds.
-    Record { lsn: u64, payload: Vec<u8>, next: u64 },
+    Record {
+        lsn: u64,
+        round: Option<u64>,
+        payload: Vec<u8>,
+        next: u64,
+    },
     /// Zeros, or the end of the file.
     Empty,
     /// Bytes that are not a whole, valid record.
@@ -157,6 +175,7 @@ impl Journal {
             last_start: None,
             unsynced: false,
             synced: 0,
+            round: new_round(),
         };
         let written = journal
             .file
@@ -255,34 +274,42 @@ impl Journal {
         let mut records = Vec::new();
         let mut at = 0u64;
         let mut expected: Option<u64> = None;
+        // The round of the record at byte 0, which the others must carry.
+        let mut round: Option<Option<u64>> = None;
         // A round whose first record the database holds was wholly
         // checkpointed (a checkpoint starts the next round at byte 0): its
         // end needs no look for damage, which spares a clean open reading
         // the whole file.
         let mut checkpointed = false;
-        let check_end = |at, wanted, records: &Vec<_>, checkpointed| {
+        let check_end = |at, wanted, round, records: &Vec<_>, checkpointed| {
             if checkpointed && records.is_empty() {
                 return Ok(());
             }
-            self.check_end(at, wanted, durable, written, !records.is_empty())
+            self.check_end(at, wanted, round, durable, written, !records.is_empty())
         };
         loop {
             let wanted = expected.unwrap_or(durable + 1);
             let (lsn, payload, next) = match self.read_slot(at)? {
-                Slot::Record { lsn, payload, next } => (lsn, payload, next),
+                Slot::Record {
+                    lsn,
+                    round: found,
+                    payload,
+                    next,
+                } if *round.get_or_insert(found) == found => (lsn, payload, next),
                 Slot::Empty if at == 0 => {
-                    check_end(at, wanted, &records, checkpointed)?;
+                    check_end(at, wanted, round, &records, checkpointed)?;
                     return Ok((records, true));
                 }
-                Slot::Empty | Slot::Bad => {
-                    check_end(at, wanted, &records, checkpointed)?;
+                // A record of another round is where this one ends.
+                Slot::Record { .. } | Slot::Empty | Slot::Bad => {
+                    check_end(at, wanted, round, &records, checkpointed)?;
                     break;
                 }
             };
             checkpointed |= at == 0 && lsn <= durable;
             match expected {
                 Some(lsn_wanted) if lsn != lsn_wanted => {
-                    check_end(at, wanted, &records, checkpointed)?;
+                    check_end(at, wanted, round, &records, checkpointed)?;
                     break;
                 }
                 None if lsn > durable + 1 => {
@@ -314,7 +341,7 @@ impl Journal {
     /// first append overwrites it.
     fn mark_checkpointed(&mut self) -> Result<()> {
         let lsn = self.last_appended();
-        let record = record(lsn, lsn, CHECKPOINT_MARKER)?;
+        let record = record(lsn, lsn, self.round, CHECKPOINT_MARKER)?;
         self.file
             .write(0, &record)
             .and_then(|()| self.file.sync_data())
@@ -336,19 +363,25 @@ impl Journal {
     ///   acknowledged writes.
     ///
     /// Then the open fails with [`Error::Corrupt`] rather than drop them.
-    fn check_end(&self, at: u64, lsn: u64, durable: u64, written: u64, replaying: bool) -> Result<()> {
+    fn check_end(
+        &self,
+        at: u64,
+        lsn: u64,
+        round: Option<Option<u64>>,
+        durable: u64,
+        written: u64,
+        replaying: bool,
+    ) -> Result<()> {
         let damaged = |why: String| {
             Err(Error::Corrupt {
                 path: self.path.clone(),
                 why: format!("{why}: acknowledged writes would be lost"),
             })
         };
-        if lsn > durable && at + HEADER as u64 <= self.capacity {
-            let mut header = [0u8; HEADER];
-            self.file.read(at, &mut header).map_err(|e| self.io("read", e))?;
-            if let Some((len, _, found, _)) = parse_header(&header) {
-                let end = at + padded(HEADER + len as usize);
-                if found == lsn && end > written {
+        if lsn > durable {
+            if let Some(header) = self.read_header(at)? {
+                let end = at + header.record_len();
+                if header.lsn == lsn && end > written {
                     return damaged(format!(
                         "journal record {lsn} (at byte {at}) runs to byte {end}, past the end of \
                          the file at byte {written}: the file was cut short (or the record's \
@@ -364,7 +397,7 @@ impl Journal {
                  writes ({smallest}), yet holds records to replay: the file was cut short"
             ));
         }
-        if let Some((found, offset)) = self.find_synced_after(at + ALIGN, lsn, durable, written)? {
+        if let Some((found, offset)) = self.find_synced_after(at + ALIGN, lsn, round, durable, written)? {
             return damaged(format!(
                 "journal record {lsn} (at byte {at}) is damaged or missing, but record {found} (at \
                  byte {offset}) after it was written once {lsn} was on disk"
@@ -374,19 +407,21 @@ impl Journal {
     }
 
     /// The first valid record from `start` on (up to `written`, or to the
-    /// first MiB of zeros) that is newer than `durable` and was written
-    /// once `lsn` was synced: its lsn and offset.
+    /// first MiB of zeros) that is newer than `durable`, was written once
+    /// `lsn` was synced and belongs to `round` (the round being read, when
+    /// its first record could be read): its lsn and offset.
     fn find_synced_after(
         &self,
         start: u64,
         lsn: u64,
+        round: Option<Option<u64>>,
         durable: u64,
         written: u64,
     ) -> Result<Option<(u64, u64)>> {
         const CHUNK: u64 = 1 << 20;
         let end = written.min(self.capacity);
         // At most one record per header's worth of journal.
-        let most_records = self.capacity / HEADER as u64;
+        let most_records = self.capacity / UNNUMBERED_HEADER as u64;
         let mut chunk = vec![0u8; (CHUNK as usize) + HEADER];
         let mut from = start;
         while from + HEADER as u64 <= end {
@@ -394,7 +429,7 @@ impl Journal {
             self.file
                 .read(from, &mut chunk[..n])
                 .map_err(|e| self.io("read", e))?;
-            let headers = n.saturating_sub(HEADER - 1).min(CHUNK as usize);
+            let headers = n.saturating_sub(UNNUMBERED_HEADER - 1).min(CHUNK as usize);
             // A round is written from byte 0 on without gaps, so the
             // records damage hides follow it closely; a MiB of zeros is
             // the part of the file no round reached (a fresh journal is
@@ -403,26 +438,26 @@ impl Journal {
                 break;
             }
             for offset in (0..headers).step_by(ALIGN as usize) {
-                let Some((len, crc, found, synced)) = parse_header(&chunk[offset..n]) else {
+                let Some(header) = parse_header(&chunk[offset..n]) else {
                     continue;
                 };
                 // A cheap filter before the checksum reads the payload:
-                // anything else is leftover bytes of earlier rounds.
+                // anything else is leftover bytes of other rounds.
+                let found = header.lsn;
                 if found <= durable || found < lsn || found > lsn.saturating_add(most_records) {
                     continue;
                 }
-                if synced < lsn || synced >= found {
+                if header.synced < lsn || header.synced >= found {
+                    continue;
+                }
+                if round.is_some_and(|round| round != header.round) {
                     continue;
                 }
                 let at = from + offset as u64;
-                if at + padded(HEADER + len as usize) > end {
+                if at + header.record_len() > end {
                     continue;
                 }
-                let mut payload = vec![0u8; len as usize];
-                self.file
-                    .read(at + HEADER as u64, &mut payload)
-                    .map_err(|e| self.io("read", e))?;
-                if checksum(len, found, synced, &payload) == crc {
+                if self.read_payload(at, &header)?.is_some() {
                     return Ok(Some((found, at)));
                 }
             }
@@ -433,26 +468,45 @@ impl Journal {
 
     /// What lies at `at`.
     fn read_slot(&self, at: u64) -> Result<Slot> {
-        if at + HEADER as u64 > self.capacity {
-            return Ok(Slot::Empty);
-        }
-        let mut header = [0u8; HEADER];
-        self.file.read(at, &mut header).map_err(|e| self.io("read", e))?;
-        let Some((len, crc, lsn, synced)) = parse_header(&header) else {
+        let Some(header) = self.read_header(at)? else {
             return Ok(Slot::Empty);
         };
-        let next = at + padded(HEADER + len as usize);
+        let next = at + header.record_len();
         if next > self.capacity {
             return Ok(Slot::Bad);
         }
-        let mut payload = vec![0u8; len as usize];
-        self.file
-            .read(at + HEADER as u64, &mut payload)
-            .map_err(|e| self.io("read", e))?;
-        if checksum(len, lsn, synced, &payload) != crc {
-            return Ok(Slot::Bad);
+        Ok(match self.read_payload(at, &header)? {
+            Some(payload) => Slot::Record {
+                lsn: header.lsn,
+                round: header.round,
+                payload,
+                next,
+            },
+            None => Slot::Bad,
+        })
+    }
+
+    /// The header of a record at `at`; `None` for zeros, or too little of
+    /// the file left for one.
+    fn read_header(&self, at: u64) -> Result<Option<Header>> {
+        let room = self.capacity.saturating_sub(at).min(HEADER as u64) as usize;
+        let mut bytes = [0u8; HEADER];
+        if room >= UNNUMBERED_HEADER {
+            self.file
+                .read(at, &mut bytes[..room])
+                .map_err(|e| self.io("read", e))?;
         }
-        Ok(Slot::Record { lsn, payload, next })
+        Ok(parse_header(&bytes[..room]))
+    }
+
+    /// The payload of the record `header` begins at `at`; `None` when its
+    /// checksum fails.
+    fn read_payload(&self, at: u64, header: &Header) -> Result<Option<Vec<u8>>> {
+        let mut payload = vec![0u8; header.len as usize];
+        self.file
+            .read(at + header.size() as u64, &mut payload)
+            .map_err(|e| self.io("read", e))?;
+        Ok(header.checks(&payload).then_some(payload))
     }
 
     /// The lsn the next record gets.
@@ -484,7 +538,7 @@ impl Journal {
     /// once it is on disk. The caller checked [`Journal::fits`].
     pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<u64> {
         let lsn = self.next_lsn;
-        let record = record(lsn, self.synced, payload)?;
+        let record = record(lsn, self.synced, self.round, payload)?;
         // Past the page cache only when no record written through it waits
         // for this sync: the kernel would write those pages out before the
         // direct write (one more trip to the disk), where one sync of them
@@ -508,16 +562,11 @@ impl Journal {
     fn write_blocks(&mut self, record: &[u8], direct: bool) -> std::io::Result<()> {
         let start = self.end - self.tail.len() as u64;
         let used = self.tail.len() + record.len();
-        // Zeros to the end of the block the record ends in, or of the next
-        // block when it ends on a block's end: the header after a round's
-        // last record always reads as zeros (see the module's
-        // documentation).
-        let mut len = (used + 1).div_ceil(BLOCK) * BLOCK;
+        let mut len = used.div_ceil(BLOCK) * BLOCK;
         if start + len as u64 > self.capacity {
-            // The file ends before (after this record, or inside the last
-            // block when its size is not a multiple of one): zeros to its
-            // end, through the backend.
-            len = (self.capacity - start) as usize;
+            // The file ends inside the last block (a journal size that is
+            // not a multiple of it): the bytes alone, through the backend.
+            len = used;
         }
         // Direct I/O wants the buffer aligned too: a block more than needed,
         // used from its first aligned byte.
@@ -597,6 +646,7 @@ impl Journal {
     /// their lsn does not follow, so they never replay.
     pub fn reset(&mut self) {
         self.end = 0;
+        self.round = new_round();
         self.tail.clear();
         self.unsynced = false;
         self.synced = self.last_appended();
@@ -627,42 +677,96 @@ type Replayed = (u64, Vec<u8>);
 /// The payload of the record [`Journal::mark_checkpointed`] writes.
 const CHECKPOINT_MARKER: &[u8] = b"checkpointed";
 
-/// Record `lsn` holding `payload`, padded to a multiple of [`ALIGN`].
-fn record(lsn: u64, synced: u64, payload: &[u8]) -> Result<Vec<u8>> {
-    let len = u32::try_from(payload.len()).map_err(|_| Error::invalid("journal record", "over 4 GiB"))?;
+/// Record `lsn` of `round` holding `payload`, padded to a multiple of
+/// [`ALIGN`].
+fn record(lsn: u64, synced: u64, round: u64, payload: &[u8]) -> Result<Vec<u8>> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|len| len & ROUND_FLAG == 0)
+        .ok_or_else(|| Error::invalid("journal record", "over 2 GiB"))?;
     let size = padded(HEADER + payload.len());
     let mut record = Vec::with_capacity(size as usize);
-    record.extend_from_slice(&len.to_le_bytes());
-    record.extend_from_slice(&checksum(len, lsn, synced, payload).to_le_bytes());
+    record.extend_from_slice(&(len | ROUND_FLAG).to_le_bytes());
+    record.extend_from_slice(&checksum(len, lsn, synced, Some(round), payload).to_le_bytes());
     record.extend_from_slice(&lsn.to_le_bytes());
     record.extend_from_slice(&synced.to_le_bytes());
+    record.extend_from_slice(&round.to_le_bytes());
     record.extend_from_slice(payload);
     record.resize(size as usize, 0);
     Ok(record)
 }
 
-fn checksum(len: u32, lsn: u64, synced: u64, payload: &[u8]) -> u32 {
+/// A new round's number: drawn at random, so that no other round, of this
+/// process or of one before it, has it.
+fn new_round() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
+/// A record's checksum: over its header's fields as written (`len` with
+/// [`ROUND_FLAG`] when it has a round) and its payload.
+fn checksum(len: u32, lsn: u64, synced: u64, round: Option<u64>, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&len.to_le_bytes());
+    let flag = if round.is_some() { ROUND_FLAG } else { 0 };
+    hasher.update(&(len | flag).to_le_bytes());
     hasher.update(&lsn.to_le_bytes());
     hasher.update(&synced.to_le_bytes());
+    if let Some(round) = round {
+        hasher.update(&round.to_le_bytes());
+    }
     hasher.update(payload);
     hasher.finalize()
 }
 
-/// (len, crc, lsn, synced) of the header at the start of `bytes`; `None`
-/// for zeros (no record) or fewer than a header's bytes.
-fn parse_header(bytes: &[u8]) -> Option<(u32, u32, u64, u64)> {
-    let (header, _) = bytes.split_first_chunk::<HEADER>()?;
-    let [l0, l1, l2, l3, c0, c1, c2, c3, n0, n1, n2, n3, n4, n5, n6, n7, synced @ ..] = *header;
+/// A record's header as read.
+struct Header {
+    /// The payload's length.
+    len: u32,
+    crc: u32,
+    lsn: u64,
+    synced: u64,
+    /// `None` for a record written before rounds were numbered.
+    round: Option<u64>,
+}
+
+impl Header {
+    /// The header's own length.
+    fn size(&self) -> usize {
+        match self.round {
+            Some(_) => HEADER,
+            None => UNNUMBERED_HEADER,
+        }
+    }
+
+    /// The whole record's length, padding included.
+    fn record_len(&self) -> u64 {
+        padded(self.size() + self.len as usize)
+    }
+
+    /// True when `payload` is the one this header's checksum was made over.
+    fn checks(&self, payload: &[u8]) -> bool {
+        checksum(self.len, self.lsn, self.synced, self.round, payload) == self.crc
+    }
+}
+
+/// The header at the start of `bytes`; `None` for zeros (no record) or
+/// fewer bytes than the header takes.
+fn parse_header(bytes: &[u8]) -> Option<Header> {
+    let (fixed, rest) = bytes.split_first_chunk::<UNNUMBERED_HEADER>()?;
+    let [l0, l1, l2, l3, c0, c1, c2, c3, n0, n1, n2, n3, n4, n5, n6, n7, synced @ ..] = *fixed;
     let len = u32::from_le_bytes([l0, l1, l2, l3]);
-    (len != 0).then(|| {
-        (
-            len,
-            u32::from_le_bytes([c0, c1, c2, c3]),
-            u64::from_le_bytes([n0, n1, n2, n3, n4, n5, n6, n7]),
-            u64::from_le_bytes(synced),
-        )
+    if len == 0 {
+        return None;
+    }
+    let round = match len & ROUND_FLAG {
+        0 => None,
+        _ => Some(u64::from_le_bytes(*rest.first_chunk::<8>()?)),
+    };
+    Some(Header {
+        len: len & !ROUND_FLAG,
+        crc: u32::from_le_bytes([c0, c1, c2, c3]),
+        lsn: u64::from_le_bytes([n0, n1, n2, n3, n4, n5, n6, n7]),
+        synced: u64::from_le_bytes(synced),
+        round,
     })
 }
 
@@ -687,7 +791,7 @@ mod tests {
 
     use redb::StorageBackend;
 
-    use super::{journal_path, padded, HEADER};
+    use super::{journal_path, padded, parse_header, HEADER};
     use crate::storage::{FileRole, StorageFactory};
     use crate::{NewMessage, SessionStore, StoreOptions};
 
@@ -798,17 +902,14 @@ mod tests {
 
     const STORE: &str = "/sim/sessions.redb";
 
-    /// (offset, payload length) of each record in a journal's bytes.
+    /// (offset, payload length) of each record in a journal's bytes, from
+    /// the first on while they follow each other.
     fn records(journal: &[u8]) -> Vec<(usize, usize)> {
         let mut found = Vec::new();
         let mut at = 0;
-        while at + HEADER <= journal.len() {
-            let len = u32::from_le_bytes(journal[at..at + 4].try_into().unwrap()) as usize;
-            if len == 0 {
-                break;
-            }
-            found.push((at, len));
-            at += padded(HEADER + len) as usize;
+        while let Some(header) = parse_header(&journal[at..]) {
+            found.push((at, header.len as usize));
+            at += header.record_len() as usize;
         }
         found
     }
@@ -871,6 +972,8 @@ mod tests {
             let direct = handle(&path);
             let used_direct = direct.is_some();
             let mut journal = Journal::recover(file, direct, path.clone(), 64 << 10, true, &mut db).unwrap();
+            // The same rounds in the three files (drawn at random otherwise).
+            journal.round = 1;
             let mut steps = Vec::new();
             let mut step =
                 |journal: &Journal| steps.push((std::fs::read(&path).unwrap(), journal.end as usize));
@@ -882,6 +985,7 @@ mod tests {
             journal.append(&payload(40), true).unwrap();
             step(&journal);
             journal.reset();
+            journal.round = 2;
             for i in 41..45 {
                 journal.append(&payload(i), true).unwrap();
                 step(&journal);
@@ -936,6 +1040,48 @@ mod tests {
         assert_eq!(contents(&store, id)[5], "next");
     }
 
+    /// A journal a version before rounds were numbered left (records with
+    /// the shorter header, no `round`) replays, and the store goes on.
+    #[test]
+    fn a_journal_written_before_rounds_were_numbered_replays() {
+        use super::{checksum, UNNUMBERED_HEADER};
+
+        let (disk, id) = crashed_with(4);
+        let journal = journal_path(Path::new(STORE));
+        let bytes = disk.bytes(&journal);
+        let mut old = vec![0u8; bytes.len()];
+        let mut at = 0;
+        for (start, len) in records(&bytes) {
+            let header = parse_header(&bytes[start..]).unwrap();
+            let payload = &bytes[start + HEADER..start + HEADER + len];
+            let fields = [
+                &header.len.to_le_bytes()[..],
+                &checksum(header.len, header.lsn, header.synced, None, payload).to_le_bytes(),
+                &header.lsn.to_le_bytes(),
+                &header.synced.to_le_bytes(),
+                payload,
+            ];
+            for field in fields {
+                old[at..at + field.len()].copy_from_slice(field);
+                at += field.len();
+            }
+            at = padded(at) as usize;
+        }
+        assert_eq!(
+            at,
+            records(&bytes)
+                .iter()
+                .map(|&(_, len)| padded(UNNUMBERED_HEADER + len) as usize)
+                .sum::<usize>()
+        );
+        disk.set_bytes(&journal, old);
+        let store = disk.open();
+        assert_eq!(contents(&store, id).len(), 4);
+        store.add_message(id, NewMessage::user("after")).unwrap();
+        drop(store);
+        assert_eq!(contents(&disk.after_power_loss().open(), id).len(), 5);
+    }
+
     #[test]
     fn a_torn_tail_ends_the_journal() {
         let (disk, id) = crashed_with(3);
@@ -965,6 +1111,32 @@ mod tests {
             matches!(&error, crate::Error::Corrupt { why, .. } if why.contains("record 3 (at byte") && why.contains("but record 4 (at byte")),
             "{error}"
         );
+    }
+
+    /// Only records of the round being read vouch for a damaged one: the
+    /// same records, had another round (another process) written them, are
+    /// leftovers, and the journal ends at the damage.
+    #[test]
+    fn records_of_another_round_do_not_vouch_for_a_damaged_one() {
+        use super::checksum;
+
+        let (disk, id) = crashed_with(4);
+        let journal = journal_path(Path::new(STORE));
+        let mut bytes = disk.bytes(&journal);
+        let found = records(&bytes);
+        let (at, _) = found[2];
+        bytes[at + HEADER] ^= 0x40;
+        for &(start, len) in &found[3..] {
+            let header = parse_header(&bytes[start..]).unwrap();
+            let other = header.round.unwrap() ^ 1;
+            let payload = &bytes[start + HEADER..start + HEADER + len];
+            let crc = checksum(header.len, header.lsn, header.synced, Some(other), payload);
+            bytes[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+            bytes[start + 24..start + 32].copy_from_slice(&other.to_le_bytes());
+        }
+        disk.set_bytes(&journal, bytes);
+        let store = disk.open();
+        assert_eq!(contents(&store, id), ["message 0"]);
     }
 
     fn open_error(disk: &Disk) -> crate::Error {

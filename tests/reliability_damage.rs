@@ -161,20 +161,25 @@ enum Outcome {
 }
 
 /// (start, end) of each record of a journal's current round (records from
-/// byte 0 on, each with the lsn after the one before): `len: u32 | crc32:
-/// u32 | lsn: u64 | synced: u64 | payload`, padded to 8 bytes
+/// byte 0 on, each with the lsn after the one before and the first one's
+/// round): `len: u32 | crc32: u32 | lsn: u64 | synced: u64 | round: u64 |
+/// payload`, padded to 8 bytes, `len` with its top bit set
 /// (`src/journal.rs`).
 fn journal_records(journal: &[u8]) -> Vec<(u64, u64)> {
-    let (mut at, mut lsn, mut records) = (0usize, None, Vec::new());
-    while at + 24 <= journal.len() {
-        let len = u32::from_le_bytes(journal[at..at + 4].try_into().unwrap()) as usize;
-        let this = u64::from_le_bytes(journal[at + 8..at + 16].try_into().unwrap());
-        if len == 0 || lsn.is_some_and(|lsn: u64| this != lsn + 1) {
+    let (mut at, mut lsn, mut round, mut records) = (0usize, None, None, Vec::new());
+    while at + 32 <= journal.len() {
+        let word = |from: usize| u64::from_le_bytes(journal[at + from..at + from + 8].try_into().unwrap());
+        let len = u32::from_le_bytes(journal[at..at + 4].try_into().unwrap()) & !(1 << 31);
+        let (this, this_round) = (word(8), word(24));
+        if len == 0
+            || lsn.is_some_and(|lsn: u64| this != lsn + 1)
+            || round.is_some_and(|round| round != this_round)
+        {
             break;
         }
-        let end = at + (24 + len).div_ceil(8) * 8;
+        let end = at + (32 + len as usize).div_ceil(8) * 8;
         records.push((at as u64, end as u64));
-        (at, lsn) = (end, Some(this));
+        (at, lsn, round) = (end, Some(this), Some(this_round));
     }
     records
 }
