@@ -79,6 +79,10 @@ const HEADER: usize = 32;
 const UNNUMBERED_HEADER: usize = 24;
 /// Set in `len` of a record whose header carries its round.
 const ROUND_FLAG: u32 = 1 << 31;
+
+/// A record's round; `None` for a record written before rounds were
+/// numbered.
+type Round = Option<u64>;
 /// Records start at multiples of this.
 const ALIGN: u64 = 8;
 /// Appends write whole blocks of this many bytes, at multiples of it: the
@@ -132,7 +136,7 @@ enum Slot {
     /// A whole record whose checksum holds.
     Record {
         lsn: u64,
-        round: Option<u64>,
+        round: Round,
         payload: Vec<u8>,
         next: u64,
     },
@@ -275,7 +279,7 @@ impl Journal {
         let mut at = 0u64;
         let mut expected: Option<u64> = None;
         // The round of the record at byte 0, which the others must carry.
-        let mut round: Option<Option<u64>> = None;
+        let mut round: Option<Round> = None;
         // A round whose first record the database holds was wholly
         // checkpointed (a checkpoint starts the next round at byte 0): its
         // end needs no look for damage, which spares a clean open reading
@@ -295,7 +299,10 @@ impl Journal {
                     round: found,
                     payload,
                     next,
-                } if *round.get_or_insert(found) == found => (lsn, payload, next),
+                } if round.is_none_or(|round| round == found) => {
+                    round = Some(found);
+                    (lsn, payload, next)
+                }
                 Slot::Empty if at == 0 => {
                     check_end(at, wanted, round, &records, checkpointed)?;
                     return Ok((records, true));
@@ -367,7 +374,7 @@ impl Journal {
         &self,
         at: u64,
         lsn: u64,
-        round: Option<Option<u64>>,
+        round: Option<Round>,
         durable: u64,
         written: u64,
         replaying: bool,
@@ -414,7 +421,7 @@ impl Journal {
         &self,
         start: u64,
         lsn: u64,
-        round: Option<Option<u64>>,
+        round: Option<Round>,
         durable: u64,
         written: u64,
     ) -> Result<Option<(u64, u64)>> {
@@ -704,7 +711,7 @@ fn new_round() -> u64 {
 
 /// A record's checksum: over its header's fields as written (`len` with
 /// [`ROUND_FLAG`] when it has a round) and its payload.
-fn checksum(len: u32, lsn: u64, synced: u64, round: Option<u64>, payload: &[u8]) -> u32 {
+fn checksum(len: u32, lsn: u64, synced: u64, round: Round, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     let flag = if round.is_some() { ROUND_FLAG } else { 0 };
     hasher.update(&(len | flag).to_le_bytes());
@@ -724,8 +731,7 @@ struct Header {
     crc: u32,
     lsn: u64,
     synced: u64,
-    /// `None` for a record written before rounds were numbered.
-    round: Option<u64>,
+    round: Round,
 }
 
 impl Header {
