@@ -277,14 +277,17 @@ impl Writer {
 
     /// Runs `op` with the database to itself, between two commits, after
     /// a checkpoint: the database holds everything durably, the journal is
-    /// empty.
+    /// empty. When that checkpoint fails, so does this, and `op` does not
+    /// run: it may write the database past the journal (an import) or
+    /// replace the file and wipe the journal (compact), and the journal
+    /// still holds acknowledged writes the database holds only in memory.
     pub fn maintain<T, F>(&self, op: F) -> Result<T>
     where
         F: FnOnce(&mut Database) -> Result<T>,
     {
         self.shared
             .with_committer(|committer| {
-                committer.checkpoint_logged();
+                committer.checkpoint()?;
                 let result = match committer.db.write() {
                     Ok(mut db) => op(&mut db),
                     Err(_) => Err(Error::WriterStopped),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::disk::{Files, SimDisk, SparseFile};
-use common::{assert_clean, content};
+use common::{assert_clean, content, contents};
 use sessionstore::{Error, NewMessage, SessionStore, StoreOptions, Uuid};
 
 const STORE: &str = "/sim/journal.redb";
@@ -27,11 +27,6 @@ fn options(disk: &SimDisk, journal_bytes: u64) -> StoreOptions {
 
 fn open(disk: &SimDisk, journal_bytes: u64) -> SessionStore {
     SessionStore::open_with(STORE, options(disk, journal_bytes)).expect("open")
-}
-
-fn contents(store: &SessionStore, id: Uuid) -> Vec<String> {
-    let session = store.get_session(id).expect("read").expect("session");
-    session.messages.iter().map(|m| m.content.clone()).collect()
 }
 
 /// True when the journal holds bytes (a record) at or past `offset`.

@@ -1,5 +1,7 @@
 //! A store closed and opened again keeps its data and accepts writes.
 
+mod common;
+
 use sessionstore::{NewMessage, SessionStore};
 
 #[test]
@@ -14,13 +16,5 @@ fn a_reopened_store_keeps_its_sessions_and_takes_new_messages() {
     let store = SessionStore::open(&path).unwrap();
     let second = store.add_message(id, NewMessage::user("after")).unwrap();
     assert!(second > first);
-    let contents: Vec<String> = store
-        .get_session(id)
-        .unwrap()
-        .unwrap()
-        .messages
-        .into_iter()
-        .map(|m| m.content.clone())
-        .collect();
-    assert_eq!(contents, ["before", "after"]);
+    assert_eq!(common::contents(&store, id), ["before", "after"]);
 }

@@ -9,6 +9,12 @@ use std::time::Duration;
 
 use sessionstore::{Error, Message, SessionInfo, SessionStore, Timestamp, TimestampForm, Uuid};
 
+/// The contents of the messages of session `id`, which must be active.
+pub fn contents(store: &SessionStore, id: Uuid) -> Vec<String> {
+    let session = store.get_session(id).expect("read").expect("session");
+    session.messages.iter().map(|m| m.content.clone()).collect()
+}
+
 /// A store in a fresh temporary folder (kept alive by the returned guard).
 pub fn temp_store() -> (tempfile::TempDir, SessionStore) {
     let dir = tempfile::tempdir().expect("temporary folder");
