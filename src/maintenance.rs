@@ -87,7 +87,9 @@ impl SessionStore {
     /// Rewrites the store into a fresh file holding only live data, and
     /// swaps it in: the file shrinks to its content, and nothing deleted or
     /// erased remains in its bytes. Writers wait meanwhile; readers of
-    /// earlier snapshots go on reading them.
+    /// earlier snapshots go on reading them. It starts by making every
+    /// write durable in the database; when that fails (an I/O error), it
+    /// fails with that error and changes nothing.
     pub fn compact(&self, progress: Progress<'_>) -> Result<CompactReport> {
         let path = self.path().to_path_buf();
         let options = self.options().clone();
