@@ -81,7 +81,12 @@ impl SessionStore {
     /// not synced and not journaled, made on a thread of their own while the
     /// caller prepares the next batch; [`Importer::finish`] makes them
     /// durable with one synced commit. Until then a crash loses the import
-    /// (and only the import): load into a new file, as the converter does.
+    /// (and only the import), as long as nothing else writes to the store
+    /// meanwhile: load into a new file that nothing else writes, as the
+    /// converter does. (Another write's checkpoint makes the batches
+    /// loaded so far durable, before their ids are indexed and with later
+    /// journaled writes depending on them; a crash then leaves a part of
+    /// the import that `check` finds incomplete.)
     /// The messages' ids are indexed in large runs in id order (an import
     /// brings them in session order), so until [`Importer::finish`] returns
     /// a message loaded may not yet be found by its id or counted.
