@@ -720,10 +720,11 @@ pub(crate) fn set_durability(txn: &mut redb::WriteTransaction, durability: RedbD
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
     use std::sync::{Arc, Barrier};
     use std::thread::ThreadId;
 
-    use crate::{Error, NewMessage, SessionStore};
+    use crate::{Error, FileRole, NewMessage, SessionStore, StorageBackend, StorageFactory};
 
     fn store() -> (tempfile::TempDir, SessionStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -845,5 +846,115 @@ mod tests {
         };
         assert!(matches!(answer, Error::WriterStopped), "{answer:?}");
         drop(writer);
+    }
+
+    /// `len` random lowercase letters from `seed`: text LZ4 barely shrinks.
+    fn noise(seed: u64, len: usize) -> String {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                char::from(b'a' + ((x >> 33) % 26) as u8)
+            })
+            .collect()
+    }
+
+    /// Real files; the database's next `refused` syncs fail.
+    #[derive(Clone, Default)]
+    struct RefusedSyncs {
+        refused: Arc<AtomicU32>,
+    }
+
+    #[derive(Debug)]
+    struct RefusingSync {
+        file: Box<dyn StorageBackend>,
+        refused: Arc<AtomicU32>,
+    }
+
+    impl StorageFactory for RefusedSyncs {
+        fn open(&self, path: &std::path::Path, role: FileRole) -> std::io::Result<Box<dyn StorageBackend>> {
+            let file = crate::FileStorage.open(path, role)?;
+            Ok(match role {
+                FileRole::Database => Box::new(RefusingSync {
+                    file,
+                    refused: self.refused.clone(),
+                }),
+                _ => file,
+            })
+        }
+    }
+
+    impl StorageBackend for RefusingSync {
+        fn len(&self) -> std::io::Result<u64> {
+            self.file.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.file.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.file.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            let refuse = self.refused.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+            if refuse.is_ok() {
+                return Err(std::io::Error::other("the test refuses this sync"));
+            }
+            self.file.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.file.write(offset, data)
+        }
+    }
+
+    /// Maintenance needs the database to hold every journal record durably
+    /// (compact rewrites the file and wipes the journal): when the checkpoint
+    /// before it fails, it fails too and changes nothing, and every write
+    /// acknowledged before or after it survives a crash. (Compacting anyway
+    /// swapped in a healthy file that took writes again, into a journal whose
+    /// first blocks it had wiped: the next open lost them.) In this crate's
+    /// tests no checkpoint comes by age, so the journal still holds the
+    /// records when the compaction starts.
+    #[test]
+    fn compact_fails_when_its_checkpoint_fails_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let storage = RefusedSyncs::default();
+        let options = crate::StoreOptions {
+            storage: Arc::new(storage.clone()),
+            ..crate::StoreOptions::default()
+        };
+        let store = SessionStore::open_with(&path, options).unwrap();
+        let id = store.create_session(Some("ana")).unwrap();
+        // Records over more than a block of the journal.
+        for n in 0..3 {
+            store.add_message(id, NewMessage::user(noise(n, 3_000))).unwrap();
+        }
+        // The checkpoint before the compaction fails: its sync is refused.
+        storage.refused.store(1, SeqCst);
+        assert!(
+            store.compact(&mut |_, _| {}).is_err(),
+            "compact without a checkpoint"
+        );
+        // redb refuses every commit after a failed one (`PreviousIo`) until the
+        // store is opened again; an append that is acknowledged must last.
+        let after = store.add_message(id, NewMessage::user("after"));
+        // A crash now: the files as they are, the store still open.
+        let crashed = tempfile::tempdir().unwrap();
+        for file in std::iter::once(path.clone()).chain(SessionStore::files_beside(&path)) {
+            std::fs::copy(&file, crashed.path().join(file.file_name().unwrap())).unwrap();
+        }
+        drop(store);
+        let reopened = SessionStore::open(crashed.path().join("store.redb")).unwrap();
+        let session = reopened.get_session(id).unwrap().unwrap();
+        let messages: Vec<String> = session.messages.iter().map(|m| m.content.clone()).collect();
+        let written: Vec<String> = (0..3)
+            .map(|n| noise(n, 3_000))
+            .chain(after.is_ok().then(|| "after".to_owned()))
+            .collect();
+        assert_eq!(messages.len(), written.len(), "acknowledged messages lost");
+        assert!(messages == written, "other messages than those written");
+        assert!(reopened.check(&mut |_, _| {}).unwrap().is_clean());
     }
 }

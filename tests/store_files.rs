@@ -5,17 +5,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableHandle};
 
 use common::{assert_clean, dump, file_len, store_path, temp_store};
-use sessionstore::{
-    Durability, Error, FileRole, FileStorage, NewMessage, SessionStore, StorageBackend, StorageFactory,
-    StoreOptions, FORMAT_VERSION,
-};
+use sessionstore::{Durability, Error, NewMessage, SessionStore, FORMAT_VERSION};
 
 /// A store with a bit of everything: users of every kind, JSON, expiry,
 /// an undone turn, a deleted session.
@@ -709,100 +704,4 @@ fn check_while_a_snapshot_is_open_names_the_snapshot_and_works_once_it_is_droppe
     assert!(snapshot.sessions().unwrap().count() > 0);
     drop(snapshot);
     assert_clean(&store);
-}
-
-/// Real files; the database's next `refused` syncs fail.
-#[derive(Clone, Default)]
-struct RefusedSyncs {
-    refused: Arc<AtomicU32>,
-}
-
-#[derive(Debug)]
-struct RefusingSync {
-    file: Box<dyn StorageBackend>,
-    refused: Arc<AtomicU32>,
-}
-
-impl StorageFactory for RefusedSyncs {
-    fn open(&self, path: &Path, role: FileRole) -> std::io::Result<Box<dyn StorageBackend>> {
-        let file = FileStorage.open(path, role)?;
-        Ok(match role {
-            FileRole::Database => Box::new(RefusingSync {
-                file,
-                refused: self.refused.clone(),
-            }),
-            _ => file,
-        })
-    }
-}
-
-impl StorageBackend for RefusingSync {
-    fn len(&self) -> std::io::Result<u64> {
-        self.file.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.file.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.file.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        let refuse = self.refused.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
-        if refuse.is_ok() {
-            return Err(std::io::Error::other("the test refuses this sync"));
-        }
-        self.file.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.file.write(offset, data)
-    }
-}
-
-/// Maintenance needs the database to hold every journal record durably
-/// (compact rewrites the file and wipes the journal): when the checkpoint
-/// before it fails, it fails too and changes nothing, and every write
-/// acknowledged before or after it survives a crash. (Compacting anyway
-/// swapped in a healthy file that took writes again, into a journal whose
-/// first blocks it had wiped: the next open lost them.)
-#[test]
-fn compact_fails_when_its_checkpoint_fails_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("store.redb");
-    let storage = RefusedSyncs::default();
-    let options = StoreOptions {
-        storage: Arc::new(storage.clone()),
-        ..StoreOptions::default()
-    };
-    let store = SessionStore::open_with(&path, options).unwrap();
-    let id = store.create_session(Some("ana")).unwrap();
-    // Records over more than a block of the journal.
-    for n in 0..3 {
-        store
-            .add_message(id, NewMessage::user(common::content(n, 3_000)))
-            .unwrap();
-    }
-    // The checkpoint before the compaction fails: its sync is refused.
-    storage.refused.store(1, SeqCst);
-    assert!(
-        store.compact(&mut |_, _| {}).is_err(),
-        "compact without a checkpoint"
-    );
-    // redb refuses every commit after a failed one (`PreviousIo`) until the
-    // store is opened again; an append that is acknowledged must last.
-    let after = store.add_message(id, NewMessage::user("after"));
-    // A crash now: the files as they are, the store still open.
-    let crashed = tempfile::tempdir().unwrap();
-    for file in std::iter::once(path.clone()).chain(SessionStore::files_beside(&path)) {
-        std::fs::copy(&file, crashed.path().join(file.file_name().unwrap())).unwrap();
-    }
-    drop(store);
-    let reopened = SessionStore::open(crashed.path().join("store.redb")).unwrap();
-    let messages = common::contents(&reopened, id);
-    let written: Vec<String> = (0..3)
-        .map(|n| common::content(n, 3_000))
-        .chain(after.is_ok().then(|| "after".to_owned()))
-        .collect();
-    assert_eq!(messages.len(), written.len(), "acknowledged messages lost");
-    assert!(messages == written, "other messages than those written");
-    assert_clean(&reopened);
 }
