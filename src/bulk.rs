@@ -18,6 +18,7 @@ use crate::expiry::{self, ExpiryState};
 use crate::model::{ExtraValue, Message, SessionInfo};
 use crate::store::{guard_panics, SessionStore};
 use crate::tables;
+use crate::writer;
 
 /// A row of a SQLite table the store carries without interpreting it.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,13 +81,13 @@ impl SessionStore {
     /// extra columns kept). Writes are batched into large commits that are
     /// not synced and not journaled, made on a thread of their own while the
     /// caller prepares the next batch; [`Importer::finish`] makes them
-    /// durable with one synced commit. Until then a crash loses the import
-    /// (and only the import), as long as nothing else writes to the store
-    /// meanwhile: load into a new file that nothing else writes, as the
-    /// converter does. (Another write's checkpoint makes the batches
-    /// loaded so far durable, before their ids are indexed and with later
-    /// journaled writes depending on them; a crash then leaves a part of
-    /// the import that `check` finds incomplete.)
+    /// durable with one synced commit. Until then a crash loses the import;
+    /// when other writes go on meanwhile, their checkpoints make the
+    /// batches loaded so far durable (their ids indexed first), and a crash
+    /// loses only what was loaded since. A write to a session of the import
+    /// before [`Importer::finish`] may be replayed, after a crash, over a
+    /// batch the crash took back: load into a new file that nothing else
+    /// writes, as the converter does.
     /// The messages' ids are indexed in large runs in id order (an import
     /// brings them in session order), so until [`Importer::finish`] returns
     /// a message loaded may not yet be found by its id or counted.
@@ -381,37 +382,37 @@ fn feed(
 ) -> Result<()> {
     let mut ids = PendingIds::default();
     for batch in receiver {
-        let written = match batch {
+        let (written, waiting) = match batch {
             Ok(batch) => {
-                let (back, written) = store.maintain(move |db| {
-                    let written = write_unjournaled(db, batch, &mut ids);
-                    Ok((ids, written))
+                let (back, written, waiting) = store.maintain_importing(move |db, unindexed| {
+                    let written = write_unjournaled(db, batch, &mut ids, unindexed);
+                    Ok((ids, written, unindexed.len()))
                 })?;
                 ids = back;
-                written
+                (written, waiting)
             }
-            Err(error) => Err(error),
+            Err(error) => (Err(error), 0),
         };
-        if written.is_err() || ids.entries.len() >= index_every {
-            ids = store.maintain(move |db| index_unjournaled(db, ids))?;
+        if written.is_err() || waiting >= index_every {
+            ids = store.maintain_importing(move |db, unindexed| {
+                writer::index_now(db, unindexed)?;
+                ids.clear();
+                Ok(ids)
+            })?;
         }
         written?;
     }
-    store.maintain(move |db| index_unjournaled(db, ids)).map(drop)
+    store.maintain_importing(|db, unindexed| writer::index_now(db, unindexed))
 }
 
-/// The `message_ids` entries of the messages written but not yet indexed,
-/// added to the table in id order, [`PENDING_IDS`] at a time (the
-/// importer's `index_every`). Ids of an
-/// import arrive in session order, scattered over the id space: inserted
-/// batch by batch they would rewrite most of the table's pages each time.
-#[derive(Default)]
-struct PendingIds {
-    /// (message id, (session, seq)).
-    entries: Vec<(u64, (u128, u64))>,
-    /// The ids of `entries`, and of the batch being checked.
-    ids: HashSet<u64>,
-}
+/// The ids of the messages written but not yet indexed, and of the batch
+/// being checked: an id loaded twice is refused. Their `message_ids`
+/// entries wait in the writer ([`writer::Unindexed`]), added to the table
+/// in id order, [`PENDING_IDS`] at a time (the importer's `index_every`),
+/// or before any durable commit. Ids of an import arrive in session order,
+/// scattered over the id space: inserted batch by batch they would rewrite
+/// most of the table's pages each time.
+type PendingIds = HashSet<u64>;
 
 /// Entries kept before they are indexed: 32 MiB of entries plus the set of
 /// their ids.
@@ -423,24 +424,15 @@ fn write_unjournaled(
     db: &mut redb::Database,
     batch: Batch<EncodedMessage>,
     ids: &mut PendingIds,
+    unindexed: &mut writer::Unindexed,
 ) -> Result<()> {
-    let before = ids.entries.len();
-    let written = unjournaled(db, |tables| apply(tables, batch, ids));
+    let before = unindexed.len();
+    let written = unjournaled(db, |tables| apply(tables, batch, ids, unindexed));
     if written.is_err() {
         // Nothing of the batch was committed: none of its entries either.
-        ids.entries.truncate(before);
+        unindexed.truncate(before);
     }
     written
-}
-
-/// Adds the pending `message_ids` entries in their own transaction, neither
-/// synced nor journaled; returns the emptied buffer.
-fn index_unjournaled(db: &mut redb::Database, mut ids: PendingIds) -> Result<PendingIds> {
-    ids.entries.sort_unstable_by_key(|&(id, _)| id);
-    unjournaled(db, |tables| tables.index_message_ids(&ids.entries))?;
-    ids.entries.clear();
-    ids.ids.clear();
-    Ok(ids)
 }
 
 /// Runs `write` in a redb transaction of its own, neither synced nor
@@ -558,6 +550,7 @@ fn apply(
     tables: &mut tables::WriteTables<'_>,
     batch: Batch<EncodedMessage>,
     ids: &mut PendingIds,
+    unindexed: &mut writer::Unindexed,
 ) -> Result<()> {
     // Check everything first: a refusal must leave the store untouched.
     // The sessions of this batch, each with the count of the messages it
@@ -581,7 +574,7 @@ fn apply(
             return Err(Error::SessionNotFound(*session));
         }
         for &(id, _) in messages {
-            if !ids.ids.insert(id) || (indexed && tables.message_ids.table()?.get(id)?.is_some()) {
+            if !ids.insert(id) || (indexed && tables.message_ids.table()?.get(id)?.is_some()) {
                 return Err(Error::invalid(
                     "message id",
                     format!("message {id} is loaded twice"),
@@ -610,7 +603,7 @@ fn apply(
         for (id, record) in messages {
             next_id = next_id.max(id.saturating_add(1));
             tables.put_encoded_message(key, seq, record)?;
-            ids.entries.push((id, (key, seq)));
+            unindexed.push((id, (key, seq)));
             seq += 1;
         }
         match old {
@@ -765,5 +758,87 @@ mod tests {
             assert!(store.get_session(second).unwrap().is_none());
             assert_clean(&store);
         }
+    }
+
+    /// An importer holding one session with messages 1 and 2, and that
+    /// batch as its thread writes it: committed neither synced nor
+    /// journaled, the ids' entries waiting.
+    fn one_batch_written(store: &SessionStore) -> Uuid {
+        let mut importer = importer(store, 1000);
+        let imported = Uuid::from_u128(1);
+        importer.add_session(session(imported)).unwrap();
+        importer
+            .add_messages(imported, vec![message(1), message(2)])
+            .unwrap();
+        let batch = std::mem::take(&mut importer.pending).encode().unwrap();
+        let mut ids = PendingIds::default();
+        store
+            .maintain_importing(move |db, unindexed| write_unjournaled(db, batch, &mut ids, unindexed))
+            .unwrap();
+        assert!(store.get_message(1).is_err(), "not indexed yet");
+        imported
+    }
+
+    /// Writes beside an import make checkpoints, which make what the import
+    /// wrote durable: each adds the entries of the ids first, so that a
+    /// crash then leaves a store that checks clean.
+    #[test]
+    fn a_checkpoint_during_an_import_indexes_what_it_makes_durable() {
+        let (dir, store) = store();
+        let imported = one_batch_written(&store);
+        let live = store.create_session(Some("live")).unwrap();
+        store
+            .add_message(live, NewMessage::user("beside the import"))
+            .unwrap();
+        // A checkpoint (maintenance starts with one), then a crash.
+        store.maintain(|_| Ok(())).unwrap();
+        let (_crashed, reopened) = reopened_after_a_crash(&dir.path().join("s.redb"));
+        assert_clean(&reopened);
+        assert_eq!(reopened.get_message(2).unwrap().0, imported);
+        assert_eq!(reopened.get_session(live).unwrap().unwrap().messages.len(), 1);
+    }
+
+    /// A write too big for the journal is committed durably at once: that
+    /// commit too adds the entries first.
+    #[test]
+    fn a_write_too_big_for_the_journal_during_an_import_indexes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let options = crate::StoreOptions {
+            journal_bytes: crate::StoreOptions::MIN_JOURNAL_BYTES,
+            ..crate::StoreOptions::default()
+        };
+        let store = SessionStore::open_with(&path, options).unwrap();
+        let imported = one_batch_written(&store);
+        let live = store.create_session(Some("live")).unwrap();
+        // About 96 KB that compression cannot shrink below the journal's
+        // 64 KiB.
+        let big: String = (0..3_000).map(|_| Uuid::new_v4().simple().to_string()).collect();
+        store.add_message(live, NewMessage::user(big)).unwrap();
+        let (_crashed, reopened) = reopened_after_a_crash(&path);
+        assert_clean(&reopened);
+        assert_eq!(reopened.get_message(2).unwrap().0, imported);
+    }
+
+    /// The store at `path` opened from a copy of its files as they are now,
+    /// the store still open: what a crash would leave.
+    fn reopened_after_a_crash(path: &std::path::Path) -> (tempfile::TempDir, SessionStore) {
+        let crashed = tempfile::tempdir().unwrap();
+        for file in std::iter::once(path.to_path_buf()).chain(SessionStore::files_beside(path)) {
+            std::fs::copy(&file, crashed.path().join(file.file_name().unwrap())).unwrap();
+        }
+        let reopened = SessionStore::open(crashed.path().join(path.file_name().unwrap())).unwrap();
+        (crashed, reopened)
+    }
+
+    /// Maintenance during an import (compact copies the store) first adds
+    /// the entries the import left waiting.
+    #[test]
+    fn maintenance_during_an_import_indexes_what_it_wrote() {
+        let (_dir, store) = store();
+        let imported = one_batch_written(&store);
+        store.compact(&mut |_, _| {}).unwrap();
+        assert_clean(&store);
+        assert_eq!(store.get_message(1).unwrap().0, imported);
     }
 }

@@ -508,6 +508,13 @@ impl SessionStore {
         self.inner.writer.maintain(op)
     }
 
+    pub(crate) fn maintain_importing<T, F>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(&mut Database, &mut crate::writer::Unindexed) -> Result<T>,
+    {
+        self.inner.writer.maintain_importing(op)
+    }
+
     // ---- sessions -------------------------------------------------------
 
     /// Creates a session (a new UUID v4, context and metadata `{}`) and

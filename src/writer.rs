@@ -227,6 +227,7 @@ impl Writer {
                 oldest_unchecked: None,
                 failed: false,
                 stopped: false,
+                unindexed: Unindexed::new(),
             }),
             idle,
             answering: AtomicUsize::new(0),
@@ -277,19 +278,36 @@ impl Writer {
 
     /// Runs `op` with the database to itself, between two commits, after
     /// a checkpoint: the database holds everything durably, the journal is
-    /// empty. When that checkpoint fails, so does this, and `op` does not
-    /// run: it may write the database past the journal (an import) or
-    /// replace the file and wipe the journal (compact), and the journal
-    /// still holds acknowledged writes the database holds only in memory.
+    /// empty, and every message an import wrote is indexed by its id. When
+    /// that checkpoint fails, so does this, and `op` does not run: it may
+    /// write the database past the journal (an import) or replace the file
+    /// and wipe the journal (compact), and the journal still holds
+    /// acknowledged writes the database holds only in memory.
     pub fn maintain<T, F>(&self, op: F) -> Result<T>
     where
         F: FnOnce(&mut Database) -> Result<T>,
+    {
+        self.maintain_importing(|db, unindexed| {
+            index_now(db, unindexed)?;
+            op(db)
+        })
+    }
+
+    /// As [`Writer::maintain`], for an import: `op` also gets the entries
+    /// of the messages the import wrote without indexing them, which it
+    /// adds to (and indexes in runs, with [`index_now`]). Every durable
+    /// commit, a checkpoint's included, adds those left first: the file
+    /// never holds a message its id does not map, whatever writes go on
+    /// beside the import.
+    pub fn maintain_importing<T, F>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(&mut Database, &mut Unindexed) -> Result<T>,
     {
         self.shared
             .with_committer(|committer| {
                 committer.checkpoint()?;
                 let result = match committer.db.write() {
-                    Ok(mut db) => op(&mut db),
+                    Ok(mut db) => op(&mut db, &mut committer.unindexed),
                     Err(_) => Err(Error::WriterStopped),
                 };
                 // Maintenance may have rewritten anything.
@@ -551,6 +569,38 @@ struct Committer {
     /// Stopped (after a journal failure or a panic): every write answers
     /// [`Error::WriterStopped`].
     stopped: bool,
+    /// Entries of messages an import wrote without them (see `bulk.rs`),
+    /// added before any durable commit.
+    unindexed: Unindexed,
+}
+
+/// `message_ids` entries (message id, (session, seq)) of messages an import
+/// committed without them, neither synced nor journaled, to be added in id
+/// order in larger runs (see [`Writer::maintain_importing`]).
+pub(crate) type Unindexed = Vec<(u64, (u128, u64))>;
+
+/// Adds the `unindexed` entries within `txn`, in id order. The caller
+/// empties `unindexed` once `txn` is committed.
+fn index_in(txn: &redb::WriteTransaction, unindexed: &mut Unindexed) -> Result<()> {
+    if unindexed.is_empty() {
+        return Ok(());
+    }
+    unindexed.sort_unstable_by_key(|&(id, _)| id);
+    WriteTables::open_unlogged(txn).index_message_ids(unindexed)
+}
+
+/// Adds the `unindexed` entries in a commit of their own, neither synced
+/// nor journaled, and empties `unindexed`.
+pub(crate) fn index_now(db: &Database, unindexed: &mut Unindexed) -> Result<()> {
+    if unindexed.is_empty() {
+        return Ok(());
+    }
+    let mut txn = db.begin_write()?;
+    set_durability(&mut txn, RedbDurability::None)?;
+    index_in(&txn, unindexed)?;
+    txn.commit()?;
+    unindexed.clear();
+    Ok(())
 }
 
 impl Committer {
@@ -637,7 +687,9 @@ impl Committer {
             // Too big for what is left of the journal: commit it durably to
             // redb, which then holds everything and the journal starts over.
             set_durability(&mut txn, RedbDurability::Immediate)?;
+            index_in(&txn, &mut self.unindexed)?;
             txn.commit()?;
+            self.unindexed.clear();
             self.cache.apply(notes);
             self.checkpointed();
             return Ok(());
@@ -686,8 +738,10 @@ impl Committer {
         let db = self.db.read().map_err(|_| Error::WriterStopped)?;
         let mut txn = db.begin_write()?;
         set_durability(&mut txn, RedbDurability::Immediate)?;
+        index_in(&txn, &mut self.unindexed)?;
         txn.commit()?;
         drop(db);
+        self.unindexed.clear();
         self.checkpointed();
         Ok(())
     }
