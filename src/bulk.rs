@@ -81,13 +81,12 @@ impl SessionStore {
     /// extra columns kept). Writes are batched into large commits that are
     /// not synced and not journaled, made on a thread of their own while the
     /// caller prepares the next batch; [`Importer::finish`] makes them
-    /// durable with one synced commit. Until then a crash loses the import;
-    /// when other writes go on meanwhile, their checkpoints make the
-    /// batches loaded so far durable (their ids indexed first), and a crash
-    /// loses only what was loaded since. A write to a session of the import
-    /// before [`Importer::finish`] may be replayed, after a crash, over a
-    /// batch the crash took back: load into a new file that nothing else
-    /// writes, as the converter does.
+    /// durable with one synced commit. Until then a crash loses the import
+    /// (load into a new file, as the converter does, to have all or
+    /// nothing). Other writes may go on meanwhile: the first one after an
+    /// import's batch commits durably, with that batch (its ids indexed
+    /// first), so that a crash loses only what was loaded since and never
+    /// a write that read what the import loaded.
     /// The messages' ids are indexed in large runs in id order (an import
     /// brings them in session order), so until [`Importer::finish`] returns
     /// a message loaded may not yet be found by its id or counted.
@@ -796,6 +795,23 @@ mod tests {
         assert_clean(&reopened);
         assert_eq!(reopened.get_message(2).unwrap().0, imported);
         assert_eq!(reopened.get_session(live).unwrap().unwrap().messages.len(), 1);
+    }
+
+    /// A write to a session an import just loaded, before the import's
+    /// batch is durable, commits durably instead of journaling a record
+    /// that a crash would replay over a state without that batch.
+    #[test]
+    fn a_write_over_an_import_batch_not_yet_durable_survives_a_crash_whole() {
+        let (dir, store) = store();
+        let imported = one_batch_written(&store);
+        store
+            .add_message(imported, NewMessage::user("after the import"))
+            .unwrap();
+        let (_crashed, reopened) = reopened_after_a_crash(&dir.path().join("s.redb"));
+        assert_clean(&reopened);
+        let session = reopened.get_session(imported).unwrap().unwrap();
+        let contents: Vec<&str> = session.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents, ["message 1", "message 2", "after the import"]);
     }
 
     /// A write too big for the journal is committed durably at once: that

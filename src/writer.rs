@@ -228,6 +228,7 @@ impl Writer {
                 failed: false,
                 stopped: false,
                 unindexed: Unindexed::new(),
+                imported: false,
             }),
             idle,
             answering: AtomicUsize::new(0),
@@ -287,7 +288,7 @@ impl Writer {
     where
         F: FnOnce(&mut Database) -> Result<T>,
     {
-        self.maintain_importing(|db, unindexed| {
+        self.maintain_with(false, |db, unindexed| {
             index_now(db, unindexed)?;
             op(db)
         })
@@ -297,9 +298,20 @@ impl Writer {
     /// of the messages the import wrote without indexing them, which it
     /// adds to (and indexes in runs, with [`index_now`]). Every durable
     /// commit, a checkpoint's included, adds those left first: the file
-    /// never holds a message its id does not map, whatever writes go on
-    /// beside the import.
+    /// never holds a message its id does not map. And the next batch of
+    /// writes after it commits durably rather than journal a record that
+    /// depends on what the import wrote: whatever writes go on beside an
+    /// import, a crash never replays one over a state without the import's
+    /// batches it read.
     pub fn maintain_importing<T, F>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(&mut Database, &mut Unindexed) -> Result<T>,
+    {
+        self.maintain_with(true, op)
+    }
+
+    /// [`Writer::maintain`] and [`Writer::maintain_importing`] (`importing`).
+    fn maintain_with<T, F>(&self, importing: bool, op: F) -> Result<T>
     where
         F: FnOnce(&mut Database, &mut Unindexed) -> Result<T>,
     {
@@ -310,6 +322,7 @@ impl Writer {
                     Ok(mut db) => op(&mut db, &mut committer.unindexed),
                     Err(_) => Err(Error::WriterStopped),
                 };
+                committer.imported |= importing;
                 // Maintenance may have rewritten anything.
                 committer.cache.clear();
                 result
@@ -572,6 +585,9 @@ struct Committer {
     /// Entries of messages an import wrote without them (see `bulk.rs`),
     /// added before any durable commit.
     unindexed: Unindexed,
+    /// An import wrote since the last durable commit, neither synced nor
+    /// journaled: the next batch commits durably instead of journaling.
+    imported: bool,
 }
 
 /// `message_ids` entries (message id, (session, seq)) of messages an import
@@ -669,7 +685,7 @@ impl Committer {
                 durable |= take_in(jobs, late);
             }
             let changes = tables.take_changes();
-            let journaled = self.journal.fits(changes.len());
+            let journaled = self.journal.fits(changes.len()) && !self.imported;
             if journaled && !changes.is_empty() {
                 tables.set_journal_lsn(self.journal.next_lsn())?;
             }
@@ -684,12 +700,16 @@ impl Committer {
             return Ok(());
         }
         if !journaled {
-            // Too big for what is left of the journal: commit it durably to
-            // redb, which then holds everything and the journal starts over.
+            // Too big for what is left of the journal, or written over an
+            // import's batch that is not durable (its record would replay,
+            // after a crash, over a state without that batch): commit it
+            // durably to redb, which then holds everything and the journal
+            // starts over.
             set_durability(&mut txn, RedbDurability::Immediate)?;
             index_in(&txn, &mut self.unindexed)?;
             txn.commit()?;
             self.unindexed.clear();
+            self.imported = false;
             self.cache.apply(notes);
             self.checkpointed();
             return Ok(());
@@ -742,6 +762,7 @@ impl Committer {
         txn.commit()?;
         drop(db);
         self.unindexed.clear();
+        self.imported = false;
         self.checkpointed();
         Ok(())
     }
