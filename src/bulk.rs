@@ -392,16 +392,16 @@ fn feed(
             }
             Err(error) => (Err(error), 0),
         };
+        // Maintenance adds the entries waiting before it runs.
         if written.is_err() || waiting >= index_every {
-            ids = store.maintain_importing(move |db, unindexed| {
-                writer::index_now(db, unindexed)?;
+            ids = store.maintain(move |_| {
                 ids.clear();
                 Ok(ids)
             })?;
         }
         written?;
     }
-    store.maintain_importing(|db, unindexed| writer::index_now(db, unindexed))
+    store.maintain(|_| Ok(()))
 }
 
 /// The ids of the messages written but not yet indexed, and of the batch
@@ -783,7 +783,7 @@ mod tests {
     /// crash then leaves a store that checks clean.
     #[test]
     fn a_checkpoint_during_an_import_indexes_what_it_makes_durable() {
-        let (dir, store) = store();
+        let (_dir, store) = store();
         let imported = one_batch_written(&store);
         let live = store.create_session(Some("live")).unwrap();
         store
@@ -791,7 +791,7 @@ mod tests {
             .unwrap();
         // A checkpoint (maintenance starts with one), then a crash.
         store.maintain(|_| Ok(())).unwrap();
-        let (_crashed, reopened) = reopened_after_a_crash(&dir.path().join("s.redb"));
+        let (_crashed, reopened) = store.reopened_after_a_crash();
         assert_clean(&reopened);
         assert_eq!(reopened.get_message(2).unwrap().0, imported);
         assert_eq!(reopened.get_session(live).unwrap().unwrap().messages.len(), 1);
@@ -802,12 +802,12 @@ mod tests {
     /// that a crash would replay over a state without that batch.
     #[test]
     fn a_write_over_an_import_batch_not_yet_durable_survives_a_crash_whole() {
-        let (dir, store) = store();
+        let (_dir, store) = store();
         let imported = one_batch_written(&store);
         store
             .add_message(imported, NewMessage::user("after the import"))
             .unwrap();
-        let (_crashed, reopened) = reopened_after_a_crash(&dir.path().join("s.redb"));
+        let (_crashed, reopened) = store.reopened_after_a_crash();
         assert_clean(&reopened);
         let session = reopened.get_session(imported).unwrap().unwrap();
         let contents: Vec<&str> = session.messages.iter().map(|m| m.content.as_str()).collect();
@@ -831,20 +831,9 @@ mod tests {
         // 64 KiB.
         let big: String = (0..3_000).map(|_| Uuid::new_v4().simple().to_string()).collect();
         store.add_message(live, NewMessage::user(big)).unwrap();
-        let (_crashed, reopened) = reopened_after_a_crash(&path);
+        let (_crashed, reopened) = store.reopened_after_a_crash();
         assert_clean(&reopened);
         assert_eq!(reopened.get_message(2).unwrap().0, imported);
-    }
-
-    /// The store at `path` opened from a copy of its files as they are now,
-    /// the store still open: what a crash would leave.
-    fn reopened_after_a_crash(path: &std::path::Path) -> (tempfile::TempDir, SessionStore) {
-        let crashed = tempfile::tempdir().unwrap();
-        for file in std::iter::once(path.to_path_buf()).chain(SessionStore::files_beside(path)) {
-            std::fs::copy(&file, crashed.path().join(file.file_name().unwrap())).unwrap();
-        }
-        let reopened = SessionStore::open(crashed.path().join(path.file_name().unwrap())).unwrap();
-        (crashed, reopened)
     }
 
     /// Maintenance during an import (compact copies the store) first adds

@@ -1430,6 +1430,21 @@ fn user_range(user: &str) -> std::ops::RangeInclusive<(&str, i64, u128)> {
 }
 
 #[cfg(test)]
+impl SessionStore {
+    /// The store opened from a copy of its files as they are now, this one
+    /// still open: what a crash would leave (the copy's folder beside it).
+    pub(crate) fn reopened_after_a_crash(&self) -> (tempfile::TempDir, SessionStore) {
+        let crashed = tempfile::tempdir().unwrap();
+        let path = self.path();
+        for file in std::iter::once(path.to_path_buf()).chain(SessionStore::files_beside(path)) {
+            std::fs::copy(&file, crashed.path().join(file.file_name().unwrap())).unwrap();
+        }
+        let reopened = SessionStore::open(crashed.path().join(path.file_name().unwrap())).unwrap();
+        (crashed, reopened)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::title_of;
 

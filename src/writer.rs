@@ -295,8 +295,8 @@ impl Writer {
     }
 
     /// As [`Writer::maintain`], for an import: `op` also gets the entries
-    /// of the messages the import wrote without indexing them, which it
-    /// adds to (and indexes in runs, with [`index_now`]). Every durable
+    /// of the messages the import wrote without indexing them, to add to
+    /// (`maintain` indexes them before it runs). Every durable
     /// commit, a checkpoint's included, adds those left first: the file
     /// never holds a message its id does not map. And the next batch of
     /// writes after it commits durably rather than journal a record that
@@ -607,7 +607,7 @@ fn index_in(txn: &redb::WriteTransaction, unindexed: &mut Unindexed) -> Result<(
 
 /// Adds the `unindexed` entries in a commit of their own, neither synced
 /// nor journaled, and empties `unindexed`.
-pub(crate) fn index_now(db: &Database, unindexed: &mut Unindexed) -> Result<()> {
+fn index_now(db: &Database, unindexed: &mut Unindexed) -> Result<()> {
     if unindexed.is_empty() {
         return Ok(());
     }
@@ -923,19 +923,6 @@ mod tests {
         drop(writer);
     }
 
-    /// `len` random lowercase letters from `seed`: text LZ4 barely shrinks.
-    fn noise(seed: u64, len: usize) -> String {
-        let mut x = seed;
-        (0..len)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                char::from(b'a' + ((x >> 33) % 26) as u8)
-            })
-            .collect()
-    }
-
     /// Real files; the database's next `refused` syncs fail.
     #[derive(Clone, Default)]
     struct RefusedSyncs {
@@ -1002,9 +989,17 @@ mod tests {
         };
         let store = SessionStore::open_with(&path, options).unwrap();
         let id = store.create_session(Some("ana")).unwrap();
-        // Records over more than a block of the journal.
-        for n in 0..3 {
-            store.add_message(id, NewMessage::user(noise(n, 3_000))).unwrap();
+        // Records over more than a block of the journal: about 3 KB each
+        // that compression cannot shrink.
+        let before: Vec<String> = (0..3)
+            .map(|_| {
+                (0..100)
+                    .map(|_| uuid::Uuid::new_v4().simple().to_string())
+                    .collect()
+            })
+            .collect();
+        for content in &before {
+            store.add_message(id, NewMessage::user(content)).unwrap();
         }
         // The checkpoint before the compaction fails: its sync is refused.
         storage.refused.store(1, SeqCst);
@@ -1015,17 +1010,13 @@ mod tests {
         // redb refuses every commit after a failed one (`PreviousIo`) until the
         // store is opened again; an append that is acknowledged must last.
         let after = store.add_message(id, NewMessage::user("after"));
-        // A crash now: the files as they are, the store still open.
-        let crashed = tempfile::tempdir().unwrap();
-        for file in std::iter::once(path.clone()).chain(SessionStore::files_beside(&path)) {
-            std::fs::copy(&file, crashed.path().join(file.file_name().unwrap())).unwrap();
-        }
+        // A crash now.
+        let (_crashed, reopened) = store.reopened_after_a_crash();
         drop(store);
-        let reopened = SessionStore::open(crashed.path().join("store.redb")).unwrap();
         let session = reopened.get_session(id).unwrap().unwrap();
         let messages: Vec<String> = session.messages.iter().map(|m| m.content.clone()).collect();
-        let written: Vec<String> = (0..3)
-            .map(|n| noise(n, 3_000))
+        let written: Vec<String> = before
+            .into_iter()
             .chain(after.is_ok().then(|| "after".to_owned()))
             .collect();
         assert_eq!(messages.len(), written.len(), "acknowledged messages lost");
