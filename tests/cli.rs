@@ -770,7 +770,7 @@ fn chat_sessions_pages_through_many_sessions() {
 fn a_file_that_is_not_a_store_is_refused_with_its_path() {
     let scene = Scene::new();
     std::fs::create_dir_all(scene.db.parent().unwrap()).unwrap();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/reference-v1.db");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference-v1.db");
     std::fs::copy(fixture, &scene.db).unwrap();
     scene
         .run(&["stats"])

@@ -235,7 +235,7 @@ fn files_that_are_not_stores_are_refused_as_corrupt() {
     );
     let sqlite = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/reference-v1.db"
+        "/tests/fixtures/reference-v1.db"
     ))
     .unwrap();
     assert_bytes_refused_as_corrupt("sessions.db", &sqlite);

@@ -10,13 +10,10 @@ use std::process::Output;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
 
-pub const V1: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/reference-v1.db"
-);
+pub const V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/reference-v1.db");
 pub const UPGRADED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/reference-upgraded.db"
+    "/../tests/fixtures/reference-upgraded.db"
 );
 
 /// Everything a SQLite file holds, as the old store could see it: the
