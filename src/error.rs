@@ -9,14 +9,12 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No such session, or it is expired, or it belongs to another user
-    /// (ownership-checked calls answer the same for all three).
+    /// A write to a session that is missing, expired, or another user's
+    /// (ownership-checked calls answer the same for all three). A read
+    /// answers `Ok(None)` instead: see the
+    /// [crate docs](crate#missing-none-for-a-read-an-error-for-a-write).
     #[error("session {0} not found")]
     SessionNotFound(uuid::Uuid),
-
-    /// No message has this global id.
-    #[error("message {0} not found")]
-    MessageNotFound(u64),
 
     /// `add_message_if` was told the next seq would be `expected`, but another
     /// writer got there first and the session is at `actual`.
@@ -155,17 +153,14 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Error::SessionNotFound(_)
-                | Error::MessageNotFound(_)
-                | Error::SeqConflict { .. }
-                | Error::InvalidInput { .. }
+            Error::SessionNotFound(_) | Error::SeqConflict { .. } | Error::InvalidInput { .. }
         )
     }
 
-    /// True for the errors that mean "nothing there for you": a missing,
-    /// expired or foreign session, or a missing message.
+    /// True for the errors that mean "nothing there for you to write to": a
+    /// missing, expired or foreign session.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::SessionNotFound(_) | Error::MessageNotFound(_))
+        matches!(self, Error::SessionNotFound(_))
     }
 }
 

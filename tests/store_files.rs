@@ -559,7 +559,7 @@ fn compact_keeps_the_data_and_shrinks_the_file_after_deleting_a_lot() {
     assert_eq!(message, before.1);
     drop(store);
     let store = SessionStore::open(store_path(&dir)).unwrap();
-    assert_eq!(store.get_message(message).unwrap().0, id);
+    assert_eq!(store.get_message(message).unwrap().unwrap().0, id);
     assert_clean(&store);
 }
 

@@ -181,8 +181,8 @@ fn chat_history(
         Some(n) => {
             let info = store.session_info(id)?.ok_or_else(|| unusable(store, id))?;
             let messages = store
-                .get_recent_messages(id, n)
-                .map_err(|e| explain(store, id, e))?;
+                .get_recent_messages(id, n)?
+                .ok_or_else(|| unusable(store, id))?;
             Session { info, messages }
         }
     };
