@@ -162,6 +162,9 @@ fn query_without_total_count_counts_the_candidates_and_without_a_set_records_one
     assert!(session.messages[2].query_plan.is_none());
 }
 
+/// The old CLI's `chat-history` (app/cli.py): the session's fields, then
+/// each message followed by a blank line, `Results:` giving the candidate
+/// set's `total_count` (15 here, of which 3 candidates came back).
 #[test]
 fn chat_history_prints_the_old_layout() {
     let scene = Scene::new();
@@ -181,7 +184,7 @@ fn chat_history_prints_the_old_layout() {
     let expected = format!(
         "Session: {id}\nUser: user123\nMessages: 2\nCreated: {}\nUpdated: {}\n\n--- Messages ---\n\n\
          1. [user] books by Oxford\n   QueryPlan: 2 filters\n   Time: {}\n\n\
-         2. [assistant] Found 15 books matching your query\n   Results: 3 candidates\n   Time: {}\n",
+         2. [assistant] Found 15 books matching your query\n   Results: 15 candidates\n   Time: {}\n\n",
         info.created_at, info.updated_at, info.messages[0].timestamp, info.messages[1].timestamp
     );
     assert_eq!(output, expected);

@@ -83,7 +83,8 @@ pub fn user(user_id: Option<&str>) -> &str {
 }
 
 /// The old `chat-history` layout: the session's fields, then its messages
-/// numbered from 1 by their place in the session.
+/// numbered from 1 by their place in the session, each followed by a blank
+/// line; `Results:` is the candidate set's `total_count`.
 pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) -> Result<(), Failure> {
     say!(out, "Session: {}", info.session_id);
     say!(out, "User: {}", user(info.user_id.as_deref()));
@@ -92,8 +93,8 @@ pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) 
     say!(out, "Updated: {}", info.updated_at);
     say!(out, "");
     say!(out, "--- Messages ---");
+    say!(out, "");
     for message in messages {
-        say!(out, "");
         say!(out, "{}. [{}] {}", message.seq + 1, message.role, message.content);
         if message.query_plan.is_some() {
             say!(
@@ -106,10 +107,11 @@ pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) 
             say!(
                 out,
                 "   Results: {} candidates",
-                message.candidate_count().unwrap_or(0)
+                message.result_count().unwrap_or(0)
             );
         }
         say!(out, "   Time: {}", message.timestamp);
+        say!(out, "");
     }
     Ok(())
 }
