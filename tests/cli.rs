@@ -130,7 +130,9 @@ fn query_records_the_query_with_its_plan_and_the_reply_with_its_set() {
         .write_stdin(set)
         .assert()
         .success()
-        .stdout(format!("Saved to session {id}\n"));
+        .stdout(
+            predicate::str::is_match(format!("^Saved to session {id}: messages [0-9]+, [0-9]+\n$")).unwrap(),
+        );
 
     let session = scene.store().get_session(id).unwrap().unwrap();
     assert_eq!(session.messages.len(), 2);
@@ -437,6 +439,79 @@ fn a_full_stdout_is_an_error_not_a_panic() {
             predicate::str::starts_with("error: cannot write to stdout: ")
                 .and(predicate::str::contains("panicked").not()),
         );
+}
+
+/// The binary pointed at `scene`'s store, its stdout `stdout` (a file or a
+/// pipe opened here), run with `args`.
+fn run_with_stdout(scene: &Scene, stdout: impl Into<Stdio>, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin!("sessionstore"))
+        .env_remove("SESSIONSTORE_DB")
+        .arg("--db")
+        .arg(&scene.db)
+        .args(args)
+        .stdout(stdout)
+        .output()
+        .unwrap()
+}
+
+/// Issue 16, item 3: a command whose write was committed but whose stdout
+/// then fails does not report failure (a retry would write twice): it
+/// exits 3 and gives on stderr what it did, ids included.
+#[test]
+fn a_write_whose_stdout_fails_exits_3_and_names_what_it_wrote_on_stderr() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let scene = Scene::new();
+    scene.init(Some("bob"));
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+
+    let init = run_with_stdout(&scene, full(), &["chat-init", "--user-id", "ana"]);
+    let stderr = String::from_utf8(init.stderr).unwrap();
+    assert_eq!(init.status.code(), Some(3), "{stderr}");
+    let sessions = scene.store().list_user_sessions("ana", true).unwrap();
+    assert_eq!(sessions.len(), 1, "one session, written once");
+    let id = sessions[0];
+    assert!(
+        stderr.starts_with("error: cannot write to stdout: ")
+            && stderr.contains(&format!("Created session: {id}\n")),
+        "{stderr}"
+    );
+
+    let set = scene.file("set.json", r#"{"total_count": 15, "candidates": [1]}"#);
+    let query = run_with_stdout(
+        &scene,
+        full(),
+        &[
+            "query",
+            "books",
+            "--session-id",
+            &s(id),
+            "--candidate-set",
+            set.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8(query.stderr).unwrap();
+    assert_eq!(query.status.code(), Some(3), "{stderr}");
+    let session = scene.store().get_session(id).unwrap().unwrap();
+    assert_eq!(session.messages.len(), 2, "the turn, written once");
+    let ids = format!("messages {}, {}", session.messages[0].id, session.messages[1].id);
+    assert!(
+        stderr.contains(&format!("Saved to session {id}: {ids}\n")),
+        "{stderr}"
+    );
+
+    // A pipe closed before the id was read loses it the same way.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let closed = run_with_stdout(&scene, writer, &["chat-init", "--user-id", "cy"]);
+    let stderr = String::from_utf8(closed.stderr).unwrap();
+    assert_eq!(closed.status.code(), Some(3), "{stderr}");
+    let cy = scene.store().list_user_sessions("cy", true).unwrap();
+    assert!(
+        cy.len() == 1 && stderr.contains(&format!("Created session: {}\n", cy[0])),
+        "{stderr}"
+    );
 }
 
 #[test]

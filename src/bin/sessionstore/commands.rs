@@ -16,7 +16,7 @@ const PAGE: usize = 100;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let mut out = Output::stdout();
+    let mut out = Output::stdout(cli.command.writes());
     let result = dispatch(&mut out, cli);
     let flushed = out.finish();
     result.and(flushed)
@@ -164,8 +164,9 @@ fn record_query(
     let store = open(db)?;
     // The query and its reply land in one commit: both or neither.
     let turn = std::iter::once(user_message).chain(reply).collect();
-    store.add_messages(id, turn).map_err(|e| explain(&store, id, e))?;
-    say!(out, "Saved to session {id}");
+    let saved = store.add_messages(id, turn).map_err(|e| explain(&store, id, e))?;
+    let saved: Vec<String> = saved.iter().map(u64::to_string).collect();
+    say!(out, "Saved to session {id}: messages {}", saved.join(", "));
     Ok(())
 }
 
