@@ -377,6 +377,59 @@ fn a_candidate_set_that_is_not_a_json_object_is_refused_and_nothing_is_written()
     assert_eq!(scene.store().session_info(id).unwrap().unwrap().message_count, 0);
 }
 
+/// Issue 16, item 5: an input file is read up to the store's content limit
+/// (64 MiB) and refused past it; `/dev/zero` made the binary grow without
+/// end. The binary runs under a 1 GiB address-space limit, so that a
+/// regression fails here instead of taking the machine's memory.
+#[test]
+fn an_endless_input_file_is_refused_at_the_content_limit_and_nothing_is_written() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let scene = Scene::new();
+    let id = scene.init(None);
+    let limit = sessionstore::StoreOptions::default().max_content_bytes;
+    let zero = || std::fs::File::open("/dev/zero").unwrap();
+    for (option, file, stdin, what) in [
+        (
+            "--query-plan",
+            "/dev/zero",
+            Stdio::null(),
+            "query plan from /dev/zero",
+        ),
+        (
+            "--candidate-set",
+            "/dev/zero",
+            Stdio::null(),
+            "candidate set from /dev/zero",
+        ),
+        (
+            "--candidate-set",
+            "-",
+            Stdio::from(zero()),
+            "candidate set from stdin",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        std::process::Command::new("sh")
+            .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
+            .arg(assert_cmd::cargo::cargo_bin!("sessionstore"))
+            .arg("--db")
+            .arg(&scene.db)
+            .args(["query", "hi", "--session-id", &s(id), option, file])
+            .stdin(stdin)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(format!(
+                "error: cannot read the {what}: over the limit of {limit} bytes\n"
+            ));
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(30), "{what}: {took:?}");
+    }
+    assert_eq!(scene.store().session_info(id).unwrap().unwrap().message_count, 0);
+}
+
 #[test]
 fn both_inputs_from_stdin_is_a_usage_error() {
     let scene = Scene::new();
