@@ -61,6 +61,7 @@ mod error;
 mod expiry;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hold;
 mod journal;
 mod json;
 mod maintenance;
@@ -75,6 +76,7 @@ mod writer;
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
+pub use hold::StoreHold;
 pub use json::JsonText;
 pub use maintenance::{CheckReport, CompactReport, Progress};
 pub use model::{
