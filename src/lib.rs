@@ -59,6 +59,7 @@ mod cache;
 mod encoding;
 mod error;
 mod expiry;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hold;

@@ -1,0 +1,271 @@
+//! Files written whole (a backup, a compacted store, a converted file):
+//! made under a temporary name beside their destination with the
+//! permissions of the file they come from, synced, and put in place by one
+//! rename or link, after which the folder is synced. A replaced file keeps
+//! its owner where the process may set it.
+//!
+//! A temporary file is named `<destination>.sessionstore-tmp-<pid>`, so that
+//! a run killed midway leaves a file the next run writing the same
+//! destination recognises and removes: one whose process has ended.
+//!
+//! ```
+//! use sessionstore::files::{permissions_of, NewFile};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let source = dir.path().join("notes.txt");
+//! std::fs::write(&source, "draft").unwrap();
+//! let dest = dir.path().join("copies/notes.txt");
+//! // The folder is made when missing.
+//! let new = NewFile::create(&dest, permissions_of(&source)?)?;
+//! std::fs::write(new.path(), "final").unwrap();
+//! new.replace(&dest)?;
+//! assert_eq!(std::fs::read_to_string(&dest).unwrap(), "final");
+//! assert_eq!(
+//!     std::fs::metadata(&dest).unwrap().permissions(),
+//!     std::fs::metadata(&source).unwrap().permissions()
+//! );
+//! # Ok::<(), sessionstore::Error>(())
+//! ```
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use crate::error::{Error, Result};
+use crate::storage::FileRole;
+
+/// What a temporary file's name adds to its destination's, before the pid.
+const TEMPORARY: &str = ".sessionstore-tmp-";
+
+/// The temporary files of this process that are being written (a thread's
+/// run is not a killed run's, though it has the same pid).
+static WRITING: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+/// The permissions of the file at `source`, for a file written from it.
+pub fn permissions_of(source: &Path) -> Result<Permissions> {
+    Ok(std::fs::metadata(source)
+        .map_err(|e| Error::io("read the permissions of", source, e))?
+        .permissions())
+}
+
+/// Gives the file at `path` the owner and group of `replaced`, which it is
+/// about to replace, when `replaced` exists and the process may (root may;
+/// a refusal, `EPERM`, leaves the file as it is).
+pub fn keep_owner(path: &Path, replaced: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = match std::fs::metadata(replaced) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("read the owner of", replaced, e)),
+        };
+        match std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
+            other => other.map_err(|e| Error::io("give the owner of the replaced file to", path, e))?,
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, replaced);
+    Ok(())
+}
+
+/// A file being written under a temporary name beside its destination;
+/// dropped before it is put in place, it is removed.
+#[derive(Debug)]
+pub struct NewFile {
+    path: PathBuf,
+}
+
+impl NewFile {
+    /// Makes the empty temporary file for `dest`, with `permissions`
+    /// (whatever the process's umask), making `dest`'s folder when missing.
+    /// First removes the temporary files runs that have ended left for
+    /// `dest`.
+    pub fn create(dest: &Path, permissions: Permissions) -> Result<NewFile> {
+        let folder = folder_of(dest);
+        std::fs::create_dir_all(folder).map_err(|e| Error::io("create folder", folder, e))?;
+        let mut writing = WRITING.lock().unwrap_or_else(PoisonError::into_inner);
+        let writing = writing.get_or_insert_with(HashSet::new);
+        remove_stale(dest, writing)?;
+        let path = temporary_path(dest, std::process::id());
+        if writing.contains(&path) {
+            return Err(Error::invalid(
+                "destination",
+                format!("{} is being written by another call already", dest.display()),
+            ));
+        }
+        let file = private_options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create a temporary file beside", dest, e))?;
+        writing.insert(path.clone());
+        let new = NewFile { path };
+        file.set_permissions(permissions)
+            .map_err(|e| Error::io("set the permissions of", &new.path, e))?;
+        Ok(new)
+    }
+
+    /// The temporary file to write.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Syncs the file and renames it over `dest` (replaced if there, and
+    /// then its owner kept, see [`keep_owner`]), then syncs the folder.
+    pub fn replace(self, dest: &Path) -> Result<()> {
+        self.sync()?;
+        keep_owner(&self.path, dest)?;
+        std::fs::rename(&self.path, dest).map_err(|e| Error::io("rename the finished file to", dest, e))?;
+        sync_folder(dest)
+    }
+
+    /// Syncs the file and gives it the name `dest` unless a file has that
+    /// name (then returns false and places nothing): a hard link fails
+    /// rather than replace a file made meanwhile (where links are not
+    /// supported, a rename after a last look); then syncs the folder.
+    pub fn place_new(self, dest: &Path) -> Result<bool> {
+        self.sync()?;
+        match std::fs::hard_link(&self.path, dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(_) if dest.symlink_metadata().is_ok() => return Ok(false),
+            Err(_) => std::fs::rename(&self.path, dest)
+                .map_err(|e| Error::io("rename the finished file to", dest, e))?,
+        }
+        sync_folder(dest)?;
+        Ok(true)
+    }
+
+    fn sync(&self) -> Result<()> {
+        File::open(&self.path)
+            .and_then(|file| file.sync_all())
+            .map_err(|e| Error::io("sync", &self.path, e))
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        // Gone already once renamed into place.
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(writing) = WRITING.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+            writing.remove(&self.path);
+        }
+    }
+}
+
+/// Opens the file of `role` at `path` for a store, creating it when
+/// missing: a journal gets the permissions of the database beside it, so
+/// that it is as private as the conversations in it.
+pub(crate) fn open_store_file(path: &Path, role: FileRole) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if role == FileRole::Journal {
+        match options.open(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            opened => return opened,
+        }
+        let permissions = std::fs::metadata(crate::journal::database_path(path))?.permissions();
+        match private_options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(file) => return file.set_permissions(permissions).map(|()| file),
+            // Made meanwhile, by another open: opened below.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    options.create(true).truncate(false).open(path)
+}
+
+/// Options that create a file readable by its owner only (until its
+/// permissions are set).
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// The folder `path` is in (`.` for a bare name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Syncs the folder `path` is in, which makes a rename or link there durable.
+fn sync_folder(path: &Path) -> Result<()> {
+    let folder = folder_of(path);
+    File::open(folder)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| Error::io("sync folder", folder, e))
+}
+
+fn temporary_path(dest: &Path, pid: u32) -> PathBuf {
+    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!("{TEMPORARY}{pid}"));
+    dest.with_file_name(name)
+}
+
+/// Removes the temporary files for `dest` whose run has ended: its process
+/// is gone, or it is this process and no call is writing it.
+fn remove_stale(dest: &Path, writing: &HashSet<PathBuf>) -> Result<()> {
+    let Some(name) = dest.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let prefix = format!("{name}{TEMPORARY}");
+    let folder = folder_of(dest);
+    let entries = std::fs::read_dir(folder).map_err(|e| Error::io("list", folder, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", folder, e))?;
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let ended = if pid == std::process::id() {
+            !writing.contains(&path)
+        } else {
+            !process_lives(pid)
+        };
+        if ended {
+            tracing::warn!(path = %path.display(), "removing the temporary file of a run that ended");
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
+                    return Err(Error::io("remove the temporary file of an ended run", &path, e))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` exists (it may be another user's). Where that
+/// cannot be asked, every process is taken to live: nothing is removed.
+fn process_lives(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let found = unsafe { libc::kill(pid, 0) } == 0;
+        found || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        true
+    }
+}

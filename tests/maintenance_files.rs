@@ -1,0 +1,204 @@
+//! The files `backup` and `compact` write: the store's mode, the owner of a
+//! replaced file, no temporary left behind by a killed run, a destination
+//! folder made when missing (issue 16, items 4, 8 and 9).
+
+mod common;
+
+use std::fs::Permissions;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use sessionstore::{NewMessage, SessionStore, Uuid};
+
+use common::assert_clean;
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o7777
+}
+
+/// A store at `path` whose database file has `mode`: the file is made
+/// empty with that mode first, and the store created in it.
+fn store_with_mode(path: &Path, mode: u32) -> (SessionStore, Uuid) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::File::create(path).unwrap();
+    std::fs::set_permissions(path, Permissions::from_mode(mode)).unwrap();
+    let store = SessionStore::open(path).unwrap();
+    let id = store.create_session(Some("ana")).unwrap();
+    for i in 0..20 {
+        store
+            .add_message(id, NewMessage::user(format!("message {i}")))
+            .unwrap();
+    }
+    (store, id)
+}
+
+/// The files in `dir`, by name, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn backup_compact_and_the_journal_keep_the_mode_of_the_store() {
+    for store_mode in [0o600, 0o640] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        let (store, id) = store_with_mode(&path, store_mode);
+        let journal = SessionStore::files_beside(&path).remove(0);
+        assert_eq!(
+            mode(&journal),
+            store_mode,
+            "the journal of a {store_mode:o} store"
+        );
+
+        let backup = dir.path().join("backup.redb");
+        store.backup_to(&backup, &mut |_, _| {}).unwrap();
+        assert_eq!(mode(&backup), store_mode, "a backup of a {store_mode:o} store");
+
+        store.compact(&mut |_, _| {}).unwrap();
+        assert_eq!(mode(&path), store_mode, "a {store_mode:o} store after compact");
+        assert_eq!(mode(&journal), store_mode);
+        assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 20);
+        drop(store);
+
+        // The backup, opened, gets a journal of its own mode.
+        let opened = SessionStore::open(&backup).unwrap();
+        assert_clean(&opened);
+        assert_eq!(mode(&SessionStore::files_beside(&backup)[0]), store_mode);
+    }
+}
+
+#[test]
+fn compact_run_by_root_keeps_the_owner_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::File::create(&probe).unwrap();
+    if std::fs::metadata(&probe).unwrap().uid() != 0 {
+        println!("skipped: only root may give a file to another user, which this test needs");
+        return;
+    }
+    let path = dir.path().join("sessions.redb");
+    let (store, id) = store_with_mode(&path, 0o600);
+    // The chatbot's account: `nobody`.
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    store.compact(&mut |_, _| {}).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "the owner after compact"
+    );
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+    assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 20);
+
+    // The CLI's compact, as a root cron job runs it.
+    drop(store);
+    cargo_bin_cmd!("sessionstore")
+        .arg("--db")
+        .arg(&path)
+        .arg("compact")
+        .assert()
+        .success();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (65534, 65534, 0o600)
+    );
+}
+
+/// The pid of a process that has ended.
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    child.id()
+}
+
+/// A process that lives until killed.
+struct Live(Child);
+
+impl Live {
+    fn start() -> Self {
+        Live(Command::new("sleep").arg("600").spawn().unwrap())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The temporary file a run with `pid` writing `dest` uses.
+fn temporary(dest: &Path, pid: u32) -> PathBuf {
+    let mut name = dest.file_name().unwrap().to_os_string();
+    name.push(format!(".sessionstore-tmp-{pid}"));
+    dest.with_file_name(name)
+}
+
+#[test]
+fn a_killed_runs_temporary_is_removed_by_the_next_run_and_a_live_runs_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.redb");
+    let backup = dir.path().join("backup.redb");
+    let (store, _) = store_with_mode(&path, 0o600);
+    let live = Live::start();
+    let dead = dead_pid();
+    let mut left = Vec::new();
+    let mut kept = Vec::new();
+    for dest in [&path, &backup] {
+        left.push(temporary(dest, dead));
+        kept.push(temporary(dest, live.0.id()));
+    }
+    // Names a run never gives its temporary files.
+    kept.push(dir.path().join("sessions.redb.sessionstore-tmp-x1"));
+    kept.push(dir.path().join("other.redb.sessionstore-tmp-1"));
+    for file in left.iter().chain(&kept) {
+        std::fs::write(file, vec![7u8; 1 << 20]).unwrap();
+    }
+
+    store.compact(&mut |_, _| {}).unwrap();
+    assert!(
+        !left[0].exists(),
+        "a dead run's temporary beside the store is removed"
+    );
+    assert!(left[1].exists(), "compact looks only beside the store");
+    store.backup_to(&backup, &mut |_, _| {}).unwrap();
+    assert!(
+        !left[1].exists(),
+        "a dead run's temporary beside the backup is removed"
+    );
+    for file in &kept {
+        assert_eq!(
+            std::fs::metadata(file).unwrap().len(),
+            1 << 20,
+            "{} kept",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn backup_into_a_missing_folder_makes_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.redb");
+    drop(store_with_mode(&path, 0o600));
+    let dest = dir.path().join("backups/daily/sessions_backup.redb");
+    cargo_bin_cmd!("sessionstore")
+        .arg("--db")
+        .arg(&path)
+        .arg("backup")
+        .arg(&dest)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Backed up"));
+    assert_eq!(mode(&dest), 0o600);
+    assert_eq!(names(dest.parent().unwrap()), ["sessions_backup.redb"]);
+    assert_clean(&SessionStore::open(&dest).unwrap());
+}
