@@ -116,9 +116,37 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// [`backup_to`](crate::SessionStore::backup_to) or
+    /// [`compact`](crate::SessionStore::compact) found what
+    /// [`check`](crate::SessionStore::check) reports (a damaged record, a
+    /// broken rule) and copied nothing: the store is as it was, and no file
+    /// was written.
+    #[error("{path}: {operation} refused, the store is damaged: {}", listed(problems))]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What was refused (`"backup"`, `"compact"`).
+        operation: &'static str,
+        /// What the check found, one sentence each.
+        problems: Vec<String>,
+    },
+
     /// The store's writer has stopped after an earlier failure; reopen the store.
     #[error("the store's writer has stopped; reopen the store")]
     WriterStopped,
+}
+
+/// The first problems of `problems`, and how many more there are.
+fn listed(problems: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = problems[..problems.len().min(SHOWN)].join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!(
+            "; and {} more (check lists them)",
+            problems.len() - SHOWN
+        ));
+    }
+    text
 }
 
 /// Shorthand for results of this crate.

@@ -79,14 +79,23 @@ impl SessionStore {
     /// transaction, so writers go on meanwhile; written beside `dest` and
     /// linked into place only when complete and on disk (never over a file
     /// that appeared meanwhile).
+    ///
+    /// Every record is verified first, as [`check`](Self::check) does: a
+    /// store with a damaged record is refused with [`Error::Damaged`] and
+    /// nothing is written.
     pub fn backup_to(&self, dest: &Path, progress: Progress<'_>) -> Result<()> {
         if dest.symlink_metadata().is_ok() {
             return Err(destination_exists(dest));
         }
         let permissions = files::permissions_of(self.path())?;
         self.reading(|txn| {
+            verify(txn, self.path(), "backup", &mut |done, total| {
+                progress(done, 2 * total)
+            })?;
             let new = NewFile::create(dest, permissions)?;
-            write_copy_to(txn, new.path(), progress)?;
+            write_copy_to(txn, new.path(), &mut |done, total| {
+                progress(total + done, 2 * total)
+            })?;
             if new.place_new(dest)? {
                 Ok(())
             } else {
@@ -103,6 +112,10 @@ impl SessionStore {
     /// reading them. It starts by making every write durable in the
     /// database; when that fails (an I/O error), it fails with that error
     /// and changes nothing.
+    ///
+    /// Every record is verified first, as [`check`](Self::check) does: a
+    /// store with a damaged record is refused with [`Error::Damaged`], and
+    /// left as it is.
     pub fn compact(&self, progress: Progress<'_>) -> Result<CompactReport> {
         let path = self.path().to_path_buf();
         let options = self.options().clone();
@@ -113,6 +126,7 @@ impl SessionStore {
         progress(0, 1);
         let after = self.maintain(move |db| {
             let txn = db.begin_read()?;
+            verify(&txn, &path, "compact", &mut |_, _| {})?;
             let fresh = NewFile::create(&path, permissions)?;
             write_copy_to(&txn, fresh.path(), &mut |_, _| {})?;
             drop(txn);
@@ -166,6 +180,21 @@ fn wipe_journal(options: &StoreOptions, database: &Path) -> Result<()> {
 
 fn destination_exists(dest: &Path) -> Error {
     Error::invalid("backup destination", format!("{} exists already", dest.display()))
+}
+
+/// Refuses `operation` (a copy of the store at `path`) when the checks of
+/// [`SessionStore::check`] find a problem in `txn`: a copy would carry the
+/// damage on, under fresh checksums.
+fn verify(txn: &ReadTransaction, path: &Path, operation: &'static str, progress: Progress<'_>) -> Result<()> {
+    let report = check_model(txn, progress)?;
+    if report.is_clean() {
+        return Ok(());
+    }
+    Err(Error::Damaged {
+        path: path.to_path_buf(),
+        operation,
+        problems: report.problems,
+    })
 }
 
 /// Copies every table of `txn` into the new, empty store file `temp`.

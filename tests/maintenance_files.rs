@@ -1,6 +1,7 @@
 //! The files `backup` and `compact` write: the store's mode, the owner of a
 //! replaced file, no temporary left behind by a killed run, a destination
-//! folder made when missing (issue 16, items 4, 8 and 9).
+//! folder made when missing, and no copy of a damaged store (issue 16,
+//! items 4, 8, 9 and 10).
 
 mod common;
 
@@ -10,9 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use sessionstore::{NewMessage, SessionStore, Uuid};
+use sessionstore::{Error, NewMessage, SessionStore, Uuid};
 
 use common::assert_clean;
+
+/// A message content found once in the store file, to damage its record.
+const MARKED: &str = "the record of this message gets one byte flipped";
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().mode() & 0o7777
@@ -201,4 +205,110 @@ fn backup_into_a_missing_folder_makes_the_folder() {
     assert_eq!(mode(&dest), 0o600);
     assert_eq!(names(dest.parent().unwrap()), ["sessions_backup.redb"]);
     assert_clean(&SessionStore::open(&dest).unwrap());
+}
+
+/// A closed store at `path` holding 50 messages, one of which (the
+/// [`MARKED`] one) has a byte of its content flipped in the file.
+fn damaged_store(path: &Path) {
+    let (store, id) = store_with_mode(path, 0o600);
+    store.add_message(id, NewMessage::user(MARKED)).unwrap();
+    for i in 0..30 {
+        store
+            .add_message(id, NewMessage::assistant(format!("reply {i}")))
+            .unwrap();
+    }
+    store.compact(&mut |_, _| {}).unwrap();
+    drop(store);
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(MARKED.len())
+        .position(|w| w == MARKED.as_bytes())
+        .expect("the marked content is in the file");
+    assert!(
+        bytes[at + 1..]
+            .windows(MARKED.len())
+            .all(|w| w != MARKED.as_bytes()),
+        "the marked content is in the file once"
+    );
+    bytes[at + 4] ^= 0x20;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Where the store file at `path` holds the [`MARKED`] content as
+/// [`damaged_store`] damaged it.
+fn flipped_marker(path: &Path) -> usize {
+    let mut flipped = MARKED.as_bytes().to_vec();
+    flipped[4] ^= 0x20;
+    let bytes = std::fs::read(path).unwrap();
+    bytes
+        .windows(flipped.len())
+        .position(|w| w == flipped)
+        .expect("the damaged record is in the file")
+}
+
+/// Asserts that a refusal names the damaged record.
+fn assert_names_the_damage(message: &str) {
+    assert!(message.contains("corrupt record in table messages"), "{message}");
+    assert!(message.contains("message 20 of session"), "{message}");
+}
+
+#[test]
+fn backup_and_compact_of_a_damaged_store_refuse_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.redb");
+    damaged_store(&path);
+    let store = SessionStore::open(&path).unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    let before = std::fs::read(&path).unwrap();
+    let listed = names(dir.path());
+
+    let backup = dir.path().join("backup.redb");
+    let refused = store.backup_to(&backup, &mut |_, _| {}).unwrap_err();
+    assert!(matches!(refused, Error::Damaged { .. }), "{refused:?}");
+    assert_names_the_damage(&refused.to_string());
+    assert!(!backup.exists());
+
+    let refused = store.compact(&mut |_, _| {}).unwrap_err();
+    assert!(matches!(refused, Error::Damaged { .. }), "{refused:?}");
+    assert_names_the_damage(&refused.to_string());
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(after.ino(), inode, "compact swapped in another file");
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the store's bytes changed"
+    );
+    assert_eq!(names(dir.path()), listed, "files left beside the store");
+}
+
+#[test]
+fn the_cli_refuses_to_back_up_or_compact_a_damaged_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.redb");
+    damaged_store(&path);
+    let backup = dir.path().join("backup.redb");
+    let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut cmd = cargo_bin_cmd!("sessionstore");
+        cmd.arg("--db").arg(&path);
+        for arg in args {
+            cmd.arg(arg);
+        }
+        let output = cmd.output().unwrap();
+        assert!(!output.status.success(), "exit 0 for {:?}", cmd);
+        String::from_utf8(output.stderr).unwrap()
+    };
+    // Each open and close of the CLI commits (its header, its allocator):
+    // the file is the same file, with the damaged record where it was.
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    let damaged_at = flipped_marker(&path);
+
+    assert_names_the_damage(&run(&[&"backup", &backup]));
+    assert!(!backup.exists());
+    assert_names_the_damage(&run(&[&"compact"]));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        inode,
+        "compact swapped in another file"
+    );
+    assert_eq!(flipped_marker(&path), damaged_at);
+    assert_eq!(names(dir.path()), ["sessions.redb", "sessions.redb-journal"]);
 }
