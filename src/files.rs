@@ -6,7 +6,12 @@
 //!
 //! A temporary file is named `<destination>.sessionstore-tmp-<pid>`, so that
 //! a run killed midway leaves a file the next run writing the same
-//! destination recognises and removes: one whose process has ended.
+//! destination recognises and removes: one whose process has ended (or,
+//! with this process's pid, one no call of this process is writing: a
+//! container may give every run the same pid). Processes are looked up in
+//! this process's pid namespace: runs in two containers that write the same
+//! destination in a shared folder must not overlap. A folder made for a
+//! destination gets the permissions `mkdir -p` gives (the umask's).
 //!
 //! ```
 //! use sessionstore::files::{permissions_of, NewFile};
@@ -81,27 +86,35 @@ pub struct NewFile {
 impl NewFile {
     /// Makes the empty temporary file for `dest`, with `permissions`
     /// (whatever the process's umask), making `dest`'s folder when missing.
-    /// First removes the temporary files runs that have ended left for
+    /// First removes the temporary files that runs which have ended left
+    /// for `dest`. Refused while another call of this process writes
     /// `dest`.
     pub fn create(dest: &Path, permissions: Permissions) -> Result<NewFile> {
         let folder = folder_of(dest);
         std::fs::create_dir_all(folder).map_err(|e| Error::io("create folder", folder, e))?;
-        let mut writing = WRITING.lock().unwrap_or_else(PoisonError::into_inner);
-        let writing = writing.get_or_insert_with(HashSet::new);
-        remove_stale(dest, writing)?;
+        remove_ended(dest)?;
         let path = temporary_path(dest, std::process::id());
-        if writing.contains(&path) {
-            return Err(Error::invalid(
-                "destination",
-                format!("{} is being written by another call already", dest.display()),
-            ));
-        }
-        let file = private_options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io("create a temporary file beside", dest, e))?;
-        writing.insert(path.clone());
+        let file = {
+            // Held while this process's temporary file is looked at and
+            // made: a thread's live run is told from an ended run of an
+            // earlier process with the same pid (a container's, say).
+            let mut writing = WRITING.lock().unwrap_or_else(PoisonError::into_inner);
+            let writing = writing.get_or_insert_with(HashSet::new);
+            if writing.contains(&path) {
+                return Err(Error::invalid(
+                    "destination",
+                    format!("{} is being written by another call already", dest.display()),
+                ));
+            }
+            remove_if_present(&path)?;
+            let file = private_options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Error::io("create a temporary file beside", dest, e))?;
+            writing.insert(path.clone());
+            file
+        };
         let new = NewFile { path };
         file.set_permissions(permissions)
             .map_err(|e| Error::io("set the permissions of", &new.path, e))?;
@@ -213,9 +226,9 @@ fn temporary_path(dest: &Path, pid: u32) -> PathBuf {
     dest.with_file_name(name)
 }
 
-/// Removes the temporary files for `dest` whose run has ended: its process
-/// is gone, or it is this process and no call is writing it.
-fn remove_stale(dest: &Path, writing: &HashSet<PathBuf>) -> Result<()> {
+/// Removes the temporary files for `dest` of other processes that have
+/// ended.
+fn remove_ended(dest: &Path) -> Result<()> {
     let Some(name) = dest.file_name().and_then(|n| n.to_str()) else {
         return Ok(());
     };
@@ -225,30 +238,27 @@ fn remove_stale(dest: &Path, writing: &HashSet<PathBuf>) -> Result<()> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("list", folder, e))?;
         let file_name = entry.file_name();
-        let Some(pid) = file_name
+        let pid = file_name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let ended = if pid == std::process::id() {
-            !writing.contains(&path)
-        } else {
-            !process_lives(pid)
-        };
-        if ended {
-            tracing::warn!(path = %path.display(), "removing the temporary file of a run that ended");
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != ErrorKind::NotFound => {
-                    return Err(Error::io("remove the temporary file of an ended run", &path, e))
-                }
-                _ => {}
-            }
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && !process_lives(pid)) {
+            remove_if_present(&entry.path())?;
         }
     }
     Ok(())
+}
+
+/// Removes the temporary file at `path`, which no run is writing.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::warn!(path = %path.display(), "removed the temporary file of a run that ended");
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove the temporary file of an ended run", path, e)),
+    }
 }
 
 /// Whether process `pid` exists (it may be another user's). Where that
@@ -267,5 +277,33 @@ fn process_lives(pid: u32) -> bool {
     {
         let _ = pid;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_this_process_writes_is_refused_to_a_second_call_and_its_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("copy.redb");
+        let source = dir.path().join("source");
+        std::fs::write(&source, "").unwrap();
+        let permissions = permissions_of(&source).unwrap();
+        let first = NewFile::create(&dest, permissions.clone()).unwrap();
+        std::fs::write(first.path(), "being written").unwrap();
+        let second = NewFile::create(&dest, permissions.clone()).unwrap_err();
+        assert!(
+            second.to_string().contains("being written by another call"),
+            "{second}"
+        );
+        assert_eq!(std::fs::read_to_string(first.path()).unwrap(), "being written");
+        let temporary = first.path().to_path_buf();
+        drop(first);
+        assert!(!temporary.exists(), "an abandoned temporary file is removed");
+        let again = NewFile::create(&dest, permissions).unwrap();
+        assert!(again.place_new(&dest).unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }
