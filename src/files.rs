@@ -58,22 +58,30 @@ pub fn permissions_of(source: &Path) -> Result<Permissions> {
 /// about to replace, when `replaced` exists and the process may (root may;
 /// a refusal, `EPERM`, leaves the file as it is).
 pub fn keep_owner(path: &Path, replaced: &Path) -> Result<()> {
+    let owner = match std::fs::metadata(replaced) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read the owner of", replaced, e)),
+    };
+    take_owner(path, &owner).map_err(|e| Error::io("give the owner of the replaced file to", path, e))
+}
+
+/// Gives the file at `path` the owner and group of the file `of` describes,
+/// where the process may.
+fn take_owner(path: &Path, of: &std::fs::Metadata) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let owner = match std::fs::metadata(replaced) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("read the owner of", replaced, e)),
-        };
-        match std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid())) {
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
-            other => other.map_err(|e| Error::io("give the owner of the replaced file to", path, e))?,
+        match std::os::unix::fs::chown(path, Some(of.uid()), Some(of.gid())) {
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => Ok(()),
+            other => other,
         }
     }
     #[cfg(not(unix))]
-    let _ = (path, replaced);
-    Ok(())
+    {
+        let _ = (path, of);
+        Ok(())
+    }
 }
 
 /// A file being written under a temporary name beside its destination;
@@ -171,7 +179,9 @@ impl Drop for NewFile {
 
 /// Opens the file of `role` at `path` for a store, creating it when
 /// missing: a journal gets the permissions of the database beside it, so
-/// that it is as private as the conversations in it.
+/// that it is as private as the conversations in it, and its owner where
+/// the process may (root opening a chatbot's store leaves a journal the
+/// chatbot can open).
 pub(crate) fn open_store_file(path: &Path, role: FileRole) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true);
@@ -180,14 +190,17 @@ pub(crate) fn open_store_file(path: &Path, role: FileRole) -> std::io::Result<Fi
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             opened => return opened,
         }
-        let permissions = std::fs::metadata(crate::journal::database_path(path))?.permissions();
+        let database = std::fs::metadata(crate::journal::database_path(path))?;
         match private_options()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)
         {
-            Ok(file) => return file.set_permissions(permissions).map(|()| file),
+            Ok(file) => {
+                take_owner(path, &database)?;
+                return file.set_permissions(database.permissions()).map(|()| file);
+            }
             // Made meanwhile, by another open: opened below.
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),

@@ -87,10 +87,14 @@ fn compact_run_by_root_keeps_the_owner_of_the_store() {
         println!("skipped: only root may give a file to another user, which this test needs");
         return;
     }
+    // The chatbot's account, `nobody`, owns the store; root opens it first.
     let path = dir.path().join("sessions.redb");
-    let (store, id) = store_with_mode(&path, 0o600);
-    // The chatbot's account: `nobody`.
+    std::fs::File::create(&path).unwrap();
     std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let (store, id) = store_with_mode(&path, 0o600);
+    let journal = SessionStore::files_beside(&path).remove(0);
+    let meta = std::fs::metadata(&journal).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "the journal root made");
     store.compact(&mut |_, _| {}).unwrap();
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(
