@@ -89,6 +89,8 @@ fn take_owner(path: &Path, of: &std::fs::Metadata) -> std::io::Result<()> {
 #[derive(Debug)]
 pub struct NewFile {
     path: PathBuf,
+    /// Dropped after the file is removed.
+    folders: MadeFolders,
 }
 
 impl NewFile {
@@ -99,7 +101,7 @@ impl NewFile {
     /// `dest`.
     pub fn create(dest: &Path, permissions: Permissions) -> Result<NewFile> {
         let folder = folder_of(dest);
-        std::fs::create_dir_all(folder).map_err(|e| Error::io("create folder", folder, e))?;
+        let folders = make_folder(folder).map_err(|e| Error::io("create folder", folder, e))?;
         remove_ended(dest)?;
         let path = temporary_path(dest, std::process::id());
         let file = {
@@ -123,7 +125,7 @@ impl NewFile {
             writing.insert(path.clone());
             file
         };
-        let new = NewFile { path };
+        let new = NewFile { path, folders };
         file.set_permissions(permissions)
             .map_err(|e| Error::io("set the permissions of", &new.path, e))?;
         Ok(new)
@@ -136,18 +138,18 @@ impl NewFile {
 
     /// Syncs the file and renames it over `dest` (replaced if there, and
     /// then its owner kept, see [`keep_owner`]), then syncs the folder.
-    pub fn replace(self, dest: &Path) -> Result<()> {
+    pub fn replace(mut self, dest: &Path) -> Result<()> {
         self.sync()?;
         keep_owner(&self.path, dest)?;
         std::fs::rename(&self.path, dest).map_err(|e| Error::io("rename the finished file to", dest, e))?;
-        sync_folder(dest)
+        self.placed(dest)
     }
 
     /// Syncs the file and gives it the name `dest` unless a file has that
     /// name (then returns false and places nothing): a hard link fails
     /// rather than replace a file made meanwhile (where links are not
     /// supported, a rename after a last look); then syncs the folder.
-    pub fn place_new(self, dest: &Path) -> Result<bool> {
+    pub fn place_new(mut self, dest: &Path) -> Result<bool> {
         self.sync()?;
         match std::fs::hard_link(&self.path, dest) {
             Ok(()) => {}
@@ -156,8 +158,18 @@ impl NewFile {
             Err(_) => std::fs::rename(&self.path, dest)
                 .map_err(|e| Error::io("rename the finished file to", dest, e))?,
         }
-        sync_folder(dest)?;
+        self.placed(dest)?;
         Ok(true)
+    }
+
+    /// Makes the name `dest` durable: syncs its folder, and keeps the
+    /// folders made for it.
+    fn placed(&mut self, dest: &Path) -> Result<()> {
+        let folder = folder_of(dest);
+        File::open(folder)
+            .and_then(|dir| dir.sync_all())
+            .and_then(|()| std::mem::take(&mut self.folders).keep())
+            .map_err(|e| Error::io("sync folder", folder, e))
     }
 
     fn sync(&self) -> Result<()> {
@@ -173,6 +185,46 @@ impl Drop for NewFile {
         let _ = std::fs::remove_file(&self.path);
         if let Some(writing) = WRITING.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
             writing.remove(&self.path);
+        }
+    }
+}
+
+/// Folders [`make_folder`] made: removed again (those left empty) when
+/// dropped, unless kept.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct MadeFolders(Vec<PathBuf>);
+
+/// Makes `folder` and its missing parents, with the permissions `mkdir -p`
+/// gives; the folders made are removed again if the result is dropped
+/// without [`MadeFolders::keep`] (a refusal leaves no folder behind).
+pub fn make_folder(folder: &Path) -> std::io::Result<MadeFolders> {
+    let mut missing = Vec::new();
+    let mut at = Some(folder);
+    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty() && d.symlink_metadata().is_err()) {
+        missing.push(dir.to_path_buf());
+        at = dir.parent();
+    }
+    let made = MadeFolders(missing);
+    std::fs::create_dir_all(folder)?;
+    Ok(made)
+}
+
+impl MadeFolders {
+    /// Keeps the folders, durably: syncs the folder each was made in.
+    pub fn keep(mut self) -> std::io::Result<()> {
+        for dir in std::mem::take(&mut self.0).iter().rev() {
+            File::open(folder_of(dir))?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MadeFolders {
+    fn drop(&mut self) {
+        // Deepest first; one holding anything stays.
+        for dir in &self.0 {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
@@ -223,14 +275,6 @@ fn folder_of(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
-}
-
-/// Syncs the folder `path` is in, which makes a rename or link there durable.
-fn sync_folder(path: &Path) -> Result<()> {
-    let folder = folder_of(path);
-    File::open(folder)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| Error::io("sync folder", folder, e))
 }
 
 fn temporary_path(dest: &Path, pid: u32) -> PathBuf {
@@ -318,5 +362,20 @@ mod tests {
         let again = NewFile::create(&dest, permissions).unwrap();
         assert!(again.place_new(&dest).unwrap());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn the_folders_made_for_a_file_never_placed_are_removed_and_kept_once_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a/b/copy.redb");
+        let permissions = permissions_of(dir.path()).unwrap();
+        let abandoned = NewFile::create(&dest, permissions.clone()).unwrap();
+        assert!(dest.parent().unwrap().is_dir());
+        drop(abandoned);
+        assert!(!dir.path().join("a").exists());
+
+        let placed = NewFile::create(&dest, permissions).unwrap();
+        placed.replace(&dest).unwrap();
+        assert!(dest.is_file());
     }
 }

@@ -274,6 +274,9 @@ fn backup_and_compact_of_a_damaged_store_refuse_and_change_nothing() {
     assert!(matches!(refused, Error::Damaged { .. }), "{refused:?}");
     assert_names_the_damage(&refused.to_string());
     assert!(!backup.exists());
+    let elsewhere = dir.path().join("new/backup.redb");
+    assert!(store.backup_to(&elsewhere, &mut |_, _| {}).is_err());
+    assert!(!dir.path().join("new").exists(), "a refused backup made a folder");
 
     let refused = store.compact(&mut |_, _| {}).unwrap_err();
     assert!(matches!(refused, Error::Damaged { .. }), "{refused:?}");

@@ -23,6 +23,9 @@ pub(crate) struct Output {
     /// Files written beside the temporary file (a store's journal), and
     /// where each goes beside the destination.
     beside: Beside,
+    /// The folders made for the destination; last, so that they are
+    /// removed (when not committed) after the files in them.
+    folders: files::MadeFolders,
 }
 
 /// Files beside the temporary file; removed when dropped before the commit.
@@ -30,7 +33,8 @@ struct Beside(Vec<(PathBuf, PathBuf)>);
 
 impl Output {
     /// Refuses an existing `dest` unless `force`; makes the temporary file
-    /// (`DEST.tmp-XXXXXX`) in the same folder, so the rename is atomic.
+    /// (`DEST.tmp-XXXXXX`) in the same folder, so the rename is atomic,
+    /// making the folder when missing (removed again unless committed).
     pub fn create(dest: &Path, force: bool) -> Result<Self> {
         if !force && dest.symlink_metadata().is_ok() {
             return Err(Error::DestinationExists {
@@ -41,6 +45,7 @@ impl Output {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
+        let folders = files::make_folder(folder).map_err(|e| Error::io("create folder", folder, e))?;
         let name = dest
             .file_name()
             .ok_or_else(|| Error::io("write", dest, std::io::Error::other("not a file name")))?;
@@ -57,6 +62,7 @@ impl Output {
             temp,
             force,
             beside: Beside(Vec::new()),
+            folders,
         })
     }
 
@@ -151,6 +157,9 @@ impl Output {
             let folder = std::fs::File::open(folder).map_err(|e| Error::io("open", folder, e))?;
             folder.sync_all().map_err(|e| Error::io("sync", &self.dest, e))?;
         }
+        std::mem::take(&mut self.folders)
+            .keep()
+            .map_err(|e| Error::io("sync the folders made for", &self.dest, e))?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The files `import` and `export` write keep the mode of their source,
 //! the store's journal included, and a replaced file keeps its owner
-//! (issue 16, item 4).
+//! (issue 16, item 4); a missing destination folder is made, and removed
+//! again when the conversion is refused (item 9).
 
 mod common;
 
@@ -103,4 +104,34 @@ fn a_file_replaced_with_force_keeps_its_owner_when_run_by_root() {
         "the file replaced by export --force"
     );
     assert_eq!(mode(&exported), 0o600);
+}
+
+#[test]
+fn export_into_a_missing_folder_makes_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("sessions.redb");
+    run(&[OsStr::new("import"), OsStr::new(V1), store.as_os_str()]);
+    // The README's line: `export data/chat/sessions.redb backups/sessions-DATE.db`.
+    let exported = dir.path().join("backups/sessions-20261203.db");
+    run(&[OsStr::new("export"), store.as_os_str(), exported.as_os_str()]);
+    assert_eq!(common::dump(&exported), common::dump(Path::new(V1)));
+}
+
+#[test]
+fn a_refused_import_leaves_no_folder_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = common::broken_copy(
+        V1,
+        dir.path(),
+        "role.db",
+        "PRAGMA ignore_check_constraints = ON; UPDATE chat_messages SET role = 'robot' WHERE id = 9;",
+    );
+    let store = dir.path().join("new/chat/sessions.redb");
+    let output = migrate(&[OsStr::new("import"), bad.as_os_str(), store.as_os_str()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("robot"));
+    assert!(
+        !dir.path().join("new").exists(),
+        "the folders made for the store stay"
+    );
 }
