@@ -242,20 +242,28 @@ pub(crate) fn open_store_file(path: &Path, role: FileRole) -> std::io::Result<Fi
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             opened => return opened,
         }
-        let database = std::fs::metadata(crate::journal::database_path(path))?;
-        match private_options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
-            Ok(file) => {
-                take_owner(path, &database)?;
-                return file.set_permissions(database.permissions()).map(|()| file);
-            }
-            // Made meanwhile, by another open: opened below.
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        // Without a database beside it (a journal opened on its own), it is
+        // created as any other file.
+        let database = match std::fs::metadata(crate::journal::database_path(path)) {
+            Ok(database) => Some(database),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(e),
+        };
+        if let Some(database) = database {
+            match private_options()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(file) => {
+                    take_owner(path, &database)?;
+                    return file.set_permissions(database.permissions()).map(|()| file);
+                }
+                // Made meanwhile, by another open: opened below.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     options.create(true).truncate(false).open(path)
