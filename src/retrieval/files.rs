@@ -127,6 +127,14 @@ impl Outputs {
                 .and_then(|()| output.writer.get_ref().sync_all())
                 .map_err(|e| Error::io("write", &output.temp, e))?;
         }
+        // A folder in the way would stop a rename halfway through the set.
+        if let Some(output) = self.outputs.iter().find(|o| o.path.is_dir()) {
+            return Err(Error::io(
+                "replace",
+                &output.path,
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "a folder has the export's name"),
+            ));
+        }
         let mut placed = Vec::with_capacity(self.outputs.len());
         // Taken one at a time: on a failure, the drop removes the rest.
         while !self.outputs.is_empty() {
