@@ -128,6 +128,30 @@ fn store_in(dir: &Path) -> SessionStore {
     SessionStore::open(dir.join("sessions.redb")).unwrap()
 }
 
+/// A store filled by [`fill`], in a temporary folder.
+fn filled() -> (tempfile::TempDir, SessionStore, Fixture) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let fixture = fill(&store);
+    (dir, store, fixture)
+}
+
+/// Only the events of `session`.
+fn only(session: Uuid) -> RetrievalFilter {
+    RetrievalFilter {
+        session: Some(session),
+        ..RetrievalFilter::default()
+    }
+}
+
+/// The lines of a JSONL file.
+fn json_lines(path: &Path) -> Vec<Value> {
+    read(path)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
@@ -159,9 +183,7 @@ fn queries(store: &SessionStore, filter: &RetrievalFilter) -> Vec<String> {
 
 #[test]
 fn cli_writes_each_format_and_counts_what_it_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    fill(&store);
+    let (dir, store, _) = filled();
     drop(store);
     let db = dir.path().join("sessions.redb");
     #[cfg(unix)]
@@ -237,9 +259,7 @@ fn cli_writes_each_format_and_counts_what_it_skipped() {
 
 #[test]
 fn filters_take_user_session_time_and_activity() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    let fixture = fill(&store);
+    let (dir, store, fixture) = filled();
     let all = RetrievalFilter::default();
     assert_eq!(
         queries(&store, &all),
@@ -268,48 +288,36 @@ fn filters_take_user_session_time_and_activity() {
         queries(&store, &active).is_empty(),
         "bo's only session is expired"
     );
-    let session = RetrievalFilter {
-        session: Some(fixture.ana_later),
-        ..RetrievalFilter::default()
-    };
-    assert_eq!(queries(&store, &session), ["books by Aldus"]);
+    assert_eq!(queries(&store, &only(fixture.ana_later)), ["books by Aldus"]);
     // Since is inclusive, until exclusive, both on the reply's time.
     let messages = store.get_session(fixture.ana).unwrap().unwrap().messages;
     let second_reply = messages[3].timestamp.clone();
     let since = RetrievalFilter {
         since: Some(second_reply.clone()),
-        session: Some(fixture.ana),
-        ..RetrievalFilter::default()
+        ..only(fixture.ana)
     };
     assert_eq!(queries(&store, &since), ["and\tin\nLatin?"]);
     let until = RetrievalFilter {
         until: Some(second_reply),
-        session: Some(fixture.ana),
-        ..RetrievalFilter::default()
+        ..only(fixture.ana)
     };
     assert_eq!(queries(&store, &until), ["books by Oxford"]);
     let out = dir.path().join("out");
     export(&store, RetrievalFormat::Jsonl, &user("bo"), &out);
     let manifest = manifest(&out);
     assert_eq!(manifest["filters"]["user"], "bo");
-    let line: Value = serde_json::from_str(read(&out.join("events.jsonl")).trim()).unwrap();
+    let line = &json_lines(&out.join("events.jsonl"))[0];
     assert_eq!(line["session_id"], fixture.bo_expired.to_string());
     assert_eq!(line["session_expired"], true);
 }
 
 #[test]
 fn jsonl_keeps_each_candidate_as_stored_with_the_query_and_reply() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    let fixture = fill(&store);
+    let (dir, store, fixture) = filled();
     let out = dir.path().join("out");
-    let filter = RetrievalFilter {
-        session: Some(fixture.ana),
-        ..RetrievalFilter::default()
-    };
-    export(&store, RetrievalFormat::Jsonl, &filter, &out);
+    export(&store, RetrievalFormat::Jsonl, &only(fixture.ana), &out);
     let text = read(&out.join("events.jsonl"));
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = json_lines(&out.join("events.jsonl"));
     assert_eq!(lines.len(), 2);
     let messages = store.get_session(fixture.ana).unwrap().unwrap().messages;
     let first = &lines[0];
@@ -333,15 +341,9 @@ fn jsonl_keeps_each_candidate_as_stored_with_the_query_and_reply() {
 
 #[test]
 fn trec_scores_strictly_decrease_from_the_candidates_or_from_rank() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    let fixture = fill(&store);
+    let (dir, store, fixture) = filled();
     let out = dir.path().join("out");
-    let filter = |session| RetrievalFilter {
-        session: Some(session),
-        ..RetrievalFilter::default()
-    };
-    export(&store, RetrievalFormat::Trec, &filter(fixture.ana_later), &out);
+    export(&store, RetrievalFormat::Trec, &only(fixture.ana_later), &out);
     let reply = store.get_session(fixture.ana_later).unwrap().unwrap().messages[2].id;
     // Own scores; the repeated r4 keeps its first place only.
     assert_eq!(
@@ -352,7 +354,7 @@ fn trec_scores_strictly_decrease_from_the_candidates_or_from_rank() {
     assert_eq!(trec["events_scored_by_candidates"], 1);
     assert_eq!(trec["repeated_candidates_dropped"], 1);
 
-    export(&store, RetrievalFormat::Trec, &filter(fixture.ana), &out);
+    export(&store, RetrievalFormat::Trec, &only(fixture.ana), &out);
     let messages = store.get_session(fixture.ana).unwrap().unwrap().messages;
     let (first, second) = (messages[1].id, messages[3].id);
     assert_eq!(
@@ -371,15 +373,10 @@ fn trec_scores_strictly_decrease_from_the_candidates_or_from_rank() {
 
 #[test]
 fn beir_corpus_holds_each_record_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    fill(&store);
+    let (dir, store, _) = filled();
     let out = dir.path().join("out");
     export(&store, RetrievalFormat::Beir, &RetrievalFilter::default(), &out);
-    let corpus: Vec<Value> = read(&out.join("corpus.jsonl"))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let corpus = json_lines(&out.join("corpus.jsonl"));
     let mut ids: Vec<&str> = corpus.iter().map(|r| r["_id"].as_str().unwrap()).collect();
     ids.sort();
     assert_eq!(ids, ["7", "r1", "r2", "r3", "r4", "r5"]);
@@ -396,16 +393,10 @@ fn beir_corpus_holds_each_record_once() {
 
 #[test]
 fn ragas_samples_carry_the_contexts_and_the_response() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    let fixture = fill(&store);
+    let (dir, store, fixture) = filled();
     let out = dir.path().join("out");
-    let filter = RetrievalFilter {
-        session: Some(fixture.ana),
-        ..RetrievalFilter::default()
-    };
-    export(&store, RetrievalFormat::Ragas, &filter, &out);
-    let first: Value = serde_json::from_str(read(&out.join("ragas.jsonl")).lines().next().unwrap()).unwrap();
+    export(&store, RetrievalFormat::Ragas, &only(fixture.ana), &out);
+    let first = &json_lines(&out.join("ragas.jsonl"))[0];
     assert_eq!(first["user_input"], "books by Oxford");
     assert_eq!(
         first["retrieved_context_ids"],
@@ -420,10 +411,39 @@ fn ragas_samples_carry_the_contexts_and_the_response() {
 }
 
 #[test]
+fn an_export_reads_one_snapshot_while_writes_go_on() {
+    let (dir, store, fixture) = filled();
+    let out = dir.path().join("out");
+    let mut wrote = false;
+    let export = store
+        .export_retrieval(
+            RetrievalFormat::Jsonl,
+            &RetrievalFilter::default(),
+            &out,
+            &mut |_, _| {
+                // A turn committed after the snapshot began is not in it.
+                if !wrote {
+                    turn(
+                        &store,
+                        fixture.ana,
+                        "books by Cambridge",
+                        "Cambridge",
+                        set("Cambridge", &["r8"]),
+                    );
+                    wrote = true;
+                }
+            },
+        )
+        .unwrap();
+    assert!(wrote);
+    assert_eq!(export.counts.events, 5);
+    assert!(!read(&out.join("events.jsonl")).contains("Cambridge"));
+    assert_eq!(queries(&store, &RetrievalFilter::default()).len(), 6);
+}
+
+#[test]
 fn a_failed_export_changes_no_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    fill(&store);
+    let (dir, store, _) = filled();
     let out = dir.path().join("out");
     std::fs::create_dir_all(out.join("topics.tsv/in the way")).unwrap();
     std::fs::write(out.join("run.trec"), "an earlier run\n").unwrap();
@@ -477,9 +497,7 @@ fn evaluation_tools_read_every_format() {
         eprintln!("skipped: {how}");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_in(dir.path());
-    fill(&store);
+    let (dir, store, _) = filled();
     let root = dir.path().join("exports");
     for format in [
         RetrievalFormat::Jsonl,
