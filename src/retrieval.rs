@@ -326,7 +326,7 @@ fn read_candidate(stored: Box<RawValue>, rank: u64) -> Option<Candidate> {
     let title = field("title").and_then(|v| serde_json::from_str::<String>(v).ok());
     let score = field("score").and_then(|v| serde_json::from_str::<f64>(v).ok());
     let mut lines = Vec::new();
-    if let Some(rationale) = field("match_rationale") {
+    if let Some(rationale) = field("match_rationale").filter(|v| *v != "null") {
         lines.push(value_text(rationale));
     }
     if let Some(evidence) = field("evidence").and_then(|v| serde_json::from_str::<Vec<Box<RawValue>>>(v).ok())
@@ -626,6 +626,10 @@ mod tests {
             candidate.rationale_text,
             "publisher matches Oxford\nfield: publisher_norm; value: oxford; confidence: 1e-300"
         );
+        let bare =
+            read_set(r#"{"candidates": [{"record_id": "1", "match_rationale": null, "evidence": null}]}"#)
+                .unwrap();
+        assert_eq!(bare.candidates[0].rationale_text, "");
     }
 
     #[test]
