@@ -494,6 +494,8 @@ impl SessionStore {
         let snapshot_time = Timestamp::now();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
         let mode = files::mode_of(self.path())?;
+        // The manifest names the store wherever the export is read from.
+        let store = std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
         let names: &[&str] = match format {
             RetrievalFormat::Jsonl => &[jsonl::EVENTS],
             RetrievalFormat::Trec => &[trec::RUN, trec::TOPICS],
@@ -513,7 +515,7 @@ impl SessionStore {
             schema: SCHEMA,
             format: format.as_str(),
             files: names,
-            store: self.path(),
+            store: &store,
             snapshot_time: &snapshot_time,
             order: "sessions by id, then messages by seq",
             query_id: "the message id of the assistant message carrying the candidate set",

@@ -199,10 +199,17 @@ fn cli_writes_each_format_and_counts_what_it_skipped() {
     ];
     for (format, files) in formats {
         let out = dir.path().join(format);
+        // A relative --db: the manifest names the store by its full path.
         let assert = cargo_bin_cmd!("sessionstore")
-            .arg("--db")
-            .arg(&db)
-            .args(["export-retrieval", "--format", format, "--out"])
+            .current_dir(dir.path())
+            .args([
+                "--db",
+                "sessions.redb",
+                "export-retrieval",
+                "--format",
+                format,
+                "--out",
+            ])
             .arg(&out)
             .assert()
             .success();
@@ -232,7 +239,7 @@ fn cli_writes_each_format_and_counts_what_it_skipped() {
         let manifest = manifest(&out);
         assert_eq!(manifest["format"], format);
         assert_eq!(manifest["schema"], "sessionstore.retrieval/1");
-        assert_eq!(manifest["store"], db.to_str().unwrap());
+        assert_eq!(manifest["store"], db.canonicalize().unwrap().to_str().unwrap());
         assert_eq!(manifest["counts"]["events"], 5);
         let skipped: BTreeMap<String, u64> =
             serde_json::from_value(manifest["counts"]["skipped"].clone()).unwrap();
