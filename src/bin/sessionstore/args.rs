@@ -182,7 +182,7 @@ pub enum Command {
     /// skipped and counted in the manifest.
     #[command(after_help = "Example:\n  \
                             sessionstore export-retrieval --format trec --out eval/ --since 2026-11-01T00:00:00\n  \
-                            ir_measures eval/run.trec qrels.txt nDCG@10")]
+                            ir_measures qrels.txt eval/run.trec nDCG@10")]
     ExportRetrieval {
         /// jsonl, trec, beir or ragas.
         #[arg(long, value_name = "FORMAT")]
