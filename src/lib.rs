@@ -68,6 +68,7 @@ mod json;
 mod maintenance;
 mod model;
 pub mod query;
+pub mod retrieval;
 mod storage;
 mod store;
 mod tables;

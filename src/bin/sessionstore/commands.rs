@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::CommandFactory;
+use sessionstore::retrieval::{RetrievalFilter, RetrievalFormat};
 use sessionstore::{query, NewMessage, Session, SessionInfo, SessionStore, StoreOptions, Uuid};
 
 use crate::args::{Cli, Command};
@@ -60,6 +61,24 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
         Command::Backup { dest } => backup(out, &open(db)?, &dest)?,
         Command::Check => check(out, &open(db)?)?,
         Command::Compact => compact(out, &open(db)?)?,
+        Command::ExportRetrieval {
+            format,
+            out: dir,
+            user,
+            session,
+            since,
+            until,
+            active_only,
+        } => {
+            let filter = RetrievalFilter {
+                user,
+                session,
+                since,
+                until,
+                active_only,
+            };
+            export_retrieval(out, &open(db)?, format, &filter, &dir)?
+        }
     }
     Ok(())
 }
@@ -397,5 +416,27 @@ fn compact(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
     say!(out, "Compacted {}", store.path().display());
     say!(out, "Before: {}", output::size(report.before));
     say!(out, "After: {}", output::size(report.after));
+    Ok(())
+}
+
+fn export_retrieval(
+    out: &mut Output,
+    store: &SessionStore,
+    format: RetrievalFormat,
+    filter: &RetrievalFilter,
+    dir: &Path,
+) -> Result<(), Failure> {
+    let bar = output::progress_bar("exporting retrieval");
+    let export = store.export_retrieval(format, filter, dir, &mut output::advance(&bar))?;
+    bar.finish_and_clear();
+    let skipped: u64 = export.counts.skipped.values().sum();
+    say!(
+        out,
+        "Exported {} ({}) as {format} to {}; {} skipped (reasons in manifest.json)",
+        output::count(export.counts.events, "retrieval event"),
+        output::count(export.counts.candidates, "candidate"),
+        dir.display(),
+        output::count(skipped, "message")
+    );
     Ok(())
 }
