@@ -493,7 +493,7 @@ impl SessionStore {
         let snapshot = self.snapshot()?;
         let snapshot_time = Timestamp::now();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
-        let mode = files::mode_of(self.path())?;
+        let permissions = crate::files::permissions_of(self.path())?;
         // The manifest names the store wherever the export is read from.
         let store = std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
         let names: &[&str] = match format {
@@ -502,7 +502,7 @@ impl SessionStore {
             RetrievalFormat::Beir => &[beir::QUERIES, beir::CORPUS],
             RetrievalFormat::Ragas => &[ragas::SAMPLES],
         };
-        let mut outputs = files::Outputs::create(dir, names, mode)?;
+        let mut outputs = files::Outputs::create(dir, names, permissions)?;
         let mut writer: Box<dyn FormatWriter> = match format {
             RetrievalFormat::Jsonl => Box::new(jsonl::Writer),
             RetrievalFormat::Trec => Box::new(trec::Writer::default()),
