@@ -821,7 +821,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let options = crate::StoreOptions {
-            journal_bytes: crate::StoreOptions::MIN_JOURNAL_BYTES,
+            max_journal_bytes: crate::StoreOptions::MIN_JOURNAL_BYTES,
             ..crate::StoreOptions::default()
         };
         let store = SessionStore::open_with(&path, options).unwrap();

@@ -56,14 +56,23 @@
 //! it. The zeros overwrite only what lies past the end of the current
 //! round: zeros, or records of an earlier round, which never replay.
 //!
-//! The file is written with zeros to its full size
-//! ([`StoreOptions::journal_bytes`](crate::StoreOptions::journal_bytes))
-//! once, when created, so that an append never has to allocate: its
-//! `fdatasync` writes only the record's pages. A batch whose record does not
-//! fit in what is left is committed durably to redb instead (`writer.rs`),
-//! which empties the journal. An open finds the journal at the size it was
-//! written with, replays it as it is, then zero-fills or cuts it to the
-//! size asked for.
+//! The file is sized to the load. A new journal is written with zeros to
+//! [`StoreOptions::MIN_JOURNAL_BYTES`](crate::StoreOptions::MIN_JOURNAL_BYTES);
+//! a record that does not fit in what is left first doubles the file (as
+//! often as it takes), up to
+//! [`StoreOptions::max_journal_bytes`](crate::StoreOptions::max_journal_bytes):
+//! the new part is written with zeros and synced, its new length with it,
+//! before any record is written there, so that an append never has to
+//! allocate (its `fdatasync` writes only the record's pages) and a power
+//! cut during the growth leaves records only where the file was already
+//! durable. A batch whose record does not fit even then is committed
+//! durably to redb instead (`writer.rs`), which empties the journal. An
+//! empty journal (after a checkpoint) is halved when [`SHRINK_AFTER`]
+//! rounds in a row used at most a quarter of it, and cut to the smallest
+//! size when the store closes: the bytes cut hold only records the
+//! database holds durably. An open finds the journal at the size it was
+//! written with, replays it as it is, then keeps that size, cut to the
+//! largest allowed when longer.
 
 use std::path::{Path, PathBuf};
 
@@ -116,7 +125,13 @@ pub(crate) struct Journal {
     /// next (one more block than they need, to align them in it).
     blocks: Vec<u8>,
     path: PathBuf,
+    /// The file's size: records are written below it.
     capacity: u64,
+    /// The size the file may grow to.
+    max: u64,
+    /// Rounds in a row, up to the last reset, that used at most a quarter
+    /// of a journal larger than the smallest.
+    quiet_rounds: u32,
     /// Where the next record goes.
     end: u64,
     /// The lsn of the next record.
@@ -149,8 +164,9 @@ enum Slot {
 impl Journal {
     /// Opens the journal in `file`, brings `db` up to date with the records
     /// newer than its durable lsn, makes that durable, and returns the
-    /// journal, empty and `size` bytes long (zero-filled when it was
-    /// shorter, cut once replayed when it was longer).
+    /// journal, empty, allowed to grow to `max` bytes, and as long as it
+    /// was found (zero-filled to the smallest size when shorter, cut to
+    /// `max` once replayed when longer).
     ///
     /// With `verify`, before records are replayed (the store crashed),
     /// redb's checksums of the whole database are verified: the replay
@@ -163,7 +179,7 @@ impl Journal {
         file: Box<dyn StorageBackend>,
         direct: Option<std::fs::File>,
         path: PathBuf,
-        size: u64,
+        max: u64,
         verify: bool,
         db: &mut Database,
     ) -> Result<Self> {
@@ -174,6 +190,8 @@ impl Journal {
             blocks: Vec::new(),
             path,
             capacity: 0,
+            max,
+            quiet_rounds: 0,
             end: 0,
             next_lsn: 0,
             last_start: None,
@@ -185,7 +203,7 @@ impl Journal {
             .file
             .len()
             .map_err(|e| journal.io("read the size of", e))?;
-        journal.capacity = journal.grow_to(size, written)?;
+        journal.capacity = journal.grow_to(crate::StoreOptions::MIN_JOURNAL_BYTES, written)?;
         let durable = durable_lsn(db)?;
         let (records, starts_empty) = journal.read_after(durable, written)?;
         journal.next_lsn = durable + 1;
@@ -216,7 +234,7 @@ impl Journal {
             journal.next_lsn = last + 1;
         }
         journal.synced = journal.last_appended();
-        journal.cut_to(size)?;
+        journal.cut_to(max)?;
         if starts_empty {
             journal.mark_checkpointed()?;
         }
@@ -242,16 +260,80 @@ impl Journal {
         Ok(size)
     }
 
-    /// Cuts the file to `size` when longer (opened with a smaller size than
-    /// it was written with). Only once replayed: the database then holds
-    /// every record durably, and the records cut off are never needed.
+    /// Cuts the file to `size` when longer. Only while the journal is
+    /// empty (replayed, or reset after a checkpoint): the database then
+    /// holds every record durably, and the records cut off are never
+    /// needed. No record is written past `size` from then on, even when
+    /// the cut fails.
     fn cut_to(&mut self, size: u64) -> Result<()> {
         if self.capacity > size {
+            self.capacity = size;
             self.file.set_len(size).map_err(|e| self.io("shrink", e))?;
             self.file.sync_data().map_err(|e| self.io("sync", e))?;
-            self.capacity = size;
         }
         Ok(())
+    }
+
+    /// True when a record of `payload_len` bytes fits in what is left,
+    /// once the file is grown to make room for it: doubled as often as it
+    /// takes, up to the largest size allowed, zero-filled and synced
+    /// before any record is written there. A failed growth is logged and
+    /// leaves the journal as it was: the record does not fit.
+    pub fn make_room(&mut self, payload_len: usize) -> bool {
+        if u32::try_from(payload_len).is_err() {
+            return false;
+        }
+        let needed = self.end + padded(HEADER + payload_len);
+        if needed <= self.capacity {
+            return true;
+        }
+        if needed > self.max {
+            return false;
+        }
+        let mut size = self.capacity.max(crate::StoreOptions::MIN_JOURNAL_BYTES);
+        while size < needed {
+            size = size.saturating_mul(2);
+        }
+        let size = size.min(self.max);
+        match self.grow_to(size, self.capacity) {
+            Ok(size) => {
+                self.capacity = size;
+                // The growth's sync made every record appended so far
+                // durable as well.
+                self.unsynced = false;
+                self.synced = self.last_appended();
+                true
+            }
+            Err(error) => {
+                tracing::warn!(path = %self.path.display(), %error, "the journal could not grow; the batch is committed to the database instead");
+                false
+            }
+        }
+    }
+
+    /// Halves the journal, emptied by a checkpoint, when [`SHRINK_AFTER`]
+    /// rounds in a row used at most a quarter of it. A failed cut is
+    /// logged: the journal goes on, no larger than before.
+    pub fn shrink_if_oversize(&mut self) {
+        if self.quiet_rounds >= SHRINK_AFTER {
+            self.quiet_rounds = 0;
+            self.shrink_to((self.capacity / 2).max(crate::StoreOptions::MIN_JOURNAL_BYTES));
+        }
+    }
+
+    /// Cuts the journal, emptied by a checkpoint, to the smallest size (the
+    /// store closes): a store at rest takes little room.
+    pub fn shrink_to_smallest(&mut self) {
+        self.shrink_to(crate::StoreOptions::MIN_JOURNAL_BYTES);
+    }
+
+    fn shrink_to(&mut self, size: u64) {
+        if !self.is_empty() {
+            return;
+        }
+        if let Err(error) = self.cut_to(size) {
+            tracing::warn!(path = %self.path.display(), %error, "the journal could not be made smaller");
+        }
     }
 
     /// Fails unless redb's checksums of every page of `db` hold.
@@ -521,14 +603,9 @@ impl Journal {
         self.next_lsn
     }
 
-    /// True when a record of `payload_len` bytes fits in what is left.
-    pub fn fits(&self, payload_len: usize) -> bool {
-        u32::try_from(payload_len).is_ok() && self.end + padded(HEADER + payload_len) <= self.capacity
-    }
-
-    /// The journal's size: what records may fill before it starts over.
-    pub fn capacity(&self) -> u64 {
-        self.capacity
+    /// The size the journal may grow to.
+    pub fn max(&self) -> u64 {
+        self.max
     }
 
     /// True when records were appended since the last [`Journal::reset`].
@@ -652,6 +729,9 @@ impl Journal {
     /// appended so far durably. Old records stay behind the new ones, but
     /// their lsn does not follow, so they never replay.
     pub fn reset(&mut self) {
+        let oversize =
+            self.capacity > crate::StoreOptions::MIN_JOURNAL_BYTES && self.end <= self.capacity / 4;
+        self.quiet_rounds = if oversize { self.quiet_rounds + 1 } else { 0 };
         self.end = 0;
         self.round = new_round();
         self.tail.clear();
@@ -677,6 +757,11 @@ fn write_direct(file: &std::fs::File, bytes: &[u8], offset: u64) -> std::io::Res
 fn write_direct(_file: &std::fs::File, _bytes: &[u8], _offset: u64) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
+
+/// Rounds in a row that use at most a quarter of the journal before it is
+/// halved (see [`Journal::shrink_if_oversize`]): about 16 s of a light
+/// load, whose checkpoints come every 500 ms.
+const SHRINK_AFTER: u32 = 32;
 
 /// A record to replay: its lsn and payload.
 type Replayed = (u64, Vec<u8>);

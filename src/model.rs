@@ -326,7 +326,7 @@ pub struct Stats {
     /// Size of the store file in bytes.
     pub file_size: u64,
     /// Size of its write-ahead journal (`<store>-journal`, see
-    /// `StoreOptions::journal_bytes`) in bytes: the store takes
+    /// `StoreOptions::max_journal_bytes`) in bytes: the store takes
     /// `file_size + journal_size` on disk.
     pub journal_size: u64,
 }

@@ -65,50 +65,67 @@ pub struct StoreOptions {
     /// Opens every file the store reads and writes (default [`FileStorage`]:
     /// real files). See [`StorageFactory`] for a wrapper.
     pub storage: Arc<dyn StorageFactory>,
-    /// Size in bytes of the write-ahead journal beside the store (default
-    /// 32 MiB; from [`StoreOptions::MIN_JOURNAL_BYTES`] to
-    /// [`StoreOptions::MAX_JOURNAL_BYTES`], else the open fails with
+    /// The largest size in bytes the write-ahead journal beside the store
+    /// grows to (default 32 MiB; from [`StoreOptions::MIN_JOURNAL_BYTES`]
+    /// to [`StoreOptions::MAX_JOURNAL_BYTES`], else the open fails with
     /// [`Error::InvalidInput`]).
     ///
     /// A durable write is acknowledged once its batch's record is appended
     /// to the journal and synced; the database catches up with one durable
-    /// commit (a checkpoint) when half the journal is used, and more often
-    /// by count and age. The file is written with zeros to this size when
-    /// the store is created, so that an append never allocates: a small
-    /// journal makes creating a store cheaper, a large one lets big
-    /// batches through the journal. A batch whose record does not fit in
-    /// what is left of the journal (a message larger than the journal
-    /// included) is committed durably to the database directly, which
-    /// empties the journal: as durable, just slower.
+    /// commit (a checkpoint) every 256 records, 500 ms, or when half of
+    /// this size is used, after which the journal starts over. The journal
+    /// is sized to the load: it starts at
+    /// [`StoreOptions::MIN_JOURNAL_BYTES`] and doubles when a batch's record
+    /// does not fit in what is left (the new part written with zeros and
+    /// synced before a record goes there, so that an append never
+    /// allocates), up to this size; it is halved after a long run of
+    /// checkpoints that used at most a quarter of it, and cut back to the
+    /// smallest size when the store closes. A batch whose record does not
+    /// fit even at this size (a message larger than the journal included)
+    /// is committed durably to the database directly, which empties the
+    /// journal: as durable, just slower.
     ///
-    /// The size is set at each open: a journal of another size is replayed
-    /// as it is, then zero-filled or cut to this size.
+    /// A journal found longer than this at an open is replayed as it is,
+    /// then cut to this size. [`SessionStore::stats`] reports the
+    /// journal's size.
     ///
     /// ```
     /// use sessionstore::{NewMessage, SessionStore, StoreOptions};
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("s.redb");
+    /// let journal_size = |store: &SessionStore| store.stats().unwrap().journal_size;
+    /// // About 100 KB that compression cannot shrink.
+    /// let big: String = (0..3000).map(|_| sessionstore::Uuid::new_v4().simple().to_string()).collect();
+    /// let store = SessionStore::open(&path)?;
+    /// let id = store.create_session(None)?;
+    /// // A new store's journal is the smallest.
+    /// assert_eq!(journal_size(&store), StoreOptions::MIN_JOURNAL_BYTES);
+    /// // A batch of 100 KB grows it, as far as that batch needs.
+    /// store.add_message(id, NewMessage::user(big.clone()))?;
+    /// assert!(journal_size(&store) > StoreOptions::MIN_JOURNAL_BYTES);
+    /// assert!(journal_size(&store) <= 1 << 20);
+    /// drop(store);
+    ///
+    /// // At most the smallest journal: the big message is committed
+    /// // durably to the database instead.
     /// let options = StoreOptions {
-    ///     journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+    ///     max_journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
     ///     ..StoreOptions::default()
     /// };
     /// let store = SessionStore::open_with(&path, options.clone())?;
-    /// let id = store.create_session(None)?;
-    /// // Larger than the whole journal: committed durably to the database.
-    /// store.add_message(id, NewMessage::user("x".repeat(100_000)))?;
+    /// store.add_message(id, NewMessage::user(big))?;
     /// store.add_message(id, NewMessage::user("journaled"))?;
+    /// assert_eq!(journal_size(&store), StoreOptions::MIN_JOURNAL_BYTES);
     /// drop(store);
-    /// let journal = std::fs::metadata(SessionStore::files_beside(&path)[0].as_path()).unwrap();
-    /// assert_eq!(journal.len(), StoreOptions::MIN_JOURNAL_BYTES);
     /// let store = SessionStore::open_with(&path, options)?;
-    /// assert_eq!(store.get_session(id)?.unwrap().messages.len(), 2);
+    /// assert_eq!(store.get_session(id)?.unwrap().messages.len(), 3);
     ///
-    /// let too_small = StoreOptions { journal_bytes: 4096, ..StoreOptions::default() };
+    /// let too_small = StoreOptions { max_journal_bytes: 4096, ..StoreOptions::default() };
     /// let error = SessionStore::open_with(dir.path().join("t.redb"), too_small).unwrap_err();
-    /// assert!(matches!(error, sessionstore::Error::InvalidInput { what: "journal_bytes", .. }));
+    /// assert!(matches!(error, sessionstore::Error::InvalidInput { what: "max_journal_bytes", .. }));
     /// # Ok::<(), sessionstore::Error>(())
     /// ```
-    pub journal_bytes: u64,
+    pub max_journal_bytes: u64,
     /// Whether an open that has a crash to recover from (journal records
     /// the database does not hold yet) first verifies redb's checksum of
     /// every page of the database (default `true`). An open after a clean
@@ -153,7 +170,7 @@ impl Default for StoreOptions {
             cache_bytes: 256 << 20,
             message_cache_bytes: 64 << 20,
             storage: Arc::new(FileStorage),
-            journal_bytes: 32 << 20,
+            max_journal_bytes: 32 << 20,
             verify_after_crash: true,
         }
     }
@@ -166,17 +183,18 @@ impl std::fmt::Debug for StoreOptions {
             .field("durability", &self.durability)
             .field("cache_bytes", &self.cache_bytes)
             .field("message_cache_bytes", &self.message_cache_bytes)
-            .field("journal_bytes", &self.journal_bytes)
+            .field("max_journal_bytes", &self.max_journal_bytes)
             .field("verify_after_crash", &self.verify_after_crash)
             .finish_non_exhaustive()
     }
 }
 
 impl StoreOptions {
-    /// The smallest [`StoreOptions::journal_bytes`] (64 KiB): below it,
-    /// most batches would skip the journal for a durable database commit.
+    /// The size a new journal starts at, and the smallest
+    /// [`StoreOptions::max_journal_bytes`] (64 KiB): below it, most batches
+    /// would skip the journal for a durable database commit.
     pub const MIN_JOURNAL_BYTES: u64 = 64 << 10;
-    /// The largest [`StoreOptions::journal_bytes`] (1 GiB): a checkpoint
+    /// The largest [`StoreOptions::max_journal_bytes`] (1 GiB): a checkpoint
     /// follows every 256 records anyway, and an open may read the whole
     /// journal into memory.
     pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
@@ -184,12 +202,12 @@ impl StoreOptions {
     /// Refuses settings the store cannot work with.
     fn validate(&self) -> Result<()> {
         let range = Self::MIN_JOURNAL_BYTES..=Self::MAX_JOURNAL_BYTES;
-        if !range.contains(&self.journal_bytes) {
+        if !range.contains(&self.max_journal_bytes) {
             return Err(Error::invalid(
-                "journal_bytes",
+                "max_journal_bytes",
                 format!(
                     "{} bytes is outside {}..={} (64 KiB to 1 GiB)",
-                    self.journal_bytes,
+                    self.max_journal_bytes,
                     range.start(),
                     range.end()
                 ),
@@ -389,7 +407,7 @@ impl SessionStore {
                 journal_file,
                 direct,
                 journal_path,
-                options.journal_bytes,
+                options.max_journal_bytes,
                 options.verify_after_crash,
                 &mut db,
             )?;

@@ -21,7 +21,7 @@
 //! A commit appends the batch's changes to the journal (synced when a
 //! request of the batch is durable) and then commits to redb without a sync
 //! (`Durability::None`); a checkpoint, a durable redb commit, follows every
-//! [`CHECKPOINT_RECORDS`] records, half the journal's bytes or
+//! [`CHECKPOINT_RECORDS`] records, half the largest journal allowed or
 //! [`CHECKPOINT_AGE`], after which the journal starts over (see
 //! `journal.rs`). Checkpoints and the idle work (see [`IdleWork`]) run on a
 //! background thread, off the path of an acknowledgement. Closing ends with
@@ -496,7 +496,7 @@ impl Shared {
         drop(queue);
         // Closing: what redb holds (every commit that was answered Ok)
         // becomes durable.
-        self.with_committer(Committer::checkpoint_logged);
+        self.with_committer(Committer::close);
     }
 }
 
@@ -558,7 +558,8 @@ fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T>
 }
 
 /// A checkpoint (durable redb commit, then the journal starts over) follows
-/// this many journal records, or half the journal's bytes,
+/// this many journal records, or half the largest journal allowed
+/// (`StoreOptions::max_journal_bytes`),
 const CHECKPOINT_RECORDS: u32 = 256;
 /// or this long after the oldest record it would cover (in the crate's unit
 /// tests, never within a test: they inspect the journal a checkpoint resets).
@@ -685,7 +686,7 @@ impl Committer {
                 durable |= take_in(jobs, late);
             }
             let changes = tables.take_changes();
-            let journaled = self.journal.fits(changes.len()) && !self.imported;
+            let journaled = !self.imported && self.journal.make_room(changes.len());
             if journaled && !changes.is_empty() {
                 tables.set_journal_lsn(self.journal.next_lsn())?;
             }
@@ -700,7 +701,8 @@ impl Committer {
             return Ok(());
         }
         if !journaled {
-            // Too big for what is left of the journal, or written over an
+            // Too big for what is left of the journal at its largest, or
+            // written over an
             // import's batch that is not durable (its record would replay,
             // after a crash, over a state without that batch): commit it
             // durably to redb, which then holds everything and the journal
@@ -743,7 +745,7 @@ impl Committer {
 
     fn checkpoint_due(&self) -> bool {
         self.since_checkpoint >= CHECKPOINT_RECORDS
-            || self.journal.used() >= self.journal.capacity() / 2
+            || self.journal.used() >= self.journal.max() / 2
             || self
                 .oldest_unchecked
                 .is_some_and(|oldest| oldest.elapsed() >= CHECKPOINT_AGE)
@@ -767,6 +769,13 @@ impl Committer {
         Ok(())
     }
 
+    /// The last checkpoint, when the store closes; the journal, then empty,
+    /// is cut to its smallest size.
+    fn close(&mut self) {
+        self.checkpoint_logged();
+        self.journal.shrink_to_smallest();
+    }
+
     fn checkpoint_logged(&mut self) {
         if let Err(error) = self.checkpoint() {
             tracing::warn!(%error, "checkpoint failed; the journal keeps the writes");
@@ -776,8 +785,11 @@ impl Committer {
         }
     }
 
+    /// The database holds every record durably: the journal starts over,
+    /// halved when it has long been larger than its rounds need.
     fn checkpointed(&mut self) {
         self.journal.reset();
+        self.journal.shrink_if_oversize();
         self.since_checkpoint = 0;
         self.oldest_unchecked = None;
     }

@@ -53,7 +53,7 @@ type Dump = (Vec<(SessionInfo, Vec<Message>)>, u64);
 fn options() -> StoreOptions {
     StoreOptions {
         cache_bytes: 1 << 20,
-        journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+        max_journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
         ..StoreOptions::default()
     }
 }

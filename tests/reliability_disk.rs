@@ -3,7 +3,8 @@
 //! through (`StoreOptions::storage`).
 //!
 //! A scripted workload (creates, appends of small and page-sized messages,
-//! context updates, undo, expiry, deletion, erasure) runs once on a healthy
+//! context updates, undo, expiry, deletion, erasure, and appends that grow
+//! the journal twice) runs once on a healthy
 //! disk, recording the store's state after each step. Then:
 //!
 //! - power loss: for every sync k of that run, the power is cut as sync k is
@@ -60,6 +61,8 @@ fn script() -> Vec<Step> {
     ];
     steps.extend([
         Add(0, 5000),
+        // Larger than the journal a store starts with: it grows.
+        Add(2, 70_000),
         Context(0, 1),
         Add(1, 70),
         Create(3),
@@ -75,7 +78,7 @@ fn script() -> Vec<Step> {
         Delete(3),
     ]);
     steps.extend([Add(1, 40), Create(4), Add(4, 1), Add(4, 2), Erase(1), Add(0, 3)]);
-    steps.extend([Context(4, 3), Pop(0), Add(4, 100), ExpireAll]);
+    steps.extend([Context(4, 3), Pop(0), Add(4, 100), Add(4, 140_000), ExpireAll]);
     steps
 }
 
@@ -225,6 +228,8 @@ struct Reference {
     syncs: u64,
     mutations: u64,
     files: usize,
+    /// The sizes the journal had after the open and after each step.
+    journal_sizes: Vec<u64>,
 }
 
 /// The healthy run of the script on a new store.
@@ -238,8 +243,11 @@ fn reference() -> Reference {
 fn reference_after(dir: &Path, files: &Files, steps: &[Step]) -> Reference {
     let healthy = SimDisk::with_files(files.clone());
     let mut states = Vec::new();
+    let mut journal_sizes = Vec::new();
+    let journal = SessionStore::files_beside(&path(dir)).remove(0);
     let outcome = run_steps(dir, &healthy, steps, |store| {
-        states.push(digest(store).expect("digest"))
+        states.push(digest(store).expect("digest"));
+        journal_sizes.push(healthy.written()[&journal].len());
     });
     assert!(outcome.error.is_none(), "healthy run failed: {:?}", outcome.error);
     Reference {
@@ -247,6 +255,7 @@ fn reference_after(dir: &Path, files: &Files, steps: &[Step]) -> Reference {
         syncs: healthy.syncs(),
         mutations: healthy.mutations(),
         files: healthy.paths().len(),
+        journal_sizes,
     }
 }
 
@@ -380,6 +389,9 @@ fn power_loss_at_every_sync_keeps_each_commit_whole() {
         &mut rng,
     );
     assert!(reference.syncs > script().len() as u64, "each durable step syncs");
+    let mut grown = reference.journal_sizes.clone();
+    grown.dedup();
+    assert!(grown.len() >= 3, "the journal did not grow twice: {grown:?}");
     eprintln!(
         "power loss: {} syncs x {} variants = {cuts} power cuts over {} files, every commit whole, \
          nothing acknowledged lost",

@@ -105,7 +105,7 @@ fn kill_child() {
 
 fn open(path: &Path, journal_bytes: u64, verify_after_crash: bool) -> sessionstore::Result<SessionStore> {
     let options = StoreOptions {
-        journal_bytes,
+        max_journal_bytes: journal_bytes,
         verify_after_crash,
         ..StoreOptions::default()
     };
@@ -254,7 +254,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
             }
             path = dir.path().join(format!("kill-{store}.redb"));
             journal_bytes = if store % 2 == 0 {
-                StoreOptions::default().journal_bytes
+                StoreOptions::default().max_journal_bytes
             } else {
                 StoreOptions::MIN_JOURNAL_BYTES
             };

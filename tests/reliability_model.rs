@@ -171,7 +171,7 @@ fn open(path: &std::path::Path, disk: &SimDisk, durability: Durability) -> Sessi
             durability,
             cache_bytes: 4 << 20,
             storage: Arc::new(disk.clone()),
-            journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+            max_journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
             ..StoreOptions::default()
         },
     )

@@ -94,7 +94,7 @@ fn load(
     // spares the zero-fill of a full one; the next open sizes it.
     let store_options = StoreOptions {
         cache_bytes: 128 << 20,
-        journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+        max_journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
         ..StoreOptions::default()
     };
     let store = SessionStore::open_with(path, store_options).in_file(dest)?;
