@@ -37,10 +37,19 @@ pub enum Error {
         why: String,
     },
 
-    /// The file is held open by another process (or another `SessionStore`
-    /// in this one).
+    /// The file is held open by another process.
     #[error("{path} is in use by another process")]
     InUse {
+        /// The store file.
+        path: PathBuf,
+    },
+
+    /// The file is open already in this process, through another
+    /// [`SessionStore`](crate::SessionStore): share that one (clones of a
+    /// store share its file and its writer) instead of opening the file
+    /// again.
+    #[error("{path} is already open in this process; use a clone of the SessionStore that holds it")]
+    AlreadyOpen {
         /// The store file.
         path: PathBuf,
     },

@@ -23,10 +23,10 @@ impl std::fmt::Debug for StoreHold {
 impl SessionStore {
     /// Holds the store file at `path` for a caller about to replace it (a
     /// conversion's `--force`), so that no store has it open meanwhile.
-    /// Refused with [`Error::InUse`] when a store has it open, in this
-    /// process or another, as [`SessionStore::open`] is refused; while the
-    /// hold lives, opening it is refused the same way. It only reads the
-    /// file.
+    /// Refused when a store has it open, as [`SessionStore::open`] is
+    /// refused: [`Error::InUse`] (another process) or
+    /// [`Error::AlreadyOpen`] (this one); while the hold lives, opening it
+    /// is refused with [`Error::InUse`]. It only reads the file.
     ///
     /// A path where no file is, or a file no store could open as it is (not
     /// a store, damaged, left by a crash until an open applies its
@@ -38,7 +38,7 @@ impl SessionStore {
     /// # let path = dir.path().join("sessions.redb");
     /// let store = SessionStore::open(&path)?;
     /// let refused = SessionStore::hold_for_replacement(&path).unwrap_err();
-    /// assert!(matches!(refused, Error::InUse { .. }));
+    /// assert!(matches!(refused, Error::AlreadyOpen { .. }));
     /// drop(store);
     /// let hold = SessionStore::hold_for_replacement(&path)?;
     /// assert!(matches!(SessionStore::open(&path), Err(Error::InUse { .. })));

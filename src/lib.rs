@@ -67,6 +67,7 @@ mod journal;
 mod json;
 mod maintenance;
 mod model;
+mod open_files;
 pub mod query;
 pub mod retrieval;
 mod storage;

@@ -32,7 +32,8 @@ pub enum FileRole {
 /// [`redb::StorageBackend`] (`try_lock_range` and the others) to the backend
 /// it wraps: redb takes its file lock through them, and that lock is what
 /// makes a second open of the same file fail with
-/// [`Error::InUse`](crate::Error::InUse).
+/// [`Error::InUse`](crate::Error::InUse) (another process) or
+/// [`Error::AlreadyOpen`](crate::Error::AlreadyOpen) (this one).
 ///
 /// ```
 /// use std::ops::Bound;
@@ -82,7 +83,7 @@ pub enum FileRole {
 ///     fn close(&self) -> std::io::Result<()> {
 ///         self.inner.close()
 ///     }
-///     // The file lock: forwarded, so that a second open still reports InUse.
+///     // The file lock: forwarded, so that a second open is still refused.
 ///     fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
 ///         self.inner.try_lock_range(s, e)
 ///     }
@@ -117,7 +118,7 @@ pub enum FileRole {
 /// assert!(syncs.load(Ordering::SeqCst) >= before + 2);
 /// // The lock still holds through the wrapper.
 /// let again = SessionStore::open(dir.path().join("s.redb")).unwrap_err();
-/// assert!(matches!(again, sessionstore::Error::InUse { .. }));
+/// assert!(matches!(again, sessionstore::Error::AlreadyOpen { .. }));
 /// # Ok::<(), sessionstore::Error>(())
 /// ```
 pub trait StorageFactory: Send + Sync {

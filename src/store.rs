@@ -339,6 +339,9 @@ struct Inner {
     options: StoreOptions,
     expiry: Arc<ExpiryState>,
     cache: Arc<MessageCache>,
+    /// Marks the file held by this process; last, so that it is released
+    /// once the file is closed.
+    _held: crate::open_files::Held,
 }
 
 /// A store of chat sessions in one redb file.
@@ -394,8 +397,9 @@ impl SessionStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
-        let (db, journal, expiry) = guard_panics(&path, || {
+        let (db, journal, expiry, held) = guard_panics(&path, || {
             let mut db = options.open_database(&path)?;
+            let held = crate::open_files::hold(&path);
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
             let journal_file = options
@@ -412,7 +416,7 @@ impl SessionStore {
                 &mut db,
             )?;
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
-            Ok((db, journal, expiry))
+            Ok((db, journal, expiry, held))
         })?;
         let db = Arc::new(RwLock::new(db));
         let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
@@ -426,6 +430,7 @@ impl SessionStore {
                 options,
                 expiry,
                 cache,
+                _held: held,
             }),
         })
     }
@@ -1315,6 +1320,9 @@ impl UserView<'_> {
 
 pub(crate) fn open_error(path: &Path, error: redb::DatabaseError) -> Error {
     match error {
+        redb::DatabaseError::DatabaseAlreadyOpen if crate::open_files::is_held(path) => Error::AlreadyOpen {
+            path: path.to_path_buf(),
+        },
         redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse {
             path: path.to_path_buf(),
         },

@@ -161,8 +161,16 @@ fn a_second_process_gets_the_in_use_error_naming_the_path() {
         message,
         format!("{} is in use by another process", path.display())
     );
-    // A second open in this process is refused the same way.
-    assert!(matches!(SessionStore::open(&path), Err(Error::InUse { .. })));
+    // A second open in this process is refused as such.
+    let error = SessionStore::open(&path).unwrap_err();
+    assert!(
+        matches!(&error, Error::AlreadyOpen { path: p } if p == &path),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("already open in this process"),
+        "{error}"
+    );
     drop(store);
 
     // The child holds it; this process is refused until the child exits.
