@@ -54,6 +54,18 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// There is no store at the path, and the open was not to create one
+    /// (see [`StoreOptions::create_if_missing`](crate::StoreOptions::create_if_missing)):
+    /// the file is missing, empty, or holds nothing but zeros. No file
+    /// was created or changed.
+    #[error("{path}: no store there: {why}")]
+    NoStore {
+        /// The store file.
+        path: PathBuf,
+        /// What was found instead.
+        why: &'static str,
+    },
+
     /// The file is not a sessionstore file, or is damaged.
     #[error("{path}: not a usable sessionstore file: {why}")]
     Corrupt {

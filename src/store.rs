@@ -160,6 +160,35 @@ pub struct StoreOptions {
     /// # Ok::<(), sessionstore::Error>(())
     /// ```
     pub verify_after_crash: bool,
+    /// Whether an open creates the store when there is none (default
+    /// `true`): the file missing (its folders are created too), empty, or
+    /// holding nothing but zeros where redb's header goes (a creation cut
+    /// short).
+    ///
+    /// `false` opens an existing store only: the open fails with
+    /// [`Error::NoStore`] and creates or changes no file, not even the
+    /// journal. (Whether the file is missing is asked of the file system,
+    /// whatever [`StoreOptions::storage`] is.)
+    ///
+    /// ```
+    /// use sessionstore::{Error, SessionStore, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let existing = StoreOptions { create_if_missing: false, ..StoreOptions::default() };
+    /// let error = SessionStore::open_with(&path, existing.clone()).unwrap_err();
+    /// assert!(matches!(error, Error::NoStore { .. }), "{error}");
+    /// assert!(!path.exists());
+    /// // An empty file is no store either, and stays as it is.
+    /// std::fs::write(&path, b"")?;
+    /// let error = SessionStore::open_with(&path, existing.clone()).unwrap_err();
+    /// assert!(error.to_string().contains("empty"), "{error}");
+    /// assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+    ///
+    /// drop(SessionStore::open(&path)?);
+    /// SessionStore::open_with(&path, existing)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreOptions {
@@ -172,6 +201,7 @@ impl Default for StoreOptions {
             storage: Arc::new(FileStorage),
             max_journal_bytes: 32 << 20,
             verify_after_crash: true,
+            create_if_missing: true,
         }
     }
 }
@@ -185,6 +215,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("message_cache_bytes", &self.message_cache_bytes)
             .field("max_journal_bytes", &self.max_journal_bytes)
             .field("verify_after_crash", &self.verify_after_crash)
+            .field("create_if_missing", &self.create_if_missing)
             .finish_non_exhaustive()
     }
 }
@@ -216,19 +247,50 @@ impl StoreOptions {
         Ok(())
     }
 
-    /// Opens (creating when missing) the redb database at `path` through
-    /// [`StoreOptions::storage`].
+    /// Opens the redb database at `path` through [`StoreOptions::storage`],
+    /// creating it when missing or empty if
+    /// [`StoreOptions::create_if_missing`].
     ///
     /// A file whose creation was cut short (the process killed while redb
     /// wrote its first header, which gets its magic number last) holds
-    /// nothing: it is created again instead of being refused as corrupt.
+    /// nothing: it is created again instead of being refused as corrupt
+    /// (or refused as no store, when the open may not create one).
     pub(crate) fn open_database(&self, path: &Path) -> Result<Database> {
+        if !self.create_if_missing {
+            self.refuse_no_file(path)?;
+        }
         match self.open_database_once(path) {
-            Err(Error::Corrupt { .. }) if self.clear_unfinished_creation(path)? => {
+            Err(Error::Corrupt { .. }) if self.is_unfinished_creation(path)? => {
+                if !self.create_if_missing {
+                    return Err(no_store(
+                        path,
+                        "the file holds nothing but zeros (at most the header of a creation cut short)",
+                    ));
+                }
                 tracing::warn!(path = %path.display(), "the store's creation was cut short; creating it again");
+                self.clear(path)?;
                 self.open_database_once(path)
             }
             other => other,
+        }
+    }
+
+    /// Fails with [`Error::NoStore`] when `path` is missing or empty,
+    /// before anything opens it: redb would make a store of it.
+    fn refuse_no_file(&self, path: &Path) -> Result<()> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(no_store(path, "no such file")),
+            Err(e) => Err(Error::io("read the size of", path, e)),
+            Ok(_) => {
+                let len = self
+                    .open_backend(path)?
+                    .len()
+                    .map_err(|e| Error::io("read the size of", path, e))?;
+                if len == 0 {
+                    return Err(no_store(path, "the file is empty"));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -259,17 +321,17 @@ impl StoreOptions {
             .map_err(|e| Error::io("open", path, e))
     }
 
-    /// Empties the file at `path` if it is what a creation cut short leaves:
-    /// no magic number (zeros in its place), and nothing but zeros after the
-    /// header redb writes first. Says whether it did.
-    fn clear_unfinished_creation(&self, path: &Path) -> Result<bool> {
+    /// Whether the file at `path` is what a creation cut short leaves: no
+    /// magic number (zeros in its place), and nothing but zeros after the
+    /// header redb writes first.
+    fn is_unfinished_creation(&self, path: &Path) -> Result<bool> {
         /// redb's magic number, and its header, are this long.
         const MAGIC_BYTES: u64 = 9;
         const HEADER_BYTES: u64 = 320;
         /// A new redb file is far smaller: a larger one was never that.
         const LARGEST: u64 = 16 << 20;
         let backend = self.open_backend(path)?;
-        let io = |e: std::io::Error| Error::io("clear the unfinished", path, e);
+        let io = |e: std::io::Error| Error::io("read", path, e);
         let len = backend.len().map_err(io)?;
         if len == 0 || len > LARGEST {
             return Ok(false);
@@ -288,9 +350,23 @@ impl StoreOptions {
             }
             at += n as u64;
         }
-        backend.set_len(0).map_err(io)?;
-        backend.sync_data().map_err(io)?;
         Ok(true)
+    }
+
+    /// Empties the file at `path`, a creation cut short.
+    fn clear(&self, path: &Path) -> Result<()> {
+        let backend = self.open_backend(path)?;
+        let io = |e: std::io::Error| Error::io("clear the unfinished", path, e);
+        backend.set_len(0).map_err(io)?;
+        backend.sync_data().map_err(io)
+    }
+}
+
+/// [`Error::NoStore`] for `path`.
+fn no_store(path: &Path, why: &'static str) -> Error {
+    Error::NoStore {
+        path: path.to_path_buf(),
+        why,
     }
 }
 
@@ -394,7 +470,8 @@ impl SessionStore {
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         options.validate()?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent.filter(|_| options.create_if_missing) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal, expiry, held) = guard_panics(&path, || {

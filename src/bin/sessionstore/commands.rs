@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use sessionstore::retrieval::{RetrievalFilter, RetrievalFormat};
-use sessionstore::{query, NewMessage, Session, SessionInfo, SessionStore, StoreOptions, Uuid};
+use sessionstore::{query, Error, NewMessage, Session, SessionInfo, SessionStore, StoreOptions, Uuid};
 
 use crate::args::{Cli, Command};
 use crate::output::{self, say, Output};
@@ -85,13 +85,17 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
 
 /// Opens an existing store; only `chat-init` creates one.
 fn open(db: &Path) -> Result<SessionStore, Failure> {
-    if !db.exists() {
-        return Err(Failure::Refused(format!(
-            "no store at {}: create one with `sessionstore chat-init` or give --db",
+    let existing = StoreOptions {
+        create_if_missing: false,
+        ..StoreOptions::default()
+    };
+    SessionStore::open_with(db, existing).map_err(|error| match error {
+        Error::NoStore { why, .. } => Failure::Refused(format!(
+            "no store at {}: {why}; create one with `sessionstore chat-init` or give --db",
             db.display()
-        )));
-    }
-    Ok(SessionStore::open(db)?)
+        )),
+        other => other.into(),
+    })
 }
 
 /// Why session `id` cannot be used: expired (and since when), or missing.
