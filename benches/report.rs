@@ -603,6 +603,8 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     drop((relaxed, store));
     sqlite.checkpoint();
     let (ss_full, sq_full) = (file_size(&ss_path), file_size(&sq_path));
+    let journal = SessionStore::files_beside(&ss_path).remove(0);
+    let journal_kib = std::fs::metadata(&journal).map_or(0, |m| m.len()) >> 10;
     let messages = (with_messages * per_session) as f64;
     let compacted = SessionStore::open(&ss_path)
         .and_then(|store| store.compact(&mut |_, _| {}))
@@ -615,13 +617,13 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     ));
     let sessions = sessions as f64;
     notes.push(format!(
-        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files taking {:.1} MB on disk (sessionstore: {:.1} MB long, the rest a hole redb reserved; plus its {} MB journal) and {:.1} MB (SQLite) after a checkpoint. The rows count bytes on disk (allocated blocks, as `du`).",
+        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files taking {:.1} MB on disk (sessionstore: {:.1} MB long, the rest a hole redb reserved; plus its journal, {} KiB once closed) and {:.1} MB (SQLite) after a checkpoint. The rows count bytes on disk (allocated blocks, as `du`).",
         sessions,
         messages,
         payload as f64 / messages,
         ss_full.0 / 1e6,
         ss_full.1 / 1e6,
-        32,
+        journal_kib,
         sq_full.0 / 1e6
     ));
     let row = |workload, sessionstore, sqlite| Row {

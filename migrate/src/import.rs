@@ -90,11 +90,8 @@ fn load(
     options: &ImportOptions,
 ) -> Result<ImportReport> {
     let schema = sqlite::read_schema(conn, source)?;
-    // The import writes past the journal (`Importer`): the smallest one
-    // spares the zero-fill of a full one; the next open sizes it.
     let store_options = StoreOptions {
         cache_bytes: 128 << 20,
-        max_journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
         ..StoreOptions::default()
     };
     let store = SessionStore::open_with(path, store_options).in_file(dest)?;
