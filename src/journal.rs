@@ -1174,6 +1174,35 @@ mod tests {
     }
 
     #[test]
+    fn records_past_the_size_the_journal_started_at_replay_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(dir.path().join("s.redb")).unwrap();
+        let id = store.create_session(None).unwrap();
+        let journal_len = || std::fs::metadata(journal_path(store.path())).unwrap().len();
+        assert_eq!(journal_len(), StoreOptions::MIN_JOURNAL_BYTES);
+        // About 32 KB each that compression cannot shrink: the journal
+        // doubles twice, and no checkpoint comes in this crate's tests.
+        let sent: Vec<String> = (0..6)
+            .map(|_| {
+                (0..1000)
+                    .map(|_| uuid::Uuid::new_v4().simple().to_string())
+                    .collect()
+            })
+            .collect();
+        for text in &sent {
+            store.add_message(id, NewMessage::user(text)).unwrap();
+        }
+        assert!(
+            journal_len() >= 4 * StoreOptions::MIN_JOURNAL_BYTES,
+            "{}",
+            journal_len()
+        );
+        let (_crashed, reopened) = store.reopened_after_a_crash();
+        assert_eq!(contents(&reopened, id), sent);
+        assert!(reopened.check(&mut |_, _| {}).unwrap().is_clean());
+    }
+
+    #[test]
     fn a_torn_tail_ends_the_journal() {
         let (disk, id) = crashed_with(3);
         let journal = journal_path(Path::new(STORE));
