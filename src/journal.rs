@@ -619,7 +619,7 @@ impl Journal {
     }
 
     /// Appends `payload` as record [`Journal::next_lsn`]; with `sync`, returns
-    /// once it is on disk. The caller checked [`Journal::fits`].
+    /// once it is on disk. The caller made room for it ([`Journal::make_room`]).
     pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<u64> {
         let lsn = self.next_lsn;
         let record = record(lsn, self.synced, self.round, payload)?;
