@@ -4,7 +4,7 @@
 //!
 //! A scripted workload (creates, appends of small and page-sized messages,
 //! context updates, undo, expiry, deletion, erasure, and appends that grow
-//! the journal twice) runs once on a healthy
+//! the journal) runs once on a healthy
 //! disk, recording the store's state after each step. Then:
 //!
 //! - power loss: for every sync k of that run, the power is cut as sync k is
@@ -61,7 +61,8 @@ fn script() -> Vec<Step> {
     ];
     steps.extend([
         Add(0, 5000),
-        // Larger than the journal a store starts with: it grows.
+        // With the one of 140,000 below, larger than the journal a store
+        // starts with: it grows.
         Add(2, 70_000),
         Context(0, 1),
         Add(1, 70),
@@ -391,7 +392,7 @@ fn power_loss_at_every_sync_keeps_each_commit_whole() {
     assert!(reference.syncs > script().len() as u64, "each durable step syncs");
     let mut grown = reference.journal_sizes.clone();
     grown.dedup();
-    assert!(grown.len() >= 3, "the journal did not grow twice: {grown:?}");
+    assert!(grown.len() >= 2, "the journal did not grow: {grown:?}");
     eprintln!(
         "power loss: {} syncs x {} variants = {cuts} power cuts over {} files, every commit whole, \
          nothing acknowledged lost",
