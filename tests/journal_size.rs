@@ -95,7 +95,9 @@ fn heavy_batches_grow_the_journal_by_doubling_up_to_its_largest() {
     let mut sizes = vec![journal_len(&disk)];
     let mut sent = Vec::new();
     // Ever larger batches, the last larger than the largest journal (it
-    // goes to the database).
+    // goes to the database). Each from the third on needs twice the room
+    // of the one before, whatever the round held before it (a checkpoint
+    // by age may empty it).
     for (i, len) in [10_000, 40_000, 80_000, 160_000, 320_000, 1_500_000]
         .into_iter()
         .enumerate()
@@ -120,7 +122,7 @@ fn heavy_batches_grow_the_journal_by_doubling_up_to_its_largest() {
     );
     let mut doublings = sizes.clone();
     doublings.dedup();
-    assert!(doublings.len() >= 4, "{sizes:?}");
+    assert!(doublings.len() >= 3, "{sizes:?}");
     assert_eq!(contents(&store, id), sent);
     assert_clean(&store);
 }
@@ -130,7 +132,8 @@ fn a_grown_journal_replays_after_a_power_loss_and_is_cut_back_at_close() {
     let disk = SimDisk::default();
     let store = open(&disk, 1 << 20);
     let id = store.create_session(None).unwrap();
-    let sent: Vec<String> = (0..4).map(|i| content(i, 30_000)).collect();
+    // Each needs more than the smallest journal.
+    let sent: Vec<String> = (0..4).map(|i| content(i, 100_000)).collect();
     for text in &sent {
         store.add_message(id, NewMessage::user(text.clone())).unwrap();
     }
