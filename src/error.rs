@@ -45,6 +45,19 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The store was not closed cleanly, and the journal beside it, which
+    /// holds writes the database lacks, is missing, cut short, or the
+    /// journal of another run of the store: opening without it would lose
+    /// acknowledged writes. Nothing was changed (every open refuses the
+    /// same way); put the journal back and open again.
+    #[error("{path}: {why}: acknowledged writes would be lost (nothing was changed; restore the journal and open again)")]
+    JournalLost {
+        /// The journal file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+
     /// The file is not a sessionstore file, or is damaged.
     #[error("{path}: not a usable sessionstore file: {why}")]
     Corrupt {

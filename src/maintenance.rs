@@ -130,7 +130,8 @@ impl SessionStore {
             let fresh = NewFile::create(&path, permissions)?;
             write_copy_to(&txn, fresh.path(), &mut |_, _| {})?;
             drop(txn);
-            let new_db = options.open_database(fresh.path())?;
+            let (new_db, file) = options.open_database(fresh.path())?;
+            file.release().map_err(|e| Error::io("write", fresh.path(), e))?;
             fresh.replace(&path)?;
             let old = std::mem::replace(db, new_db);
             drop(old);

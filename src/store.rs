@@ -199,12 +199,13 @@ impl StoreOptions {
     }
 
     /// Opens (creating when missing) the redb database at `path` through
-    /// [`StoreOptions::storage`].
+    /// [`StoreOptions::storage`], its writes held (see [`DatabaseFile`]):
+    /// the caller releases them once it has decided to go on.
     ///
     /// A file whose creation was cut short (the process killed while redb
     /// wrote its first header, which gets its magic number last) holds
     /// nothing: it is created again instead of being refused as corrupt.
-    pub(crate) fn open_database(&self, path: &Path) -> Result<Database> {
+    pub(crate) fn open_database(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
         match self.open_database_once(path) {
             Err(Error::Corrupt { .. }) if self.clear_unfinished_creation(path)? => {
                 tracing::warn!(path = %path.display(), "the store's creation was cut short; creating it again");
@@ -214,24 +215,22 @@ impl StoreOptions {
         }
     }
 
-    /// The last sync redb asks for while opening is made before the file's
-    /// next write (see [`DatabaseFile`]).
-    fn open_database_once(&self, path: &Path) -> Result<Database> {
-        let file = DatabaseFile::opening(self.open_backend(path)?);
-        let opened = redb::Builder::new()
+    fn open_database_once(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
+        let file = DatabaseFile::opening(self.open_backend(path)?).map_err(|e| Error::io("open", path, e))?;
+        let db = redb::Builder::new()
             .set_cache_size(self.cache_bytes)
-            .create_with_backend(file.clone());
-        file.opened();
-        match opened {
-            Ok(db) => Ok(db),
-            Err(e) => {
-                // What the failed open wrote and asked to sync is synced
-                // still: the next open's writes must not overtake it.
-                if let Err(sync) = file.settle() {
-                    tracing::warn!(path = %path.display(), error = %sync, "syncing after a failed open");
-                }
-                Err(open_error(path, e))
-            }
+            .create_with_backend(file.clone())
+            .map_err(|e| open_error(path, e))?;
+        Ok((db, file))
+    }
+
+    /// The journal at `path` opened to be read only; `None` when there is
+    /// none.
+    fn look_at_journal(&self, path: &Path) -> Result<Option<Box<dyn redb::StorageBackend>>> {
+        match self.storage.open_read_only(path, FileRole::Journal) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open", path, e)),
         }
     }
 
@@ -370,6 +369,13 @@ impl SessionStore {
     }
 
     /// Opens the store with the given options.
+    ///
+    /// After a crash, the journal's records the database lacks are
+    /// replayed. An open that cannot go on (the file is damaged, not a
+    /// store, of another version, or in use; the store was not closed
+    /// cleanly and its journal is missing, cut short or another run's:
+    /// [`Error::JournalLost`]) changes no file: it fails the same way when
+    /// tried again.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         options.validate()?;
@@ -377,22 +383,23 @@ impl SessionStore {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal, expiry) = guard_panics(&path, || {
-            let mut db = options.open_database(&path)?;
+            let (mut db, file) = options.open_database(&path)?;
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
+            let recovery = Journal::inspect(
+                options.look_at_journal(&journal_path)?,
+                journal_path.clone(),
+                options.verify_after_crash,
+                &mut db,
+            )?;
             let journal_file = options
                 .storage
                 .open(&journal_path, FileRole::Journal)
                 .map_err(|e| Error::io("open", &journal_path, e))?;
             let direct = options.storage.open_direct(&journal_path);
-            let journal = Journal::recover(
-                journal_file,
-                direct,
-                journal_path,
-                options.journal_bytes,
-                options.verify_after_crash,
-                &mut db,
-            )?;
+            // Decided: what the open wrote reaches the file.
+            file.release().map_err(|e| Error::io("write", &path, e))?;
+            let journal = recovery.open_journal(journal_file, direct, options.journal_bytes, &mut db)?;
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry))
         })?;

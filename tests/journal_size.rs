@@ -112,17 +112,30 @@ fn a_batch_larger_than_the_journal_is_committed_durably_to_the_database() {
     store.add_message(id, NewMessage::user("small")).unwrap();
     let files = disk.synced();
     drop(store);
-    // Power loss, and the journal lost as well: the database alone holds
-    // the big message (and what came before it); the small one after it
-    // was acknowledged through the journal.
+    // Power loss: the database alone holds the big message (and what came
+    // before it); the small one after it was acknowledged through the
+    // journal (without which the store refuses to open).
     let mut without_journal = files.clone();
     without_journal.insert(journal(), SparseFile::from_bytes(&vec![0; small as usize]));
-    let store = open(&SimDisk::with_files(without_journal), small);
-    assert_eq!(contents(&store, id), std::slice::from_ref(&big));
-    drop(store);
+    let refused = SessionStore::open_with(STORE, options(&SimDisk::with_files(without_journal), small));
+    assert!(matches!(refused, Err(Error::JournalLost { .. })), "{refused:?}");
+    assert_eq!(messages_in_database(&files, id), 1);
     let store = open(&SimDisk::with_files(files), small);
     assert_eq!(contents(&store, id), [big, "small".into()]);
     assert_clean(&store);
+}
+
+/// How many messages of session `id` the database of `files` holds, read
+/// with redb alone in a copy.
+fn messages_in_database(files: &Files, id: Uuid) -> usize {
+    const MESSAGES: redb::TableDefinition<(u128, u64), &[u8]> = redb::TableDefinition::new("messages");
+    let copy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(copy.path(), files[Path::new(STORE)].to_bytes()).unwrap();
+    let db = redb::Database::open(copy.path()).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let messages = txn.open_table(MESSAGES).unwrap();
+    let session = id.as_u128();
+    messages.range((session, 0)..(session, u64::MAX)).unwrap().count()
 }
 
 #[test]
