@@ -89,17 +89,8 @@ fn crashed_store() -> Crashed {
 }
 
 /// Whether the database of `files` lacks `last`: only the journal holds it.
-/// Read with redb alone, in a copy (the store refuses to open without the
-/// journal).
 fn needs_replay(files: &Files, last: Uuid) -> bool {
-    const SESSIONS: redb::TableDefinition<u128, &[u8]> = redb::TableDefinition::new("sessions");
-    let copy = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(copy.path(), files[&database()].to_bytes()).unwrap();
-    let db = redb::Database::open(copy.path()).unwrap();
-    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
-    let sessions = txn.open_table(SESSIONS).unwrap();
-    let found = sessions.get(last.as_u128()).unwrap().is_some();
-    !found
+    common::messages_in_database(&files[&database()].to_bytes(), last) == 0
 }
 
 /// `files` with every copy of the needle's bytes in the database changed.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::disk::{Files, SimDisk, SparseFile};
-use common::{assert_clean, content, contents};
+use common::{assert_clean, content, contents, messages_in_database};
 use sessionstore::{Error, NewMessage, SessionStore, StoreOptions, Uuid};
 
 const STORE: &str = "/sim/journal.redb";
@@ -119,23 +119,10 @@ fn a_batch_larger_than_the_journal_is_committed_durably_to_the_database() {
     without_journal.insert(journal(), SparseFile::from_bytes(&vec![0; small as usize]));
     let refused = SessionStore::open_with(STORE, options(&SimDisk::with_files(without_journal), small));
     assert!(matches!(refused, Err(Error::JournalLost { .. })), "{refused:?}");
-    assert_eq!(messages_in_database(&files, id), 1);
+    assert_eq!(messages_in_database(&files[Path::new(STORE)].to_bytes(), id), 1);
     let store = open(&SimDisk::with_files(files), small);
     assert_eq!(contents(&store, id), [big, "small".into()]);
     assert_clean(&store);
-}
-
-/// How many messages of session `id` the database of `files` holds, read
-/// with redb alone in a copy.
-fn messages_in_database(files: &Files, id: Uuid) -> usize {
-    const MESSAGES: redb::TableDefinition<(u128, u64), &[u8]> = redb::TableDefinition::new("messages");
-    let copy = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(copy.path(), files[Path::new(STORE)].to_bytes()).unwrap();
-    let db = redb::Database::open(copy.path()).unwrap();
-    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
-    let messages = txn.open_table(MESSAGES).unwrap();
-    let session = id.as_u128();
-    messages.range((session, 0)..(session, u64::MAX)).unwrap().count()
 }
 
 #[test]
