@@ -58,6 +58,14 @@ pub enum Error {
         why: String,
     },
 
+    /// The store was opened read-only ([`StoreOptions::read_only`](crate::StoreOptions::read_only)):
+    /// every write is refused, and nothing is written to any file.
+    #[error("{path} is open read-only: writes are refused")]
+    ReadOnly {
+        /// The store file.
+        path: PathBuf,
+    },
+
     /// The file is not a sessionstore file, or is damaged.
     #[error("{path}: not a usable sessionstore file: {why}")]
     Corrupt {
@@ -194,8 +202,32 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Error::SessionNotFound(_) | Error::SeqConflict { .. } | Error::InvalidInput { .. }
+            Error::SessionNotFound(_)
+                | Error::SeqConflict { .. }
+                | Error::InvalidInput { .. }
+                | Error::ReadOnly { .. }
         )
+    }
+
+    /// True when a file of the store may not be written by this process
+    /// (permission denied, a read-only file system): it may still be read,
+    /// opened read-only
+    /// ([`SessionStore::open_read_only`](crate::SessionStore::open_read_only)).
+    ///
+    /// ```
+    /// use sessionstore::{Error, SessionStore};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s.redb");
+    /// # drop(SessionStore::open(&path)?);
+    /// let store = match SessionStore::open(&path) {
+    ///     Err(error) if error.is_not_writable() => SessionStore::open_read_only(&path)?,
+    ///     opened => opened?,
+    /// };
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn is_not_writable(&self) -> bool {
+        use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+        matches!(self, Error::Io { source, .. } if matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem))
     }
 
     /// True for the errors that mean "nothing there for you to write to": a

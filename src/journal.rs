@@ -849,6 +849,12 @@ impl Journal {
 }
 
 impl Recovery {
+    /// Replays the records found into `db` (its writes still held: a store
+    /// opened read-only, whose files are never written).
+    pub fn replay_in_memory(self, db: &mut Database) -> Result<()> {
+        replay(&self.records, db).map(drop)
+    }
+
     /// Goes on with the open: replays the records found into `db` (whose
     /// held writes were released) in a durable commit, which also says the
     /// database needs the journal no more, and returns the journal over

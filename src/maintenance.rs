@@ -50,7 +50,7 @@ impl SessionStore {
     /// [`Error::SnapshotOpen`] and checks nothing.
     pub fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
         let path = self.path().to_path_buf();
-        let storage = self.maintain(move |db| {
+        let storage = self.examine(move |db| {
             guard_panics(&path, || match db.check_integrity() {
                 Ok(true) => Ok(None),
                 Ok(false) => Ok(Some(

@@ -126,10 +126,12 @@ pub trait StorageFactory: Send + Sync {
     fn open(&self, path: &Path, role: FileRole) -> std::io::Result<Box<dyn StorageBackend>>;
 
     /// Opens the storage for `path`, which must exist, to be read only: the
-    /// store writes nothing through it. Used to look at the journal before
-    /// an open has decided to go on (a missing journal must stay missing
-    /// when the open is refused). A missing file is an error of kind
-    /// [`std::io::ErrorKind::NotFound`].
+    /// store writes nothing through it. Used for the files of a store
+    /// opened read-only
+    /// ([`StoreOptions::read_only`](crate::StoreOptions::read_only)), and to
+    /// look at the journal before an open has decided to go on (a missing
+    /// journal must stay missing when the open is refused). A missing file
+    /// is an error of kind [`std::io::ErrorKind::NotFound`].
     ///
     /// The default calls [`open`](Self::open), which may create the file
     /// (then empty, which the store reads as missing).
@@ -204,6 +206,10 @@ impl StorageFactory for FileStorage {
 /// request does not write the file), pays it instead. Tested by
 /// `a_clean_open_syncs_the_database_only_before_its_next_write` in
 /// `tests/reliability_disk.rs`.
+///
+/// A store opened read-only (see [`DatabaseFile::read_only`]) holds its
+/// writes for good: redb's repair and a journal's replay live in memory,
+/// and the file is never written.
 #[derive(Clone)]
 pub(crate) struct DatabaseFile(Arc<Deferring>);
 
@@ -212,6 +218,9 @@ struct Deferring {
     /// Writes go to [`Deferring::held`], not to the file.
     holding: AtomicBool,
     held: Mutex<Held>,
+    /// Locks are taken shared (the file may be open for reading only,
+    /// which an exclusive lock needs write access for).
+    read_only: bool,
     /// A sync was kept back and not made yet.
     pending: AtomicBool,
     /// Held while the kept-back sync is made, so that no write overtakes it.
@@ -228,8 +237,9 @@ struct Held {
     kept: u64,
     /// Every block written, as it is now.
     blocks: HashMap<u64, Box<[u8]>>,
-    /// What was asked, in order, to write to the file on release.
-    log: Vec<Op>,
+    /// What was asked, in order, to write to the file on release; `None`
+    /// for a read-only store, which never writes.
+    log: Option<Vec<Op>>,
 }
 
 /// A held change of the file.
@@ -245,17 +255,27 @@ const HELD_BLOCK: u64 = 4096;
 impl DatabaseFile {
     /// Wraps `inner`, holding its writes until [`DatabaseFile::release`].
     pub fn opening(inner: Box<dyn StorageBackend>) -> std::io::Result<Self> {
+        Self::holding(inner, false)
+    }
+
+    /// Wraps `inner`, which is never written: writes stay in memory.
+    pub fn read_only(inner: Box<dyn StorageBackend>) -> std::io::Result<Self> {
+        Self::holding(inner, true)
+    }
+
+    fn holding(inner: Box<dyn StorageBackend>, read_only: bool) -> std::io::Result<Self> {
         let len = inner.len()?;
         let held = Held {
             len,
             kept: len,
             blocks: HashMap::new(),
-            log: Vec::new(),
+            log: (!read_only).then(Vec::new),
         };
         Ok(DatabaseFile(Arc::new(Deferring {
             inner,
             holding: AtomicBool::new(true),
             held: Mutex::new(held),
+            read_only,
             pending: AtomicBool::new(false),
             settling: Mutex::new(()),
         })))
@@ -263,11 +283,14 @@ impl DatabaseFile {
 
     /// The open is decided: writes what was held, in order (its last sync
     /// kept back until the next write), and forwards everything from now
-    /// on.
+    /// on. Nothing for a read-only store.
     pub fn release(&self) -> std::io::Result<()> {
         let file = &self.0;
         let mut held = file.held.lock().unwrap_or_else(PoisonError::into_inner);
-        for op in std::mem::take(&mut held.log) {
+        let Some(log) = held.log.take() else {
+            return Ok(());
+        };
+        for op in log {
             match op {
                 Op::Write(offset, data) => {
                     self.settle()?;
@@ -364,7 +387,9 @@ impl Held {
             at += n as u64;
         }
         self.len = self.len.max(end);
-        self.log.push(Op::Write(offset, data.to_vec()));
+        if let Some(log) = &mut self.log {
+            log.push(Op::Write(offset, data.to_vec()));
+        }
         Ok(())
     }
 
@@ -377,11 +402,15 @@ impl Held {
             }
         }
         self.len = len;
-        self.log.push(Op::SetLen(len));
+        if let Some(log) = &mut self.log {
+            log.push(Op::SetLen(len));
+        }
     }
 
     fn sync(&mut self) {
-        self.log.push(Op::Sync);
+        if let Some(log) = &mut self.log {
+            log.push(Op::Sync);
+        }
     }
 }
 
@@ -429,7 +458,8 @@ impl StorageBackend for DatabaseFile {
         self.0.inner.write(offset, data)
     }
     fn close(&self) -> std::io::Result<()> {
-        // Writes still held are dropped: the open was refused.
+        // Writes still held are dropped: the open was refused, or the
+        // store is read-only.
         let settled = match self.held() {
             Some(_) => Ok(()),
             None => self.settle(),
@@ -437,12 +467,18 @@ impl StorageBackend for DatabaseFile {
         self.0.inner.close().and(settled)
     }
     fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        if self.0.read_only {
+            return self.0.inner.try_lock_shared_range(start, end);
+        }
         self.0.inner.try_lock_range(start, end)
     }
     fn try_lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
         self.0.inner.try_lock_shared_range(start, end)
     }
     fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        if self.0.read_only {
+            return self.0.inner.lock_shared_range(start, end);
+        }
         self.0.inner.lock_range(start, end)
     }
     fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {

@@ -143,6 +143,40 @@ pub struct StoreOptions {
     /// # Ok::<(), sessionstore::Error>(())
     /// ```
     pub verify_after_crash: bool,
+    /// Opens the store to read it only (default `false`): no file is
+    /// written, created or locked for writing, so a store whose files the
+    /// process may only read (mode 0444, a read-only mount, another
+    /// account's files) can be read. Every write is refused with
+    /// [`Error::ReadOnly`].
+    ///
+    /// A store that was not closed cleanly is recovered in memory: redb's
+    /// repair and the replay of its journal are kept in memory (the pages
+    /// they rewrite: about the size of the journal's records, at most), and
+    /// the reads see every acknowledged write; the files stay as they are,
+    /// for the next open for writing to recover. As an open for writing,
+    /// it refuses a crashed store whose journal is missing, cut short or
+    /// another run's ([`Error::JournalLost`]). The file must exist. As an
+    /// open for writing, it is refused while another process has the store
+    /// open for writing ([`Error::InUse`]), and it holds off such an open
+    /// while it lasts.
+    ///
+    /// ```
+    /// use sessionstore::{Error, NewMessage, SessionStore, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let store = SessionStore::open(&path)?;
+    /// let id = store.create_session(Some("ana"))?;
+    /// store.add_message(id, NewMessage::user("hello"))?;
+    /// drop(store);
+    ///
+    /// let options = StoreOptions { read_only: true, ..StoreOptions::default() };
+    /// let store = SessionStore::open_with(&path, options)?;
+    /// assert_eq!(store.get_session(id)?.unwrap().messages[0].content, "hello");
+    /// let refused = store.add_message(id, NewMessage::user("more")).unwrap_err();
+    /// assert!(matches!(refused, Error::ReadOnly { .. }));
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub read_only: bool,
 }
 
 impl Default for StoreOptions {
@@ -155,6 +189,7 @@ impl Default for StoreOptions {
             storage: Arc::new(FileStorage),
             journal_bytes: 32 << 20,
             verify_after_crash: true,
+            read_only: false,
         }
     }
 }
@@ -168,6 +203,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("message_cache_bytes", &self.message_cache_bytes)
             .field("journal_bytes", &self.journal_bytes)
             .field("verify_after_crash", &self.verify_after_crash)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -200,14 +236,16 @@ impl StoreOptions {
 
     /// Opens (creating when missing) the redb database at `path` through
     /// [`StoreOptions::storage`], its writes held (see [`DatabaseFile`]):
-    /// the caller releases them once it has decided to go on.
+    /// the caller releases them once it has decided to go on. Read-only:
+    /// the file must exist, and is never written.
     ///
     /// A file whose creation was cut short (the process killed while redb
     /// wrote its first header, which gets its magic number last) holds
-    /// nothing: it is created again instead of being refused as corrupt.
+    /// nothing: it is created again instead of being refused as corrupt
+    /// (not when read-only: it is refused).
     pub(crate) fn open_database(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
         match self.open_database_once(path) {
-            Err(Error::Corrupt { .. }) if self.clear_unfinished_creation(path)? => {
+            Err(Error::Corrupt { .. }) if !self.read_only && self.clear_unfinished_creation(path)? => {
                 tracing::warn!(path = %path.display(), "the store's creation was cut short; creating it again");
                 self.open_database_once(path)
             }
@@ -216,7 +254,17 @@ impl StoreOptions {
     }
 
     fn open_database_once(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
-        let file = DatabaseFile::opening(self.open_backend(path)?).map_err(|e| Error::io("open", path, e))?;
+        let io = |e| Error::io("open", path, e);
+        let file = if self.read_only {
+            let backend = self
+                .storage
+                .open_read_only(path, FileRole::Database)
+                .map_err(io)?;
+            DatabaseFile::read_only(backend)
+        } else {
+            DatabaseFile::opening(self.open_backend(path)?)
+        }
+        .map_err(io)?;
         let db = redb::Builder::new()
             .set_cache_size(self.cache_bytes)
             .create_with_backend(file.clone())
@@ -316,7 +364,8 @@ impl OwnedAccess {
 struct Inner {
     path: PathBuf,
     db: Arc<RwLock<Database>>,
-    writer: Writer,
+    /// `None` when the store is read-only.
+    writer: Option<Writer>,
     options: StoreOptions,
     expiry: Arc<ExpiryState>,
     cache: Arc<MessageCache>,
@@ -368,6 +417,27 @@ impl SessionStore {
         Self::open_with(path, StoreOptions::default())
     }
 
+    /// Opens the store at `path` to read it only: see
+    /// [`StoreOptions::read_only`].
+    ///
+    /// ```
+    /// use sessionstore::SessionStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let id = SessionStore::open(&path)?.create_session(None)?;
+    /// let store = SessionStore::open_read_only(&path)?;
+    /// assert!(store.get_session(id)?.is_some());
+    /// assert!(store.create_session(None).unwrap_err().is_refusal());
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let options = StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        };
+        Self::open_with(path, options)
+    }
+
     /// Opens the store with the given options.
     ///
     /// After a crash, the journal's records the database lacks are
@@ -379,7 +449,10 @@ impl SessionStore {
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         options.validate()?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty() && !options.read_only)
+        {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal, expiry) = guard_panics(&path, || {
@@ -392,20 +465,27 @@ impl SessionStore {
                 options.verify_after_crash,
                 &mut db,
             )?;
-            let journal_file = options
-                .storage
-                .open(&journal_path, FileRole::Journal)
-                .map_err(|e| Error::io("open", &journal_path, e))?;
-            let direct = options.storage.open_direct(&journal_path);
-            // Decided: what the open wrote reaches the file.
-            file.release().map_err(|e| Error::io("write", &path, e))?;
-            let journal = recovery.open_journal(journal_file, direct, options.journal_bytes, &mut db)?;
+            let journal = if options.read_only {
+                recovery.replay_in_memory(&mut db)?;
+                None
+            } else {
+                let journal_file = options
+                    .storage
+                    .open(&journal_path, FileRole::Journal)
+                    .map_err(|e| Error::io("open", &journal_path, e))?;
+                let direct = options.storage.open_direct(&journal_path);
+                // Decided: what the open wrote reaches the file.
+                file.release().map_err(|e| Error::io("write", &path, e))?;
+                Some(recovery.open_journal(journal_file, direct, options.journal_bytes, &mut db)?)
+            };
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry))
         })?;
         let db = Arc::new(RwLock::new(db));
         let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
-        let writer = Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone())?;
+        let writer = journal
+            .map(|journal| Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone()))
+            .transpose()?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -491,7 +571,14 @@ impl SessionStore {
         T: Send + 'static,
         F: FnOnce(&mut WriteTables<'_>) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.write(self.durability, op)
+        self.writer()?.write(self.durability, op)
+    }
+
+    /// The writer; [`Error::ReadOnly`] when the store is read-only.
+    fn writer(&self) -> Result<&Writer> {
+        self.inner.writer.as_ref().ok_or_else(|| Error::ReadOnly {
+            path: self.inner.path.clone(),
+        })
     }
 
     pub(crate) fn expiry_state(&self) -> Arc<ExpiryState> {
@@ -512,14 +599,29 @@ impl SessionStore {
         T: Send + 'static,
         F: FnOnce(&mut Database) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.maintain(op)
+        self.writer()?.maintain(op)
+    }
+
+    /// Runs `op` with the database to itself, as [`SessionStore::maintain`]
+    /// does; in a read-only store too, whose writes stay in memory (`op`
+    /// may only examine the database: redb's integrity check).
+    pub(crate) fn examine<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Database) -> Result<T> + Send + 'static,
+    {
+        if self.inner.writer.is_some() {
+            return self.maintain(op);
+        }
+        let mut db = self.inner.db.write().map_err(|_| Error::WriterStopped)?;
+        op(&mut db)
     }
 
     pub(crate) fn maintain_importing<T, F>(&self, op: F) -> Result<T>
     where
         F: FnOnce(&mut Database, &mut crate::writer::Unindexed) -> Result<T>,
     {
-        self.inner.writer.maintain_importing(op)
+        self.writer()?.maintain_importing(op)
     }
 
     // ---- sessions -------------------------------------------------------
