@@ -189,8 +189,7 @@ pub(crate) struct Recovery {
     records: Vec<Replayed>,
     /// The file starts with zeros (no record, no marker), or is missing.
     starts_empty: bool,
-    /// The database says a round may hold records it lacks: so it goes on
-    /// saying when none is replayed.
+    /// The database says a round may hold records it lacks.
     announced: bool,
 }
 
@@ -849,15 +848,45 @@ impl Journal {
 }
 
 impl Recovery {
+    /// Applies the records found to `db` in one durable commit, which
+    /// records the last one's lsn and withdraws what the database said of
+    /// the journal (it holds every record now); no commit when there is
+    /// neither. The last lsn the database holds.
+    fn replay(&self, db: &mut Database) -> Result<u64> {
+        let durable = durable_lsn(db)?;
+        if self.records.is_empty() && !self.announced {
+            return Ok(durable);
+        }
+        tracing::info!(
+            records = self.records.len(),
+            "replaying the journal into the database"
+        );
+        let mut txn = db.begin_write()?;
+        set_durability(&mut txn, RedbDurability::Immediate)?;
+        let last = self.records.last().map_or(durable, |&(lsn, _)| lsn);
+        {
+            let mut tables = WriteTables::open(&txn);
+            for (_, payload) in &self.records {
+                tables.apply_changes(payload)?;
+            }
+            tables.set_journal_lsn(last)?;
+        }
+        write_outstanding(&txn, None)?;
+        txn.commit()?;
+        Ok(last)
+    }
+
     /// Replays the records found into `db` (its writes still held: a store
     /// opened read-only, whose files are never written).
     pub fn replay_in_memory(self, db: &mut Database) -> Result<()> {
-        replay(&self.records, db).map(drop)
+        self.replay(db).map(drop)
     }
 
     /// Goes on with the open: replays the records found into `db` (whose
     /// held writes were released) in a durable commit, which also says the
-    /// database needs the journal no more, and returns the journal over
+    /// database needs the journal no more (made for that alone when there
+    /// is nothing to replay but the database said it: the journal may be
+    /// cut to a smaller size next), and returns the journal over
     /// `file` (the same file, opened for writing; created when missing),
     /// empty and `size` bytes long (zero-filled when it was shorter, cut
     /// once replayed when it was longer).
@@ -871,17 +900,13 @@ impl Recovery {
         size: u64,
         db: &mut Database,
     ) -> Result<Journal> {
+        let last = self.replay(db)?;
         let mut journal = Journal::new(file, direct, self.path);
         let written = journal
             .file
             .len()
             .map_err(|e| journal.io("read the size of", e))?;
-        let durable = durable_lsn(db)?;
-        journal.next_lsn = replay(&self.records, db)?.unwrap_or(durable) + 1;
-        journal.announced = match (self.records.is_empty(), self.announced) {
-            (true, true) => Announced::Unknown,
-            _ => Announced::Nothing,
-        };
+        journal.next_lsn = last + 1;
         journal.capacity = journal.grow_to(size, written)?;
         journal.synced = journal.last_appended();
         journal.cut_to(size)?;
@@ -890,28 +915,6 @@ impl Recovery {
         }
         Ok(journal)
     }
-}
-
-/// Applies `records` to `db` in one durable commit, which records the last
-/// one's lsn and withdraws what the database said of the journal (it holds
-/// every record now); the last lsn, `None` when there were none.
-fn replay(records: &[Replayed], db: &mut Database) -> Result<Option<u64>> {
-    let Some(&(last, _)) = records.last() else {
-        return Ok(None);
-    };
-    tracing::info!(records = records.len(), "replaying the journal into the database");
-    let mut txn = db.begin_write()?;
-    set_durability(&mut txn, RedbDurability::Immediate)?;
-    {
-        let mut tables = WriteTables::open(&txn);
-        for (_, payload) in records {
-            tables.apply_changes(payload)?;
-        }
-        tables.set_journal_lsn(last)?;
-    }
-    write_outstanding(&txn, None)?;
-    txn.commit()?;
-    Ok(Some(last))
 }
 
 /// What `db` says durably of its journal: the round that may hold records

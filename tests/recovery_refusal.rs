@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sessionstore::{Error, NewMessage, SessionStore};
+use std::sync::Arc;
+
+use common::disk::SimDisk;
+use sessionstore::{Error, NewMessage, SessionStore, StoreOptions};
 
 /// Tells the child where the store is.
 const CHILD_ENV: &str = "SESSIONSTORE_RECOVERY_CHILD";
@@ -217,4 +220,33 @@ fn a_cleanly_closed_store_needs_no_journal() {
     let store = SessionStore::open(&path).unwrap();
     assert_eq!(message_count(&store), BEFORE + 1);
     common::assert_clean(&store);
+}
+
+/// Killed after a checkpoint, with nothing in the journal the database
+/// lacks (it says the next round may hold records), then opened with a
+/// smaller journal and killed again: the open that cut the journal had
+/// said first that the database needs it no more.
+#[test]
+fn a_journal_cut_to_a_smaller_size_by_an_open_after_a_crash_is_not_refused_later() {
+    let open = |disk: &SimDisk, journal_bytes| {
+        let options = StoreOptions {
+            storage: Arc::new(disk.clone()),
+            journal_bytes,
+            ..StoreOptions::default()
+        };
+        SessionStore::open_with("/sim/s.redb", options)
+    };
+    let disk = SimDisk::default();
+    let store = open(&disk, 1 << 20).unwrap();
+    let id = store.create_session(Some("ana")).unwrap();
+    store.add_message(id, NewMessage::user("checkpointed")).unwrap();
+    // Maintenance checkpoints first.
+    common::assert_clean(&store);
+    let killed = SimDisk::with_files(disk.written());
+    drop(store);
+    let store = open(&killed, StoreOptions::MIN_JOURNAL_BYTES).unwrap();
+    let killed_again = SimDisk::with_files(killed.written());
+    drop(store);
+    let store = open(&killed_again, StoreOptions::MIN_JOURNAL_BYTES).unwrap();
+    assert_eq!(common::contents(&store, id), ["checkpointed"]);
 }
