@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
@@ -217,7 +217,9 @@ struct Deferring {
     inner: Box<dyn StorageBackend>,
     /// Writes go to [`Deferring::held`], not to the file.
     holding: AtomicBool,
-    held: Mutex<Held>,
+    /// Read by many readers at once (a read-only store's reads), written
+    /// by one writer.
+    held: RwLock<Held>,
     /// Locks are taken shared (the file may be open for reading only,
     /// which an exclusive lock needs write access for).
     read_only: bool,
@@ -274,7 +276,7 @@ impl DatabaseFile {
         Ok(DatabaseFile(Arc::new(Deferring {
             inner,
             holding: AtomicBool::new(true),
-            held: Mutex::new(held),
+            held: RwLock::new(held),
             read_only,
             pending: AtomicBool::new(false),
             settling: Mutex::new(()),
@@ -286,7 +288,7 @@ impl DatabaseFile {
     /// on. Nothing for a read-only store.
     pub fn release(&self) -> std::io::Result<()> {
         let file = &self.0;
-        let mut held = file.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = file.held.write().unwrap_or_else(PoisonError::into_inner);
         let Some(log) = held.log.take() else {
             return Ok(());
         };
@@ -322,12 +324,21 @@ impl DatabaseFile {
         Ok(())
     }
 
-    /// The held state, while writes are held.
-    fn held(&self) -> Option<std::sync::MutexGuard<'_, Held>> {
+    /// The held state to read, while writes are held.
+    fn held(&self) -> Option<RwLockReadGuard<'_, Held>> {
         if !self.0.holding.load(Ordering::Acquire) {
             return None;
         }
-        let held = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = self.0.held.read().unwrap_or_else(PoisonError::into_inner);
+        self.0.holding.load(Ordering::Acquire).then_some(held)
+    }
+
+    /// The held state to change, while writes are held.
+    fn held_mut(&self) -> Option<RwLockWriteGuard<'_, Held>> {
+        if !self.0.holding.load(Ordering::Acquire) {
+            return None;
+        }
+        let held = self.0.held.write().unwrap_or_else(PoisonError::into_inner);
         self.0.holding.load(Ordering::Acquire).then_some(held)
     }
 }
@@ -434,7 +445,7 @@ impl StorageBackend for DatabaseFile {
         }
     }
     fn set_len(&self, len: u64) -> std::io::Result<()> {
-        if let Some(mut held) = self.held() {
+        if let Some(mut held) = self.held_mut() {
             held.set_len(len);
             return Ok(());
         }
@@ -442,7 +453,7 @@ impl StorageBackend for DatabaseFile {
         self.0.inner.set_len(len)
     }
     fn sync_data(&self) -> std::io::Result<()> {
-        if let Some(mut held) = self.held() {
+        if let Some(mut held) = self.held_mut() {
             held.sync();
             return Ok(());
         }
@@ -451,7 +462,7 @@ impl StorageBackend for DatabaseFile {
         Ok(())
     }
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        if let Some(mut held) = self.held() {
+        if let Some(mut held) = self.held_mut() {
             return held.write(&*self.0.inner, offset, data);
         }
         self.settle()?;
