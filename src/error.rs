@@ -54,6 +54,27 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The store was not closed cleanly, and the journal beside it, which
+    /// holds writes the database lacks, is missing, cut short, or the
+    /// journal of another run of the store: opening without it would lose
+    /// acknowledged writes. Nothing was changed (every open refuses the
+    /// same way); put the journal back and open again.
+    #[error("{path}: {why}: acknowledged writes would be lost (nothing was changed; restore the journal and open again)")]
+    JournalLost {
+        /// The journal file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+
+    /// The store was opened read-only ([`StoreOptions::read_only`](crate::StoreOptions::read_only)):
+    /// every write is refused, and nothing is written to any file.
+    #[error("{path} is open read-only: writes are refused")]
+    ReadOnly {
+        /// The store file.
+        path: PathBuf,
+    },
+
     /// There is no store at the path, and the open was not to create one
     /// (see [`StoreOptions::create_if_missing`](crate::StoreOptions::create_if_missing)):
     /// the file is missing, empty, or holds nothing but zeros. No file
@@ -202,8 +223,32 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Error::SessionNotFound(_) | Error::SeqConflict { .. } | Error::InvalidInput { .. }
+            Error::SessionNotFound(_)
+                | Error::SeqConflict { .. }
+                | Error::InvalidInput { .. }
+                | Error::ReadOnly { .. }
         )
+    }
+
+    /// True when a file of the store may not be written by this process
+    /// (permission denied, a read-only file system): it may still be read,
+    /// opened read-only
+    /// ([`SessionStore::open_read_only`](crate::SessionStore::open_read_only)).
+    ///
+    /// ```
+    /// use sessionstore::{Error, SessionStore};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("s.redb");
+    /// # drop(SessionStore::open(&path)?);
+    /// let store = match SessionStore::open(&path) {
+    ///     Err(error) if error.is_not_writable() => SessionStore::open_read_only(&path)?,
+    ///     opened => opened?,
+    /// };
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn is_not_writable(&self) -> bool {
+        use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+        matches!(self, Error::Io { source, .. } if matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem))
     }
 
     /// True for the errors that mean "nothing there for you to write to": a

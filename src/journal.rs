@@ -37,6 +37,23 @@
 //! lsn the database holds already, so that later opens see a checkpointed
 //! round and skip the look for damage past its end.
 //!
+//! The database says durably when the journal may hold records it lacks
+//! (see [`Journal::announce`]): a table of its own, `journal_outstanding`,
+//! holds the round that may hold them and the journal's length then. The
+//! writer announces the current round in a durable commit of its own before
+//! the first record after an open or maintenance, and every durable commit
+//! after which the journal starts over (a checkpoint, a batch too big for
+//! the journal) announces the next round; the last checkpoint of a clean
+//! close, and the replay of an open, remove it. While it is there, the
+//! open refuses ([`Error::JournalLost`]) a journal that is missing, shorter
+//! than then, all zeros at its start, or starting with a newer record of
+//! another round: the store crashed, and its journal was removed, cut,
+//! zeroed or taken from another run. A store closed cleanly needs no
+//! journal: one is created. The refusal changes no file: the journal is
+//! read through [`StorageFactory::open_read_only`](crate::StorageFactory::open_read_only)
+//! before anything is written, and the database's writes while it opens
+//! are held in memory until the open has decided (`DatabaseFile`).
+//!
 //! A record that ends the journal by failing its checksum is a torn tail
 //! after a crash, unless a later valid record says (by its `synced`) that
 //! the failing one had been on disk: then it was damaged afterwards, the
@@ -76,7 +93,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability as RedbDurability, StorageBackend};
+use redb::{Database, Durability as RedbDurability, StorageBackend, TableDefinition, WriteTransaction};
 
 use crate::error::{Error, Result};
 use crate::tables::WriteTables;
@@ -144,6 +161,51 @@ pub(crate) struct Journal {
     synced: u64,
     /// The current round's number, in each of its records.
     round: u64,
+    /// The round the next [`Journal::reset`] starts, drawn ahead so that
+    /// the checkpoint before it can announce it.
+    upcoming: u64,
+    /// What the database says durably of the journal.
+    announced: Announced,
+}
+
+/// What the database says durably of the journal (see [`Journal::announce`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Announced {
+    /// Nothing: it needs no journal.
+    Nothing,
+    /// That the current round may hold records it lacks: records may be
+    /// appended.
+    Current,
+    /// Maybe another round (maintenance may have replaced the file, a crash
+    /// left one): the next record needs an announcement first.
+    Unknown,
+}
+
+/// The database's entry that says its journal may hold records it lacks:
+/// written by a durable commit before a round's first record, absent once
+/// the store closed cleanly. A table of its own, which copies of the store
+/// (backups, compaction) leave out: a copy needs no journal.
+const OUTSTANDING: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_outstanding");
+/// Its one key: the round (u64) and the journal's length (u64) then.
+const OUTSTANDING_ROUND: &str = "round";
+
+/// The round the database says may hold records it lacks, and the journal's
+/// length when it said so (the file is never shorter while it may).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Outstanding {
+    round: u64,
+    len: u64,
+}
+
+/// A journal looked at, before the open decides to go on: the records to
+/// replay into the database.
+pub(crate) struct Recovery {
+    path: PathBuf,
+    records: Vec<Replayed>,
+    /// The file starts with zeros (no record, no marker), or is missing.
+    starts_empty: bool,
+    /// The database says a round may hold records it lacks.
+    announced: bool,
 }
 
 /// What lies at an offset of the journal.
@@ -162,19 +224,31 @@ enum Slot {
 }
 
 impl Journal {
-    /// Opens the journal in `file`, brings `db` up to date with the records
-    /// newer than its durable lsn, makes that durable, and returns the
-    /// journal, empty, allowed to grow to `max` bytes, and as long as it
-    /// was found (zero-filled to the smallest size when shorter, cut to
-    /// `max` once replayed when longer).
-    ///
-    /// With `verify`, before records are replayed (the store crashed),
-    /// redb's checksums of the whole database are verified: the replay
-    /// rewrites pages, and a damaged page it rewrote would get a fresh
-    /// checksum over the damage (see `StoreOptions::verify_after_crash`).
-    ///
-    /// `direct`: the file opened a second time for direct I/O, if the
-    /// storage offers it.
+    fn new(file: Box<dyn StorageBackend>, direct: Option<std::fs::File>, path: PathBuf) -> Self {
+        Journal {
+            file,
+            direct,
+            tail: Vec::new(),
+            blocks: Vec::new(),
+            path,
+            capacity: 0,
+            // Set by `Recovery::open_journal`; `inspect` only reads.
+            max: crate::StoreOptions::MIN_JOURNAL_BYTES,
+            quiet_rounds: 0,
+            end: 0,
+            next_lsn: 0,
+            last_start: None,
+            unsynced: false,
+            synced: 0,
+            round: new_round(),
+            upcoming: new_round(),
+            announced: Announced::Nothing,
+        }
+    }
+
+    /// The journal at `path`, whose file `file` is, recovered into `db` as an
+    /// open does it.
+    #[cfg(test)]
     pub fn recover(
         file: Box<dyn StorageBackend>,
         direct: Option<std::fs::File>,
@@ -183,62 +257,114 @@ impl Journal {
         verify: bool,
         db: &mut Database,
     ) -> Result<Self> {
-        let mut journal = Journal {
-            file,
-            direct,
-            tail: Vec::new(),
-            blocks: Vec::new(),
-            path,
-            capacity: 0,
-            max,
-            quiet_rounds: 0,
-            end: 0,
-            next_lsn: 0,
-            last_start: None,
-            unsynced: false,
-            synced: 0,
-            round: new_round(),
+        use crate::storage::{FileRole, FileStorage, StorageFactory};
+        let look = FileStorage.open_read_only(&path, FileRole::Journal).ok();
+        Journal::inspect(look, path, verify, db)?.open_journal(file, direct, max, db)
+    }
+
+    /// Reads the journal in `file` (`None`: there is none), opened to be
+    /// read only, and finds the records newer than `db`'s durable lsn;
+    /// writes nothing anywhere but in `db`, whose writes are held (see
+    /// `DatabaseFile`).
+    ///
+    /// Refuses ([`Error::JournalLost`]) when the database says a round of
+    /// the journal may hold records it lacks (the store was not closed
+    /// cleanly) and the journal is missing, shorter than the database saw
+    /// it, starts with zeros, or starts with a record of another round
+    /// newer than the database: a journal removed, cut, zeroed, or taken
+    /// from another run. Fails ([`Error::Corrupt`]) where the journal shows
+    /// damage (see [`Journal::check_end`]).
+    ///
+    /// With `verify`, when there are records to replay (the store crashed),
+    /// redb's checksums of the whole database are verified: the replay
+    /// rewrites pages, and a damaged page it rewrote would get a fresh
+    /// checksum over the damage (see `StoreOptions::verify_after_crash`).
+    pub fn inspect(
+        file: Option<Box<dyn StorageBackend>>,
+        path: PathBuf,
+        verify: bool,
+        db: &mut Database,
+    ) -> Result<Recovery> {
+        let outstanding = outstanding(db)?;
+        let lost = |why: String| {
+            Err(Error::JournalLost {
+                path: path.clone(),
+                why,
+            })
         };
-        let written = journal
-            .file
-            .len()
-            .map_err(|e| journal.io("read the size of", e))?;
-        journal.capacity = journal.grow_to(crate::StoreOptions::MIN_JOURNAL_BYTES, written)?;
-        let durable = durable_lsn(db)?;
-        let (records, starts_empty) = journal.read_after(durable, written)?;
-        journal.next_lsn = durable + 1;
-        if let Some(&(last, _)) = records.last() {
-            if verify {
-                tracing::info!(
-                    path = %journal.path.display(),
-                    "the store crashed: verifying every page of the database before the replay \
-                     (reads the whole file; StoreOptions::verify_after_crash)"
+        let written = match &file {
+            Some(file) => file.len().map_err(|e| Error::io("read the size of", &path, e))?,
+            None => 0,
+        };
+        let (Some(file), true) = (file, written > 0) else {
+            if outstanding.is_some() {
+                return lost(
+                    "the journal is missing (or empty), and the store was not closed cleanly: it \
+                     may hold writes the database lacks"
+                        .into(),
                 );
-                journal.verify_database(db)?;
             }
+            return Ok(Recovery {
+                path,
+                records: Vec::new(),
+                starts_empty: true,
+                announced: false,
+            });
+        };
+        if let Some(outstanding) = outstanding {
+            if written < outstanding.len {
+                return lost(format!(
+                    "the journal is {written} bytes long, cut short of the {} bytes it had when \
+                     the store last wrote it, and the store was not closed cleanly",
+                    outstanding.len
+                ));
+            }
+        }
+        let mut journal = Journal::new(file, None, path);
+        journal.capacity = written;
+        let durable = durable_lsn(db)?;
+        if let Some(outstanding) = outstanding {
+            journal.check_round(outstanding.round, durable)?;
+        }
+        let (records, starts_empty) = journal.read_after(durable, written)?;
+        if verify && !records.is_empty() {
             tracing::info!(
                 path = %journal.path.display(),
-                records = records.len(),
-                "replaying the journal into the database"
+                "the store crashed: verifying every page of the database before the replay \
+                 (reads the whole file; StoreOptions::verify_after_crash)"
             );
-            let mut txn = db.begin_write()?;
-            set_durability(&mut txn, RedbDurability::Immediate)?;
-            {
-                let mut tables = WriteTables::open(&txn);
-                for (_, payload) in &records {
-                    tables.apply_changes(payload)?;
-                }
-                tables.set_journal_lsn(last)?;
-            }
-            txn.commit()?;
-            journal.next_lsn = last + 1;
+            journal.verify_database(db)?;
         }
-        journal.synced = journal.last_appended();
-        journal.cut_to(max)?;
-        if starts_empty {
-            journal.mark_checkpointed()?;
-        }
-        Ok(journal)
+        Ok(Recovery {
+            path: journal.path,
+            records,
+            starts_empty,
+            announced: outstanding.is_some(),
+        })
+    }
+
+    /// Fails unless the journal's first record is of `round`, the round the
+    /// database says may hold records newer than `durable`, or one the
+    /// database holds (left by an earlier round: the announced one wrote
+    /// nothing). A damaged first record is left to [`Journal::read_after`].
+    fn check_round(&self, round: u64, durable: u64) -> Result<()> {
+        let why = match self.read_slot(0)? {
+            Slot::Record {
+                lsn, round: found, ..
+            } if lsn > durable && found != Some(round) => format!(
+                "the journal is another run's: its first record ({lsn}) is of another round than \
+                 the one the database says holds its latest writes, and the store was not closed \
+                 cleanly"
+            ),
+            Slot::Empty => "the journal holds nothing (zeros from its start), and the store was not \
+                            closed cleanly: it may hold writes the database lacks"
+                .to_owned(),
+            Slot::Record { .. } | Slot::Bad => return Ok(()),
+        };
+        Err(Error::JournalLost {
+            path: self.path.clone(),
+            why,
+        })
     }
 
     /// Zero-fills the file, `len` bytes long, to `size` when shorter; its
@@ -321,10 +447,13 @@ impl Journal {
         }
     }
 
-    /// Cuts the journal, emptied by a checkpoint, to the smallest size (the
-    /// store closes): a store at rest takes little room.
+    /// Cuts the journal to the smallest size once the store's last commit
+    /// holds every record durably and says the database needs the journal
+    /// no more (the store closes): a store at rest takes little room.
     pub fn shrink_to_smallest(&mut self) {
-        self.shrink_to(crate::StoreOptions::MIN_JOURNAL_BYTES);
+        if let Err(error) = self.cut_to(crate::StoreOptions::MIN_JOURNAL_BYTES) {
+            tracing::warn!(path = %self.path.display(), %error, "the journal could not be made smaller");
+        }
     }
 
     fn shrink_to(&mut self, size: u64) {
@@ -728,21 +857,213 @@ impl Journal {
     /// Starts over from the first byte: the database holds everything
     /// appended so far durably. Old records stay behind the new ones, but
     /// their lsn does not follow, so they never replay.
+    ///
+    /// Follows a durable commit that announced the next round (see
+    /// [`Journal::announce_next`]): records may be appended at once.
     pub fn reset(&mut self) {
-        let oversize =
-            self.capacity > crate::StoreOptions::MIN_JOURNAL_BYTES && self.end <= self.capacity / 4;
-        self.quiet_rounds = if oversize { self.quiet_rounds + 1 } else { 0 };
+        self.quiet_rounds = if self.round_is_oversize() {
+            self.quiet_rounds + 1
+        } else {
+            0
+        };
         self.end = 0;
-        self.round = new_round();
+        self.round = std::mem::replace(&mut self.upcoming, new_round());
+        self.announced = Announced::Current;
         self.tail.clear();
         self.unsynced = false;
         self.synced = self.last_appended();
         self.last_start = None;
     }
 
+    /// True when the database says durably that the current round may hold
+    /// records it lacks: only then may one be appended.
+    pub fn is_announced(&self) -> bool {
+        self.announced == Announced::Current
+    }
+
+    /// Says durably, in a commit of its own, that the current round may
+    /// hold records the database lacks, and the journal's length: from then
+    /// on, until the store closes cleanly, an open refuses to go on without
+    /// the journal as it is ([`Journal::inspect`]).
+    pub fn announce(&mut self, db: &Database) -> Result<()> {
+        let mut txn = db.begin_write()?;
+        set_durability(&mut txn, RedbDurability::Immediate)?;
+        let (round, len) = (self.round, self.capacity);
+        write_outstanding(&txn, Some(Outstanding { round, len }))?;
+        txn.commit()?;
+        self.announced = Announced::Current;
+        Ok(())
+    }
+
+    /// Writes into `txn`, a durable commit after which the journal starts
+    /// over ([`Journal::reset`]), that the next round may hold records.
+    ///
+    /// Until that reset, what the database says is not known: a commit that
+    /// fails (a failed sync) may still have reached the disk, and the
+    /// current round's next record then needs an announcement of its own.
+    ///
+    /// The length said is the one the journal will have once reset (halved
+    /// when long oversize, see [`Journal::shrink_if_oversize`]): a shrink
+    /// after the commit must not make the journal shorter than the
+    /// database says it is.
+    pub fn announce_next(&mut self, txn: &WriteTransaction) -> Result<()> {
+        self.announced = Announced::Unknown;
+        write_outstanding(
+            txn,
+            Some(Outstanding {
+                round: self.upcoming,
+                len: self.capacity_after_reset(),
+            }),
+        )
+    }
+
+    /// Whether this round leaves the journal oversize: larger than the
+    /// smallest size, and using at most a quarter of it.
+    fn round_is_oversize(&self) -> bool {
+        self.capacity > crate::StoreOptions::MIN_JOURNAL_BYTES && self.end <= self.capacity / 4
+    }
+
+    /// The journal's size once [`Journal::reset`] and
+    /// [`Journal::shrink_if_oversize`] have run (if the cut succeeds).
+    fn capacity_after_reset(&self) -> u64 {
+        let quiet = if self.round_is_oversize() {
+            self.quiet_rounds + 1
+        } else {
+            0
+        };
+        if quiet >= SHRINK_AFTER {
+            (self.capacity / 2).max(crate::StoreOptions::MIN_JOURNAL_BYTES)
+        } else {
+            self.capacity
+        }
+    }
+
+    /// True when the database may say the journal holds records it lacks.
+    pub fn is_needed(&self) -> bool {
+        self.announced != Announced::Nothing
+    }
+
+    /// Writes into `txn`, the durable commit that closes the store, that the
+    /// database needs the journal no more: it holds every record.
+    pub fn withdraw(&self, txn: &WriteTransaction) -> Result<()> {
+        write_outstanding(txn, None)
+    }
+
+    /// Maintenance may have replaced the database: what it says of the
+    /// journal is not known, and the next record needs an announcement.
+    pub fn forget_announcement(&mut self) {
+        self.announced = Announced::Unknown;
+    }
+
     fn io(&self, action: &'static str, error: std::io::Error) -> Error {
         Error::io(action, &self.path, error)
     }
+}
+
+impl Recovery {
+    /// Applies the records found to `db` in one durable commit, which
+    /// records the last one's lsn and withdraws what the database said of
+    /// the journal (it holds every record now); no commit when there is
+    /// neither. The last lsn the database holds.
+    fn replay(&self, db: &mut Database) -> Result<u64> {
+        let durable = durable_lsn(db)?;
+        if self.records.is_empty() && !self.announced {
+            return Ok(durable);
+        }
+        tracing::info!(
+            records = self.records.len(),
+            "replaying the journal into the database"
+        );
+        let mut txn = db.begin_write()?;
+        set_durability(&mut txn, RedbDurability::Immediate)?;
+        let last = self.records.last().map_or(durable, |&(lsn, _)| lsn);
+        {
+            let mut tables = WriteTables::open(&txn);
+            for (_, payload) in &self.records {
+                tables.apply_changes(payload)?;
+            }
+            tables.set_journal_lsn(last)?;
+        }
+        write_outstanding(&txn, None)?;
+        txn.commit()?;
+        Ok(last)
+    }
+
+    /// Replays the records found into `db` (its writes still held: a store
+    /// opened read-only, whose files are never written).
+    pub fn replay_in_memory(self, db: &mut Database) -> Result<()> {
+        self.replay(db).map(drop)
+    }
+
+    /// Goes on with the open: replays the records found into `db` (whose
+    /// held writes were released) in a durable commit, which also says the
+    /// database needs the journal no more (made for that alone when there
+    /// is nothing to replay but the database said it: the journal may be
+    /// cut to a smaller size next), and returns the journal over
+    /// `file` (the same file, opened for writing; created when missing),
+    /// empty and `size` bytes long (zero-filled when it was shorter, cut
+    /// once replayed when it was longer).
+    ///
+    /// `direct`: the file opened a second time for direct I/O, if the
+    /// storage offers it.
+    pub fn open_journal(
+        self,
+        file: Box<dyn StorageBackend>,
+        direct: Option<std::fs::File>,
+        max: u64,
+        db: &mut Database,
+    ) -> Result<Journal> {
+        let last = self.replay(db)?;
+        let mut journal = Journal::new(file, direct, self.path);
+        journal.max = max;
+        let written = journal
+            .file
+            .len()
+            .map_err(|e| journal.io("read the size of", e))?;
+        journal.next_lsn = last + 1;
+        journal.capacity = journal.grow_to(crate::StoreOptions::MIN_JOURNAL_BYTES, written)?;
+        journal.synced = journal.last_appended();
+        journal.cut_to(max)?;
+        if self.starts_empty {
+            journal.mark_checkpointed()?;
+        }
+        Ok(journal)
+    }
+}
+
+/// What `db` says durably of its journal: the round that may hold records
+/// it lacks, if any.
+fn outstanding(db: &Database) -> Result<Option<Outstanding>> {
+    use redb::ReadableDatabase;
+    let txn = db.begin_read()?;
+    let Some(table) = crate::tables::open_if_present(&txn, OUTSTANDING)? else {
+        return Ok(None);
+    };
+    let Some(value) = table.get(OUTSTANDING_ROUND)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 16] = value
+        .value()
+        .try_into()
+        .map_err(|_| Error::corrupt_record("journal_outstanding", "the round entry is not 16 bytes"))?;
+    let [round, len] =
+        [&bytes[..8], &bytes[8..]].map(|half| u64::from_le_bytes(half.try_into().unwrap_or_default()));
+    Ok(Some(Outstanding { round, len }))
+}
+
+/// Writes into `txn` what the database says of its journal (`None`:
+/// nothing, the table removed).
+fn write_outstanding(txn: &WriteTransaction, outstanding: Option<Outstanding>) -> Result<()> {
+    let Some(Outstanding { round, len }) = outstanding else {
+        txn.delete_table(OUTSTANDING)?;
+        return Ok(());
+    };
+    let mut value = [0u8; 16];
+    value[..8].copy_from_slice(&round.to_le_bytes());
+    value[8..].copy_from_slice(&len.to_le_bytes());
+    txn.open_table(OUTSTANDING)?
+        .insert(OUTSTANDING_ROUND, value.as_slice())?;
+    Ok(())
 }
 
 /// Writes `bytes` at `offset` of a file opened for direct I/O.
@@ -1138,6 +1459,7 @@ mod tests {
         use super::{checksum, UNNUMBERED_HEADER};
 
         let (disk, id) = crashed_with(4);
+        written_before_announcements(&disk);
         let journal = journal_path(Path::new(STORE));
         let bytes = disk.bytes(&journal);
         let mut old = vec![0u8; bytes.len()];
@@ -1292,12 +1614,21 @@ mod tests {
         let journal = journal_path(Path::new(STORE));
         let bytes = disk.bytes(&journal);
         let (at, len) = records(&bytes)[3];
-        // Inside record 4; and right after it, where nothing tells the
-        // journal's end from the cut but the file's size.
-        for (cut, expected) in [
-            (at + HEADER + len / 2, "past the end of the file"),
-            (at, "shorter than"),
-        ] {
+        let cuts = [at + HEADER + len / 2, at];
+        // The database says how long the journal was.
+        for cut in cuts {
+            disk.set_bytes(&journal, bytes[..cut].to_vec());
+            let error = open_error(&disk);
+            assert!(
+                matches!(&error, crate::Error::JournalLost { path, why } if path == &journal && why.contains("cut short")),
+                "{cut}: {error}"
+            );
+        }
+        // A database written before it said so: inside record 4; and right
+        // after it, where nothing tells the journal's end from the cut but
+        // the file's size.
+        written_before_announcements(&disk);
+        for (cut, expected) in cuts.into_iter().zip(["past the end of the file", "shorter than"]) {
             disk.set_bytes(&journal, bytes[..cut].to_vec());
             let error = open_error(&disk);
             assert!(
@@ -1305,6 +1636,36 @@ mod tests {
                 "{cut}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn a_journal_of_zeros_beside_a_crashed_store_is_refused() {
+        let (disk, _) = crashed_with(2);
+        let journal = journal_path(Path::new(STORE));
+        let len = disk.bytes(&journal).len();
+        disk.set_bytes(&journal, vec![0; len]);
+        let error = open_error(&disk);
+        assert!(
+            matches!(&error, crate::Error::JournalLost { why, .. } if why.contains("zeros")),
+            "{error}"
+        );
+        assert_eq!(
+            disk.bytes(&journal),
+            vec![0; len],
+            "the refused open wrote the journal"
+        );
+    }
+
+    /// Removes from the database what it says of its journal, as a version
+    /// before it said anything left it.
+    fn written_before_announcements(disk: &Disk) {
+        let file = disk.0.lock().unwrap()[Path::new(STORE)].clone();
+        let db = redb::Builder::new()
+            .create_with_backend(SimBackend(file))
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(super::OUTSTANDING).unwrap());
+        txn.commit().unwrap();
     }
 
     #[test]

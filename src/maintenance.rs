@@ -50,7 +50,7 @@ impl SessionStore {
     /// [`Error::SnapshotOpen`] and checks nothing.
     pub fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
         let path = self.path().to_path_buf();
-        let storage = self.maintain(move |db| {
+        let storage = self.examine(move |db| {
             guard_panics(&path, || match db.check_integrity() {
                 Ok(true) => Ok(None),
                 Ok(false) => Ok(Some(
@@ -130,7 +130,8 @@ impl SessionStore {
             let fresh = NewFile::create(&path, permissions)?;
             write_copy_to(&txn, fresh.path(), &mut |_, _| {})?;
             drop(txn);
-            let new_db = options.open_database(fresh.path())?;
+            let (new_db, file) = options.open_database(fresh.path())?;
+            file.release().map_err(|e| Error::io("write", fresh.path(), e))?;
             fresh.replace(&path)?;
             let old = std::mem::replace(db, new_db);
             drop(old);

@@ -189,6 +189,40 @@ pub struct StoreOptions {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub create_if_missing: bool,
+    /// Opens the store to read it only (default `false`): no file is
+    /// written, created or locked for writing, so a store whose files the
+    /// process may only read (mode 0444, a read-only mount, another
+    /// account's files) can be read. Every write is refused with
+    /// [`Error::ReadOnly`].
+    ///
+    /// A store that was not closed cleanly is recovered in memory: redb's
+    /// repair and the replay of its journal are kept in memory (the pages
+    /// they rewrite: about the size of the journal's records, at most), and
+    /// the reads see every acknowledged write; the files stay as they are,
+    /// for the next open for writing to recover. As an open for writing,
+    /// it refuses a crashed store whose journal is missing, cut short or
+    /// another run's ([`Error::JournalLost`]). The file must exist. As an
+    /// open for writing, it is refused while another process has the store
+    /// open for writing ([`Error::InUse`]), and it holds off such an open
+    /// while it lasts.
+    ///
+    /// ```
+    /// use sessionstore::{Error, NewMessage, SessionStore, StoreOptions};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let store = SessionStore::open(&path)?;
+    /// let id = store.create_session(Some("ana"))?;
+    /// store.add_message(id, NewMessage::user("hello"))?;
+    /// drop(store);
+    ///
+    /// let options = StoreOptions { read_only: true, ..StoreOptions::default() };
+    /// let store = SessionStore::open_with(&path, options)?;
+    /// assert_eq!(store.get_session(id)?.unwrap().messages[0].content, "hello");
+    /// let refused = store.add_message(id, NewMessage::user("more")).unwrap_err();
+    /// assert!(matches!(refused, Error::ReadOnly { .. }));
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub read_only: bool,
 }
 
 impl Default for StoreOptions {
@@ -202,6 +236,7 @@ impl Default for StoreOptions {
             max_journal_bytes: 32 << 20,
             verify_after_crash: true,
             create_if_missing: true,
+            read_only: false,
         }
     }
 }
@@ -216,6 +251,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("max_journal_bytes", &self.max_journal_bytes)
             .field("verify_after_crash", &self.verify_after_crash)
             .field("create_if_missing", &self.create_if_missing)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -249,19 +285,22 @@ impl StoreOptions {
 
     /// Opens the redb database at `path` through [`StoreOptions::storage`],
     /// creating it when missing or empty if
-    /// [`StoreOptions::create_if_missing`].
+    /// [`StoreOptions::create_if_missing`], its writes held (see
+    /// [`DatabaseFile`]): the caller releases them once it has decided to
+    /// go on. Read-only: the file must exist, and is never written.
     ///
     /// A file whose creation was cut short (the process killed while redb
     /// wrote its first header, which gets its magic number last) holds
     /// nothing: it is created again instead of being refused as corrupt
-    /// (or refused as no store, when the open may not create one).
-    pub(crate) fn open_database(&self, path: &Path) -> Result<Database> {
+    /// (or refused as no store, when the open may not create one or is
+    /// read-only).
+    pub(crate) fn open_database(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
         if !self.create_if_missing {
             self.refuse_no_file(path)?;
         }
         match self.open_database_once(path) {
             Err(Error::Corrupt { .. }) if self.is_unfinished_creation(path)? => {
-                if !self.create_if_missing {
+                if !self.create_if_missing || self.read_only {
                     return Err(no_store(
                         path,
                         "the file holds nothing but zeros (at most the header of a creation cut short)",
@@ -294,31 +333,40 @@ impl StoreOptions {
         }
     }
 
-    /// The last sync redb asks for while opening is made before the file's
-    /// next write (see [`DatabaseFile`]).
-    fn open_database_once(&self, path: &Path) -> Result<Database> {
-        let file = DatabaseFile::opening(self.open_backend(path)?);
-        let opened = redb::Builder::new()
+    fn open_database_once(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
+        let backend = self.open_backend(path)?;
+        let file = if self.read_only {
+            DatabaseFile::read_only(backend)
+        } else {
+            DatabaseFile::opening(backend)
+        }
+        .map_err(|e| Error::io("open", path, e))?;
+        let db = redb::Builder::new()
             .set_cache_size(self.cache_bytes)
-            .create_with_backend(file.clone());
-        file.opened();
-        match opened {
-            Ok(db) => Ok(db),
-            Err(e) => {
-                // What the failed open wrote and asked to sync is synced
-                // still: the next open's writes must not overtake it.
-                if let Err(sync) = file.settle() {
-                    tracing::warn!(path = %path.display(), error = %sync, "syncing after a failed open");
-                }
-                Err(open_error(path, e))
-            }
+            .create_with_backend(file.clone())
+            .map_err(|e| open_error(path, e))?;
+        Ok((db, file))
+    }
+
+    /// The journal at `path` opened to be read only; `None` when there is
+    /// none.
+    fn look_at_journal(&self, path: &Path) -> Result<Option<Box<dyn redb::StorageBackend>>> {
+        match self.storage.open_read_only(path, FileRole::Journal) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open", path, e)),
         }
     }
 
+    /// The database file as the open uses it: to read only when
+    /// [`StoreOptions::read_only`].
     fn open_backend(&self, path: &Path) -> Result<Box<dyn redb::StorageBackend>> {
-        self.storage
-            .open(path, FileRole::Database)
-            .map_err(|e| Error::io("open", path, e))
+        if self.read_only {
+            self.storage.open_read_only(path, FileRole::Database)
+        } else {
+            self.storage.open(path, FileRole::Database)
+        }
+        .map_err(|e| Error::io("open", path, e))
     }
 
     /// Whether the file at `path` is what a creation cut short leaves: no
@@ -411,7 +459,8 @@ impl OwnedAccess {
 struct Inner {
     path: PathBuf,
     db: Arc<RwLock<Database>>,
-    writer: Writer,
+    /// `None` when the store is read-only.
+    writer: Option<Writer>,
     options: StoreOptions,
     expiry: Arc<ExpiryState>,
     cache: Arc<MessageCache>,
@@ -466,38 +515,74 @@ impl SessionStore {
         Self::open_with(path, StoreOptions::default())
     }
 
+    /// Opens the store at `path` to read it only: see
+    /// [`StoreOptions::read_only`].
+    ///
+    /// ```
+    /// use sessionstore::SessionStore;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let id = SessionStore::open(&path)?.create_session(None)?;
+    /// let store = SessionStore::open_read_only(&path)?;
+    /// assert!(store.get_session(id)?.is_some());
+    /// assert!(store.create_session(None).unwrap_err().is_refusal());
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        let options = StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        };
+        Self::open_with(path, options)
+    }
+
     /// Opens the store with the given options.
+    ///
+    /// After a crash, the journal's records the database lacks are
+    /// replayed. An open that cannot go on (the file is damaged, not a
+    /// store, of another version, or in use; the store was not closed
+    /// cleanly and its journal is missing, cut short or another run's:
+    /// [`Error::JournalLost`]) changes no file: it fails the same way when
+    /// tried again.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         options.validate()?;
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(parent) = parent.filter(|_| options.create_if_missing) {
+        if let Some(parent) = parent.filter(|_| options.create_if_missing && !options.read_only) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal, expiry, held) = guard_panics(&path, || {
-            let mut db = options.open_database(&path)?;
+            let (mut db, file) = options.open_database(&path)?;
             let held = crate::open_files::hold(&path);
             initialise(&path, &db)?;
             let journal_path = journal_path(&path);
-            let journal_file = options
-                .storage
-                .open(&journal_path, FileRole::Journal)
-                .map_err(|e| Error::io("open", &journal_path, e))?;
-            let direct = options.storage.open_direct(&journal_path);
-            let journal = Journal::recover(
-                journal_file,
-                direct,
-                journal_path,
-                options.max_journal_bytes,
+            let recovery = Journal::inspect(
+                options.look_at_journal(&journal_path)?,
+                journal_path.clone(),
                 options.verify_after_crash,
                 &mut db,
             )?;
+            let journal = if options.read_only {
+                recovery.replay_in_memory(&mut db)?;
+                None
+            } else {
+                let journal_file = options
+                    .storage
+                    .open(&journal_path, FileRole::Journal)
+                    .map_err(|e| Error::io("open", &journal_path, e))?;
+                let direct = options.storage.open_direct(&journal_path);
+                // Decided: what the open wrote reaches the file.
+                file.release().map_err(|e| Error::io("write", &path, e))?;
+                Some(recovery.open_journal(journal_file, direct, options.max_journal_bytes, &mut db)?)
+            };
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry, held))
         })?;
         let db = Arc::new(RwLock::new(db));
         let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
-        let writer = Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone())?;
+        let writer = journal
+            .map(|journal| Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone()))
+            .transpose()?;
         Ok(SessionStore {
             durability: options.durability,
             inner: Arc::new(Inner {
@@ -584,7 +669,14 @@ impl SessionStore {
         T: Send + 'static,
         F: FnOnce(&mut WriteTables<'_>) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.write(self.durability, op)
+        self.writer()?.write(self.durability, op)
+    }
+
+    /// The writer; [`Error::ReadOnly`] when the store is read-only.
+    fn writer(&self) -> Result<&Writer> {
+        self.inner.writer.as_ref().ok_or_else(|| Error::ReadOnly {
+            path: self.inner.path.clone(),
+        })
     }
 
     pub(crate) fn expiry_state(&self) -> Arc<ExpiryState> {
@@ -605,14 +697,29 @@ impl SessionStore {
         T: Send + 'static,
         F: FnOnce(&mut Database) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.maintain(op)
+        self.writer()?.maintain(op)
+    }
+
+    /// Runs `op` with the database to itself, as [`SessionStore::maintain`]
+    /// does; in a read-only store too, whose writes stay in memory (`op`
+    /// may only examine the database: redb's integrity check).
+    pub(crate) fn examine<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Database) -> Result<T> + Send + 'static,
+    {
+        if self.inner.writer.is_some() {
+            return self.maintain(op);
+        }
+        let mut db = self.inner.db.write().map_err(|_| Error::WriterStopped)?;
+        op(&mut db)
     }
 
     pub(crate) fn maintain_importing<T, F>(&self, op: F) -> Result<T>
     where
         F: FnOnce(&mut Database, &mut crate::writer::Unindexed) -> Result<T>,
     {
-        self.inner.writer.maintain_importing(op)
+        self.writer()?.maintain_importing(op)
     }
 
     // ---- sessions -------------------------------------------------------

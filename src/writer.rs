@@ -323,8 +323,9 @@ impl Writer {
                     Err(_) => Err(Error::WriterStopped),
                 };
                 committer.imported |= importing;
-                // Maintenance may have rewritten anything.
+                // Maintenance may have rewritten anything: the file too.
                 committer.cache.clear();
+                committer.journal.forget_announcement();
                 result
             })
             .unwrap_or(Err(Error::WriterStopped))
@@ -668,6 +669,12 @@ impl Committer {
         let mut durable = take_in(jobs, queued);
         let lock = self.db.clone();
         let db = lock.read().map_err(|_| Error::WriterStopped)?;
+        if !self.journal.is_announced() && !self.imported {
+            // Before a round's first record, the database says durably that
+            // the journal may hold records it lacks: an open after a crash
+            // then refuses to go on without the journal.
+            self.journal.announce(&db)?;
+        }
         let mut txn = db.begin_write()?;
         let (changes, notes, journaled) = {
             let mut tables = WriteTables::open(&txn);
@@ -709,6 +716,7 @@ impl Committer {
             // starts over.
             set_durability(&mut txn, RedbDurability::Immediate)?;
             index_in(&txn, &mut self.unindexed)?;
+            self.journal.announce_next(&txn)?;
             txn.commit()?;
             self.unindexed.clear();
             self.imported = false;
@@ -761,6 +769,13 @@ impl Committer {
         let mut txn = db.begin_write()?;
         set_durability(&mut txn, RedbDurability::Immediate)?;
         index_in(&txn, &mut self.unindexed)?;
+        if !self.failed {
+            self.journal.announce_next(&txn)?;
+        }
+        // Else the writer stops after this checkpoint, and the journal may
+        // hold a record past what the database holds, of the current round
+        // (its batch failed, and it could not be withdrawn): the database
+        // goes on saying that round holds records, and it replays.
         txn.commit()?;
         drop(db);
         self.unindexed.clear();
@@ -769,10 +784,26 @@ impl Committer {
         Ok(())
     }
 
-    /// The last checkpoint, when the store closes; the journal, then empty,
-    /// is cut to its smallest size.
+    /// Closing: makes every commit durable in redb, and says the database
+    /// needs the journal no more, so that the next open needs none; the
+    /// journal is then cut to its smallest size. A failure is logged: the
+    /// database then still says it needs the journal, which keeps the
+    /// writes (and its size).
     fn close(&mut self) {
-        self.checkpoint_logged();
+        if !self.journal.is_empty() || self.journal.is_needed() {
+            let closed = self.db.read().map_err(|_| Error::WriterStopped).and_then(|db| {
+                let mut txn = db.begin_write()?;
+                set_durability(&mut txn, RedbDurability::Immediate)?;
+                index_in(&txn, &mut self.unindexed)?;
+                self.journal.withdraw(&txn)?;
+                txn.commit()?;
+                Ok(())
+            });
+            if let Err(error) = closed {
+                tracing::warn!(%error, "the last checkpoint failed; the journal keeps the writes");
+                return;
+            }
+        }
         self.journal.shrink_to_smallest();
     }
 

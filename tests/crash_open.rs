@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::assert_clean;
@@ -28,10 +28,6 @@ fn options(disk: &SimDisk, verify_after_crash: bool) -> StoreOptions {
 
 fn database() -> PathBuf {
     PathBuf::from(STORE)
-}
-
-fn journal() -> PathBuf {
-    SessionStore::files_beside(Path::new(STORE)).remove(0)
 }
 
 fn contents(store: &SessionStore, id: Uuid) -> sessionstore::Result<Vec<String>> {
@@ -94,12 +90,7 @@ fn crashed_store() -> Crashed {
 
 /// Whether the database of `files` lacks `last`: only the journal holds it.
 fn needs_replay(files: &Files, last: Uuid) -> bool {
-    let mut without_journal = files.clone();
-    without_journal.remove(&journal());
-    let disk = SimDisk::with_files(without_journal);
-    let store = SessionStore::open_with(STORE, options(&disk, true)).unwrap();
-    let found = store.get_session(last).unwrap().is_some();
-    !found
+    common::messages_in_database(&files[&database()].to_bytes(), last) == 0
 }
 
 /// `files` with every copy of the needle's bytes in the database changed.

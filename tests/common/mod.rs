@@ -33,6 +33,23 @@ pub fn assert_clean(store: &SessionStore) {
     assert!(report.is_clean(), "check found problems: {:#?}", report.problems);
 }
 
+/// How many messages of session `id` the database whose bytes are
+/// `database` holds, read with redb alone in a copy: without the journal,
+/// which the store would replay (or refuse to open without).
+pub fn messages_in_database(database: &[u8], id: Uuid) -> usize {
+    const MESSAGES: redb::TableDefinition<(u128, u64), &[u8]> = redb::TableDefinition::new("messages");
+    let copy = tempfile::NamedTempFile::new().expect("temporary file");
+    std::fs::write(copy.path(), database).expect("copy the database");
+    let db = redb::Database::open(copy.path()).expect("redb opens the copy");
+    let txn = redb::ReadableDatabase::begin_read(&db).expect("read");
+    let messages = txn.open_table(MESSAGES).expect("the messages table");
+    let session = id.as_u128();
+    messages
+        .range((session, 0)..(session, u64::MAX))
+        .expect("range")
+        .count()
+}
+
 /// The time `age` ago, in the store's own (aware) form.
 pub fn ago(age: Duration) -> Timestamp {
     let micros = Timestamp::now().micros() - i64::try_from(age.as_micros()).expect("age fits");

@@ -44,7 +44,7 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
             session_id,
             last,
             json,
-        } => chat_history(out, &open(db)?, session_id, last, json)?,
+        } => chat_history(out, &open_to_read(db)?, session_id, last, json)?,
         Command::ChatCleanup {
             max_age_hours,
             purge_expired_days,
@@ -53,13 +53,13 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
             user_id,
             include_expired,
             limit,
-        } => chat_sessions(out, &open(db)?, &user_id, include_expired, limit)?,
+        } => chat_sessions(out, &open_to_read(db)?, &user_id, include_expired, limit)?,
         Command::ChatExpire { session_id } => chat_expire(out, &open(db)?, session_id)?,
         Command::ChatDelete { session_id, yes } => chat_delete(out, &open(db)?, session_id, yes)?,
         Command::ChatEraseUser { user_id, yes } => chat_erase_user(out, &open(db)?, &user_id, yes)?,
-        Command::Stats => stats(out, &open(db)?)?,
-        Command::Backup { dest } => backup(out, &open(db)?, &dest)?,
-        Command::Check => check(out, &open(db)?)?,
+        Command::Stats => stats(out, &open_to_read(db)?)?,
+        Command::Backup { dest } => backup(out, &open_to_read(db)?, &dest)?,
+        Command::Check => check(out, &open_to_read(db)?)?,
         Command::Compact => compact(out, &open(db)?)?,
         Command::ExportRetrieval {
             format,
@@ -96,6 +96,15 @@ fn open(db: &Path) -> Result<SessionStore, Failure> {
         )),
         other => other.into(),
     })
+}
+
+/// Opens an existing store to read it: read-only when this process may not
+/// write its files (their mode, a read-only mount).
+fn open_to_read(db: &Path) -> Result<SessionStore, Failure> {
+    match open(db) {
+        Err(Failure::Store(error)) if error.is_not_writable() => Ok(SessionStore::open_read_only(db)?),
+        opened => opened,
+    }
 }
 
 /// Why session `id` cannot be used: expired (and since when), or missing.
