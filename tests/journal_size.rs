@@ -254,6 +254,41 @@ fn a_journal_long_unused_beyond_a_quarter_is_halved_at_checkpoints() {
     assert_eq!(contents(&store, id).len(), 1 + 40 * 256);
 }
 
+/// A power loss in the round right after a checkpoint halved the journal:
+/// the checkpoint said the database needs the journal at the length it has
+/// once halved, so the open replays it instead of refusing it as cut.
+#[test]
+fn a_crash_right_after_the_journal_was_halved_loses_nothing() {
+    let disk = SimDisk::default();
+    let store = open(&disk, 1 << 20);
+    let id = store.create_session(None).unwrap();
+    store
+        .add_message(id, NewMessage::user(content(1, 500_000)))
+        .unwrap();
+    let relaxed = store.with_durability(Durability::Relaxed);
+    let mut size = journal_len(&disk);
+    let mut sent = 1;
+    // Small writes: a checkpoint every 256, each using less than a quarter
+    // of the journal, until one halves it.
+    while journal_len(&disk) >= size {
+        size = journal_len(&disk);
+        relaxed
+            .add_message(id, NewMessage::user(format!("{sent}")))
+            .unwrap();
+        sent += 1;
+        assert!(sent < 64 * 256, "never halved");
+    }
+    store
+        .add_message(id, NewMessage::user("after the halving"))
+        .unwrap();
+    let crashed = SimDisk::with_files(disk.synced());
+    drop(store);
+    let store = SessionStore::open_with(STORE, options(&crashed, 1 << 20)).expect("the open after the crash");
+    let kept = contents(&store, id);
+    assert_eq!(kept.len(), sent + 1);
+    assert_eq!(kept.last().map(String::as_str), Some("after the halving"));
+}
+
 /// A store on a 1 MiB journal whose last durable writes lie in the journal
 /// alone, past its first 64 KiB, as a power loss right after them leaves
 /// it. A checkpoint by age (a slow, loaded machine) would move them into
