@@ -20,7 +20,7 @@ use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
 use crate::storage::{DatabaseFile, FileRole, FileStorage, StorageFactory};
-use crate::tables::{self, WriteTables};
+use crate::tables::{self, IdempotencyRecord, WriteTables};
 use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
 
@@ -603,7 +603,70 @@ impl SessionStore {
     /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
     /// ```
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        self.append_messages(id, None, messages, Access::Any)
+        self.append_messages(id, Append::checked(None), messages, Access::Any)
+    }
+
+    /// As [`add_messages`](Self::add_messages), only if the first message
+    /// would get seq `expected_next_seq`; otherwise refuses with
+    /// [`Error::SeqConflict`] and writes nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::{Error, NewMessage};
+    /// let id = store.create_session(None).unwrap();
+    /// store.add_messages_if(id, 0, vec![NewMessage::user("hi"), NewMessage::assistant("hello")]).unwrap();
+    /// let late = store.add_messages_if(id, 0, vec![NewMessage::user("hi")]).unwrap_err();
+    /// assert!(matches!(late, Error::SeqConflict { actual: 2, .. }));
+    /// ```
+    pub fn add_messages_if(
+        &self,
+        id: Uuid,
+        expected_next_seq: u64,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        self.append_messages(
+            id,
+            Append::checked(Some(expected_next_seq)),
+            messages,
+            Access::Any,
+        )
+    }
+
+    /// As [`add_messages`](Self::add_messages) (or
+    /// [`add_messages_if`](Self::add_messages_if) when
+    /// `expected_next_seq` is given), remembering `key`, a text the caller
+    /// chose for this append (1 to 255 bytes), in the same commit: a call
+    /// again with the same session and key appends nothing and returns the
+    /// ids the first call gave. A client that lost the answer (a dropped
+    /// connection, a crash after the call) retries safely.
+    ///
+    /// A session remembers its keys for 24 hours, and its newest 64 of them
+    /// (older ones are forgotten by its next idempotent append); deleting
+    /// the session forgets them. The key is not checked against the
+    /// messages: a different request under a remembered key gets the first
+    /// one's ids too.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::NewMessage;
+    /// let id = store.create_session(None).unwrap();
+    /// let turn = || vec![NewMessage::user("books by Aldus"), NewMessage::assistant("Found 3 books")];
+    /// let first = store.add_messages_idempotent(id, "turn-1", None, turn()).unwrap();
+    /// let retry = store.add_messages_idempotent(id, "turn-1", None, turn()).unwrap();
+    /// assert_eq!(first, retry);
+    /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
+    /// ```
+    pub fn add_messages_idempotent(
+        &self,
+        id: Uuid,
+        key: &str,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        let append = Append::idempotent(key, expected_next_seq)?;
+        self.append_messages(id, append, messages, Access::Any)
     }
 
     fn add_message_checked(
@@ -613,7 +676,8 @@ impl SessionStore {
         message: NewMessage,
         access: Access<'_>,
     ) -> Result<u64> {
-        let mut added = self.append_messages(id, expected_next_seq, vec![message], access)?;
+        let mut added =
+            self.append_messages(id, Append::checked(expected_next_seq), vec![message], access)?;
         added
             .pop()
             .ok_or_else(|| Error::invalid("messages", "none to add"))
@@ -623,7 +687,7 @@ impl SessionStore {
     fn append_messages(
         &self,
         id: Uuid,
-        expected_next_seq: Option<u64>,
+        append: Append,
         messages: Vec<NewMessage>,
         access: Access<'_>,
     ) -> Result<Vec<u64>> {
@@ -643,8 +707,14 @@ impl SessionStore {
         let access = access.to_owned();
         self.write(move |tables| {
             let key = id.as_u128();
-            let old = writable_session(tables, id, access.borrow())?;
-            if let Some(expected) = expected_next_seq {
+            let visible = visible_session(tables, id, access.borrow())?;
+            if let Some(idempotency_key) = &append.idempotency_key {
+                if let Some(remembered) = tables.idempotency_key(key, idempotency_key)? {
+                    return Ok(remembered.ids);
+                }
+            }
+            let old = active_in_write(tables, id, visible)?;
+            if let Some(expected) = append.expected_next_seq {
                 if expected != old.message_count {
                     return Err(Error::SeqConflict {
                         session: id,
@@ -674,8 +744,15 @@ impl SessionStore {
             new.updated_at = (&now).into();
             tables.set_next_message_id(first_id + added.len() as u64)?;
             tables.put_session(key, Some(&old), new)?;
-            let ids = added.iter().map(|m| m.id).collect();
+            let ids: Vec<u64> = added.iter().map(|m| m.id).collect();
             tables.describe_last_write(key, Edit::Appended(added));
+            if let Some(idempotency_key) = &append.idempotency_key {
+                let record = IdempotencyRecord {
+                    created_micros: now.micros(),
+                    ids: ids.clone(),
+                };
+                tables.remember_idempotency_key(key, idempotency_key, &record)?;
+            }
             Ok(ids)
         })
     }
@@ -1167,7 +1244,36 @@ impl UserView<'_> {
 
     /// As [`SessionStore::add_messages`], for this user's sessions only.
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        self.store.append_messages(id, None, messages, self.access())
+        self.store
+            .append_messages(id, Append::checked(None), messages, self.access())
+    }
+
+    /// As [`SessionStore::add_messages_if`], for this user's sessions only.
+    pub fn add_messages_if(
+        &self,
+        id: Uuid,
+        expected_next_seq: u64,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        self.store.append_messages(
+            id,
+            Append::checked(Some(expected_next_seq)),
+            messages,
+            self.access(),
+        )
+    }
+
+    /// As [`SessionStore::add_messages_idempotent`], for this user's
+    /// sessions only.
+    pub fn add_messages_idempotent(
+        &self,
+        id: Uuid,
+        key: &str,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        let append = Append::idempotent(key, expected_next_seq)?;
+        self.store.append_messages(id, append, messages, self.access())
     }
 
     /// As [`SessionStore::update_context`], for this user's sessions only.
@@ -1367,10 +1473,45 @@ fn cutoff_micros(age: Duration) -> i64 {
 /// The active session `id` inside a write, or the refusal.
 fn writable_session(tables: &mut WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
     let record = visible_session(tables, id, access)?;
+    active_in_write(tables, id, record)
+}
+
+/// `record`, the session `id` read inside a write, if it is active.
+fn active_in_write(tables: &mut WriteTables<'_>, id: Uuid, record: SessionRecord) -> Result<SessionRecord> {
     if expiry::expired_at(tables.expiry_events.table()?, &record)?.is_some() {
         return Err(Error::SessionNotFound(id));
     }
     Ok(record)
+}
+
+/// How an append is checked: the seq its first message must get, the
+/// idempotency key it is remembered under.
+struct Append {
+    expected_next_seq: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+impl Append {
+    fn checked(expected_next_seq: Option<u64>) -> Self {
+        Append {
+            expected_next_seq,
+            idempotency_key: None,
+        }
+    }
+
+    /// Refuses an empty key and one over 255 bytes.
+    fn idempotent(key: &str, expected_next_seq: Option<u64>) -> Result<Self> {
+        if key.is_empty() || key.len() > 255 {
+            return Err(Error::invalid(
+                "idempotency_key",
+                format!("{} bytes is not within 1..=255", key.len()),
+            ));
+        }
+        Ok(Append {
+            expected_next_seq,
+            idempotency_key: Some(key.to_owned()),
+        })
+    }
 }
 
 /// The session `id`, expired or not, inside a write, if `access` may see it.
