@@ -27,6 +27,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_store;
 mod bulk;
 mod cache;
 mod encoding;
@@ -39,12 +41,16 @@ mod json;
 mod maintenance;
 mod model;
 pub mod query;
+#[cfg(feature = "server")]
+pub mod server;
 mod storage;
 mod store;
 mod tables;
 mod timestamp;
 mod writer;
 
+#[cfg(feature = "tokio")]
+pub use async_store::{AsyncSessionStore, AsyncUserView};
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
