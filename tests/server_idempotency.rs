@@ -4,6 +4,9 @@
 
 use sessionstore::{Error, NewMessage, SessionStore};
 
+#[cfg(feature = "server")]
+mod server_support;
+
 fn turn(text: &str) -> Vec<NewMessage> {
     vec![NewMessage::user(text), NewMessage::assistant("Found 3 books")]
 }
@@ -115,4 +118,61 @@ fn a_session_keeps_its_newest_64_keys_and_deleting_it_forgets_them() {
     let report = store.compact(&mut |_, _| {}).unwrap();
     assert!(report.after > 0);
     assert!(store.check(&mut |_, _| {}).unwrap().is_clean());
+}
+
+/// Over HTTP: a client whose connection drops after sending its append
+/// retries with the same `Idempotency-Key` and gets the first attempt's
+/// ids; the messages are there once.
+#[cfg(feature = "server")]
+mod over_http {
+    use super::server_support::{send_and_drop, Server};
+    use serde_json::json;
+    use sessionstore::server::ServerConfig;
+
+    fn turn() -> Vec<u8> {
+        serde_json::to_vec(&json!({"messages": [
+            {"role": "user", "content": "books by Aldus"},
+            {"role": "assistant", "content": "Found 3 books"}
+        ]}))
+        .unwrap()
+    }
+
+    /// The messages of `session`'s first commit, once they are there.
+    fn wait_for_messages(store: &sessionstore::SessionStore, session: sessionstore::Uuid) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.get_session(session).unwrap().unwrap().messages.len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the append never committed");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_retry_after_a_connection_dropped_after_the_commit_appends_once() {
+        let server = Server::start(ServerConfig::default());
+        let client = &server.client;
+        let id = client.post("/v1/sessions", &json!({})).json()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let session: sessionstore::Uuid = id.parse().unwrap();
+        let path = format!("/v1/sessions/{id}/messages");
+        let key = [("Idempotency-Key", "turn-7f3a")];
+        // The connection drops once the append has committed, its answer
+        // unread: the client cannot know it succeeded.
+        send_and_drop(&client.target, "POST", &path, &key, &turn(), || {
+            wait_for_messages(&server.store, session)
+        });
+        let retry = client.raw("POST", &path, &key, Some(&turn()));
+        assert_eq!(retry.status, 201, "{}", retry.text());
+        let stored = server.store.get_session(session).unwrap().unwrap();
+        assert_eq!(stored.messages.len(), 2, "appended once");
+        let first: Vec<u64> = stored.messages.iter().map(|m| m.id).collect();
+        assert_eq!(retry.json()["ids"], json!(first));
+        // Without the key the same body appends again.
+        assert_eq!(client.raw("POST", &path, &[], Some(&turn())).status, 201);
+        assert_eq!(
+            server.store.get_session(session).unwrap().unwrap().messages.len(),
+            4
+        );
+    }
 }
