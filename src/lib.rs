@@ -43,6 +43,8 @@ mod model;
 pub mod query;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(all(feature = "socket", unix))]
+mod socket;
 mod storage;
 mod store;
 mod tables;
@@ -61,6 +63,8 @@ pub use model::{
     SessionSummary, Stats,
 };
 pub use redb::{BackendError, StorageBackend};
+#[cfg(all(feature = "socket", unix))]
+pub use socket::MAX_SOCKET_PATH;
 pub use storage::{FileRole, FileStorage, StorageFactory};
 pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
 pub use timestamp::{Timestamp, TimestampError, TimestampForm};

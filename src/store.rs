@@ -143,6 +143,16 @@ pub struct StoreOptions {
     /// # Ok::<(), sessionstore::Error>(())
     /// ```
     pub verify_after_crash: bool,
+    /// Whether the store serves its HTTP API (see [`crate::server`]) on a
+    /// local Unix socket while open (default `true` where the library is
+    /// built with its feature `socket`, on by default; ignored without
+    /// it). The socket, `<file>.sock` (see `SessionStore::socket_path`),
+    /// has mode 0600 and serves only the process's own user and root,
+    /// with full rights: the CLI, a cron job's cleanup, a backup reach the
+    /// store while this process holds it. It is removed on close. A
+    /// socket that cannot be made (a read-only folder, say) is logged and
+    /// left out; the open goes on.
+    pub serve_socket: bool,
 }
 
 impl Default for StoreOptions {
@@ -155,6 +165,7 @@ impl Default for StoreOptions {
             storage: Arc::new(FileStorage),
             journal_bytes: 32 << 20,
             verify_after_crash: true,
+            serve_socket: cfg!(feature = "socket"),
         }
     }
 }
@@ -168,6 +179,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("message_cache_bytes", &self.message_cache_bytes)
             .field("journal_bytes", &self.journal_bytes)
             .field("verify_after_crash", &self.verify_after_crash)
+            .field("serve_socket", &self.serve_socket)
             .finish_non_exhaustive()
     }
 }
@@ -350,6 +362,11 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct SessionStore {
+    /// The local socket, shared by the caller's handles only (the
+    /// socket's own handle has `None`): the last of them to go stops it,
+    /// before `inner` goes and the store closes.
+    #[cfg(all(feature = "socket", unix))]
+    socket: Option<Arc<crate::socket::LocalSocket>>,
     inner: Arc<Inner>,
     durability: Durability,
 }
@@ -399,7 +416,10 @@ impl SessionStore {
         let db = Arc::new(RwLock::new(db));
         let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
         let writer = Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone())?;
-        Ok(SessionStore {
+        #[allow(unused_mut)]
+        let mut store = SessionStore {
+            #[cfg(all(feature = "socket", unix))]
+            socket: None,
             durability: options.durability,
             inner: Arc::new(Inner {
                 path,
@@ -409,7 +429,17 @@ impl SessionStore {
                 expiry,
                 cache,
             }),
-        })
+        };
+        #[cfg(all(feature = "socket", unix))]
+        if store.inner.options.serve_socket {
+            match crate::socket::LocalSocket::start(store.clone()) {
+                Ok(socket) => store.socket = Some(Arc::new(socket)),
+                Err(e) => {
+                    tracing::warn!(store = %store.inner.path.display(), error = %e, "serving no local socket")
+                }
+            }
+        }
+        Ok(store)
     }
 
     /// The store file's path.
@@ -431,8 +461,8 @@ impl SessionStore {
     /// ```
     pub fn with_durability(&self, durability: Durability) -> Self {
         SessionStore {
-            inner: self.inner.clone(),
             durability,
+            ..self.clone()
         }
     }
 
