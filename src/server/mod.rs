@@ -55,7 +55,9 @@ pub struct ServerConfig {
     pub tokens: Option<Tokens>,
     /// Longest time a request of the session, message and user routes may
     /// take before it is answered 503 `timeout` (default 30 s). The admin
-    /// routes (backup, compact, export...) have no limit.
+    /// routes (backup, compact, export...) have no limit. A write whose
+    /// answer timed out may still commit: retry appends with the same
+    /// `Idempotency-Key`.
     pub request_timeout: Duration,
     /// Most requests handled at once; more wait (default 256).
     pub max_concurrent_requests: usize,
@@ -133,10 +135,55 @@ fn admin_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the API, as `GET /v1/openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    public_routes()
-        .merge(api_routes())
-        .merge(admin_routes())
-        .into_openapi()
+    let routes = public_routes().merge(api_routes()).merge(admin_routes());
+    with_common_errors(routes.into_openapi())
+}
+
+/// The errors any route may answer, whatever it does: a request that
+/// does not parse, a missing or refused token, a body too large or not
+/// JSON, a store whose writer stopped.
+const COMMON_ERRORS: [(&str, &str); 7] = [
+    (
+        "400",
+        "The request does not parse: its JSON, a path or query parameter",
+    ),
+    ("401", "No valid bearer token (servers with tokens)"),
+    ("403", "The token may not do this"),
+    ("413", "The body is over the size limit"),
+    ("415", "A body that is not application/json"),
+    ("422", "A value breaks a rule; `field` names it"),
+    ("503", "The store's writer has stopped, or the request timed out"),
+];
+
+/// Documents [`COMMON_ERRORS`] on every operation that does not already.
+fn with_common_errors(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+            &mut item.put,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, description) in COMMON_ERRORS {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| {
+                        let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody")));
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content("application/json", body.build())
+                            .build()
+                            .into()
+                    });
+            }
+        }
+    }
+    document
 }
 
 /// Answers 503 `timeout` when the request takes longer than the limit.
@@ -168,6 +215,7 @@ pub fn router(store: SessionStore, config: ServerConfig) -> Router {
         .merge(admin_routes())
         .route_layer(from_fn_with_state(tokens, auth::authenticate));
     let (router, document) = public_routes().merge(protected).split_for_parts();
+    let document = with_common_errors(document);
     let _ = state
         .openapi
         .set(document.to_json().unwrap_or_else(|_| "{}".to_owned()));
