@@ -2,6 +2,7 @@
 //! document by its `#[utoipa::path]`. Each calls the async store as its
 //! [`Caller`]: an admin sees every session, a user token only its user's.
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,7 +19,7 @@ use super::auth::Caller;
 use super::errors::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
 use super::AppState;
-use crate::{AsyncSessionStore, AsyncUserView, Message, NewMessage, Role, Session, SessionCursor};
+use crate::{AsyncSessionStore, AsyncUserView, Error, Message, NewMessage, Role, Session, SessionCursor};
 
 type Answer<T> = std::result::Result<T, ApiError>;
 
@@ -552,7 +553,7 @@ pub struct BackupBody {
     responses(
         (status = 201, description = "The copy is written", body = Value),
         (status = 403, description = "Not an admin token", body = ErrorBody),
-        (status = 422, description = "The destination exists", body = ErrorBody)))]
+        (status = 422, description = "The destination exists, or its folder is missing or not writable", body = ErrorBody)))]
 pub async fn admin_backup(
     State(state): State<AppState>,
     caller: Caller,
@@ -562,7 +563,25 @@ pub async fn admin_backup(
     if body.path.is_empty() {
         return Err(ApiError::invalid("path", "empty"));
     }
-    state.store.backup_to(body.path.clone().into()).await?;
+    state
+        .store
+        .backup_to(body.path.clone().into())
+        .await
+        .map_err(|error| match &error {
+            // A folder that is missing or not writable: the path is at fault.
+            Error::Io { source, .. }
+                if matches!(
+                    source.kind(),
+                    ErrorKind::NotFound
+                        | ErrorKind::PermissionDenied
+                        | ErrorKind::NotADirectory
+                        | ErrorKind::IsADirectory
+                ) =>
+            {
+                ApiError::invalid("path", &error)
+            }
+            _ => ApiError::from(error),
+        })?;
     Ok((StatusCode::CREATED, axum::Json(json!({"path": body.path}))))
 }
 
