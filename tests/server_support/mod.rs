@@ -129,7 +129,7 @@ pub fn send_and_drop(
     drop(stream);
 }
 
-fn parse(raw: &[u8]) -> Reply {
+pub fn parse(raw: &[u8]) -> Reply {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -260,6 +260,22 @@ impl Server {
 }
 
 impl Server {
+    /// Tells the server to stop: it stops accepting and finishes the
+    /// requests in flight (the thread ends when they are done).
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the server has stopped.
+    pub fn join(&mut self) {
+        self.stop();
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+
     /// How many messages the active session `id` holds, read directly.
     pub fn message_count(&self, id: &str) -> usize {
         let session = self.store.get_session(id.parse().unwrap()).unwrap();
