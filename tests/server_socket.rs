@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
-use server_support::{walk::every_route, Client, Target};
+use server_support::walk::{bad_requests, every_route};
+use server_support::{Client, Target};
 use sessionstore::{SessionStore, StoreOptions};
 
 fn client_of(path: &Path) -> Client {
@@ -29,6 +30,19 @@ fn every_route_answers_over_the_socket() {
     let store = SessionStore::open(&path).unwrap();
     every_route(&client_of(&path), dir.path());
     drop(store);
+}
+
+#[test]
+fn bad_requests_over_the_socket_get_their_status_and_a_json_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let options = StoreOptions {
+        max_content_bytes: 1000,
+        ..StoreOptions::default()
+    };
+    let store = SessionStore::open_with(&path, options).unwrap();
+    // The socket's body limit: max_content_bytes plus 1 MiB.
+    bad_requests(&client_of(&path), &store, 1000 + (1 << 20));
 }
 
 #[test]

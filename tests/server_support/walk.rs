@@ -2,7 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::Client;
+use sessionstore::SessionStore;
+
+use super::{Client, Reply};
 
 /// Walks every route once as an admin, checking what each answers.
 pub fn every_route(client: &Client, backup_dir: &std::path::Path) {
@@ -160,4 +162,256 @@ pub fn every_route(client: &Client, backup_dir: &std::path::Path) {
 
     let document = client.get("/v1/openapi.json").json();
     assert!(document["paths"]["/v1/sessions/{id}/messages"]["post"].is_object());
+}
+
+/// Sends every kind of bad request to a server over a store whose
+/// `max_content_bytes` is 1000 and whose body limit is under
+/// `over_body_limit` bytes: each gets its status and a JSON error, and
+/// nothing refused is written to `store`.
+pub fn bad_requests(client: &Client, store: &SessionStore, over_body_limit: usize) {
+    let id = client.post("/v1/sessions", &json!({"user_id": "ana"})).json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let messages = format!("/v1/sessions/{id}/messages");
+    let missing = "/v1/sessions/00000000-0000-4000-8000-000000000000";
+
+    let cases: Vec<(&str, u16, &str, Reply)> = vec![
+        (
+            "malformed JSON",
+            400,
+            "bad_request",
+            client.raw("POST", &messages, &[], Some(b"{\"messages\": [")),
+        ),
+        (
+            "not JSON at all",
+            400,
+            "bad_request",
+            client.raw("POST", "/v1/sessions", &[], Some(b"hello")),
+        ),
+        (
+            "no JSON content type",
+            415,
+            "unsupported_media_type",
+            client.raw(
+                "POST",
+                "/v1/sessions",
+                &[("Content-Type", "text/plain")],
+                Some(b"{}"),
+            ),
+        ),
+        (
+            // serde_json calls a number where an enum is due a syntax error.
+            "a role of the wrong type",
+            400,
+            "bad_request",
+            client.post(&messages, &json!({"messages": [{"role": 5, "content": "x"}]})),
+        ),
+        (
+            "an unknown role",
+            422,
+            "invalid_input",
+            client.post(
+                &messages,
+                &json!({"messages": [{"role": "robot", "content": "x"}]}),
+            ),
+        ),
+        (
+            "no messages field",
+            422,
+            "invalid_input",
+            client.post(&messages, &json!({})),
+        ),
+        (
+            "an empty list",
+            422,
+            "invalid_input",
+            client.post(&messages, &json!({"messages": []})),
+        ),
+        (
+            "an unknown field",
+            422,
+            "invalid_input",
+            client.post(&messages, &json!({"messages": [], "extra": 1})),
+        ),
+        (
+            "a query plan that is no object",
+            422,
+            "invalid_input",
+            client.post(
+                &messages,
+                &json!({"messages": [{"role": "user", "content": "x", "query_plan": [1]}]}),
+            ),
+        ),
+        (
+            "a content over max_content_bytes",
+            413,
+            "payload_too_large",
+            client.post(
+                &messages,
+                &json!({"messages": [{"role": "user", "content": "x".repeat(1001)}]}),
+            ),
+        ),
+        (
+            "a body over the limit",
+            413,
+            "payload_too_large",
+            client.raw(
+                "POST",
+                &messages,
+                &[],
+                Some(format!("{{\"messages\": [{}]}}", " ".repeat(over_body_limit)).as_bytes()),
+            ),
+        ),
+        (
+            "a stale expected_next_seq",
+            409,
+            "seq_conflict",
+            client.post(
+                &messages,
+                &json!({"messages": [{"role": "user", "content": "x"}], "expected_next_seq": 7}),
+            ),
+        ),
+        (
+            "an invalid UUID",
+            400,
+            "bad_request",
+            client.get("/v1/sessions/not-a-uuid"),
+        ),
+        (
+            "an invalid message id",
+            400,
+            "bad_request",
+            client.get("/v1/messages/-3"),
+        ),
+        ("a missing session", 404, "not_found", client.get(missing)),
+        (
+            "a missing message",
+            404,
+            "not_found",
+            client.get("/v1/messages/999999"),
+        ),
+        (
+            "append to a missing session",
+            404,
+            "not_found",
+            client.post(
+                &format!("{missing}/messages"),
+                &json!({"messages": [{"role": "user", "content": "x"}]}),
+            ),
+        ),
+        (
+            "a limit that is no number",
+            400,
+            "bad_request",
+            client.get(&format!("{messages}?limit=abc")),
+        ),
+        (
+            "a limit of 0",
+            422,
+            "invalid_input",
+            client.get(&format!("{messages}?limit=0")),
+        ),
+        (
+            "after and before",
+            422,
+            "invalid_input",
+            client.get(&format!("{messages}?after=1&before=2")),
+        ),
+        (
+            "a bad cursor",
+            422,
+            "invalid_input",
+            client.get("/v1/users/ana/sessions?cursor=zzz"),
+        ),
+        (
+            "a context that is no object",
+            422,
+            "invalid_input",
+            client.call(
+                "PATCH",
+                &format!("/v1/sessions/{id}/context"),
+                Some(&json!([1, 2])),
+            ),
+        ),
+        (
+            "an unknown route",
+            404,
+            "no_route",
+            client.get("/v1/nothing/here"),
+        ),
+        ("the root", 404, "no_route", client.get("/")),
+        (
+            "an unknown method",
+            405,
+            "method_not_allowed",
+            client.call("PUT", "/v1/health", None),
+        ),
+        (
+            "a method the route lacks",
+            405,
+            "method_not_allowed",
+            client.call("PATCH", &messages, None),
+        ),
+        (
+            "a bad idempotency key",
+            422,
+            "invalid_input",
+            client.raw(
+                "POST",
+                &messages,
+                &[("Idempotency-Key", &"k".repeat(300))],
+                Some(br#"{"messages": [{"role": "user", "content": "x"}]}"#),
+            ),
+        ),
+        (
+            "negative seconds",
+            422,
+            "invalid_input",
+            client.post("/v1/admin/expire", &json!({"max_age_seconds": -1})),
+        ),
+    ];
+    for (what, status, kind, reply) in cases {
+        assert_eq!(
+            (reply.status, reply.error_kind().as_str()),
+            (status, kind),
+            "{what}: {}",
+            reply.text()
+        );
+    }
+    let conflict = client.post(
+        &messages,
+        &json!({"messages": [{"role": "user", "content": "x"}], "expected_next_seq": 7}),
+    );
+    assert_eq!(conflict.json()["error"]["actual_next_seq"], 0);
+    // The message names the field at fault.
+    let wrong_type = client.post(&messages, &json!({"messages": [{"role": "user", "content": 5}]}));
+    assert_eq!(wrong_type.status, 422);
+    assert!(
+        wrong_type.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages[0].content"),
+        "{}",
+        wrong_type.text()
+    );
+    let wrong_role = client.post(&messages, &json!({"messages": [{"role": 5, "content": "x"}]}));
+    assert!(
+        wrong_role.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("messages[0].role"),
+        "{}",
+        wrong_role.text()
+    );
+    // Nothing refused was written.
+    assert_eq!(
+        store
+            .get_session(id.parse().unwrap())
+            .unwrap()
+            .unwrap()
+            .messages
+            .len(),
+        0
+    );
 }
