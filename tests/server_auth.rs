@@ -193,8 +193,12 @@ fn tokens_files_are_checked_and_made_owner_only() {
     let tokens = Tokens::load(&file).unwrap();
     assert_eq!(tokens.caller(&token), Some(Caller::User("ana".into())));
     assert_eq!(tokens.caller("sst_wrong"), None);
-    let error = Tokens::parse("# comment\n\nabc admin\n").unwrap_err();
-    assert!(error.contains("line 3"), "{error}");
+    std::fs::write(&file, "# comment\n\nabc admin\n").unwrap();
+    let error = Tokens::load(&file).unwrap_err().to_string();
+    assert!(
+        error.contains("line 3") && error.contains("64 hex digits"),
+        "{error}"
+    );
 }
 
 #[test]

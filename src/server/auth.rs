@@ -73,7 +73,7 @@ impl Tokens {
     }
 
     /// Parses the text of a tokens file; the error says which line and why.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+    fn parse(text: &str) -> std::result::Result<Self, String> {
         let mut entries = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
