@@ -103,6 +103,9 @@ fn a_stop_finishes_the_requests_in_flight() {
     assert_eq!(reply.status, 200);
     let text = reply.text();
     let last = text.lines().last().unwrap();
-    assert_eq!(last, r#"{"end":{"sessions":1,"messages":10000}}"#);
+    assert_eq!(
+        last,
+        r#"{"end":{"sessions":1,"messages":10000,"next_message_id":10001}}"#
+    );
     server.join();
 }

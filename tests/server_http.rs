@@ -9,7 +9,7 @@ use serde_json::json;
 use server_support::walk::{bad_requests, every_route};
 use server_support::{send, Server};
 use sessionstore::server::ServerConfig;
-use sessionstore::StoreOptions;
+use sessionstore::{ExtraRow, ExtraValue, StoreOptions};
 
 #[test]
 fn every_route_answers_over_tcp() {
@@ -92,6 +92,34 @@ fn the_openapi_document_matches_the_routes() {
             reply.text()
         );
     }
+}
+
+/// The export carries what a converted file holds beside sessions and
+/// messages: the rows of the SQLite tables the store keeps as they were.
+#[test]
+fn the_export_carries_the_extra_rows() {
+    let server = Server::start(ServerConfig::default());
+    let mut importer = server.store.importer();
+    importer
+        .add_extra_row(ExtraRow {
+            table: "user_goals".into(),
+            rowid: 7,
+            session: None,
+            values: vec![ExtraValue::Integer(3), ExtraValue::Text("read more".into())],
+        })
+        .unwrap();
+    importer.finish().unwrap();
+    let text = server.client.get("/v1/admin/snapshot").text();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        lines[0],
+        json!({"extra_row": {"table": "user_goals", "rowid": 7, "session": null,
+                             "values": [{"Integer": 3}, {"Text": "read more"}]}})
+    );
+    assert_eq!(
+        lines[1],
+        json!({"end": {"sessions": 0, "messages": 0, "next_message_id": 1}})
+    );
 }
 
 #[test]

@@ -5,8 +5,10 @@ use serde_json::json;
 use crate::{Result, Snapshot};
 
 /// Sends each session of `snapshot` as a line `{"session": {...}}`, each
-/// followed by its messages, a line `{"message": {...}}` each; counts them
-/// in `counts` (sessions, messages). Stops early, without error, when
+/// followed by its messages, a line `{"message": {...}}` each, then the
+/// rows of SQLite tables the store carries for the converter, a line
+/// `{"extra_row": {"table", "rowid", "session", "values"}}` each; counts
+/// sessions and messages in `counts`. Stops early, without error, when
 /// `send` says the reader is gone.
 pub(crate) fn write_lines(
     snapshot: &Snapshot,
@@ -25,6 +27,18 @@ pub(crate) fn write_lines(
                 return Ok(());
             }
             counts.1 += 1;
+        }
+    }
+    for row in snapshot.extra_rows()? {
+        let row = row?;
+        let line = json!({ "extra_row": {
+            "table": row.table,
+            "rowid": row.rowid,
+            "session": row.session,
+            "values": row.values,
+        }});
+        if !send(format!("{line}\n")) {
+            return Ok(());
         }
     }
     Ok(())

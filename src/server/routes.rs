@@ -600,8 +600,10 @@ pub async fn admin_compact(State(state): State<AppState>, caller: Caller) -> Ans
 
 /// Every session and its messages from one consistent snapshot, streamed as
 /// JSON lines: `{"session": {...}}`, then `{"message": {...}}` for each
-/// of its messages, and last `{"end": {"sessions": N, "messages": N}}`
-/// (or `{"error": {...}}` if the read failed midway).
+/// of its messages; `{"extra_row": {...}}` for each row of a converted
+/// SQLite file's other tables; last `{"end": {"sessions": N, "messages":
+/// N, "next_message_id": N}}` (or `{"error": {...}}` if the read failed
+/// midway).
 #[utoipa::path(get, path = "/v1/admin/snapshot", tag = "admin",
     responses(
         (status = 200, description = "JSON lines", content_type = "application/x-ndjson", body = String),
@@ -614,9 +616,14 @@ pub async fn admin_snapshot(State(state): State<AppState>, caller: Caller) -> An
         let mut counts = (0u64, 0u64);
         let result = super::export::write_lines(&snapshot, &mut counts, &mut |line| {
             lines.blocking_send(line).is_ok()
-        });
+        })
+        .and_then(|()| snapshot.next_message_id());
         let last = match result {
-            Ok(()) => json!({"end": {"sessions": counts.0, "messages": counts.1}}),
+            Ok(next_message_id) => json!({"end": {
+                "sessions": counts.0,
+                "messages": counts.1,
+                "next_message_id": next_message_id,
+            }}),
             Err(e) => json!({"error": {"kind": "internal", "message": e.to_string()}}),
         };
         let _ = lines.blocking_send(format!("{last}\n"));

@@ -127,7 +127,7 @@ pub fn every_route(client: &Client, backup_dir: &std::path::Path) {
         .collect();
     assert_eq!(
         lines.last().unwrap(),
-        &json!({"end": {"sessions": 3, "messages": 2}})
+        &json!({"end": {"sessions": 3, "messages": 2, "next_message_id": 4}})
     );
     assert_eq!(lines.iter().filter(|l| l.get("message").is_some()).count(), 2);
 
