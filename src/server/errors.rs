@@ -80,6 +80,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such session")
     }
 
+    /// 404 for a message that is missing or another user's.
+    pub fn message_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such message")
+    }
+
     /// 401: no valid token.
     pub fn unauthorized(message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -107,7 +112,6 @@ impl From<Error> for ApiError {
         let message = error.to_string();
         match error {
             Error::SessionNotFound(_) => Self::session_not_found(),
-            Error::MessageNotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             Error::SeqConflict { actual, .. } => {
                 let mut conflict = Self::new(StatusCode::CONFLICT, "seq_conflict", message);
                 conflict.body.error.actual_next_seq = Some(actual);

@@ -112,7 +112,8 @@ pub fn every_route(client: &Client, backup_dir: &std::path::Path) {
         (again.status, again.error_kind()),
         (422, "invalid_input".to_owned())
     );
-    let nowhere = json!({"path": backup_dir.join("missing/folder/copy.redb")});
+    // A "folder" that is a file: the destination cannot be made.
+    let nowhere = json!({"path": dest.join("inside/copy.redb")});
     let nowhere = client.post("/v1/admin/backup", &nowhere);
     assert_eq!(nowhere.status, 422, "{}", nowhere.text());
     let compact = client.post("/v1/admin/compact", &json!({})).json();

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use sessionstore::Uuid;
+use sessionstore::retrieval::RetrievalFormat;
+use sessionstore::{Timestamp, Uuid};
 
 /// Chat sessions in one redb file: the old store's commands, plus backup,
 /// check and compact.
@@ -170,6 +171,43 @@ pub enum Command {
     )]
     Compact,
 
+    /// Export what the chatbot retrieved (each reply carrying a candidate
+    /// set, with the query it answers) for retrieval evaluation tools, from
+    /// one consistent snapshot, and print a summary line.
+    ///
+    /// Writes into DIR, with a manifest.json: jsonl: events.jsonl; trec:
+    /// run.trec and topics.tsv; beir: queries.jsonl and corpus.jsonl;
+    /// ragas: ragas.jsonl. Expired sessions are included unless
+    /// --active-only; replies whose candidate set lacks the fields are
+    /// skipped and counted in the manifest.
+    #[command(after_help = "Example:\n  \
+                            sessionstore export-retrieval --format trec --out eval/ --since 2026-11-01T00:00:00\n  \
+                            ir_measures qrels.txt eval/run.trec nDCG@10")]
+    ExportRetrieval {
+        /// jsonl, trec, beir or ragas.
+        #[arg(long, value_name = "FORMAT")]
+        format: RetrievalFormat,
+        /// The folder to write into (created if missing; the files named
+        /// above are replaced whole, only once all are written).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only this user's sessions.
+        #[arg(long, value_name = "U")]
+        user: Option<String>,
+        /// Only this session.
+        #[arg(long, value_name = "ID")]
+        session: Option<Uuid>,
+        /// Only replies at or after this ISO 8601 time (naive times are UTC).
+        #[arg(long, value_name = "T")]
+        since: Option<Timestamp>,
+        /// Only replies before this ISO 8601 time (naive times are UTC).
+        #[arg(long, value_name = "T")]
+        until: Option<Timestamp>,
+        /// Leave out expired sessions.
+        #[arg(long)]
+        active_only: bool,
+    },
+
     /// Serve the store's HTTP API until SIGINT or SIGTERM.
     ///
     /// Without tokens it listens only on loopback (every request is an
@@ -192,6 +230,28 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+impl Command {
+    /// Whether the command writes: to the store, or (`backup`, `export-retrieval`) new files.
+    pub fn writes(&self) -> bool {
+        match self {
+            Command::ChatInit { .. }
+            | Command::Query { .. }
+            | Command::ChatCleanup { .. }
+            | Command::ChatExpire { .. }
+            | Command::ChatDelete { .. }
+            | Command::ChatEraseUser { .. }
+            | Command::Backup { .. }
+            | Command::Compact
+            | Command::ExportRetrieval { .. } => true,
+            #[cfg(feature = "server")]
+            Command::Serve { .. } | Command::Token(_) => true,
+            Command::ChatHistory { .. } | Command::ChatSessions { .. } | Command::Stats | Command::Check => {
+                false
+            }
+        }
+    }
 }
 
 /// The subcommands of `token`.

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::CommandFactory;
-use sessionstore::{query, NewMessage, Session, SessionInfo, SessionStore, Uuid};
+use sessionstore::retrieval::{RetrievalFilter, RetrievalFormat};
+use sessionstore::{query, NewMessage, Session, SessionInfo, SessionStore, StoreOptions, Uuid};
 
 use crate::args::{Cli, Command};
 use crate::output::{self, say, Output};
@@ -16,7 +17,7 @@ const PAGE: usize = 100;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let mut out = Output::stdout();
+    let mut out = Output::stdout(cli.command.writes());
     let result = dispatch(&mut out, cli);
     let flushed = out.finish();
     result.and(flushed)
@@ -60,6 +61,24 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
         Command::Backup { dest } => backup(out, &open(db)?, &dest)?,
         Command::Check => check(out, &open(db)?)?,
         Command::Compact => compact(out, &open(db)?)?,
+        Command::ExportRetrieval {
+            format,
+            out: dir,
+            user,
+            session,
+            since,
+            until,
+            active_only,
+        } => {
+            let filter = RetrievalFilter {
+                user,
+                session,
+                since,
+                until,
+                active_only,
+            };
+            export_retrieval(out, &open(db)?, format, &filter, &dir)?
+        }
         #[cfg(feature = "server")]
         Command::Serve { listen, tokens } => serve(db, &listen, tokens)?,
         #[cfg(feature = "server")]
@@ -162,15 +181,25 @@ fn input_name(path: &Path) -> String {
     }
 }
 
-/// Reads a JSON input file, `-` meaning stdin.
+/// Reads a JSON input file, `-` meaning stdin, up to the store's content
+/// limit: a larger one (`/dev/zero` never ends) is refused once the limit
+/// is passed, having taken no more memory than that.
 fn read_input(path: &Path, what: &str) -> Result<String, Failure> {
+    let limit = StoreOptions::default().max_content_bytes;
+    let refuse =
+        |why: String| Failure::Refused(format!("cannot read the {what} from {}: {why}", input_name(path)));
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let read = if is_stdin(path) {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map(|_| text)
+        std::io::stdin().lock().take(cap).read_to_end(&mut bytes)
     } else {
-        std::fs::read_to_string(path)
+        std::fs::File::open(path).and_then(|file| file.take(cap).read_to_end(&mut bytes))
     };
-    read.map_err(|e| Failure::Refused(format!("cannot read the {what} from {}: {e}", input_name(path))))
+    read.map_err(|e| refuse(e.to_string()))?;
+    if bytes.len() > limit {
+        return Err(refuse(format!("over the limit of {limit} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|e| refuse(format!("not UTF-8 text: {e}")))
 }
 
 /// Says which input a refused value came from.
@@ -208,8 +237,9 @@ fn record_query(
     let store = open(db)?;
     // The query and its reply land in one commit: both or neither.
     let turn = std::iter::once(user_message).chain(reply).collect();
-    store.add_messages(id, turn).map_err(|e| explain(&store, id, e))?;
-    say!(out, "Saved to session {id}");
+    let saved = store.add_messages(id, turn).map_err(|e| explain(&store, id, e))?;
+    let saved: Vec<String> = saved.iter().map(u64::to_string).collect();
+    say!(out, "Saved to session {id}: messages {}", saved.join(", "));
     Ok(())
 }
 
@@ -225,8 +255,8 @@ fn chat_history(
         Some(n) => {
             let info = store.session_info(id)?.ok_or_else(|| unusable(store, id))?;
             let messages = store
-                .get_recent_messages(id, n)
-                .map_err(|e| explain(store, id, e))?;
+                .get_recent_messages(id, n)?
+                .ok_or_else(|| unusable(store, id))?;
             Session { info, messages }
         }
     };
@@ -430,5 +460,27 @@ fn compact(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
     say!(out, "Compacted {}", store.path().display());
     say!(out, "Before: {}", output::size(report.before));
     say!(out, "After: {}", output::size(report.after));
+    Ok(())
+}
+
+fn export_retrieval(
+    out: &mut Output,
+    store: &SessionStore,
+    format: RetrievalFormat,
+    filter: &RetrievalFilter,
+    dir: &Path,
+) -> Result<(), Failure> {
+    let bar = output::progress_bar("exporting retrieval");
+    let export = store.export_retrieval(format, filter, dir, &mut output::advance(&bar))?;
+    bar.finish_and_clear();
+    let skipped: u64 = export.counts.skipped.values().sum();
+    say!(
+        out,
+        "Exported {} ({}) as {format} to {}; {} skipped (reasons in manifest.json)",
+        output::count(export.counts.events, "retrieval event"),
+        output::count(export.counts.candidates, "candidate"),
+        dir.display(),
+        output::count(skipped, "message")
+    );
     Ok(())
 }
