@@ -55,6 +55,8 @@ pub(crate) enum RecordKey<'a> {
     Opaque(&'a str),
     /// `expiry_events`: the event's cutoff.
     ExpiryEvent(i64),
+    /// `idempotency_keys`: the session and the client's key.
+    IdempotencyKey(u128, &'a str),
 }
 
 impl RecordKey<'_> {
@@ -66,6 +68,7 @@ impl RecordKey<'_> {
             RecordKey::ExtraRow(..) => "extra_rows",
             RecordKey::Opaque(_) => "opaque",
             RecordKey::ExpiryEvent(_) => "expiry_events",
+            RecordKey::IdempotencyKey(..) => "idempotency_keys",
         }
     }
 
@@ -99,6 +102,11 @@ impl RecordKey<'_> {
                 key[1..].copy_from_slice(&cutoff.to_le_bytes());
                 hasher.update(&key);
             }
+            RecordKey::IdempotencyKey(session, key) => {
+                hasher.update(&[6]);
+                hasher.update(&session.to_le_bytes());
+                hasher.update(key.as_bytes());
+            }
         }
     }
 
@@ -121,6 +129,13 @@ impl fmt::Display for RecordKey<'_> {
             RecordKey::ExtraRow(table, rowid) => write!(f, "row {rowid} of {table:?}"),
             RecordKey::Opaque(name) => write!(f, "{name:?}"),
             RecordKey::ExpiryEvent(cutoff) => write!(f, "expiry event with cutoff {cutoff}"),
+            RecordKey::IdempotencyKey(session, key) => {
+                write!(
+                    f,
+                    "idempotency key {key:?} of session {}",
+                    uuid::Uuid::from_u128(session)
+                )
+            }
         }
     }
 }

@@ -54,6 +54,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_store;
 mod bulk;
 mod cache;
 mod encoding;
@@ -70,12 +72,18 @@ mod model;
 mod open_files;
 pub mod query;
 pub mod retrieval;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(all(feature = "socket", unix))]
+mod socket;
 mod storage;
 mod store;
 mod tables;
 mod timestamp;
 mod writer;
 
+#[cfg(feature = "tokio")]
+pub use async_store::{AsyncSessionStore, AsyncUserView};
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
@@ -87,6 +95,8 @@ pub use model::{
     SessionSummary, Stats,
 };
 pub use redb::{BackendError, StorageBackend};
+#[cfg(all(feature = "socket", unix))]
+pub use socket::MAX_SOCKET_PATH;
 pub use storage::{FileRole, FileStorage, StorageFactory};
 pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
 pub use timestamp::{Timestamp, TimestampError, TimestampForm};

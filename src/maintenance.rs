@@ -224,6 +224,7 @@ fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> 
     copier.copy(tables::EXTRA_ROWS_BY_SESSION)?;
     copier.copy(tables::OPAQUE)?;
     copier.copy(tables::EXPIRY_EVENTS)?;
+    copier.copy(tables::IDEMPOTENCY_KEYS)?;
     drop(db);
     Ok(())
 }
@@ -437,6 +438,17 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
         &mut report,
         |(s, t, r)| (s, t.to_owned(), r),
     )?;
+    let idempotency_keys = txn.open_table(tables::IDEMPOTENCY_KEYS)?;
+    for entry in idempotency_keys.range::<(u128, &str)>(..)? {
+        let (key, value) = entry?;
+        let (session, name) = key.value();
+        let record = RecordKey::IdempotencyKey(session, name);
+        if let Err(e) = decode::<tables::IdempotencyRecord>(record, value.value()) {
+            problem(&mut report, e.to_string());
+        } else if !session_keys.contains(&session) {
+            problem(&mut report, format!("{record} belongs to a missing session"));
+        }
+    }
     progress(total, total);
     Ok(report)
 }

@@ -20,7 +20,7 @@ use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
 use crate::storage::{DatabaseFile, FileRole, FileStorage, StorageFactory};
-use crate::tables::{self, WriteTables};
+use crate::tables::{self, IdempotencyRecord, WriteTables};
 use crate::timestamp::Timestamp;
 use crate::writer::{Durability, Writer};
 
@@ -223,6 +223,17 @@ pub struct StoreOptions {
     /// # Ok::<(), sessionstore::Error>(())
     /// ```
     pub read_only: bool,
+    /// Whether the store serves its HTTP API (see [`crate::server`]) on a
+    /// local Unix socket while open (default `true` where the library is
+    /// built with its feature `socket`, on by default; ignored without
+    /// it). The socket, `<file>.sock` (see `SessionStore::socket_path`),
+    /// has mode 0600 and serves only the process's own user and root,
+    /// with full rights: the CLI, a cron job's cleanup, a backup reach the
+    /// store while this process holds it. It is removed on close. A
+    /// socket that cannot be made (a read-only folder, say) is logged and
+    /// left out; the open goes on. A [`StoreOptions::read_only`] store
+    /// serves none (it writes no file).
+    pub serve_socket: bool,
 }
 
 impl Default for StoreOptions {
@@ -237,6 +248,7 @@ impl Default for StoreOptions {
             verify_after_crash: true,
             create_if_missing: true,
             read_only: false,
+            serve_socket: cfg!(feature = "socket"),
         }
     }
 }
@@ -252,6 +264,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("verify_after_crash", &self.verify_after_crash)
             .field("create_if_missing", &self.create_if_missing)
             .field("read_only", &self.read_only)
+            .field("serve_socket", &self.serve_socket)
             .finish_non_exhaustive()
     }
 }
@@ -496,6 +509,11 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct SessionStore {
+    /// The local socket, shared by the caller's handles only (the
+    /// socket's own handle has `None`): the last of them to go stops it,
+    /// before `inner` goes and the store closes.
+    #[cfg(all(feature = "socket", unix))]
+    socket: Option<Arc<crate::socket::LocalSocket>>,
     inner: Arc<Inner>,
     durability: Durability,
 }
@@ -583,7 +601,10 @@ impl SessionStore {
         let writer = journal
             .map(|journal| Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone()))
             .transpose()?;
-        Ok(SessionStore {
+        #[allow(unused_mut)]
+        let mut store = SessionStore {
+            #[cfg(all(feature = "socket", unix))]
+            socket: None,
             durability: options.durability,
             inner: Arc::new(Inner {
                 path,
@@ -594,7 +615,18 @@ impl SessionStore {
                 cache,
                 _held: held,
             }),
-        })
+        };
+        #[cfg(all(feature = "socket", unix))]
+        // A read-only store writes no file, the socket's included.
+        if store.inner.options.serve_socket && !store.inner.options.read_only {
+            match crate::socket::LocalSocket::start(store.clone()) {
+                Ok(socket) => store.socket = Some(Arc::new(socket)),
+                Err(e) => {
+                    tracing::warn!(store = %store.inner.path.display(), error = %e, "serving no local socket")
+                }
+            }
+        }
+        Ok(store)
     }
 
     /// The store file's path.
@@ -616,8 +648,8 @@ impl SessionStore {
     /// ```
     pub fn with_durability(&self, durability: Durability) -> Self {
         SessionStore {
-            inner: self.inner.clone(),
             durability,
+            ..self.clone()
         }
     }
 
@@ -810,7 +842,70 @@ impl SessionStore {
     /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
     /// ```
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        self.append_messages(id, None, messages, Access::Any)
+        self.append_messages(id, Append::checked(None), messages, Access::Any)
+    }
+
+    /// As [`add_messages`](Self::add_messages), only if the first message
+    /// would get seq `expected_next_seq`; otherwise refuses with
+    /// [`Error::SeqConflict`] and writes nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::{Error, NewMessage};
+    /// let id = store.create_session(None).unwrap();
+    /// store.add_messages_if(id, 0, vec![NewMessage::user("hi"), NewMessage::assistant("hello")]).unwrap();
+    /// let late = store.add_messages_if(id, 0, vec![NewMessage::user("hi")]).unwrap_err();
+    /// assert!(matches!(late, Error::SeqConflict { actual: 2, .. }));
+    /// ```
+    pub fn add_messages_if(
+        &self,
+        id: Uuid,
+        expected_next_seq: u64,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        self.append_messages(
+            id,
+            Append::checked(Some(expected_next_seq)),
+            messages,
+            Access::Any,
+        )
+    }
+
+    /// As [`add_messages`](Self::add_messages) (or
+    /// [`add_messages_if`](Self::add_messages_if) when
+    /// `expected_next_seq` is given), remembering `key`, a text the caller
+    /// chose for this append (1 to 255 bytes), in the same commit: a call
+    /// again with the same session and key appends nothing and returns the
+    /// ids the first call gave. A client that lost the answer (a dropped
+    /// connection, a crash after the call) retries safely.
+    ///
+    /// A session remembers its keys for 24 hours, and its newest 64 of them
+    /// (older ones are forgotten by its next idempotent append); deleting
+    /// the session forgets them. The key is not checked against the
+    /// messages: a different request under a remembered key gets the first
+    /// one's ids too.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::NewMessage;
+    /// let id = store.create_session(None).unwrap();
+    /// let turn = || vec![NewMessage::user("books by Aldus"), NewMessage::assistant("Found 3 books")];
+    /// let first = store.add_messages_idempotent(id, "turn-1", None, turn()).unwrap();
+    /// let retry = store.add_messages_idempotent(id, "turn-1", None, turn()).unwrap();
+    /// assert_eq!(first, retry);
+    /// assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 2);
+    /// ```
+    pub fn add_messages_idempotent(
+        &self,
+        id: Uuid,
+        key: &str,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        let append = Append::idempotent(key, expected_next_seq)?;
+        self.append_messages(id, append, messages, Access::Any)
     }
 
     fn add_message_checked(
@@ -820,7 +915,8 @@ impl SessionStore {
         message: NewMessage,
         access: Access<'_>,
     ) -> Result<u64> {
-        let mut added = self.append_messages(id, expected_next_seq, vec![message], access)?;
+        let mut added =
+            self.append_messages(id, Append::checked(expected_next_seq), vec![message], access)?;
         added
             .pop()
             .ok_or_else(|| Error::invalid("messages", "none to add"))
@@ -830,7 +926,7 @@ impl SessionStore {
     fn append_messages(
         &self,
         id: Uuid,
-        expected_next_seq: Option<u64>,
+        append: Append,
         messages: Vec<NewMessage>,
         access: Access<'_>,
     ) -> Result<Vec<u64>> {
@@ -850,8 +946,14 @@ impl SessionStore {
         let access = access.to_owned();
         self.write(move |tables| {
             let key = id.as_u128();
-            let old = writable_session(tables, id, access.borrow())?;
-            if let Some(expected) = expected_next_seq {
+            let visible = visible_session(tables, id, access.borrow())?;
+            if let Some(idempotency_key) = &append.idempotency_key {
+                if let Some(remembered) = tables.idempotency_key(key, idempotency_key)? {
+                    return Ok(remembered.ids);
+                }
+            }
+            let old = active_in_write(tables, id, visible)?;
+            if let Some(expected) = append.expected_next_seq {
                 if expected != old.message_count {
                     return Err(Error::SeqConflict {
                         session: id,
@@ -881,8 +983,15 @@ impl SessionStore {
             new.updated_at = (&now).into();
             tables.set_next_message_id(first_id + added.len() as u64)?;
             tables.put_session(key, Some(&old), new)?;
-            let ids = added.iter().map(|m| m.id).collect();
+            let ids: Vec<u64> = added.iter().map(|m| m.id).collect();
             tables.describe_last_write(key, Edit::Appended(added));
+            if let Some(idempotency_key) = &append.idempotency_key {
+                let record = IdempotencyRecord {
+                    created_micros: now.micros(),
+                    ids: ids.clone(),
+                };
+                tables.remember_idempotency_key(key, idempotency_key, &record)?;
+            }
             Ok(ids)
         })
     }
@@ -1405,7 +1514,36 @@ impl UserView<'_> {
 
     /// As [`SessionStore::add_messages`], for this user's sessions only.
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        self.store.append_messages(id, None, messages, self.access())
+        self.store
+            .append_messages(id, Append::checked(None), messages, self.access())
+    }
+
+    /// As [`SessionStore::add_messages_if`], for this user's sessions only.
+    pub fn add_messages_if(
+        &self,
+        id: Uuid,
+        expected_next_seq: u64,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        self.store.append_messages(
+            id,
+            Append::checked(Some(expected_next_seq)),
+            messages,
+            self.access(),
+        )
+    }
+
+    /// As [`SessionStore::add_messages_idempotent`], for this user's
+    /// sessions only.
+    pub fn add_messages_idempotent(
+        &self,
+        id: Uuid,
+        key: &str,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        let append = Append::idempotent(key, expected_next_seq)?;
+        self.store.append_messages(id, append, messages, self.access())
     }
 
     /// As [`SessionStore::update_context`], for this user's sessions only.
@@ -1608,10 +1746,45 @@ fn cutoff_micros(age: Duration) -> i64 {
 /// The active session `id` inside a write, or the refusal.
 fn writable_session(tables: &mut WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
     let record = visible_session(tables, id, access)?;
+    active_in_write(tables, id, record)
+}
+
+/// `record`, the session `id` read inside a write, if it is active.
+fn active_in_write(tables: &mut WriteTables<'_>, id: Uuid, record: SessionRecord) -> Result<SessionRecord> {
     if expiry::expired_at(tables.expiry_events.table()?, &record)?.is_some() {
         return Err(Error::SessionNotFound(id));
     }
     Ok(record)
+}
+
+/// How an append is checked: the seq its first message must get, the
+/// idempotency key it is remembered under.
+struct Append {
+    expected_next_seq: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+impl Append {
+    fn checked(expected_next_seq: Option<u64>) -> Self {
+        Append {
+            expected_next_seq,
+            idempotency_key: None,
+        }
+    }
+
+    /// Refuses an empty key and one over 255 bytes.
+    fn idempotent(key: &str, expected_next_seq: Option<u64>) -> Result<Self> {
+        if key.is_empty() || key.len() > 255 {
+            return Err(Error::invalid(
+                "idempotency_key",
+                format!("{} bytes is not within 1..=255", key.len()),
+            ));
+        }
+        Ok(Append {
+            expected_next_seq,
+            idempotency_key: Some(key.to_owned()),
+        })
+    }
 }
 
 /// The session `id`, expired or not, inside a write, if `access` may see it.

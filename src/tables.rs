@@ -53,6 +53,25 @@ pub(crate) const EXTRA_ROWS_BY_SESSION: TableDefinition<(u128, &str, i64), ()> =
     TableDefinition::new("extra_rows_by_session");
 /// Opaque named blobs the converter keeps (the SQLite schema, ...).
 pub(crate) const OPAQUE: TableDefinition<&str, &[u8]> = TableDefinition::new("opaque");
+/// (session, client's idempotency key) -> [`IdempotencyRecord`]: the ids an
+/// idempotent append gave, so that its retry gets them again instead of
+/// appending twice. Bounded: see [`WriteTables::remember_idempotency_key`].
+pub(crate) const IDEMPOTENCY_KEYS: TableDefinition<(u128, &str), &[u8]> =
+    TableDefinition::new("idempotency_keys");
+
+/// How long an idempotency key is remembered (24 hours).
+pub(crate) const IDEMPOTENCY_KEY_MICROS: i64 = 24 * 3600 * 1_000_000;
+/// How many idempotency keys a session keeps at most (the newest).
+pub(crate) const IDEMPOTENCY_KEYS_PER_SESSION: usize = 64;
+
+/// What an idempotent append stored under its key.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct IdempotencyRecord {
+    /// When the append committed, in microseconds since the epoch.
+    pub created_micros: i64,
+    /// The ids it gave, in order.
+    pub ids: Vec<u64>,
+}
 
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
@@ -102,12 +121,13 @@ pub(crate) struct WriteTables<'txn> {
     pub extra_by_session: Logged<'txn, (u128, &'static str, i64), ()>,
     pub opaque: Logged<'txn, &'static str, &'static [u8]>,
     pub expiry_events: Logged<'txn, i64, &'static [u8]>,
+    pub idempotency_keys: Logged<'txn, (u128, &'static str), &'static [u8]>,
     notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 12] = [
+const TABLE_TAGS: [&str; 13] = [
     "meta",
     "sessions",
     "messages",
@@ -120,6 +140,7 @@ const TABLE_TAGS: [&str; 12] = [
     "extra_rows_by_session",
     "opaque",
     "expiry_events",
+    "idempotency_keys",
 ];
 
 impl<'txn> WriteTables<'txn> {
@@ -148,6 +169,7 @@ impl<'txn> WriteTables<'txn> {
             extra_by_session: Logged::new(txn, EXTRA_ROWS_BY_SESSION, 9, logging),
             opaque: Logged::new(txn, OPAQUE, 10, logging),
             expiry_events: Logged::new(txn, EXPIRY_EVENTS, 11, logging),
+            idempotency_keys: Logged::new(txn, IDEMPOTENCY_KEYS, 12, logging),
             notes: Notes::default(),
         }
     }
@@ -160,7 +182,7 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// Every table, in the order of its tag (see [`TABLE_TAGS`]).
-    fn all(&mut self) -> [&mut dyn AnyLogged; 12] {
+    fn all(&mut self) -> [&mut dyn AnyLogged; 13] {
         [
             &mut self.meta,
             &mut self.sessions,
@@ -174,6 +196,7 @@ impl<'txn> WriteTables<'txn> {
             &mut self.extra_by_session,
             &mut self.opaque,
             &mut self.expiry_events,
+            &mut self.idempotency_keys,
         ]
     }
 
@@ -376,7 +399,69 @@ impl<'txn> WriteTables<'txn> {
             self.extra_by_session.remove((id, table.as_str(), *rowid))?;
             self.extra_rows.remove((table.as_str(), *rowid))?;
         }
+        for (key, _) in self.idempotency_keys_of(id)? {
+            self.idempotency_keys.remove((id, key.as_str()))?;
+        }
         Ok(messages.len() as u64)
+    }
+
+    /// The idempotency keys of `session`, with what each stored.
+    fn idempotency_keys_of(&mut self, session: u128) -> Result<Vec<(String, IdempotencyRecord)>> {
+        let end = match session.checked_add(1) {
+            Some(next) => Bound::Excluded((next, "")),
+            None => Bound::Unbounded,
+        };
+        let mut keys = Vec::new();
+        let range = self
+            .idempotency_keys
+            .table()?
+            .range::<(u128, &str)>((Bound::Included((session, "")), end))?;
+        for entry in range {
+            let (key, value) = entry?;
+            let name = key.value().1;
+            let record = decode(RecordKey::IdempotencyKey(session, name), value.value())?;
+            keys.push((name.to_owned(), record));
+        }
+        Ok(keys)
+    }
+
+    /// What the idempotent append of `session` under `key` stored, if it is
+    /// remembered still.
+    pub fn idempotency_key(&mut self, session: u128, key: &str) -> Result<Option<IdempotencyRecord>> {
+        match self.idempotency_keys.table()?.get((session, key))? {
+            Some(value) => Ok(Some(decode(
+                RecordKey::IdempotencyKey(session, key),
+                value.value(),
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores what the idempotent append of `session` under `key` gave, and
+    /// forgets the session's keys older than 24 hours
+    /// ([`IDEMPOTENCY_KEY_MICROS`]) and all but its newest
+    /// [`IDEMPOTENCY_KEYS_PER_SESSION`]: the table stays bounded by the
+    /// sessions' count, and a deleted session's keys go with it.
+    pub fn remember_idempotency_key(
+        &mut self,
+        session: u128,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<()> {
+        let now = record.created_micros;
+        self.idempotency_keys.insert(
+            (session, key),
+            encode(RecordKey::IdempotencyKey(session, key), record)?.as_slice(),
+        )?;
+        let mut kept = self.idempotency_keys_of(session)?;
+        kept.sort_by_key(|(_, record)| std::cmp::Reverse(record.created_micros));
+        for (index, (name, record)) in kept.iter().enumerate() {
+            let stale = now.saturating_sub(record.created_micros) > IDEMPOTENCY_KEY_MICROS;
+            if (stale || index >= IDEMPOTENCY_KEYS_PER_SESSION) && name != key {
+                self.idempotency_keys.remove((session, name.as_str()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Stores a row of a SQLite table the store does not interpret.
@@ -430,6 +515,7 @@ pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<bool, r
         table(txn, EXTRA_ROWS_BY_SESSION)?,
         table(txn, OPAQUE)?,
         table(txn, EXPIRY_EVENTS)?,
+        table(txn, IDEMPOTENCY_KEYS)?,
     ]
     .into_iter()
     .all(|present| present))

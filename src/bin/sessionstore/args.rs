@@ -207,6 +207,29 @@ pub enum Command {
         #[arg(long)]
         active_only: bool,
     },
+
+    /// Serve the store's HTTP API until SIGINT or SIGTERM.
+    ///
+    /// Without tokens it listens only on loopback (every request is an
+    /// admin's); with them, every route but /v1/health and
+    /// /v1/openapi.json needs `Authorization: Bearer <token>`.
+    #[cfg(feature = "server")]
+    #[command(after_help = "Example:\n  sessionstore token add --admin\n  \
+                            sessionstore serve --listen 0.0.0.0:8080 --tokens data/chat/sessions.redb.tokens")]
+    Serve {
+        /// The address and port to listen on.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The tokens file (hashes only, see `token add`); by default
+        /// `<db>.tokens` when it exists.
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
+
+    /// Manage the bearer tokens `serve` accepts.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 impl Command {
@@ -222,9 +245,39 @@ impl Command {
             | Command::Backup { .. }
             | Command::Compact
             | Command::ExportRetrieval { .. } => true,
+            #[cfg(feature = "server")]
+            Command::Serve { .. } | Command::Token(_) => true,
             Command::ChatHistory { .. } | Command::ChatSessions { .. } | Command::Stats | Command::Check => {
                 false
             }
         }
     }
+}
+
+/// The subcommands of `token`.
+#[cfg(feature = "server")]
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new random token, store its hash, and print it: the only
+    /// time it is shown.
+    #[command(
+        after_help = "Example:\n  sessionstore token add --user user123\n  sessionstore token add --admin"
+    )]
+    Add {
+        /// Bind the token to this user: it sees only this user's sessions.
+        #[arg(
+            long,
+            value_name = "U",
+            required_unless_present = "admin",
+            conflicts_with = "admin"
+        )]
+        user: Option<String>,
+        /// Make an admin token: every session and the admin routes.
+        #[arg(long)]
+        admin: bool,
+        /// The tokens file to add to (created with mode 0600); by default
+        /// `<db>.tokens`.
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
 }

@@ -79,7 +79,51 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
             };
             export_retrieval(out, &open(db)?, format, &filter, &dir)?
         }
+        #[cfg(feature = "server")]
+        Command::Serve { listen, tokens } => serve(db, &listen, tokens)?,
+        #[cfg(feature = "server")]
+        Command::Token(crate::args::TokenCommand::Add {
+            user,
+            admin: _,
+            tokens,
+        }) => token_add(out, db, user, tokens)?,
     }
+    Ok(())
+}
+
+/// The tokens file of `db` when none is given: `<db>.tokens`.
+#[cfg(feature = "server")]
+fn tokens_beside(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_os_string();
+    name.push(".tokens");
+    name.into()
+}
+
+#[cfg(feature = "server")]
+fn serve(db: &Path, listen: &str, tokens: Option<std::path::PathBuf>) -> Result<(), Failure> {
+    use sessionstore::server::{ServerConfig, Tokens};
+    let tokens = tokens.or_else(|| Some(tokens_beside(db)).filter(|path| path.exists()));
+    let config = ServerConfig {
+        tokens: tokens.as_deref().map(Tokens::load).transpose()?,
+        ..ServerConfig::default()
+    };
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    sessionstore::server::run(open(db)?, listen, config)?;
+    Ok(())
+}
+
+#[cfg(feature = "server")]
+fn token_add(
+    out: &mut Output,
+    db: &Path,
+    user: Option<String>,
+    tokens: Option<std::path::PathBuf>,
+) -> Result<(), Failure> {
+    use sessionstore::server::{Caller, Tokens};
+    let path = tokens.unwrap_or_else(|| tokens_beside(db));
+    let caller = user.map_or(Caller::Admin, Caller::User);
+    let token = Tokens::add(&path, &caller)?;
+    say!(out, "{token}");
     Ok(())
 }
 
