@@ -588,7 +588,7 @@ pub(crate) fn count<K: redb::Key + 'static, V: redb::Value + 'static>(
 ///
 /// The table is opened at its first use: a commit looks up, in redb's table
 /// of tables, every table opened in its transaction, and an append touches
-/// half of the twelve.
+/// about half of them.
 pub(crate) struct Logged<'txn, K: Key + 'static, V: Value + 'static> {
     txn: &'txn WriteTransaction,
     definition: TableDefinition<'static, K, V>,
