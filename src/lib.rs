@@ -54,6 +54,7 @@
 
 #![deny(missing_docs)]
 
+mod budget;
 mod bulk;
 mod cache;
 mod encoding;
@@ -73,6 +74,7 @@ mod tables;
 mod timestamp;
 mod writer;
 
+pub use budget::TokenRule;
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;

@@ -666,6 +666,7 @@ impl SessionStore {
                     candidate_set: message.candidate_set.map(JsonText::into_string),
                     timestamp: (&now).into(),
                     extra: Vec::new(),
+                    tokens: message.tokens,
                 };
                 tables.put_message(key, new.message_count, &record)?;
                 added.push(Arc::new(record.into_message(new.message_count)));
@@ -1055,7 +1056,7 @@ impl SessionStore {
     }
 
     /// The active session `id`, if `access` may see it.
-    fn active_session(
+    pub(crate) fn active_session(
         &self,
         txn: &ReadTransaction,
         id: Uuid,
@@ -1166,12 +1167,12 @@ enum Page {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct UserView<'a> {
-    store: &'a SessionStore,
-    user: &'a str,
+    pub(crate) store: &'a SessionStore,
+    pub(crate) user: &'a str,
 }
 
 impl UserView<'_> {
-    fn access(&self) -> Access<'_> {
+    pub(crate) fn access(&self) -> Access<'_> {
         Access::Owner(self.user)
     }
 
