@@ -60,6 +60,7 @@ mod cache;
 mod encoding;
 mod error;
 mod expiry;
+mod fork;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hold;

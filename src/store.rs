@@ -284,14 +284,14 @@ pub(crate) enum Access<'a> {
 }
 
 impl Access<'_> {
-    fn allows(self, record: &SessionRecord) -> bool {
+    pub(crate) fn allows(self, record: &SessionRecord) -> bool {
         match self {
             Access::Any => true,
             Access::Owner(user) => record.user_id.as_deref() == Some(user),
         }
     }
 
-    fn to_owned(self) -> OwnedAccess {
+    pub(crate) fn to_owned(self) -> OwnedAccess {
         match self {
             Access::Any => OwnedAccess::Any,
             Access::Owner(user) => OwnedAccess::Owner(user.to_owned()),
@@ -300,13 +300,13 @@ impl Access<'_> {
 }
 
 /// [`Access`] moved into a write job.
-enum OwnedAccess {
+pub(crate) enum OwnedAccess {
     Any,
     Owner(String),
 }
 
 impl OwnedAccess {
-    fn borrow(&self) -> Access<'_> {
+    pub(crate) fn borrow(&self) -> Access<'_> {
         match self {
             OwnedAccess::Any => Access::Any,
             OwnedAccess::Owner(user) => Access::Owner(user),
@@ -1397,7 +1397,11 @@ fn cutoff_micros(age: Duration) -> i64 {
 }
 
 /// The active session `id` inside a write, or the refusal.
-fn writable_session(tables: &mut WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
+pub(crate) fn writable_session(
+    tables: &mut WriteTables<'_>,
+    id: Uuid,
+    access: Access<'_>,
+) -> Result<SessionRecord> {
     let record = visible_session(tables, id, access)?;
     if expiry::expired_at(tables.expiry_events.table()?, &record)?.is_some() {
         return Err(Error::SessionNotFound(id));

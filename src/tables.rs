@@ -54,6 +54,13 @@ pub(crate) const EXTRA_ROWS_BY_SESSION: TableDefinition<(u128, &str, i64), ()> =
 /// Opaque named blobs the converter keeps (the SQLite schema, ...).
 pub(crate) const OPAQUE: TableDefinition<&str, &[u8]> = TableDefinition::new("opaque");
 
+/// (parent session, fork) for every fork made by `fork_session` whose
+/// parent still exists: the forks of a session, listed.
+pub(crate) const FORKS: TableDefinition<(u128, u128), ()> = TableDefinition::new("forks");
+/// Fork -> its parent: the other direction of [`FORKS`], so that deleting a
+/// fork removes its entry.
+pub(crate) const FORK_PARENTS: TableDefinition<u128, u128> = TableDefinition::new("fork_parents");
+
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
 /// The lsn of the last journal record the database holds (see `journal.rs`).
@@ -102,12 +109,14 @@ pub(crate) struct WriteTables<'txn> {
     pub extra_by_session: Logged<'txn, (u128, &'static str, i64), ()>,
     pub opaque: Logged<'txn, &'static str, &'static [u8]>,
     pub expiry_events: Logged<'txn, i64, &'static [u8]>,
+    pub forks: Logged<'txn, (u128, u128), ()>,
+    pub fork_parents: Logged<'txn, u128, u128>,
     notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 12] = [
+const TABLE_TAGS: [&str; 14] = [
     "meta",
     "sessions",
     "messages",
@@ -120,6 +129,8 @@ const TABLE_TAGS: [&str; 12] = [
     "extra_rows_by_session",
     "opaque",
     "expiry_events",
+    "forks",
+    "fork_parents",
 ];
 
 impl<'txn> WriteTables<'txn> {
@@ -148,6 +159,8 @@ impl<'txn> WriteTables<'txn> {
             extra_by_session: Logged::new(txn, EXTRA_ROWS_BY_SESSION, 9, logging),
             opaque: Logged::new(txn, OPAQUE, 10, logging),
             expiry_events: Logged::new(txn, EXPIRY_EVENTS, 11, logging),
+            forks: Logged::new(txn, FORKS, 12, logging),
+            fork_parents: Logged::new(txn, FORK_PARENTS, 13, logging),
             notes: Notes::default(),
         }
     }
@@ -160,7 +173,7 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// Every table, in the order of its tag (see [`TABLE_TAGS`]).
-    fn all(&mut self) -> [&mut dyn AnyLogged; 12] {
+    fn all(&mut self) -> [&mut dyn AnyLogged; 14] {
         [
             &mut self.meta,
             &mut self.sessions,
@@ -174,6 +187,8 @@ impl<'txn> WriteTables<'txn> {
             &mut self.extra_by_session,
             &mut self.opaque,
             &mut self.expiry_events,
+            &mut self.forks,
+            &mut self.fork_parents,
         ]
     }
 
@@ -376,7 +391,33 @@ impl<'txn> WriteTables<'txn> {
             self.extra_by_session.remove((id, table.as_str(), *rowid))?;
             self.extra_rows.remove((table.as_str(), *rowid))?;
         }
+        self.remove_fork_entries(id)?;
         Ok(messages.len() as u64)
+    }
+
+    /// Records that session `fork` was forked from `parent`.
+    pub fn add_fork(&mut self, parent: u128, fork: u128) -> Result<()> {
+        self.forks.insert((parent, fork), ())?;
+        self.fork_parents.insert(fork, parent)
+    }
+
+    /// Removes the fork entries of a session being deleted: its own (as a
+    /// fork) and those of its forks (as a parent).
+    fn remove_fork_entries(&mut self, id: u128) -> Result<()> {
+        let parent = self.fork_parents.table()?.get(id)?.map(|g| g.value());
+        if let Some(parent) = parent {
+            self.fork_parents.remove(id)?;
+            self.forks.remove((parent, id))?;
+        }
+        let mut forks = Vec::new();
+        for entry in self.forks.table()?.range((id, 0)..=(id, u128::MAX))? {
+            forks.push(entry?.0.value().1);
+        }
+        for fork in forks {
+            self.forks.remove((id, fork))?;
+            self.fork_parents.remove(fork)?;
+        }
+        Ok(())
     }
 
     /// Stores a row of a SQLite table the store does not interpret.
@@ -430,6 +471,8 @@ pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<bool, r
         table(txn, EXTRA_ROWS_BY_SESSION)?,
         table(txn, OPAQUE)?,
         table(txn, EXPIRY_EVENTS)?,
+        table(txn, FORKS)?,
+        table(txn, FORK_PARENTS)?,
     ]
     .into_iter()
     .all(|present| present))

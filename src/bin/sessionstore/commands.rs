@@ -56,6 +56,7 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
         Command::ChatExpire { session_id } => chat_expire(out, &open(db)?, session_id)?,
         Command::ChatDelete { session_id, yes } => chat_delete(out, &open(db)?, session_id, yes)?,
         Command::ChatEraseUser { user_id, yes } => chat_erase_user(out, &open(db)?, &user_id, yes)?,
+        Command::ChatFork { session_id, at } => chat_fork(out, &open(db)?, session_id, at)?,
         Command::Stats => stats(out, &open(db)?)?,
         Command::Backup { dest } => backup(out, &open(db)?, &dest)?,
         Command::Check => check(out, &open(db)?)?,
@@ -101,6 +102,12 @@ fn chat_init(out: &mut Output, db: &Path, user_id: Option<&str>) -> Result<(), F
     say!(out, "Created session: {id}");
     say!(out, "User: {}", output::user(user_id));
     say!(out, "Database: {}", db.display());
+    Ok(())
+}
+
+fn chat_fork(out: &mut Output, store: &SessionStore, id: Uuid, at: u64) -> Result<(), Failure> {
+    let fork = store.fork_session(id, at).map_err(|e| explain(store, id, e))?;
+    say!(out, "Created session: {fork}");
     Ok(())
 }
 
