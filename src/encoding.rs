@@ -55,6 +55,8 @@ pub(crate) enum RecordKey<'a> {
     Opaque(&'a str),
     /// `expiry_events`: the event's cutoff.
     ExpiryEvent(i64),
+    /// `user_contexts`: the user.
+    UserContext(&'a str),
 }
 
 impl RecordKey<'_> {
@@ -66,6 +68,7 @@ impl RecordKey<'_> {
             RecordKey::ExtraRow(..) => "extra_rows",
             RecordKey::Opaque(_) => "opaque",
             RecordKey::ExpiryEvent(_) => "expiry_events",
+            RecordKey::UserContext(_) => "user_contexts",
         }
     }
 
@@ -99,6 +102,10 @@ impl RecordKey<'_> {
                 key[1..].copy_from_slice(&cutoff.to_le_bytes());
                 hasher.update(&key);
             }
+            RecordKey::UserContext(user) => {
+                hasher.update(&[6]);
+                hasher.update(user.as_bytes());
+            }
         }
     }
 
@@ -121,6 +128,7 @@ impl fmt::Display for RecordKey<'_> {
             RecordKey::ExtraRow(table, rowid) => write!(f, "row {rowid} of {table:?}"),
             RecordKey::Opaque(name) => write!(f, "{name:?}"),
             RecordKey::ExpiryEvent(cutoff) => write!(f, "expiry event with cutoff {cutoff}"),
+            RecordKey::UserContext(user) => write!(f, "context of user {user:?}"),
         }
     }
 }

@@ -73,6 +73,7 @@ mod storage;
 mod store;
 mod tables;
 mod timestamp;
+mod user_context;
 mod writer;
 
 pub use budget::TokenRule;

@@ -223,6 +223,7 @@ fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> 
     copier.copy(tables::EXPIRY_EVENTS)?;
     copier.copy(tables::FORKS)?;
     copier.copy(tables::FORK_PARENTS)?;
+    copier.copy(tables::USER_CONTEXTS)?;
     drop(db);
     Ok(())
 }
@@ -437,6 +438,9 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
         |(s, t, r)| (s, t.to_owned(), r),
     )?;
     for text in check_forks(txn, &session_keys)? {
+        problem(&mut report, text);
+    }
+    for text in crate::user_context::check(txn)? {
         problem(&mut report, text);
     }
     progress(total, total);

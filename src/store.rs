@@ -798,7 +798,9 @@ impl SessionStore {
     }
 
     /// Deletes every session of `user`, active or expired, with all their
-    /// messages (an erasure request). Returns what was removed.
+    /// messages, and the user's context (see
+    /// [`user_context`](Self::user_context)): an erasure request. Returns
+    /// what was removed.
     pub fn erase_user(&self, user: &str) -> Result<Erased> {
         let user = user.to_owned();
         self.write(move |tables| {
@@ -816,6 +818,7 @@ impl SessionStore {
                 erased.messages += tables.remove_session(key, &record)?;
                 erased.sessions += 1;
             }
+            crate::user_context::erase(tables, &user)?;
             Ok(erased)
         })
     }

@@ -61,6 +61,10 @@ pub(crate) const FORKS: TableDefinition<(u128, u128), ()> = TableDefinition::new
 /// fork removes its entry.
 pub(crate) const FORK_PARENTS: TableDefinition<u128, u128> = TableDefinition::new("fork_parents");
 
+/// User -> the user's context, a JSON object (encoded `String`): the
+/// state that follows a user across sessions.
+pub(crate) const USER_CONTEXTS: TableDefinition<&str, &[u8]> = TableDefinition::new("user_contexts");
+
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
 /// The lsn of the last journal record the database holds (see `journal.rs`).
@@ -111,12 +115,13 @@ pub(crate) struct WriteTables<'txn> {
     pub expiry_events: Logged<'txn, i64, &'static [u8]>,
     pub forks: Logged<'txn, (u128, u128), ()>,
     pub fork_parents: Logged<'txn, u128, u128>,
+    pub user_contexts: Logged<'txn, &'static str, &'static [u8]>,
     notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 14] = [
+const TABLE_TAGS: [&str; 15] = [
     "meta",
     "sessions",
     "messages",
@@ -131,6 +136,7 @@ const TABLE_TAGS: [&str; 14] = [
     "expiry_events",
     "forks",
     "fork_parents",
+    "user_contexts",
 ];
 
 impl<'txn> WriteTables<'txn> {
@@ -161,6 +167,7 @@ impl<'txn> WriteTables<'txn> {
             expiry_events: Logged::new(txn, EXPIRY_EVENTS, 11, logging),
             forks: Logged::new(txn, FORKS, 12, logging),
             fork_parents: Logged::new(txn, FORK_PARENTS, 13, logging),
+            user_contexts: Logged::new(txn, USER_CONTEXTS, 14, logging),
             notes: Notes::default(),
         }
     }
@@ -173,7 +180,7 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// Every table, in the order of its tag (see [`TABLE_TAGS`]).
-    fn all(&mut self) -> [&mut dyn AnyLogged; 14] {
+    fn all(&mut self) -> [&mut dyn AnyLogged; 15] {
         [
             &mut self.meta,
             &mut self.sessions,
@@ -189,6 +196,7 @@ impl<'txn> WriteTables<'txn> {
             &mut self.expiry_events,
             &mut self.forks,
             &mut self.fork_parents,
+            &mut self.user_contexts,
         ]
     }
 
@@ -473,6 +481,7 @@ pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<bool, r
         table(txn, EXPIRY_EVENTS)?,
         table(txn, FORKS)?,
         table(txn, FORK_PARENTS)?,
+        table(txn, USER_CONTEXTS)?,
     ]
     .into_iter()
     .all(|present| present))
