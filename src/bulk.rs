@@ -672,6 +672,7 @@ mod tests {
             candidate_set: None,
             timestamp: Timestamp::from_micros(1_700_000_000_000_000 + id as i64, TimestampForm::Naive),
             extra: Default::default(),
+            tokens: None,
         }
     }
 

@@ -384,6 +384,7 @@ mod tests {
             candidate_set: None,
             timestamp: Timestamp::now(),
             extra: Default::default(),
+            tokens: None,
         }
     }
 

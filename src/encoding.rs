@@ -57,6 +57,8 @@ pub(crate) enum RecordKey<'a> {
     ExpiryEvent(i64),
     /// `idempotency_keys`: the session and the client's key.
     IdempotencyKey(u128, &'a str),
+    /// `user_contexts`: the user.
+    UserContext(&'a str),
 }
 
 impl RecordKey<'_> {
@@ -69,6 +71,7 @@ impl RecordKey<'_> {
             RecordKey::Opaque(_) => "opaque",
             RecordKey::ExpiryEvent(_) => "expiry_events",
             RecordKey::IdempotencyKey(..) => "idempotency_keys",
+            RecordKey::UserContext(_) => "user_contexts",
         }
     }
 
@@ -107,6 +110,10 @@ impl RecordKey<'_> {
                 hasher.update(&session.to_le_bytes());
                 hasher.update(key.as_bytes());
             }
+            RecordKey::UserContext(user) => {
+                hasher.update(&[7]);
+                hasher.update(user.as_bytes());
+            }
         }
     }
 
@@ -136,6 +143,7 @@ impl fmt::Display for RecordKey<'_> {
                     uuid::Uuid::from_u128(session)
                 )
             }
+            RecordKey::UserContext(user) => write!(f, "context of user {user:?}"),
         }
     }
 }
@@ -243,6 +251,11 @@ pub(crate) struct SessionRecord {
 }
 
 /// The value of the `messages` table.
+///
+/// `tokens`, added after the first stores were written, is a trailing
+/// field: a record without a count is written exactly as before (stores
+/// written earlier read as records without one), and a count follows the
+/// other fields as postcard's `Some(count)` (see [`Record::read_tail`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct MessageRecord {
     pub id: u64,
@@ -252,6 +265,47 @@ pub(crate) struct MessageRecord {
     pub candidate_set: Option<String>,
     pub timestamp: StoredTimestamp,
     pub extra: Vec<(String, ExtraValue)>,
+    /// The caller's token count.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u32>,
+}
+
+/// A record the store decodes: its postcard body, then what may follow it.
+pub(crate) trait Record: DeserializeOwned {
+    /// Reads the bytes after the body: the fields added to the record
+    /// since it was first written. None by default.
+    fn read_tail(&mut self, tail: &[u8]) -> std::result::Result<(), String> {
+        match tail.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} bytes after the record")),
+        }
+    }
+}
+
+impl Record for SessionRecord {}
+impl Record for ExtraRowRecord {}
+impl Record for StoredTimestamp {}
+impl Record for String {}
+impl Record for crate::tables::IdempotencyRecord {}
+
+impl Record for MessageRecord {
+    /// Nothing (a record written without a count, or before counts
+    /// existed), or `Some(count)`: a `None` written out is refused, so
+    /// that each message has one encoding.
+    fn read_tail(&mut self, tail: &[u8]) -> std::result::Result<(), String> {
+        if tail.is_empty() {
+            return Ok(());
+        }
+        match postcard::take_from_bytes::<Option<u32>>(tail) {
+            Ok((Some(tokens), [])) => {
+                self.tokens = Some(tokens);
+                Ok(())
+            }
+            Ok((Some(_), rest)) => Err(format!("{} bytes after the token count", rest.len())),
+            Ok((None, _)) => Err("a token count that is not there".into()),
+            Err(e) => Err(format!("token count: {e}")),
+        }
+    }
 }
 
 /// The value of the `extra_rows` table: a row of a SQLite table the store
@@ -340,7 +394,7 @@ pub(crate) fn with_checksum(key: RecordKey<'_>, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes the record stored under `key` (written by [`encode`]).
-pub(crate) fn decode<T: DeserializeOwned>(key: RecordKey<'_>, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: Record>(key: RecordKey<'_>, bytes: &[u8]) -> Result<T> {
     match open_frame(key, bytes)? {
         (RECORD_VERSION, body) => decode_body(key, body),
         (RECORD_VERSION_LZ4, rest) => {
@@ -376,13 +430,10 @@ pub(crate) fn decode_bytes<'b>(key: RecordKey<'_>, bytes: &'b [u8]) -> Result<&'
     }
 }
 
-fn decode_body<T: DeserializeOwned>(key: RecordKey<'_>, body: &[u8]) -> Result<T> {
-    let (record, rest) = postcard::take_from_bytes(body).map_err(|e| key.corrupt(e))?;
-    if rest.is_empty() {
-        Ok(record)
-    } else {
-        Err(key.corrupt(format!("{} bytes after the record", rest.len())))
-    }
+fn decode_body<T: Record>(key: RecordKey<'_>, body: &[u8]) -> Result<T> {
+    let (mut record, rest) = postcard::take_from_bytes::<T>(body).map_err(|e| key.corrupt(e))?;
+    record.read_tail(rest).map_err(|why| key.corrupt(why))?;
+    Ok(record)
 }
 
 fn extra_to_map(extra: Vec<(String, ExtraValue)>) -> ExtraColumns {
@@ -433,6 +484,7 @@ impl MessageRecord {
             candidate_set: message.candidate_set.map(JsonText::into_string),
             timestamp: (&message.timestamp).into(),
             extra: extra_from_map(&message.extra),
+            tokens: message.tokens,
         }
     }
 
@@ -446,6 +498,7 @@ impl MessageRecord {
             candidate_set: self.candidate_set.map(JsonText::trusted),
             timestamp: self.timestamp.into(),
             extra: extra_to_map(self.extra),
+            tokens: self.tokens,
         }
     }
 }
@@ -465,7 +518,84 @@ mod tests {
             candidate_set: Some(r#"{"total_count": 1}"#.into()),
             timestamp: (&Timestamp::parse("2026-01-13T09:41:07").unwrap()).into(),
             extra: vec![("phase".into(), ExtraValue::Real(0.25))],
+            tokens: None,
         }
+    }
+
+    /// The message record as stores written before token counts hold it.
+    #[derive(Serialize)]
+    struct MessageBeforeTokens {
+        id: u64,
+        role: Role,
+        content: String,
+        query_plan: Option<String>,
+        candidate_set: Option<String>,
+        timestamp: StoredTimestamp,
+        extra: Vec<(String, ExtraValue)>,
+    }
+
+    fn before_tokens() -> MessageBeforeTokens {
+        let s = sample();
+        MessageBeforeTokens {
+            id: s.id,
+            role: s.role,
+            content: s.content,
+            query_plan: s.query_plan,
+            candidate_set: s.candidate_set,
+            timestamp: s.timestamp,
+            extra: s.extra,
+        }
+    }
+
+    #[test]
+    fn records_written_before_token_counts_read_without_one() {
+        let old = encode(KEY, &before_tokens()).unwrap();
+        assert_eq!(decode::<MessageRecord>(KEY, &old).unwrap(), sample());
+        // A record without a count is written as before, byte for byte.
+        assert_eq!(encode(KEY, &sample()).unwrap(), old);
+    }
+
+    #[test]
+    fn a_token_count_follows_the_record_and_round_trips() {
+        for tokens in [0, 1, 300, u32::MAX] {
+            let counted = MessageRecord {
+                tokens: Some(tokens),
+                ..sample()
+            };
+            let bytes = encode(KEY, &counted).unwrap();
+            assert_eq!(decode::<MessageRecord>(KEY, &bytes).unwrap(), counted);
+            let large = MessageRecord {
+                tokens: Some(tokens),
+                ..large()
+            };
+            let bytes = encode(KEY, &large).unwrap();
+            assert_eq!(bytes[0], RECORD_VERSION_LZ4);
+            assert_eq!(decode::<MessageRecord>(KEY, &bytes).unwrap(), large);
+        }
+    }
+
+    #[test]
+    fn a_tail_that_is_not_one_token_count_is_refused() {
+        let body = postcard::to_stdvec(&before_tokens()).unwrap();
+        for (tail, why) in [
+            (&[0u8][..], "a token count that is not there"),
+            (&[1, 5, 0][..], "1 bytes after the token count"),
+            (&[1][..], "token count"),
+            (&[7][..], "token count"),
+        ] {
+            let mut bytes = vec![RECORD_VERSION];
+            bytes.extend_from_slice(&body);
+            bytes.extend_from_slice(tail);
+            let err = decode::<MessageRecord>(KEY, &with_checksum(KEY, &bytes)).unwrap_err();
+            assert!(err.to_string().contains(why), "{tail:?}: {err}");
+        }
+        // Other records take no tail at all.
+        let mut bytes = vec![RECORD_VERSION];
+        bytes.extend_from_slice(&postcard::to_stdvec(&sample().timestamp).unwrap());
+        bytes.extend_from_slice(&[1, 5]);
+        let key = RecordKey::ExpiryEvent(1);
+        let err = decode::<StoredTimestamp>(key, &with_checksum(key, &bytes)).unwrap_err();
+        assert!(err.to_string().contains("2 bytes after the record"), "{err}");
     }
 
     #[test]

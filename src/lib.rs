@@ -56,12 +56,14 @@
 
 #[cfg(feature = "tokio")]
 mod async_store;
+mod budget;
 mod bulk;
 mod cache;
 mod encoding;
 mod error;
 mod expiry;
 pub mod files;
+mod fork;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hold;
@@ -80,10 +82,12 @@ mod storage;
 mod store;
 mod tables;
 mod timestamp;
+mod user_context;
 mod writer;
 
 #[cfg(feature = "tokio")]
 pub use async_store::{AsyncSessionStore, AsyncUserView};
+pub use budget::TokenRule;
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;

@@ -225,6 +225,9 @@ fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> 
     copier.copy(tables::OPAQUE)?;
     copier.copy(tables::EXPIRY_EVENTS)?;
     copier.copy(tables::IDEMPOTENCY_KEYS)?;
+    copier.copy(tables::FORKS)?;
+    copier.copy(tables::FORK_PARENTS)?;
+    copier.copy(tables::USER_CONTEXTS)?;
     drop(db);
     Ok(())
 }
@@ -449,8 +452,49 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
             problem(&mut report, format!("{record} belongs to a missing session"));
         }
     }
+    for text in check_forks(txn, &session_keys)? {
+        problem(&mut report, text);
+    }
+    for text in crate::user_context::check(txn)? {
+        problem(&mut report, text);
+    }
     progress(total, total);
     Ok(report)
+}
+
+/// The fork index: each entry of `forks` joins two sessions that exist and
+/// is mirrored, exactly, by `fork_parents`.
+fn check_forks(txn: &ReadTransaction, sessions: &HashSet<u128>) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let forks = txn.open_table(tables::FORKS)?;
+    let parents = txn.open_table(tables::FORK_PARENTS)?;
+    let mut mirrored = 0u64;
+    for entry in forks.range::<(u128, u128)>(..)? {
+        let (parent, fork) = entry?.0.value();
+        let name = |id| uuid::Uuid::from_u128(id);
+        if !sessions.contains(&parent) || !sessions.contains(&fork) {
+            problems.push(format!(
+                "fork entry {} -> {} names a missing session",
+                name(parent),
+                name(fork)
+            ));
+        }
+        match parents.get(fork)?.map(|g| g.value()) {
+            Some(found) if found == parent => mirrored += 1,
+            _ => problems.push(format!(
+                "fork {} has no parent entry for {}",
+                name(fork),
+                name(parent)
+            )),
+        }
+    }
+    if parents.len()? != mirrored {
+        problems.push(format!(
+            "fork_parents has {} entries for {mirrored} forks",
+            parents.len()?
+        ));
+    }
+    Ok(problems)
 }
 
 /// Checks that index table `definition` holds exactly `expected`.

@@ -95,6 +95,9 @@ pub struct NewMessage {
     pub query_plan: Option<JsonText>,
     /// The candidate set, a JSON object.
     pub candidate_set: Option<JsonText>,
+    /// Its length in tokens, as the caller's tokenizer counts it (see
+    /// [`SessionStore::messages_within`](crate::SessionStore::messages_within)).
+    pub tokens: Option<u32>,
 }
 
 impl NewMessage {
@@ -105,6 +108,7 @@ impl NewMessage {
             content: content.into(),
             query_plan: None,
             candidate_set: None,
+            tokens: None,
         }
     }
 
@@ -134,6 +138,17 @@ impl NewMessage {
         self.candidate_set = Some(JsonText::object("candidate_set", json)?);
         Ok(self)
     }
+
+    /// Attaches its token count (the caller knows the model's tokenizer).
+    ///
+    /// ```
+    /// use sessionstore::NewMessage;
+    /// assert_eq!(NewMessage::user("hello").with_tokens(2).tokens, Some(2));
+    /// ```
+    pub fn with_tokens(mut self, tokens: u32) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
 }
 
 /// A stored message.
@@ -157,6 +172,9 @@ pub struct Message {
     /// Columns of a converted SQLite row that the store does not interpret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: ExtraColumns,
+    /// Its length in tokens, when the caller gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u32>,
 }
 
 /// A session's own fields, without its messages.

@@ -439,14 +439,14 @@ pub(crate) enum Access<'a> {
 }
 
 impl Access<'_> {
-    fn allows(self, record: &SessionRecord) -> bool {
+    pub(crate) fn allows(self, record: &SessionRecord) -> bool {
         match self {
             Access::Any => true,
             Access::Owner(user) => record.user_id.as_deref() == Some(user),
         }
     }
 
-    fn to_owned(self) -> OwnedAccess {
+    pub(crate) fn to_owned(self) -> OwnedAccess {
         match self {
             Access::Any => OwnedAccess::Any,
             Access::Owner(user) => OwnedAccess::Owner(user.to_owned()),
@@ -455,13 +455,13 @@ impl Access<'_> {
 }
 
 /// [`Access`] moved into a write job.
-enum OwnedAccess {
+pub(crate) enum OwnedAccess {
     Any,
     Owner(String),
 }
 
 impl OwnedAccess {
-    fn borrow(&self) -> Access<'_> {
+    pub(crate) fn borrow(&self) -> Access<'_> {
         match self {
             OwnedAccess::Any => Access::Any,
             OwnedAccess::Owner(user) => Access::Owner(user),
@@ -975,6 +975,7 @@ impl SessionStore {
                     candidate_set: message.candidate_set.map(JsonText::into_string),
                     timestamp: (&now).into(),
                     extra: Vec::new(),
+                    tokens: message.tokens,
                 };
                 tables.put_message(key, new.message_count, &record)?;
                 added.push(Arc::new(record.into_message(new.message_count)));
@@ -1113,7 +1114,9 @@ impl SessionStore {
     }
 
     /// Deletes every session of `user`, active or expired, with all their
-    /// messages (an erasure request). Returns what was removed.
+    /// messages, and the user's context (see
+    /// [`user_context`](Self::user_context)): an erasure request. Returns
+    /// what was removed.
     pub fn erase_user(&self, user: &str) -> Result<Erased> {
         let user = user.to_owned();
         self.write(move |tables| {
@@ -1131,6 +1134,7 @@ impl SessionStore {
                 erased.messages += tables.remove_session(key, &record)?;
                 erased.sessions += 1;
             }
+            crate::user_context::erase(tables, &user)?;
             Ok(erased)
         })
     }
@@ -1371,7 +1375,7 @@ impl SessionStore {
     }
 
     /// The active session `id`, if `access` may see it.
-    fn active_session(
+    pub(crate) fn active_session(
         &self,
         txn: &ReadTransaction,
         id: Uuid,
@@ -1482,12 +1486,12 @@ enum Page {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct UserView<'a> {
-    store: &'a SessionStore,
-    user: &'a str,
+    pub(crate) store: &'a SessionStore,
+    pub(crate) user: &'a str,
 }
 
 impl UserView<'_> {
-    fn access(&self) -> Access<'_> {
+    pub(crate) fn access(&self) -> Access<'_> {
         Access::Owner(self.user)
     }
 
@@ -1744,7 +1748,11 @@ fn cutoff_micros(age: Duration) -> i64 {
 }
 
 /// The active session `id` inside a write, or the refusal.
-fn writable_session(tables: &mut WriteTables<'_>, id: Uuid, access: Access<'_>) -> Result<SessionRecord> {
+pub(crate) fn writable_session(
+    tables: &mut WriteTables<'_>,
+    id: Uuid,
+    access: Access<'_>,
+) -> Result<SessionRecord> {
     let record = visible_session(tables, id, access)?;
     active_in_write(tables, id, record)
 }

@@ -73,6 +73,17 @@ pub(crate) struct IdempotencyRecord {
     pub ids: Vec<u64>,
 }
 
+/// (parent session, fork) for every fork made by `fork_session` whose
+/// parent still exists: the forks of a session, listed.
+pub(crate) const FORKS: TableDefinition<(u128, u128), ()> = TableDefinition::new("forks");
+/// Fork -> its parent: the other direction of [`FORKS`], so that deleting a
+/// fork removes its entry.
+pub(crate) const FORK_PARENTS: TableDefinition<u128, u128> = TableDefinition::new("fork_parents");
+
+/// User -> the user's context, a JSON object (encoded `String`): the
+/// state that follows a user across sessions.
+pub(crate) const USER_CONTEXTS: TableDefinition<&str, &[u8]> = TableDefinition::new("user_contexts");
+
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
 /// The lsn of the last journal record the database holds (see `journal.rs`).
@@ -122,12 +133,15 @@ pub(crate) struct WriteTables<'txn> {
     pub opaque: Logged<'txn, &'static str, &'static [u8]>,
     pub expiry_events: Logged<'txn, i64, &'static [u8]>,
     pub idempotency_keys: Logged<'txn, (u128, &'static str), &'static [u8]>,
+    pub forks: Logged<'txn, (u128, u128), ()>,
+    pub fork_parents: Logged<'txn, u128, u128>,
+    pub user_contexts: Logged<'txn, &'static str, &'static [u8]>,
     notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 13] = [
+const TABLE_TAGS: [&str; 16] = [
     "meta",
     "sessions",
     "messages",
@@ -141,6 +155,9 @@ const TABLE_TAGS: [&str; 13] = [
     "opaque",
     "expiry_events",
     "idempotency_keys",
+    "forks",
+    "fork_parents",
+    "user_contexts",
 ];
 
 impl<'txn> WriteTables<'txn> {
@@ -170,6 +187,9 @@ impl<'txn> WriteTables<'txn> {
             opaque: Logged::new(txn, OPAQUE, 10, logging),
             expiry_events: Logged::new(txn, EXPIRY_EVENTS, 11, logging),
             idempotency_keys: Logged::new(txn, IDEMPOTENCY_KEYS, 12, logging),
+            forks: Logged::new(txn, FORKS, 13, logging),
+            fork_parents: Logged::new(txn, FORK_PARENTS, 14, logging),
+            user_contexts: Logged::new(txn, USER_CONTEXTS, 15, logging),
             notes: Notes::default(),
         }
     }
@@ -182,7 +202,7 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// Every table, in the order of its tag (see [`TABLE_TAGS`]).
-    fn all(&mut self) -> [&mut dyn AnyLogged; 13] {
+    fn all(&mut self) -> [&mut dyn AnyLogged; 16] {
         [
             &mut self.meta,
             &mut self.sessions,
@@ -197,6 +217,9 @@ impl<'txn> WriteTables<'txn> {
             &mut self.opaque,
             &mut self.expiry_events,
             &mut self.idempotency_keys,
+            &mut self.forks,
+            &mut self.fork_parents,
+            &mut self.user_contexts,
         ]
     }
 
@@ -402,6 +425,7 @@ impl<'txn> WriteTables<'txn> {
         for (key, _) in self.idempotency_keys_of(id)? {
             self.idempotency_keys.remove((id, key.as_str()))?;
         }
+        self.remove_fork_entries(id)?;
         Ok(messages.len() as u64)
     }
 
@@ -464,6 +488,31 @@ impl<'txn> WriteTables<'txn> {
         Ok(())
     }
 
+    /// Records that session `fork` was forked from `parent`.
+    pub fn add_fork(&mut self, parent: u128, fork: u128) -> Result<()> {
+        self.forks.insert((parent, fork), ())?;
+        self.fork_parents.insert(fork, parent)
+    }
+
+    /// Removes the fork entries of a session being deleted: its own (as a
+    /// fork) and those of its forks (as a parent).
+    fn remove_fork_entries(&mut self, id: u128) -> Result<()> {
+        let parent = self.fork_parents.table()?.get(id)?.map(|g| g.value());
+        if let Some(parent) = parent {
+            self.fork_parents.remove(id)?;
+            self.forks.remove((parent, id))?;
+        }
+        let mut forks = Vec::new();
+        for entry in self.forks.table()?.range((id, 0)..=(id, u128::MAX))? {
+            forks.push(entry?.0.value().1);
+        }
+        for fork in forks {
+            self.forks.remove((id, fork))?;
+            self.fork_parents.remove(fork)?;
+        }
+        Ok(())
+    }
+
     /// Stores a row of a SQLite table the store does not interpret.
     pub fn put_extra_row(&mut self, table: &str, rowid: i64, record: &ExtraRowRecord) -> Result<()> {
         self.extra_rows.insert(
@@ -516,6 +565,9 @@ pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<bool, r
         table(txn, OPAQUE)?,
         table(txn, EXPIRY_EVENTS)?,
         table(txn, IDEMPOTENCY_KEYS)?,
+        table(txn, FORKS)?,
+        table(txn, FORK_PARENTS)?,
+        table(txn, USER_CONTEXTS)?,
     ]
     .into_iter()
     .all(|present| present))

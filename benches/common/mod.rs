@@ -129,6 +129,7 @@ impl Turn {
             candidate_set: self.to_new_message().candidate_set,
             timestamp,
             extra: Default::default(),
+            tokens: None,
         }
     }
 }

@@ -699,6 +699,7 @@ fn check_message(row: &Row<'_>, shape: &MessageShape<'_>) -> Result<PendingMessa
                     c.timestamp,
                 ],
             )?,
+            tokens: None,
         })
     })();
     let checked = checked.map_err(|reason| Refused {

@@ -147,6 +147,21 @@ pub enum Command {
         yes: bool,
     },
 
+    /// Branch a session: a new session (same user, same context) holding
+    /// copies of its messages before seq SEQ; prints the new session's id.
+    #[command(after_help = "Example (regenerate the reply at seq 3 in a new chat):\n  \
+                            sessionstore chat-fork 550e8400-e29b-41d4-a716-446655440000 --at 3\n\n\
+                            Prints one line:\n  Created session: <uuid>")]
+    ChatFork {
+        /// The session to branch (must be active).
+        #[arg(value_name = "ID")]
+        session_id: Uuid,
+        /// Keep the messages before this seq (0 keeps none; the message
+        /// count keeps them all).
+        #[arg(long, value_name = "SEQ")]
+        at: u64,
+    },
+
     /// Count active and expired sessions and messages, and give the file size.
     #[command(after_help = "Example:\n  sessionstore stats")]
     Stats,
@@ -242,6 +257,7 @@ impl Command {
             | Command::ChatExpire { .. }
             | Command::ChatDelete { .. }
             | Command::ChatEraseUser { .. }
+            | Command::ChatFork { .. }
             | Command::Backup { .. }
             | Command::Compact
             | Command::ExportRetrieval { .. } => true,

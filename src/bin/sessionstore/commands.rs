@@ -60,6 +60,7 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
         Command::Stats => stats(out, &open_to_read(db)?)?,
         Command::Backup { dest } => backup(out, &open_to_read(db)?, &dest)?,
         Command::Check => check(out, &open_to_read(db)?)?,
+        Command::ChatFork { session_id, at } => chat_fork(out, &open(db)?, session_id, at)?,
         Command::Compact => compact(out, &open(db)?)?,
         Command::ExportRetrieval {
             format,
@@ -177,6 +178,12 @@ fn chat_init(out: &mut Output, db: &Path, user_id: Option<&str>) -> Result<(), F
     say!(out, "Created session: {id}");
     say!(out, "User: {}", output::user(user_id));
     say!(out, "Database: {}", db.display());
+    Ok(())
+}
+
+fn chat_fork(out: &mut Output, store: &SessionStore, id: Uuid, at: u64) -> Result<(), Failure> {
+    let fork = store.fork_session(id, at).map_err(|e| explain(store, id, e))?;
+    say!(out, "Created session: {fork}");
     Ok(())
 }
 
