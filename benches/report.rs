@@ -293,8 +293,16 @@ fn recent_messages(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let ss_cold = ss_session(&cold, 1, 10_000);
     let sq = sql_session(&sqlite, 1, 10_000);
     let iterations = config.pick(500, 5000);
-    let read =
-        |store: &SessionStore, id| assert_eq!(store.get_recent_messages(id, 10).expect("read").len(), 10);
+    let read = |store: &SessionStore, id| {
+        assert_eq!(
+            store
+                .get_recent_messages(id, 10)
+                .expect("read")
+                .expect("active session")
+                .len(),
+            10
+        )
+    };
     let ss_time = median_micros(iterations, || read(&store, ss));
     let cold_time = median_micros(iterations, || read(&cold, ss_cold));
     let sq_time = median_micros(iterations, || {

@@ -36,7 +36,12 @@ fn recent_messages(c: &mut Criterion) {
     let sq = sql_session(&sqlite, 1, 10_000);
     let mut group = c.benchmark_group("recent_10_of_10000");
     group.bench_function("sessionstore", |b| {
-        b.iter(|| store.get_recent_messages(ss, 10).expect("read"))
+        b.iter(|| {
+            store
+                .get_recent_messages(ss, 10)
+                .expect("read")
+                .expect("active session")
+        })
     });
     group.bench_function("sqlite", |b| b.iter(|| sqlite.get_recent_messages(&sq, 10)));
 }

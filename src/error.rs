@@ -9,14 +9,12 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No such session, or it is expired, or it belongs to another user
-    /// (ownership-checked calls answer the same for all three).
+    /// A write to a session that is missing, expired, or another user's
+    /// (ownership-checked calls answer the same for all three). A read
+    /// answers `Ok(None)` instead: see the
+    /// [crate docs](crate#missing-none-for-a-read-an-error-for-a-write).
     #[error("session {0} not found")]
     SessionNotFound(uuid::Uuid),
-
-    /// No message has this global id.
-    #[error("message {0} not found")]
-    MessageNotFound(u64),
 
     /// `add_message_if` was told the next seq would be `expected`, but another
     /// writer got there first and the session is at `actual`.
@@ -118,9 +116,37 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// [`backup_to`](crate::SessionStore::backup_to) or
+    /// [`compact`](crate::SessionStore::compact) found what
+    /// [`check`](crate::SessionStore::check) reports (a damaged record, a
+    /// broken rule) and copied nothing: the store is as it was, and no file
+    /// was written.
+    #[error("{path}: {operation} refused, the store is damaged: {}", listed(problems))]
+    Damaged {
+        /// The store file.
+        path: PathBuf,
+        /// What was refused (`"backup"`, `"compact"`).
+        operation: &'static str,
+        /// What the check found, one sentence each.
+        problems: Vec<String>,
+    },
+
     /// The store's writer has stopped after an earlier failure; reopen the store.
     #[error("the store's writer has stopped; reopen the store")]
     WriterStopped,
+}
+
+/// The first problems of `problems`, and how many more there are.
+fn listed(problems: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = problems[..problems.len().min(SHOWN)].join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!(
+            "; and {} more (check lists them)",
+            problems.len() - SHOWN
+        ));
+    }
+    text
 }
 
 /// Shorthand for results of this crate.
@@ -155,17 +181,14 @@ impl Error {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Error::SessionNotFound(_)
-                | Error::MessageNotFound(_)
-                | Error::SeqConflict { .. }
-                | Error::InvalidInput { .. }
+            Error::SessionNotFound(_) | Error::SeqConflict { .. } | Error::InvalidInput { .. }
         )
     }
 
-    /// True for the errors that mean "nothing there for you": a missing,
-    /// expired or foreign session, or a missing message.
+    /// True for the errors that mean "nothing there for you to write to": a
+    /// missing, expired or foreign session.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::SessionNotFound(_) | Error::MessageNotFound(_))
+        matches!(self, Error::SessionNotFound(_))
     }
 }
 

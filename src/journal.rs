@@ -91,7 +91,7 @@ const ALIGN: u64 = 8;
 const BLOCK: usize = 4096;
 
 /// The database beside the journal at `journal` (see [`journal_path`]).
-fn database_path(journal: &Path) -> PathBuf {
+pub(crate) fn database_path(journal: &Path) -> PathBuf {
     let name = journal
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -24,6 +24,33 @@
 //! assert_eq!(session.messages[1].seq, 1);
 //! # Ok::<(), sessionstore::Error>(())
 //! ```
+//!
+//! ## Missing: `None` for a read, an error for a write
+//!
+//! One convention holds across the API. A read of something that may be
+//! missing answers `Ok(None)`: [`SessionStore::get_session`],
+//! [`SessionStore::session_info`], [`SessionStore::get_recent_messages`],
+//! [`SessionStore::messages_after`] / [`messages_from`](SessionStore::messages_from) /
+//! [`messages_before`](SessionStore::messages_before) and
+//! [`SessionStore::get_message`], and the same calls of a [`UserView`],
+//! where another user's session is missing too. An `Err` from a read is
+//! always a failure of the store (I/O, damage), never "not there". A write
+//! to a session that is missing, expired or another user's is
+//! `Err(Error::SessionNotFound)`: nothing could be written, and the caller
+//! must know.
+//!
+//! ```
+//! use sessionstore::{Error, NewMessage, SessionStore, Uuid};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let store = SessionStore::open(dir.path().join("sessions.redb"))?;
+//! let unknown = Uuid::new_v4();
+//! assert!(store.get_session(unknown)?.is_none());
+//! assert!(store.get_recent_messages(unknown, 10)?.is_none());
+//! assert!(store.get_message(12345)?.is_none());
+//! let write = store.add_message(unknown, NewMessage::user("hello"));
+//! assert!(matches!(write, Err(Error::SessionNotFound(id)) if id == unknown));
+//! # Ok::<(), sessionstore::Error>(())
+//! ```
 
 #![deny(missing_docs)]
 
@@ -34,8 +61,10 @@ mod cache;
 mod encoding;
 mod error;
 mod expiry;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hold;
 mod journal;
 mod json;
 mod maintenance;
@@ -56,6 +85,7 @@ pub use async_store::{AsyncSessionStore, AsyncUserView};
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
+pub use hold::StoreHold;
 pub use json::JsonText;
 pub use maintenance::{CheckReport, CompactReport, Progress};
 pub use model::{

@@ -2,7 +2,7 @@
 //! and compaction by rewriting into a fresh file.
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -10,6 +10,7 @@ use redb::{
 
 use crate::encoding::{decode, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord};
 use crate::error::{Error, Result};
+use crate::files::{self, NewFile};
 use crate::journal::journal_path;
 use crate::storage::FileRole;
 use crate::store::{guard_panics, open_error, SessionStore, StoreOptions};
@@ -73,40 +74,64 @@ impl SessionStore {
     }
 
     /// Writes a consistent copy of the store, as of one moment, to `dest`
-    /// (a new file; refused if it exists). Made through a read transaction,
-    /// so writers go on meanwhile; written beside `dest` and linked into
-    /// place only when complete and on disk (never over a file that
-    /// appeared meanwhile).
+    /// (a new file, with the store file's permissions; refused if it
+    /// exists; its folder is made when missing). Made through a read
+    /// transaction, so writers go on meanwhile; written beside `dest` and
+    /// linked into place only when complete and on disk (never over a file
+    /// that appeared meanwhile).
+    ///
+    /// Every record is verified first, as [`check`](Self::check) does: a
+    /// store with a damaged record is refused with [`Error::Damaged`] and
+    /// nothing is written.
     pub fn backup_to(&self, dest: &Path, progress: Progress<'_>) -> Result<()> {
-        if dest.exists() {
+        if dest.symlink_metadata().is_ok() {
             return Err(destination_exists(dest));
         }
-        self.reading(|txn| write_copy(txn, dest, progress))
+        let permissions = files::permissions_of(self.path())?;
+        self.reading(|txn| {
+            verify(txn, self.path(), "backup", &mut |done, total| {
+                progress(done, 2 * total)
+            })?;
+            let new = NewFile::create(dest, permissions)?;
+            write_copy_to(txn, new.path(), &mut |done, total| {
+                progress(total + done, 2 * total)
+            })?;
+            if new.place_new(dest)? {
+                Ok(())
+            } else {
+                Err(destination_exists(dest))
+            }
+        })
     }
 
     /// Rewrites the store into a fresh file holding only live data, and
     /// swaps it in: the file shrinks to its content, and nothing deleted or
-    /// erased remains in its bytes. Writers wait meanwhile; readers of
-    /// earlier snapshots go on reading them. It starts by making every
-    /// write durable in the database; when that fails (an I/O error), it
-    /// fails with that error and changes nothing.
+    /// erased remains in its bytes. The fresh file gets the permissions of
+    /// the store file, and its owner where the process may set it (root
+    /// may). Writers wait meanwhile; readers of earlier snapshots go on
+    /// reading them. It starts by making every write durable in the
+    /// database; when that fails (an I/O error), it fails with that error
+    /// and changes nothing.
+    ///
+    /// Every record is verified first, as [`check`](Self::check) does: a
+    /// store with a damaged record is refused with [`Error::Damaged`], and
+    /// left as it is.
     pub fn compact(&self, progress: Progress<'_>) -> Result<CompactReport> {
         let path = self.path().to_path_buf();
         let options = self.options().clone();
         // The progress callback lives on this thread; the rewrite runs on the
         // writer's. Report from here around it.
         let before = file_size(&path)?;
+        let permissions = files::permissions_of(&path)?;
         progress(0, 1);
         let after = self.maintain(move |db| {
-            let fresh = temp_beside(&path);
             let txn = db.begin_read()?;
-            // Left by a compaction cut short, if there: not ours to keep.
-            let _ = std::fs::remove_file(&fresh);
-            write_copy(&txn, &fresh, &mut |_, _| {})?;
+            verify(&txn, &path, "compact", &mut |_, _| {})?;
+            let fresh = NewFile::create(&path, permissions)?;
+            write_copy_to(&txn, fresh.path(), &mut |_, _| {})?;
             drop(txn);
-            let new_db = options.open_database(&fresh)?;
-            std::fs::rename(&fresh, &path).map_err(|e| Error::io("rename compacted file onto", &path, e))?;
-            sync_parent(&path)?;
+            let new_db = options.open_database(fresh.path())?;
+            fresh.replace(&path)?;
             let old = std::mem::replace(db, new_db);
             drop(old);
             wipe_journal(&options, &path)?;
@@ -132,12 +157,6 @@ fn file_size(path: &Path) -> Result<u64> {
         .len())
 }
 
-fn temp_beside(dest: &Path) -> PathBuf {
-    let mut name = dest.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    dest.with_file_name(name)
-}
-
 /// Overwrites the journal beside `database` with zeros. Maintenance runs
 /// after a checkpoint, when the database holds every record the journal
 /// does; without this, erased content would stay in the journal's bytes.
@@ -159,44 +178,27 @@ fn wipe_journal(options: &StoreOptions, database: &Path) -> Result<()> {
     file.sync_data().map_err(|e| Error::io("sync", &path, e))
 }
 
-fn sync_parent(path: &Path) -> Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(parent)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| Error::io("sync folder", parent, e))
-}
-
-/// Copies every table of `txn` into a new store file at `dest`, atomically.
-fn write_copy(txn: &ReadTransaction, dest: &Path, progress: Progress<'_>) -> Result<()> {
-    let temp = temp_beside(dest);
-    let result = write_copy_to(txn, &temp, progress).and_then(|()| place_new(&temp, dest));
-    let _ = std::fs::remove_file(&temp);
-    result
-}
-
 fn destination_exists(dest: &Path) -> Error {
     Error::invalid("backup destination", format!("{} exists already", dest.display()))
 }
 
-/// Gives the complete file `temp` the name `dest`, which must not exist: a
-/// hard link fails rather than replace a file created meanwhile (by another
-/// backup to the same name, say). Where hard links are not supported, a
-/// rename after a last look.
-fn place_new(temp: &Path, dest: &Path) -> Result<()> {
-    match std::fs::hard_link(temp, dest) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(destination_exists(dest)),
-        Err(_) if dest.exists() => return Err(destination_exists(dest)),
-        Err(_) => std::fs::rename(temp, dest).map_err(|e| Error::io("rename the copy onto", dest, e))?,
+/// Refuses `operation` (a copy of the store at `path`) when the checks of
+/// [`SessionStore::check`] find a problem in `txn`: a copy would carry the
+/// damage on, under fresh checksums.
+fn verify(txn: &ReadTransaction, path: &Path, operation: &'static str, progress: Progress<'_>) -> Result<()> {
+    let report = check_model(txn, progress)?;
+    if report.is_clean() {
+        return Ok(());
     }
-    sync_parent(dest)
+    Err(Error::Damaged {
+        path: path.to_path_buf(),
+        operation,
+        problems: report.problems,
+    })
 }
 
+/// Copies every table of `txn` into the new, empty store file `temp`.
 fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> Result<()> {
-    let _ = std::fs::remove_file(temp);
     let db = Database::create(temp).map_err(|e| open_error(temp, e))?;
     let total = tables::count(txn, tables::SESSIONS)?
         + tables::count(txn, tables::MESSAGES)?

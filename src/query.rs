@@ -1,6 +1,6 @@
 //! A query turn as the old store's CLI recorded and showed it: the reply that
 //! carries a candidate set, and the counts the history prints for a query
-//! plan (`filters`) and a candidate set (`candidates`).
+//! plan (its `filters`) and a candidate set (its `total_count`).
 //!
 //! The store keeps plans and candidate sets as opaque JSON objects; these are
 //! the only fields it ever reads in them, and a missing or ill-typed field
@@ -65,17 +65,6 @@ pub fn result_count(candidate_set: &JsonText) -> Option<u64> {
         .or_else(|| Some(shape.candidates?.expected()?.len() as u64))
 }
 
-/// The length of a candidate set's `candidates` array.
-///
-/// ```
-/// use sessionstore::{query, JsonText};
-/// let set = JsonText::object("candidate_set", r#"{"total_count": 15, "candidates": [1, 2]}"#).unwrap();
-/// assert_eq!(query::candidate_count(&set), Some(2));
-/// ```
-pub fn candidate_count(candidate_set: &JsonText) -> Option<u64> {
-    Some(candidate_shape(candidate_set)?.candidates?.expected()?.len() as u64)
-}
-
 /// The length of a query plan's `filters` array.
 ///
 /// ```
@@ -111,9 +100,22 @@ impl Message {
         self.query_plan.as_ref().and_then(filter_count)
     }
 
-    /// The length of this message's candidate set's `candidates`, when it has one.
-    pub fn candidate_count(&self) -> Option<u64> {
-        self.candidate_set.as_ref().and_then(candidate_count)
+    /// How many results this message's candidate set stands for, when it
+    /// has one: [`result_count`], what the old CLI's history printed as
+    /// `Results: N candidates`.
+    ///
+    /// ```
+    /// let reply = sessionstore::query::results_reply(r#"{"total_count": 15, "candidates": [1, 2]}"#)?;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb"))?;
+    /// let id = store.create_session(None)?;
+    /// let message = store.add_message(id, reply)?;
+    /// let (_, stored) = store.get_message(message)?.expect("stored");
+    /// assert_eq!(stored.result_count(), Some(15));
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn result_count(&self) -> Option<u64> {
+        self.candidate_set.as_ref().and_then(result_count)
     }
 }
 
@@ -132,7 +134,7 @@ mod tests {
             Some(1)
         );
         assert_eq!(result_count(&set(r#"{"total_count": -1}"#)), None);
-        assert_eq!(candidate_count(&set(r#"{"candidates": {"a": 1}}"#)), None);
+        assert_eq!(result_count(&set(r#"{"candidates": {"a": 1}}"#)), None);
         let plan = JsonText::object("query_plan", r#"{"filters": null}"#).unwrap();
         assert_eq!(filter_count(&plan), None);
     }

@@ -143,13 +143,8 @@ pub trait StorageFactory: Send + Sync {
 pub struct FileStorage;
 
 impl StorageFactory for FileStorage {
-    fn open(&self, path: &Path, _role: FileRole) -> std::io::Result<Box<dyn StorageBackend>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+    fn open(&self, path: &Path, role: FileRole) -> std::io::Result<Box<dyn StorageBackend>> {
+        let file = crate::files::open_store_file(path, role)?;
         let backend = FileBackend::new(file).map_err(std::io::Error::other)?;
         Ok(Box::new(backend))
     }

@@ -1012,18 +1012,35 @@ impl SessionStore {
     // ---- messages -------------------------------------------------------
 
     /// The last `n` messages of an active session, oldest first; reads only
-    /// those.
-    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Arc<Message>>> {
+    /// those. `None` when the session is missing or expired (a read: see
+    /// the [crate docs](crate#missing-none-for-a-read-an-error-for-a-write)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::{NewMessage, Uuid};
+    /// let id = store.create_session(None)?;
+    /// for n in 0..5 {
+    ///     store.add_message(id, NewMessage::user(format!("m{n}")))?;
+    /// }
+    /// let last = store.get_recent_messages(id, 2)?.expect("active session");
+    /// assert_eq!((last[0].content.as_str(), last[1].content.as_str()), ("m3", "m4"));
+    /// assert!(store.get_recent_messages(Uuid::new_v4(), 2)?.is_none());
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.messages_before(id, u64::MAX, n)
     }
 
-    /// Up to `limit` messages with seq greater than `seq`, oldest first.
-    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
+    /// Up to `limit` messages with seq greater than `seq`, oldest first;
+    /// `None` when the session is missing or expired.
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.page_messages(id, Page::After(seq), limit, Access::Any)
     }
 
     /// Up to `limit` messages from seq `seq` on (that one included), oldest
-    /// first: the first page when paging forward from the start.
+    /// first: the first page when paging forward from the start; `None`
+    /// when the session is missing or expired.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -1033,17 +1050,17 @@ impl SessionStore {
     /// for n in 0..5 {
     ///     store.add_message(id, NewMessage::user(format!("m{n}"))).unwrap();
     /// }
-    /// let first = store.messages_from(id, 0, 2).unwrap();
-    /// let next = store.messages_after(id, first[1].seq, 2).unwrap();
+    /// let first = store.messages_from(id, 0, 2).unwrap().expect("active session");
+    /// let next = store.messages_after(id, first[1].seq, 2).unwrap().expect("active session");
     /// assert_eq!(next[0].content, "m2");
     /// ```
-    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.page_messages(id, Page::From(seq), limit, Access::Any)
     }
 
     /// Up to `limit` messages with seq less than `seq`, the nearest ones,
-    /// oldest first.
-    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
+    /// oldest first; `None` when the session is missing or expired.
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.page_messages(id, Page::Before(seq), limit, Access::Any)
     }
 
@@ -1053,11 +1070,11 @@ impl SessionStore {
         page: Page,
         limit: u64,
         access: Access<'_>,
-    ) -> Result<Vec<Arc<Message>>> {
+    ) -> Result<Option<Vec<Arc<Message>>>> {
         self.reading_messages(|txn, ticket| {
-            let record = self
-                .active_session(txn, id, access)?
-                .ok_or(Error::SessionNotFound(id))?;
+            let Some(record) = self.active_session(txn, id, access)? else {
+                return Ok(None);
+            };
             let count = record.message_count;
             let range = match page {
                 Page::From(seq) => {
@@ -1073,33 +1090,47 @@ impl SessionStore {
                     end.saturating_sub(limit)..end
                 }
             };
-            self.session_messages(txn, ticket, id, &record, range)
+            self.session_messages(txn, ticket, id, &record, range).map(Some)
         })
     }
 
-    /// A message by its global id, with the session it belongs to.
-    pub fn get_message(&self, message_id: u64) -> Result<(Uuid, Message)> {
+    /// A message by its global id, with the session it belongs to (expired
+    /// or not, as [`session_info`](Self::session_info)); `None` when no
+    /// message has that id (never given out, popped, or its session deleted).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = sessionstore::SessionStore::open(dir.path().join("s.redb")).unwrap();
+    /// use sessionstore::NewMessage;
+    /// let id = store.create_session(None)?;
+    /// let message = store.add_message(id, NewMessage::user("hello"))?;
+    /// let (session, found) = store.get_message(message)?.expect("stored");
+    /// assert_eq!((session, found.content.as_str()), (id, "hello"));
+    /// store.pop_last_message(id)?;
+    /// assert!(store.get_message(message)?.is_none());
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn get_message(&self, message_id: u64) -> Result<Option<(Uuid, Message)>> {
         self.get_message_as(message_id, Access::Any)
     }
 
-    fn get_message_as(&self, message_id: u64, access: Access<'_>) -> Result<(Uuid, Message)> {
+    fn get_message_as(&self, message_id: u64, access: Access<'_>) -> Result<Option<(Uuid, Message)>> {
         self.reading(|txn| {
             let ids = txn.open_table(tables::MESSAGE_IDS)?;
-            let (session, seq) = ids
-                .get(message_id)?
-                .map(|g| g.value())
-                .ok_or(Error::MessageNotFound(message_id))?;
+            let Some((session, seq)) = ids.get(message_id)?.map(|g| g.value()) else {
+                return Ok(None);
+            };
             if let Access::Owner(_) = access {
                 let sessions = txn.open_table(tables::SESSIONS)?;
                 let owned = tables::session_record(&sessions, session)?.is_some_and(|r| access.allows(&r));
                 if !owned {
-                    return Err(Error::MessageNotFound(message_id));
+                    return Ok(None);
                 }
             }
             let messages = txn.open_table(tables::MESSAGES)?;
             let record = tables::message_record(&messages, session, seq)?
                 .ok_or_else(|| Error::corrupt_record("message_ids", "entry without a message"))?;
-            Ok((Uuid::from_u128(session), record.into_message(seq)))
+            Ok(Some((Uuid::from_u128(session), record.into_message(seq))))
         })
     }
 
@@ -1322,31 +1353,31 @@ impl UserView<'_> {
     }
 
     /// As [`SessionStore::get_recent_messages`], for this user's sessions only.
-    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Vec<Arc<Message>>> {
+    pub fn get_recent_messages(&self, id: Uuid, n: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.store
             .page_messages(id, Page::Before(u64::MAX), n, self.access())
     }
 
     /// As [`SessionStore::messages_after`], for this user's sessions only.
-    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
+    pub fn messages_after(&self, id: Uuid, seq: u64, limit: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.store
             .page_messages(id, Page::After(seq), limit, self.access())
     }
 
     /// As [`SessionStore::messages_from`], for this user's sessions only.
-    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
+    pub fn messages_from(&self, id: Uuid, seq: u64, limit: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.store
             .page_messages(id, Page::From(seq), limit, self.access())
     }
 
     /// As [`SessionStore::messages_before`], for this user's sessions only.
-    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Vec<Arc<Message>>> {
+    pub fn messages_before(&self, id: Uuid, seq: u64, limit: u64) -> Result<Option<Vec<Arc<Message>>>> {
         self.store
             .page_messages(id, Page::Before(seq), limit, self.access())
     }
 
     /// As [`SessionStore::get_message`], for this user's messages only.
-    pub fn get_message(&self, message_id: u64) -> Result<(Uuid, Message)> {
+    pub fn get_message(&self, message_id: u64) -> Result<Option<(Uuid, Message)>> {
         self.store.get_message_as(message_id, self.access())
     }
 

@@ -130,7 +130,9 @@ fn query_records_the_query_with_its_plan_and_the_reply_with_its_set() {
         .write_stdin(set)
         .assert()
         .success()
-        .stdout(format!("Saved to session {id}\n"));
+        .stdout(
+            predicate::str::is_match(format!("^Saved to session {id}: messages [0-9]+, [0-9]+\n$")).unwrap(),
+        );
 
     let session = scene.store().get_session(id).unwrap().unwrap();
     assert_eq!(session.messages.len(), 2);
@@ -162,6 +164,9 @@ fn query_without_total_count_counts_the_candidates_and_without_a_set_records_one
     assert!(session.messages[2].query_plan.is_none());
 }
 
+/// The old CLI's `chat-history` (app/cli.py): the session's fields, then
+/// each message followed by a blank line, `Results:` giving the candidate
+/// set's `total_count` (15 here, of which 3 candidates came back).
 #[test]
 fn chat_history_prints_the_old_layout() {
     let scene = Scene::new();
@@ -181,7 +186,7 @@ fn chat_history_prints_the_old_layout() {
     let expected = format!(
         "Session: {id}\nUser: user123\nMessages: 2\nCreated: {}\nUpdated: {}\n\n--- Messages ---\n\n\
          1. [user] books by Oxford\n   QueryPlan: 2 filters\n   Time: {}\n\n\
-         2. [assistant] Found 15 books matching your query\n   Results: 3 candidates\n   Time: {}\n",
+         2. [assistant] Found 15 books matching your query\n   Results: 15 candidates\n   Time: {}\n\n",
         info.created_at, info.updated_at, info.messages[0].timestamp, info.messages[1].timestamp
     );
     assert_eq!(output, expected);
@@ -372,6 +377,59 @@ fn a_candidate_set_that_is_not_a_json_object_is_refused_and_nothing_is_written()
     assert_eq!(scene.store().session_info(id).unwrap().unwrap().message_count, 0);
 }
 
+/// Issue 16, item 5: an input file is read up to the store's content limit
+/// (64 MiB) and refused past it; `/dev/zero` made the binary grow without
+/// end. The binary runs under a 1 GiB address-space limit, so that a
+/// regression fails here instead of taking the machine's memory.
+#[test]
+fn an_endless_input_file_is_refused_at_the_content_limit_and_nothing_is_written() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let scene = Scene::new();
+    let id = scene.init(None);
+    let limit = sessionstore::StoreOptions::default().max_content_bytes;
+    let zero = || std::fs::File::open("/dev/zero").unwrap();
+    for (option, file, stdin, what) in [
+        (
+            "--query-plan",
+            "/dev/zero",
+            Stdio::null(),
+            "query plan from /dev/zero",
+        ),
+        (
+            "--candidate-set",
+            "/dev/zero",
+            Stdio::null(),
+            "candidate set from /dev/zero",
+        ),
+        (
+            "--candidate-set",
+            "-",
+            Stdio::from(zero()),
+            "candidate set from stdin",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        std::process::Command::new("sh")
+            .args(["-c", "ulimit -v 1048576 && exec \"$0\" \"$@\""])
+            .arg(assert_cmd::cargo::cargo_bin!("sessionstore"))
+            .arg("--db")
+            .arg(&scene.db)
+            .args(["query", "hi", "--session-id", &s(id), option, file])
+            .stdin(stdin)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(format!(
+                "error: cannot read the {what}: over the limit of {limit} bytes\n"
+            ));
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(30), "{what}: {took:?}");
+    }
+    assert_eq!(scene.store().session_info(id).unwrap().unwrap().message_count, 0);
+}
+
 #[test]
 fn both_inputs_from_stdin_is_a_usage_error() {
     let scene = Scene::new();
@@ -434,6 +492,79 @@ fn a_full_stdout_is_an_error_not_a_panic() {
             predicate::str::starts_with("error: cannot write to stdout: ")
                 .and(predicate::str::contains("panicked").not()),
         );
+}
+
+/// The binary pointed at `scene`'s store, its stdout `stdout` (a file or a
+/// pipe opened here), run with `args`.
+fn run_with_stdout(scene: &Scene, stdout: impl Into<Stdio>, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin!("sessionstore"))
+        .env_remove("SESSIONSTORE_DB")
+        .arg("--db")
+        .arg(&scene.db)
+        .args(args)
+        .stdout(stdout)
+        .output()
+        .unwrap()
+}
+
+/// Issue 16, item 3: a command whose write was committed but whose stdout
+/// then fails does not report failure (a retry would write twice): it
+/// exits 3 and gives on stderr what it did, ids included.
+#[test]
+fn a_write_whose_stdout_fails_exits_3_and_names_what_it_wrote_on_stderr() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let scene = Scene::new();
+    scene.init(Some("bob"));
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+
+    let init = run_with_stdout(&scene, full(), &["chat-init", "--user-id", "ana"]);
+    let stderr = String::from_utf8(init.stderr).unwrap();
+    assert_eq!(init.status.code(), Some(3), "{stderr}");
+    let sessions = scene.store().list_user_sessions("ana", true).unwrap();
+    assert_eq!(sessions.len(), 1, "one session, written once");
+    let id = sessions[0];
+    assert!(
+        stderr.starts_with("error: cannot write to stdout: ")
+            && stderr.contains(&format!("Created session: {id}\n")),
+        "{stderr}"
+    );
+
+    let set = scene.file("set.json", r#"{"total_count": 15, "candidates": [1]}"#);
+    let query = run_with_stdout(
+        &scene,
+        full(),
+        &[
+            "query",
+            "books",
+            "--session-id",
+            &s(id),
+            "--candidate-set",
+            set.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8(query.stderr).unwrap();
+    assert_eq!(query.status.code(), Some(3), "{stderr}");
+    let session = scene.store().get_session(id).unwrap().unwrap();
+    assert_eq!(session.messages.len(), 2, "the turn, written once");
+    let ids = format!("messages {}, {}", session.messages[0].id, session.messages[1].id);
+    assert!(
+        stderr.contains(&format!("Saved to session {id}: {ids}\n")),
+        "{stderr}"
+    );
+
+    // A pipe closed before the id was read loses it the same way.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let closed = run_with_stdout(&scene, writer, &["chat-init", "--user-id", "cy"]);
+    let stderr = String::from_utf8(closed.stderr).unwrap();
+    assert_eq!(closed.status.code(), Some(3), "{stderr}");
+    let cy = scene.store().list_user_sessions("cy", true).unwrap();
+    assert!(
+        cy.len() == 1 && stderr.contains(&format!("Created session: {}\n", cy[0])),
+        "{stderr}"
+    );
 }
 
 #[test]

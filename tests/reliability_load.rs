@@ -184,7 +184,8 @@ fn worker(store: SessionStore, shared: &[Uuid], thread: u64, seed: u64, until: I
             81..=85 => {
                 let id = pick(&mut rng);
                 if let Some(acked) = out.own[&id].messages.last().copied() {
-                    let (session, message) = ok("get_message", view.get_message(acked.id));
+                    let (session, message) =
+                        ok("get_message", view.get_message(acked.id)).expect("an acknowledged message");
                     assert_eq!(session, id);
                     assert_eq!(message.content, acked.content());
                 }

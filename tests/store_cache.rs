@@ -43,7 +43,7 @@ fn a_read_again_hands_out_the_same_messages_and_follows_the_chatbots_own_writes(
         r#"{"last_publisher": "Oxford"}"#
     );
     assert!(Arc::ptr_eq(&first[1], &next.messages[1]));
-    let recent = store.get_recent_messages(id, 2).unwrap();
+    let recent = store.get_recent_messages(id, 2).unwrap().unwrap();
     assert_eq!(contents(&recent), ["q2", "a2"]);
     assert!(Arc::ptr_eq(&recent[1], &next.messages[3]));
 
@@ -150,7 +150,7 @@ fn readers_see_only_committed_sessions(message_cache_bytes: usize) {
                                 let ids: Vec<u64> = session.messages.iter().map(|m| m.id).collect();
                                 full.push((id, session.updated_at.micros(), ids));
                             }
-                            if let Ok(messages) = store.get_recent_messages(id, 3) {
+                            if let Some(messages) = store.get_recent_messages(id, 3).unwrap() {
                                 recent.push((id, messages.iter().map(|m| m.id).collect::<Vec<_>>()));
                             }
                         }

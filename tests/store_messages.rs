@@ -179,21 +179,30 @@ fn plans_and_candidate_sets_must_be_json_objects() {
 fn get_recent_messages_reads_the_last_n_oldest_first() {
     let (_dir, store) = temp_store();
     let (id, _) = session_with(&store, 10);
-    assert!(store.get_recent_messages(id, 0).unwrap().is_empty());
-    assert_eq!(seqs(&store.get_recent_messages(id, 3).unwrap()), vec![7, 8, 9]);
-    assert_eq!(store.get_recent_messages(id, 3).unwrap()[0].content, "m7");
-    assert_eq!(store.get_recent_messages(id, 100).unwrap().len(), 10);
-    assert_eq!(store.get_recent_messages(id, u64::MAX).unwrap().len(), 10);
+    assert!(store.get_recent_messages(id, 0).unwrap().unwrap().is_empty());
+    assert_eq!(
+        seqs(&store.get_recent_messages(id, 3).unwrap().unwrap()),
+        vec![7, 8, 9]
+    );
+    assert_eq!(
+        store.get_recent_messages(id, 3).unwrap().unwrap()[0].content,
+        "m7"
+    );
+    assert_eq!(store.get_recent_messages(id, 100).unwrap().unwrap().len(), 10);
+    assert_eq!(
+        store.get_recent_messages(id, u64::MAX).unwrap().unwrap().len(),
+        10
+    );
 
     let empty = store.create_session(None).unwrap();
-    assert!(store.get_recent_messages(empty, 5).unwrap().is_empty());
+    assert!(store.get_recent_messages(empty, 5).unwrap().unwrap().is_empty());
     let missing = Uuid::new_v4();
-    assert_session_not_found(store.get_recent_messages(missing, 5), missing);
+    assert!(store.get_recent_messages(missing, 5).unwrap().is_none());
     store.expire_session(id).unwrap();
-    assert_session_not_found(store.get_recent_messages(id, 5), id);
-    assert_session_not_found(store.messages_after(id, 0, 5), id);
-    assert_session_not_found(store.messages_before(id, 5, 5), id);
-    assert_session_not_found(store.messages_from(id, 0, 5), id);
+    assert!(store.get_recent_messages(id, 5).unwrap().is_none());
+    assert!(store.messages_after(id, 0, 5).unwrap().is_none());
+    assert!(store.messages_before(id, 5, 5).unwrap().is_none());
+    assert!(store.messages_from(id, 0, 5).unwrap().is_none());
 }
 
 #[test]
@@ -202,11 +211,11 @@ fn messages_page_forward_and_backward_through_a_long_history() {
     let (id, ids) = session_with(&store, 25);
 
     // Forward: the first page from seq 0, then after the last seq seen.
-    let mut forward = store.messages_from(id, 0, 10).unwrap();
+    let mut forward = store.messages_from(id, 0, 10).unwrap().unwrap();
     assert_eq!(seqs(&forward), (0..10).collect::<Vec<_>>());
     loop {
         let last = forward.last().unwrap().seq;
-        let page = store.messages_after(id, last, 10).unwrap();
+        let page = store.messages_after(id, last, 10).unwrap().unwrap();
         if page.is_empty() {
             break;
         }
@@ -216,9 +225,9 @@ fn messages_page_forward_and_backward_through_a_long_history() {
     assert_eq!(forward.iter().map(|m| m.id).collect::<Vec<_>>(), ids);
 
     // Backward: the newest page, then before the first seq seen.
-    let mut backward = store.get_recent_messages(id, 10).unwrap();
+    let mut backward = store.get_recent_messages(id, 10).unwrap().unwrap();
     while let Some(first) = backward.first().map(|m| m.seq) {
-        let page = store.messages_before(id, first, 10).unwrap();
+        let page = store.messages_before(id, first, 10).unwrap().unwrap();
         if page.is_empty() {
             break;
         }
@@ -227,20 +236,30 @@ fn messages_page_forward_and_backward_through_a_long_history() {
     assert_eq!(backward, forward);
 
     assert_eq!(
-        seqs(&store.messages_after(id, 20, 100).unwrap()),
+        seqs(&store.messages_after(id, 20, 100).unwrap().unwrap()),
         vec![21, 22, 23, 24]
     );
-    assert!(store.messages_after(id, 24, 10).unwrap().is_empty());
-    assert!(store.messages_after(id, u64::MAX, 10).unwrap().is_empty());
-    assert!(store.messages_after(id, 3, 0).unwrap().is_empty());
-    assert_eq!(seqs(&store.messages_before(id, 3, 100).unwrap()), vec![0, 1, 2]);
-    assert!(store.messages_before(id, 0, 10).unwrap().is_empty());
+    assert!(store.messages_after(id, 24, 10).unwrap().unwrap().is_empty());
+    assert!(store
+        .messages_after(id, u64::MAX, 10)
+        .unwrap()
+        .unwrap()
+        .is_empty());
+    assert!(store.messages_after(id, 3, 0).unwrap().unwrap().is_empty());
     assert_eq!(
-        seqs(&store.messages_before(id, u64::MAX, 2).unwrap()),
+        seqs(&store.messages_before(id, 3, 100).unwrap().unwrap()),
+        vec![0, 1, 2]
+    );
+    assert!(store.messages_before(id, 0, 10).unwrap().unwrap().is_empty());
+    assert_eq!(
+        seqs(&store.messages_before(id, u64::MAX, 2).unwrap().unwrap()),
         vec![23, 24]
     );
-    assert_eq!(seqs(&store.messages_from(id, 23, 100).unwrap()), vec![23, 24]);
-    assert!(store.messages_from(id, 25, 10).unwrap().is_empty());
+    assert_eq!(
+        seqs(&store.messages_from(id, 23, 100).unwrap().unwrap()),
+        vec![23, 24]
+    );
+    assert!(store.messages_from(id, 25, 10).unwrap().unwrap().is_empty());
 }
 
 #[test]
@@ -249,17 +268,15 @@ fn get_message_finds_any_message_by_its_global_id() {
     let (a, a_ids) = session_with(&store, 3);
     let (b, b_ids) = session_with(&store, 2);
     for (seq, id) in a_ids.iter().enumerate() {
-        let (session, message) = store.get_message(*id).unwrap();
+        let (session, message) = store.get_message(*id).unwrap().unwrap();
         assert_eq!((session, message.seq, message.id), (a, seq as u64, *id));
         assert_eq!(message.content, format!("m{seq}"));
     }
-    assert_eq!(store.get_message(b_ids[1]).unwrap().0, b);
+    assert_eq!(store.get_message(b_ids[1]).unwrap().unwrap().0, b);
     let all: HashSet<u64> = a_ids.iter().chain(&b_ids).copied().collect();
     assert_eq!(all.len(), 5, "ids are global");
     for missing in [0, *all.iter().max().unwrap() + 1, u64::MAX] {
-        let error = store.get_message(missing).unwrap_err();
-        assert!(matches!(error, Error::MessageNotFound(m) if m == missing));
-        assert_eq!(error.to_string(), format!("message {missing} not found"));
+        assert!(store.get_message(missing).unwrap().is_none());
     }
 }
 
@@ -278,10 +295,7 @@ fn pop_last_message_undoes_a_turn_and_never_reuses_its_id() {
     let info = store.session_info(id).unwrap().unwrap();
     assert_eq!(info.message_count, 2);
     assert!(info.updated_at.micros() > updated.micros());
-    assert!(matches!(
-        store.get_message(ids[2]),
-        Err(Error::MessageNotFound(_))
-    ));
+    assert!(store.get_message(ids[2]).unwrap().is_none());
 
     let retry = store.add_message(id, NewMessage::user("m2 again")).unwrap();
     assert!(retry > ids[2], "the popped id is not given again");
@@ -301,7 +315,7 @@ fn pop_last_message_undoes_a_turn_and_never_reuses_its_id() {
     assert_eq!(store.pop_last_message(id).unwrap(), None);
     assert_eq!(store.get_session(id).unwrap().unwrap().message_count, 0);
     let next = store.add_message(id, NewMessage::user("fresh start")).unwrap();
-    assert_eq!(store.get_message(next).unwrap().1.seq, 0);
+    assert_eq!(store.get_message(next).unwrap().unwrap().1.seq, 0);
     let missing = Uuid::new_v4();
     assert_session_not_found(store.pop_last_message(missing), missing);
     assert_clean(&store);

@@ -48,6 +48,16 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The output file is the input file itself (the same path, or a link
+    /// to it): writing it would replace the input.
+    #[error("{output} is the same file as {input}: the output would replace its own input; give another destination")]
+    SameFile {
+        /// The input file.
+        input: PathBuf,
+        /// The output path given.
+        output: PathBuf,
+    },
+
     /// A table is missing or has a shape the conversion cannot carry.
     #[error("table {table}: {reason}")]
     Table {

@@ -19,6 +19,7 @@ use crate::error::{Error, InFile, Result};
 use crate::output::Output;
 use crate::progress::Progress;
 use crate::read_ahead;
+use crate::replace;
 use crate::schema::{self, SchemaChoice};
 use crate::sqlite::{self, quote, SchemaObject, TableLayout, MESSAGES, SEQUENCE, SESSIONS};
 
@@ -58,9 +59,14 @@ pub struct ExportReport {
 
 /// Exports the store file `source` to a new SQLite file `dest`.
 ///
-/// On any error nothing is left at `dest` (and no temporary file).
+/// On any error nothing is left at `dest` (and no temporary file). An
+/// existing `dest` (replaced only with [`ExportOptions::force`]) is refused
+/// when it is `source` itself, or a store open elsewhere.
 pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<ExportReport> {
     sqlite::require_file(source)?;
+    replace::refuse_same_file(source, dest)?;
+    // Held until the new file is in place.
+    let _held = replace::hold_destination(dest)?;
     if sqlite::has_sqlite_header(source)? {
         return Err(Error::NotAStore {
             path: source.to_path_buf(),

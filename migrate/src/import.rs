@@ -21,6 +21,7 @@ use crate::error::{Error, InFile, Result};
 use crate::output::Output;
 use crate::progress::Progress;
 use crate::read_ahead;
+use crate::replace;
 use crate::schema::{self, SequenceRow};
 use crate::sqlite::{self, quote, to_extra, SchemaObject, TableLayout, MESSAGES, SEQUENCE, SESSIONS};
 
@@ -58,9 +59,14 @@ pub struct ImportReport {
 
 /// Imports the SQLite file `source` into a new store file `dest`.
 ///
-/// On any error nothing is left at `dest` (and no temporary file).
+/// On any error nothing is left at `dest` (and no temporary file). An
+/// existing `dest` (replaced only with [`ImportOptions::force`]) is refused
+/// when it is `source` itself, or a store open elsewhere.
 pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<ImportReport> {
     let started = Instant::now();
+    replace::refuse_same_file(source, dest)?;
+    // Held until the new store is in place.
+    let _held = replace::hold_destination(dest)?;
     let conn = sqlite::open_unchecked(source)?;
     let _reading_ahead = read_ahead::Background::start(source);
     let check = sqlite::QuickCheck::start(source)?;

@@ -25,6 +25,7 @@ mod import;
 mod output;
 mod progress;
 mod read_ahead;
+mod replace;
 mod schema;
 mod sqlite;
 mod verify;

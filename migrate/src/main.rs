@@ -27,7 +27,8 @@ enum Command {
         source: PathBuf,
         /// The store file to write.
         dest: PathBuf,
-        /// Replace DEST if it exists.
+        /// Replace DEST if it exists; refused when DEST is SOURCE itself
+        /// (by any path or link), or a store a running process has open.
         #[arg(long)]
         force: bool,
         /// Carry rows the store cannot hold (messages of a missing session,
@@ -52,7 +53,8 @@ enum Command {
         /// exactly; `upgraded` for a store made by the library.
         #[arg(long, value_enum)]
         schema: Option<SchemaArg>,
-        /// Replace DEST if it exists.
+        /// Replace DEST if it exists; refused when DEST is SOURCE itself
+        /// (by any path or link), or a store a running process has open.
         #[arg(long)]
         force: bool,
         /// No progress bars.

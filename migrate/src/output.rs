@@ -6,9 +6,10 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use sessionstore::files;
 use tempfile::TempPath;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InFile, Result};
 
 /// A file being written; dropped without [`Output::commit`], it is removed
 /// with the files beside it.
@@ -22,6 +23,9 @@ pub(crate) struct Output {
     /// Files written beside the temporary file (a store's journal), and
     /// where each goes beside the destination.
     beside: Beside,
+    /// The folders made for the destination; last, so that they are
+    /// removed (when not committed) after the files in them.
+    folders: files::MadeFolders,
 }
 
 /// Files beside the temporary file; removed when dropped before the commit.
@@ -29,7 +33,8 @@ struct Beside(Vec<(PathBuf, PathBuf)>);
 
 impl Output {
     /// Refuses an existing `dest` unless `force`; makes the temporary file
-    /// (`DEST.tmp-XXXXXX`) in the same folder, so the rename is atomic.
+    /// (`DEST.tmp-XXXXXX`) in the same folder, so the rename is atomic,
+    /// making the folder when missing (removed again unless committed).
     pub fn create(dest: &Path, force: bool) -> Result<Self> {
         if !force && dest.symlink_metadata().is_ok() {
             return Err(Error::DestinationExists {
@@ -40,6 +45,7 @@ impl Output {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
+        let folders = files::make_folder(folder).map_err(|e| Error::io("create folder", folder, e))?;
         let name = dest
             .file_name()
             .ok_or_else(|| Error::io("write", dest, std::io::Error::other("not a file name")))?;
@@ -56,6 +62,7 @@ impl Output {
             temp,
             force,
             beside: Beside(Vec::new()),
+            folders,
         })
     }
 
@@ -89,19 +96,23 @@ impl Output {
         &self.temp
     }
 
-    /// Gives the file the permissions of `source`, if given (conversation
-    /// data is kept as private as it was), plus the owner's read and write
-    /// (else it stays readable by its owner only); syncs it and renames it to the
-    /// destination (refusing a destination that appeared meanwhile, unless
-    /// `force`), then syncs the folder so the rename itself is durable.
+    /// Gives the file, and the files beside it, the permissions of
+    /// `source`, if given (conversation data is kept as private as it was),
+    /// plus the owner's read and write (else they stay readable by their
+    /// owner only), and the owner of the file they replace, if any, where
+    /// the process may (see [`sessionstore::files::keep_owner`]); syncs it
+    /// and renames it to the destination (refusing a destination that
+    /// appeared meanwhile, unless `force`), then syncs the folder so the
+    /// rename itself is durable.
     pub fn commit(mut self, source: Option<&Path>) -> Result<()> {
         if let Some(writeback) = self.writeback.take() {
             writeback.finish(&self.temp)?;
         }
+        let written =
+            std::iter::once(&*self.temp).chain(self.beside.0.iter().map(|(temp, _)| temp.as_path()));
+        let written: Vec<&Path> = written.filter(|file| file.exists()).collect();
         if let Some(source) = source {
-            let mut permissions = std::fs::metadata(source)
-                .map_err(|e| Error::io("read the permissions of", source, e))?
-                .permissions();
+            let mut permissions = files::permissions_of(source).in_file(source)?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
@@ -109,8 +120,13 @@ impl Output {
             }
             #[cfg(not(unix))]
             permissions.set_readonly(false);
-            std::fs::set_permissions(&self.temp, permissions)
-                .map_err(|e| Error::io("set the permissions of", &self.temp, e))?;
+            for file in &written {
+                std::fs::set_permissions(file, permissions.clone())
+                    .map_err(|e| Error::io("set the permissions of", file, e))?;
+            }
+        }
+        for file in written {
+            files::keep_owner(file, &self.dest).in_file(&self.dest)?;
         }
         let file = std::fs::File::open(&self.temp).map_err(|e| Error::io("open", &self.temp, e))?;
         file.sync_all().map_err(|e| Error::io("sync", &self.temp, e))?;
@@ -141,6 +157,9 @@ impl Output {
             let folder = std::fs::File::open(folder).map_err(|e| Error::io("open", folder, e))?;
             folder.sync_all().map_err(|e| Error::io("sync", &self.dest, e))?;
         }
+        std::mem::take(&mut self.folders)
+            .keep()
+            .map_err(|e| Error::io("sync the folders made for", &self.dest, e))?;
         Ok(())
     }
 }

@@ -221,3 +221,22 @@ pub enum TokenCommand {
         tokens: Option<PathBuf>,
     },
 }
+
+impl Command {
+    /// Whether the command writes: to the store, or (`backup`) a new file.
+    pub fn writes(&self) -> bool {
+        match self {
+            Command::ChatInit { .. }
+            | Command::Query { .. }
+            | Command::ChatCleanup { .. }
+            | Command::ChatExpire { .. }
+            | Command::ChatDelete { .. }
+            | Command::ChatEraseUser { .. }
+            | Command::Backup { .. }
+            | Command::Compact => true,
+            Command::ChatHistory { .. } | Command::ChatSessions { .. } | Command::Stats | Command::Check => {
+                false
+            }
+        }
+    }
+}

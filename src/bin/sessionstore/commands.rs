@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::CommandFactory;
-use sessionstore::{query, NewMessage, Session, SessionInfo, SessionStore, Uuid};
+use sessionstore::{query, NewMessage, Session, SessionInfo, SessionStore, StoreOptions, Uuid};
 
 use crate::args::{Cli, Command};
 use crate::output::{self, say, Output};
@@ -16,7 +16,7 @@ const PAGE: usize = 100;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let mut out = Output::stdout();
+    let mut out = Output::stdout(cli.command.writes());
     let result = dispatch(&mut out, cli);
     let flushed = out.finish();
     result.and(flushed)
@@ -162,15 +162,25 @@ fn input_name(path: &Path) -> String {
     }
 }
 
-/// Reads a JSON input file, `-` meaning stdin.
+/// Reads a JSON input file, `-` meaning stdin, up to the store's content
+/// limit: a larger one (`/dev/zero` never ends) is refused once the limit
+/// is passed, having taken no more memory than that.
 fn read_input(path: &Path, what: &str) -> Result<String, Failure> {
+    let limit = StoreOptions::default().max_content_bytes;
+    let refuse =
+        |why: String| Failure::Refused(format!("cannot read the {what} from {}: {why}", input_name(path)));
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let read = if is_stdin(path) {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map(|_| text)
+        std::io::stdin().lock().take(cap).read_to_end(&mut bytes)
     } else {
-        std::fs::read_to_string(path)
+        std::fs::File::open(path).and_then(|file| file.take(cap).read_to_end(&mut bytes))
     };
-    read.map_err(|e| Failure::Refused(format!("cannot read the {what} from {}: {e}", input_name(path))))
+    read.map_err(|e| refuse(e.to_string()))?;
+    if bytes.len() > limit {
+        return Err(refuse(format!("over the limit of {limit} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|e| refuse(format!("not UTF-8 text: {e}")))
 }
 
 /// Says which input a refused value came from.
@@ -208,8 +218,9 @@ fn record_query(
     let store = open(db)?;
     // The query and its reply land in one commit: both or neither.
     let turn = std::iter::once(user_message).chain(reply).collect();
-    store.add_messages(id, turn).map_err(|e| explain(&store, id, e))?;
-    say!(out, "Saved to session {id}");
+    let saved = store.add_messages(id, turn).map_err(|e| explain(&store, id, e))?;
+    let saved: Vec<String> = saved.iter().map(u64::to_string).collect();
+    say!(out, "Saved to session {id}: messages {}", saved.join(", "));
     Ok(())
 }
 
@@ -225,8 +236,8 @@ fn chat_history(
         Some(n) => {
             let info = store.session_info(id)?.ok_or_else(|| unusable(store, id))?;
             let messages = store
-                .get_recent_messages(id, n)
-                .map_err(|e| explain(store, id, e))?;
+                .get_recent_messages(id, n)?
+                .ok_or_else(|| unusable(store, id))?;
             Session { info, messages }
         }
     };

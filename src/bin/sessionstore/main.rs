@@ -3,8 +3,17 @@
 //! It parses arguments (args.rs), calls the library (commands.rs) and prints
 //! (output.rs); every rule about the data lives in the library.
 //!
-//! Exit codes: 0 done, 1 not found, refused or failed, 2 usage. Errors are one
-//! line on stderr, `error: <what and why>`.
+//! Exit codes:
+//!
+//! - 0: done.
+//! - 1: not found, refused or failed (stderr says what and why).
+//! - 2: usage (bad arguments); nothing was written.
+//! - 3: done, but stdout failed (full disk, closed pipe): the command's
+//!   write happened, and stderr carries what it would have printed (the
+//!   new session's id, the saved messages' ids, ...). Do not run it again.
+//!
+//! Errors are one line on stderr, `error: <what and why>` (with exit code 3,
+//! followed by the lines stdout did not take).
 
 mod args;
 mod commands;
@@ -24,7 +33,18 @@ pub enum Failure {
     Store(sessionstore::Error),
     /// Writing to stdout failed (a broken pipe ends the command quietly).
     Stdout(io::Error),
+    /// Writing to stdout failed after the command wrote to the store: what
+    /// it printed, to be told on stderr instead.
+    StdoutAfterWrite {
+        /// Why stdout failed.
+        error: io::Error,
+        /// Every line the command printed.
+        printed: Vec<String>,
+    },
 }
+
+/// The exit code of a command that did its work but could not print it.
+const DONE_BUT_STDOUT_FAILED: u8 = 3;
 
 impl From<sessionstore::Error> for Failure {
     fn from(error: sessionstore::Error) -> Self {
@@ -40,6 +60,16 @@ impl Failure {
                 return ExitCode::SUCCESS;
             }
             Failure::Stdout(error) => format!("cannot write to stdout: {error}"),
+            Failure::StdoutAfterWrite { error, printed } => {
+                // Nothing is left to tell if stderr itself is gone.
+                let _ = write!(
+                    io::stderr(),
+                    "error: cannot write to stdout: {error}\n\
+                     the command was done (do not run it again); its output:\n{}",
+                    printed.iter().map(|line| format!("{line}\n")).collect::<String>()
+                );
+                return ExitCode::from(DONE_BUT_STDOUT_FAILED);
+            }
             Failure::Refused(message) => message,
             Failure::Store(error) => error.to_string(),
         };

@@ -9,9 +9,16 @@ use sessionstore::{Message, SessionInfo, SessionSummary};
 
 use crate::Failure;
 
-/// Buffered stdout; every write error becomes a [`Failure::Stdout`].
+/// Buffered stdout; a write error becomes a [`Failure::Stdout`], or, for a
+/// command that writes to the store, a [`Failure::StdoutAfterWrite`] that
+/// carries every line the command printed.
 pub struct Output {
     stdout: BufWriter<StdoutLock<'static>>,
+    /// The lines printed so far, kept when the command writes to the store:
+    /// they say what it did, and go to stderr if stdout fails.
+    printed: Option<Vec<String>>,
+    /// The first error of stdout, when `printed` is kept.
+    failed: Option<io::Error>,
 }
 
 /// `say!(out, "format", args...)`: one line on stdout, or return the failure.
@@ -23,19 +30,40 @@ macro_rules! say {
 pub(crate) use say;
 
 impl Output {
-    pub fn stdout() -> Self {
+    /// Stdout for a command; `writes` when the command changes the store
+    /// (or writes a file), so that a failing stdout cannot hide what it did.
+    pub fn stdout(writes: bool) -> Self {
         Output {
             stdout: BufWriter::new(io::stdout().lock()),
+            printed: writes.then(Vec::new),
+            failed: None,
         }
     }
 
     pub fn line(&mut self, text: std::fmt::Arguments<'_>) -> Result<(), Failure> {
-        writeln!(self.stdout, "{text}").map_err(Failure::Stdout)
+        let Some(printed) = &mut self.printed else {
+            return writeln!(self.stdout, "{text}").map_err(Failure::Stdout);
+        };
+        // What is done is done: keep every line, whatever stdout does.
+        let line = text.to_string();
+        if self.failed.is_none() {
+            self.failed = writeln!(self.stdout, "{line}").err();
+        }
+        printed.push(line);
+        Ok(())
     }
 
     /// Writes out what is buffered; call once at the end.
     pub fn finish(mut self) -> Result<(), Failure> {
-        self.stdout.flush().map_err(Failure::Stdout)
+        let flushed = self.stdout.flush();
+        let error = match (self.failed.take(), flushed) {
+            (Some(error), _) | (None, Err(error)) => error,
+            (None, Ok(())) => return Ok(()),
+        };
+        Err(match self.printed.take() {
+            Some(printed) => Failure::StdoutAfterWrite { error, printed },
+            None => Failure::Stdout(error),
+        })
     }
 }
 
@@ -83,7 +111,8 @@ pub fn user(user_id: Option<&str>) -> &str {
 }
 
 /// The old `chat-history` layout: the session's fields, then its messages
-/// numbered from 1 by their place in the session.
+/// numbered from 1 by their place in the session, each followed by a blank
+/// line; `Results:` is the candidate set's `total_count`.
 pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) -> Result<(), Failure> {
     say!(out, "Session: {}", info.session_id);
     say!(out, "User: {}", user(info.user_id.as_deref()));
@@ -92,8 +121,8 @@ pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) 
     say!(out, "Updated: {}", info.updated_at);
     say!(out, "");
     say!(out, "--- Messages ---");
+    say!(out, "");
     for message in messages {
-        say!(out, "");
         say!(out, "{}. [{}] {}", message.seq + 1, message.role, message.content);
         if message.query_plan.is_some() {
             say!(
@@ -106,10 +135,11 @@ pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) 
             say!(
                 out,
                 "   Results: {} candidates",
-                message.candidate_count().unwrap_or(0)
+                message.result_count().unwrap_or(0)
             );
         }
         say!(out, "   Time: {}", message.timestamp);
+        say!(out, "");
     }
     Ok(())
 }
