@@ -184,15 +184,15 @@ impl AsyncSessionStore {
         /// As [`SessionStore::delete_session`].
         fn delete_session(id: Uuid) -> u64;
         /// As [`SessionStore::get_recent_messages`].
-        fn get_recent_messages(id: Uuid, n: u64) -> Vec<Arc<Message>>;
+        fn get_recent_messages(id: Uuid, n: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`SessionStore::messages_after`].
-        fn messages_after(id: Uuid, seq: u64, limit: u64) -> Vec<Arc<Message>>;
+        fn messages_after(id: Uuid, seq: u64, limit: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`SessionStore::messages_from`].
-        fn messages_from(id: Uuid, seq: u64, limit: u64) -> Vec<Arc<Message>>;
+        fn messages_from(id: Uuid, seq: u64, limit: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`SessionStore::messages_before`].
-        fn messages_before(id: Uuid, seq: u64, limit: u64) -> Vec<Arc<Message>>;
+        fn messages_before(id: Uuid, seq: u64, limit: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`SessionStore::get_message`].
-        fn get_message(message_id: u64) -> (Uuid, Message);
+        fn get_message(message_id: u64) -> Option<(Uuid, Message)>;
         /// As [`SessionStore::pop_last_message`].
         fn pop_last_message(id: Uuid) -> Option<Message>;
         /// As [`SessionStore::stats`].
@@ -264,15 +264,15 @@ impl AsyncUserView {
         /// As [`UserView::delete_session`](crate::UserView::delete_session).
         fn delete_session(id: Uuid) -> u64;
         /// As [`UserView::get_recent_messages`](crate::UserView::get_recent_messages).
-        fn get_recent_messages(id: Uuid, n: u64) -> Vec<Arc<Message>>;
+        fn get_recent_messages(id: Uuid, n: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`UserView::messages_after`](crate::UserView::messages_after).
-        fn messages_after(id: Uuid, seq: u64, limit: u64) -> Vec<Arc<Message>>;
+        fn messages_after(id: Uuid, seq: u64, limit: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`UserView::messages_from`](crate::UserView::messages_from).
-        fn messages_from(id: Uuid, seq: u64, limit: u64) -> Vec<Arc<Message>>;
+        fn messages_from(id: Uuid, seq: u64, limit: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`UserView::messages_before`](crate::UserView::messages_before).
-        fn messages_before(id: Uuid, seq: u64, limit: u64) -> Vec<Arc<Message>>;
+        fn messages_before(id: Uuid, seq: u64, limit: u64) -> Option<Vec<Arc<Message>>>;
         /// As [`UserView::get_message`](crate::UserView::get_message).
-        fn get_message(message_id: u64) -> (Uuid, Message);
+        fn get_message(message_id: u64) -> Option<(Uuid, Message)>;
         /// As [`UserView::pop_last_message`](crate::UserView::pop_last_message).
         fn pop_last_message(id: Uuid) -> Option<Message>;
         /// As [`UserView::list_sessions`](crate::UserView::list_sessions).

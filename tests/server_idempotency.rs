@@ -111,7 +111,7 @@ fn a_session_keeps_its_newest_64_keys_and_deleting_it_forgets_them() {
     let kept = store
         .add_messages_idempotent(id, "key-64", None, vec![NewMessage::user("n")])
         .unwrap();
-    assert_eq!(store.get_message(kept[0]).unwrap().0, id);
+    assert_eq!(store.get_message(kept[0]).unwrap().unwrap().0, id);
     assert_eq!(store.get_session(id).unwrap().unwrap().messages.len(), 66);
     store.delete_session(id).unwrap();
     assert!(store.check(&mut |_, _| {}).unwrap().is_clean());

@@ -107,7 +107,6 @@ impl From<Error> for ApiError {
         let message = error.to_string();
         match error {
             Error::SessionNotFound(_) => Self::session_not_found(),
-            Error::MessageNotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             Error::SeqConflict { actual, .. } => {
                 let mut conflict = Self::new(StatusCode::CONFLICT, "seq_conflict", message);
                 conflict.body.error.actual_next_seq = Some(actual);

@@ -144,7 +144,8 @@ pub async fn get_session(
     let info = as_caller!(&scope, session_info(id))?
         .filter(|info| !info.is_expired())
         .ok_or_else(ApiError::session_not_found)?;
-    let messages = as_caller!(scope, get_recent_messages(id, last))?;
+    let messages =
+        as_caller!(scope, get_recent_messages(id, last))?.ok_or_else(ApiError::session_not_found)?;
     Ok(axum::Json(Session { info, messages }))
 }
 
@@ -360,7 +361,8 @@ pub async fn list_messages(
         (Some(after), None) => as_caller!(scope, messages_after(id, after, limit))?,
         (None, Some(before)) => as_caller!(scope, messages_before(id, before, limit))?,
         (None, None) => as_caller!(scope, messages_from(id, 0, limit))?,
-    };
+    }
+    .ok_or_else(ApiError::session_not_found)?;
     Ok(axum::Json(json!({ "messages": messages })))
 }
 
@@ -391,7 +393,13 @@ pub async fn get_message(
     caller: Caller,
     Path(id): Path<u64>,
 ) -> Answer<axum::Json<Value>> {
-    let (session, message) = as_caller!(scope(&state, &caller), get_message(id))?;
+    let (session, message) = as_caller!(scope(&state, &caller), get_message(id))?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("message {id} not found"),
+        )
+    })?;
     Ok(axum::Json(json!({ "session_id": session, "message": message })))
 }
 

@@ -234,6 +234,10 @@ impl Command {
             | Command::ChatEraseUser { .. }
             | Command::Backup { .. }
             | Command::Compact => true,
+            #[cfg(feature = "server")]
+            Command::Token(_) => true,
+            #[cfg(feature = "server")]
+            Command::Serve { .. } => false,
             Command::ChatHistory { .. } | Command::ChatSessions { .. } | Command::Stats | Command::Check => {
                 false
             }
