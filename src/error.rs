@@ -45,6 +45,31 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The file is held open by another process that serves no local
+    /// socket (it opened the store with `StoreOptions::serve_socket` off, or
+    /// is of a version without one), so nothing can reach the store while
+    /// it runs.
+    #[error("{path} is in use by another process, which serves no socket at {socket}: stop it, or open the store with the socket on")]
+    InUseNoSocket {
+        /// The store file.
+        path: PathBuf,
+        /// Where its socket would be.
+        socket: PathBuf,
+    },
+
+    /// The process holding the store refused or failed a call made through
+    /// its socket (see `client::SocketClient`); `message` is its error's
+    /// text.
+    #[error("{message}")]
+    Remote {
+        /// The HTTP status answered.
+        status: u16,
+        /// The API's error kind (`invalid_input`, `unavailable`, ...).
+        kind: String,
+        /// What and why, as the holder's library said it.
+        message: String,
+    },
+
     /// The file is not a sessionstore file, or is damaged.
     #[error("{path}: not a usable sessionstore file: {why}")]
     Corrupt {

@@ -58,6 +58,8 @@
 mod async_store;
 mod bulk;
 mod cache;
+#[cfg(all(feature = "client", unix))]
+pub mod client;
 mod encoding;
 mod error;
 mod expiry;

@@ -50,6 +50,7 @@ fn the_openapi_document_matches_the_routes() {
         "DELETE /v1/sessions/{id}/messages/last",
         "DELETE /v1/users/{user}",
         "GET /metrics",
+        "GET /v1/admin/sessions/{id}",
         "GET /v1/admin/snapshot",
         "GET /v1/admin/stats",
         "GET /v1/health",

@@ -126,6 +126,7 @@ fn admin_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::admin_expire))
         .routes(routes!(routes::admin_purge))
         .routes(routes!(routes::admin_stats))
+        .routes(routes!(routes::admin_session_info))
         .routes(routes!(routes::admin_check))
         .routes(routes!(routes::admin_backup))
         .routes(routes!(routes::admin_compact))

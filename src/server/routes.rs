@@ -520,6 +520,24 @@ pub async fn admin_purge(
     Ok(axum::Json(json!({"purged": purged})))
 }
 
+/// A session's own fields, expired or not (`GET /v1/sessions/{id}` answers
+/// only active sessions): why a session cannot be used, for an operator.
+#[utoipa::path(get, path = "/v1/admin/sessions/{id}", tag = "admin",
+    params(("id" = Uuid, Path, description = "The session")),
+    responses(
+        (status = 200, description = "The session's fields, without its messages", body = Value),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody)))]
+pub async fn admin_session_info(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Answer<axum::Json<crate::SessionInfo>> {
+    caller.admin()?;
+    let info = state.store.run(move |store| store.session_info(id)).await?;
+    info.map(axum::Json).ok_or_else(ApiError::session_not_found)
+}
+
 /// Counts of sessions and messages, and the files' sizes.
 #[utoipa::path(get, path = "/v1/admin/stats", tag = "admin",
     responses(
