@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
+use sessionstore::client::SocketClient;
 use sessionstore::{
     ExtraColumns, ExtraValue, Message, SessionInfo, SessionStore, Snapshot, StoreOptions, Uuid,
 };
@@ -77,7 +78,38 @@ pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<Exp
         cache_bytes: 64 << 20,
         ..StoreOptions::default()
     };
-    let store = SessionStore::open_with(source, store_options).in_file(source)?;
+    let store = match SessionStore::open_with(source, store_options) {
+        Ok(store) => store,
+        Err(sessionstore::Error::InUse { .. }) => return export_held(source, dest, options),
+        Err(error) => return Err(error).in_file(source),
+    };
+    export_store(&store, source, dest, options)
+}
+
+/// Exports a store another process holds (the chatbot, say): through its
+/// local socket, the holder writes a consistent copy (a backup) into a
+/// temporary folder beside `source`, which is exported as the store itself
+/// would be, then removed. The copy holds everything the export reads (the
+/// stored schema, rows of other tables, the highest message id given), so
+/// the output is the same, byte for byte.
+fn export_held(source: &Path, dest: &Path, options: &ExportOptions) -> Result<ExportReport> {
+    let client = SocketClient::connect(source).in_file(source)?;
+    let folder = match source.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let temporary = tempfile::Builder::new()
+        .prefix(".sessionstore-export-")
+        .tempdir_in(folder)
+        .map_err(|e| Error::io("make a temporary folder in", folder, e))?;
+    let copy = temporary.path().join("copy.redb");
+    client.backup_to(&copy).in_file(source)?;
+    let copy_options = StoreOptions {
+        cache_bytes: 64 << 20,
+        serve_socket: false,
+        ..StoreOptions::default()
+    };
+    let store = SessionStore::open_with(&copy, copy_options).in_file(source)?;
     export_store(&store, source, dest, options)
 }
 
