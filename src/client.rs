@@ -32,7 +32,7 @@
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -45,7 +45,7 @@ use serde_json::{json, Value};
 
 use crate::{
     CheckReport, CompactReport, Erased, Error, Message, NewMessage, Result, Session, SessionCursor,
-    SessionInfo, SessionPage, SessionStore, SessionSummary, Stats, Uuid,
+    SessionInfo, SessionPage, SessionStore, SessionSummary, Stats, StoreOptions, Uuid,
 };
 use std::sync::Arc;
 
@@ -57,6 +57,65 @@ pub struct SocketClient {
     /// Its socket.
     socket: PathBuf,
     runtime: tokio::runtime::Runtime,
+}
+
+/// A store as a process reaches it: opened here when the file is free,
+/// else through the socket of the process that holds it.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use sessionstore::client::Opened;
+/// use sessionstore::{SessionStore, StoreOptions};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("s.redb");
+/// let options = StoreOptions::default();
+/// let wait = Duration::from_secs(2);
+/// let first = Opened::open(&path, &options, Instant::now(), wait)?;
+/// assert!(matches!(first, Opened::Local(_)));
+/// let second = Opened::open(&path, &options, Instant::now(), wait)?;
+/// assert!(matches!(second, Opened::Held(_)));
+/// # Ok::<(), sessionstore::Error>(())
+/// ```
+#[derive(Debug)]
+pub enum Opened {
+    /// The file was free: opened by this process.
+    Local(SessionStore),
+    /// The file is in use: its holder answers through its socket.
+    Held(SocketClient),
+}
+
+impl Opened {
+    /// Opens the store at `path` with `options` (creating it if missing);
+    /// when another process holds it, connects to its socket instead.
+    ///
+    /// A holder serves its socket from just after its open to just before
+    /// its close: one found between (a short-lived command starting or
+    /// ending, say) is asked again, every 5 ms, until `wait` has passed
+    /// since `started`; then the last refusal is answered
+    /// ([`Error::InUseNoSocket`] for a holder that serves no socket).
+    pub fn open(path: &Path, options: &StoreOptions, started: Instant, wait: Duration) -> Result<Opened> {
+        loop {
+            let refused = match SessionStore::open_with(path, options.clone()) {
+                Ok(store) => return Ok(Opened::Local(store)),
+                Err(Error::InUse { .. }) => match SocketClient::connect(path) {
+                    Ok(client) => return Ok(Opened::Held(client)),
+                    Err(error) => error,
+                },
+                Err(error) => return Err(error),
+            };
+            if started.elapsed() >= wait {
+                return Err(refused);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Whether `error` says that the holder stopped serving its socket (it is
+/// closing the store): open the store again and retry (appends with an
+/// idempotency key).
+pub fn holder_gone(error: &Error) -> bool {
+    matches!(error, Error::InUseNoSocket { .. } | Error::HolderGone { .. })
 }
 
 /// The error body of the API: `{"error": {"kind", "message", ...}}`.
@@ -104,14 +163,13 @@ impl SocketClient {
         &self.path
     }
 
-    /// Sends one request and reads the whole answer.
-    fn send(&self, method: Method, target: &str, body: Option<String>) -> Result<Answer> {
-        let failed = |e: &dyn std::fmt::Display| {
-            Error::io(
-                "talk to the store's socket",
-                &self.socket,
-                std::io::Error::other(e.to_string()),
-            )
+    /// Sends one request (with an `Idempotency-Key` when given) and reads
+    /// the whole answer.
+    fn send(&self, method: Method, target: &str, body: Option<String>, key: Option<&str>) -> Result<Answer> {
+        let failed = |e: &dyn std::fmt::Display| Error::HolderGone {
+            path: self.path.clone(),
+            socket: self.socket.clone(),
+            why: e.to_string(),
         };
         let body = body.unwrap_or_default();
         let mut request = Request::builder()
@@ -121,13 +179,21 @@ impl SocketClient {
         if !body.is_empty() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
         }
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| failed(&e))?;
         self.runtime.block_on(async {
-            let stream = tokio::net::UnixStream::connect(&self.socket)
-                .await
-                .map_err(|e| Error::io("connect to the store's socket", &self.socket, e))?;
+            // The holder stopped serving since `connect`.
+            let stream =
+                tokio::net::UnixStream::connect(&self.socket)
+                    .await
+                    .map_err(|_| Error::InUseNoSocket {
+                        path: self.path.clone(),
+                        socket: self.socket.clone(),
+                    })?;
             let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| failed(&e))?;
@@ -148,7 +214,7 @@ impl SocketClient {
     /// Sends a request; a success's body read as `T`, an error answer as
     /// the error it reports.
     fn call<T: DeserializeOwned>(&self, method: Method, target: &str, body: Option<String>) -> Result<T> {
-        let answer = self.send(method, target, body)?;
+        let answer = self.send(method, target, body, None)?;
         if !answer.status.is_success() {
             return Err(self.error(&answer));
         }
@@ -157,7 +223,7 @@ impl SocketClient {
 
     /// As [`call`](Self::call), with `None` for a 404 `not_found`.
     fn read<T: DeserializeOwned>(&self, target: &str) -> Result<Option<T>> {
-        let answer = self.send(Method::GET, target, None)?;
+        let answer = self.send(Method::GET, target, None, None)?;
         match self.error_of(&answer) {
             None => self.parse(&answer).map(Some),
             Some(Error::Remote { kind, .. }) if kind == "not_found" => Ok(None),
@@ -173,8 +239,9 @@ impl SocketClient {
         method: Method,
         target: &str,
         body: Option<String>,
+        key: Option<&str>,
     ) -> Result<T> {
-        let answer = self.send(method, target, body)?;
+        let answer = self.send(method, target, body, key)?;
         match self.error_of(&answer) {
             None => self.parse(&answer),
             Some(Error::Remote { kind, .. }) if kind == "not_found" => Err(Error::SessionNotFound(id)),
@@ -231,6 +298,29 @@ impl SocketClient {
 
     /// As [`SessionStore::add_messages`]: one commit for the list.
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
+        self.append(id, None, None, messages)
+    }
+
+    /// As [`SessionStore::add_messages_idempotent`]: a retry with the same
+    /// `key` (after [`Error::HolderGone`], say) appends nothing and answers
+    /// the first ids.
+    pub fn add_messages_idempotent(
+        &self,
+        id: Uuid,
+        key: &str,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
+        self.append(id, Some(key), expected_next_seq, messages)
+    }
+
+    fn append(
+        &self,
+        id: Uuid,
+        key: Option<&str>,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<u64>> {
         #[derive(Deserialize)]
         struct Ids {
             ids: Vec<u64>,
@@ -238,12 +328,17 @@ impl SocketClient {
         #[derive(Serialize)]
         struct Append<'a> {
             messages: Vec<MessageBody<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expected_next_seq: Option<u64>,
         }
         let messages = messages.iter().map(MessageBody::of).collect::<Result<_>>()?;
-        let body = serde_json::to_string(&Append { messages })
-            .map_err(|e| Error::invalid("messages", e.to_string()))?;
+        let body = serde_json::to_string(&Append {
+            messages,
+            expected_next_seq,
+        })
+        .map_err(|e| Error::invalid("messages", e.to_string()))?;
         let target = format!("/v1/sessions/{id}/messages");
-        let ids: Ids = self.write(id, Method::POST, &target, Some(body))?;
+        let ids: Ids = self.write(id, Method::POST, &target, Some(body), key)?;
         Ok(ids.ids)
     }
 
@@ -318,7 +413,8 @@ impl SocketClient {
         struct Expired {
             expired: bool,
         }
-        let answer: Expired = self.write(id, Method::POST, &format!("/v1/sessions/{id}/expire"), None)?;
+        let answer: Expired =
+            self.write(id, Method::POST, &format!("/v1/sessions/{id}/expire"), None, None)?;
         Ok(answer.expired)
     }
 
@@ -328,7 +424,7 @@ impl SocketClient {
         struct Deleted {
             deleted_messages: u64,
         }
-        let answer: Deleted = self.write(id, Method::DELETE, &format!("/v1/sessions/{id}"), None)?;
+        let answer: Deleted = self.write(id, Method::DELETE, &format!("/v1/sessions/{id}"), None, None)?;
         Ok(answer.deleted_messages)
     }
 

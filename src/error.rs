@@ -57,6 +57,21 @@ pub enum Error {
         socket: PathBuf,
     },
 
+    /// The process holding the store closed its socket during a call made
+    /// through it (it is closing the store, or it died): the call may or
+    /// may not have been done. Open the store again (it may be free now)
+    /// and retry; an append retried with the same idempotency key
+    /// (`add_messages_idempotent`) is done once.
+    #[error("{path}: the process holding it closed its socket {socket} during the call: {why}")]
+    HolderGone {
+        /// The store file.
+        path: PathBuf,
+        /// Its socket.
+        socket: PathBuf,
+        /// What the connection said.
+        why: String,
+    },
+
     /// The process holding the store refused or failed a call made through
     /// its socket (see `client::SocketClient`); `message` is its error's
     /// text.

@@ -322,3 +322,44 @@ fn timestamps_are_masked_and_nothing_else() {
         "at <time>, 12+00:00 and \"<time>\""
     );
 }
+
+/// Commands run at once on a free file: one opens it, the others reach it
+/// through that one's socket, or open it once it is closed. Each query is
+/// recorded once, and none is refused.
+#[test]
+fn twenty_queries_at_once_are_all_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = seed(&dir.path().join("s.redb")).bob.to_string();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sessionstore"));
+            command
+                .env_remove("SESSIONSTORE_DB")
+                .current_dir(dir.path())
+                .args([
+                    "--db",
+                    "s.redb",
+                    "query",
+                    &format!("query {i}"),
+                    "--session-id",
+                    &id,
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            command.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+    let store = SessionStore::open(dir.path().join("s.redb")).unwrap();
+    let mut contents: Vec<String> = store.get_session(id.parse().unwrap()).unwrap().unwrap().messages[1..]
+        .iter()
+        .map(|m| m.content.clone())
+        .collect();
+    contents.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("query {i}")).collect();
+    expected.sort();
+    assert_eq!(contents, expected);
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
-use sessionstore::client::SocketClient;
+use sessionstore::client::{Opened, SocketClient};
 use sessionstore::{
     ExtraColumns, ExtraValue, Message, SessionInfo, SessionStore, Snapshot, StoreOptions, Uuid,
 };
@@ -78,13 +78,15 @@ pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<Exp
         cache_bytes: 64 << 20,
         ..StoreOptions::default()
     };
-    let store = match SessionStore::open_with(source, store_options) {
-        Ok(store) => store,
-        Err(sessionstore::Error::InUse { .. }) => return export_held(source, dest, options),
-        Err(error) => return Err(error).in_file(source),
-    };
-    export_store(&store, source, dest, options)
+    match Opened::open(source, &store_options, Instant::now(), SOCKET_WAIT).in_file(source)? {
+        Opened::Local(store) => export_store(&store, source, dest, options),
+        Opened::Held(client) => export_held(&client, source, dest, options),
+    }
 }
+
+/// How long a store in use whose socket does not answer (its holder is
+/// opening or closing it) is tried again.
+const SOCKET_WAIT: Duration = Duration::from_secs(2);
 
 /// Exports a store another process holds (the chatbot, say): through its
 /// local socket, the holder writes a consistent copy (a backup) into a
@@ -92,8 +94,12 @@ pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<Exp
 /// would be, then removed. The copy holds everything the export reads (the
 /// stored schema, rows of other tables, the highest message id given), so
 /// the output is the same, byte for byte.
-fn export_held(source: &Path, dest: &Path, options: &ExportOptions) -> Result<ExportReport> {
-    let client = SocketClient::connect(source).in_file(source)?;
+fn export_held(
+    client: &SocketClient,
+    source: &Path,
+    dest: &Path,
+    options: &ExportOptions,
+) -> Result<ExportReport> {
     let folder = match source.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

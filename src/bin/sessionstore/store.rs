@@ -1,31 +1,37 @@
 //! The store a command works on: opened here when the file is free, or
 //! reached through the socket of the process that holds it.
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sessionstore::client::SocketClient;
+use sessionstore::client::{holder_gone, Opened};
 use sessionstore::{
-    CheckReport, CompactReport, Erased, Error, Message, NewMessage, Progress, Result, Session, SessionCursor,
-    SessionInfo, SessionPage, SessionStore, Stats, Uuid,
+    CheckReport, CompactReport, Erased, Message, NewMessage, Progress, Result, Session, SessionCursor,
+    SessionInfo, SessionPage, Stats, StoreOptions, Uuid,
 };
 
-/// A store opened by this process, or one another process holds.
-pub enum Store {
-    /// The file was free: opened here.
-    Local(SessionStore),
-    /// The file is in use: its holder answers through its socket.
-    Held(SocketClient),
+/// How long a file in use whose socket does not answer is tried again.
+const SOCKET_WAIT: Duration = Duration::from_secs(2);
+
+/// The store at a path, as this process reaches it.
+pub struct Store {
+    path: PathBuf,
+    reached: RefCell<Opened>,
 }
 
-/// The same call on either kind of store.
+/// The same call on either kind of store, made again on the store opened
+/// again when the holder closed its socket meanwhile.
 macro_rules! either {
+    ($store:expr, |$local:ident| $on_local:expr, |$client:ident| $on_held:expr) => {
+        $store.retrying(|reached| match reached {
+            Opened::Local($local) => $on_local,
+            Opened::Held($client) => $on_held,
+        })
+    };
     ($store:expr, $method:ident($($arg:expr),*)) => {
-        match $store {
-            Store::Local(store) => store.$method($($arg),*),
-            Store::Held(client) => client.$method($($arg),*),
-        }
+        either!($store, |store| store.$method($($arg.clone()),*), |client| client.$method($($arg.clone()),*))
     };
 }
 
@@ -33,23 +39,47 @@ impl Store {
     /// Opens (or creates) the store at `path`; when another process holds
     /// it, connects to its socket instead.
     pub fn open(path: &Path) -> Result<Store> {
-        match SessionStore::open(path) {
-            Ok(store) => Ok(Store::Local(store)),
-            Err(Error::InUse { .. }) => Ok(Store::Held(SocketClient::connect(path)?)),
-            Err(error) => Err(error),
+        Ok(Store {
+            path: path.to_path_buf(),
+            reached: RefCell::new(Opened::open(
+                path,
+                &StoreOptions::default(),
+                Instant::now(),
+                SOCKET_WAIT,
+            )?),
+        })
+    }
+
+    /// Makes `call`; when the holder closed its socket before answering,
+    /// opens the store again and makes it again (the store may be free by
+    /// then), until [`SOCKET_WAIT`] has passed.
+    fn retrying<T>(&self, mut call: impl FnMut(&Opened) -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        loop {
+            let result = call(&self.reached.borrow());
+            match result {
+                Err(error) if holder_gone(&error) && started.elapsed() < SOCKET_WAIT => {
+                    *self.reached.borrow_mut() =
+                        Opened::open(&self.path, &StoreOptions::default(), started, SOCKET_WAIT)?;
+                }
+                result => return result,
+            }
         }
     }
 
     pub fn path(&self) -> &Path {
-        either!(self, path())
+        &self.path
     }
 
     pub fn create_session(&self, user_id: Option<&str>) -> Result<Uuid> {
         either!(self, create_session(user_id))
     }
 
+    /// An append under an idempotency key of its own, so that a retry
+    /// after the holder closed its socket appends once.
     pub fn add_messages(&self, id: Uuid, messages: Vec<NewMessage>) -> Result<Vec<u64>> {
-        either!(self, add_messages(id, messages))
+        let key = Uuid::new_v4().to_string();
+        either!(self, add_messages_idempotent(id, key.as_str(), None, messages))
     }
 
     pub fn get_session(&self, id: Uuid) -> Result<Option<Session>> {
@@ -92,37 +122,33 @@ impl Store {
 
     /// Progress is shown for a store opened here only.
     pub fn expire_old_sessions(&self, max_age: Duration, progress: Progress<'_>) -> Result<u64> {
-        match self {
-            Store::Local(store) => store.expire_old_sessions_with_progress(max_age, progress),
-            Store::Held(client) => client.expire_old_sessions(max_age),
-        }
+        either!(
+            self,
+            |store| store.expire_old_sessions_with_progress(max_age, &mut *progress),
+            |client| client.expire_old_sessions(max_age)
+        )
     }
 
     pub fn purge_expired(&self, older_than: Duration, progress: Progress<'_>) -> Result<u64> {
-        match self {
-            Store::Local(store) => store.purge_expired_with_progress(older_than, progress),
-            Store::Held(client) => client.purge_expired(older_than),
-        }
+        either!(
+            self,
+            |store| store.purge_expired_with_progress(older_than, &mut *progress),
+            |client| client.purge_expired(older_than)
+        )
     }
 
     pub fn backup_to(&self, dest: &Path, progress: Progress<'_>) -> Result<()> {
-        match self {
-            Store::Local(store) => store.backup_to(dest, progress),
-            Store::Held(client) => client.backup_to(dest),
-        }
+        either!(self, |store| store.backup_to(dest, &mut *progress), |client| {
+            client.backup_to(dest)
+        })
     }
 
     pub fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
-        match self {
-            Store::Local(store) => store.check(progress),
-            Store::Held(client) => client.check(),
-        }
+        either!(self, |store| store.check(&mut *progress), |client| client.check())
     }
 
     pub fn compact(&self, progress: Progress<'_>) -> Result<CompactReport> {
-        match self {
-            Store::Local(store) => store.compact(progress),
-            Store::Held(client) => client.compact(),
-        }
+        either!(self, |store| store.compact(&mut *progress), |client| client
+            .compact())
     }
 }
