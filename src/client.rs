@@ -118,6 +118,33 @@ pub fn holder_gone(error: &Error) -> bool {
     matches!(error, Error::InUseNoSocket { .. } | Error::HolderGone { .. })
 }
 
+/// A consistent copy of a store another process holds, written by the
+/// holder (a backup) into a new folder beside the store and opened here
+/// (without a socket): for the reads the API does not serve (a
+/// conversion, say). Dereferences to the copy's [`SessionStore`]; the
+/// folder and the copy are removed when it is dropped.
+#[derive(Debug)]
+pub struct HeldCopy {
+    store: Option<SessionStore>,
+    folder: PathBuf,
+}
+
+impl std::ops::Deref for HeldCopy {
+    type Target = SessionStore;
+    fn deref(&self) -> &SessionStore {
+        self.store.as_ref().expect("the copy is open until dropped")
+    }
+}
+
+impl Drop for HeldCopy {
+    fn drop(&mut self) {
+        drop(self.store.take());
+        if let Err(e) = std::fs::remove_dir_all(&self.folder) {
+            tracing::warn!(folder = %self.folder.display(), error = %e, "removing the copy of a held store");
+        }
+    }
+}
+
 /// The error body of the API: `{"error": {"kind", "message", ...}}`.
 #[derive(Deserialize)]
 struct ErrorAnswer {
@@ -470,6 +497,44 @@ impl SocketClient {
             }),
             Err(error) => Err(error),
         }
+    }
+
+    /// A consistent copy of the store, opened with `options` (its socket
+    /// off): the holder writes it into a new folder beside the store
+    /// (`.sessionstore-copy-<random>`, mode 0700), removed with the copy
+    /// when the [`HeldCopy`] is dropped, or at once if this fails.
+    ///
+    /// ```
+    /// use sessionstore::client::SocketClient;
+    /// use sessionstore::{SessionStore, StoreOptions};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("s.redb");
+    /// let holder = SessionStore::open(&path)?;
+    /// holder.create_session(Some("ana"))?;
+    /// let copy = SocketClient::connect(&path)?.copy(StoreOptions::default())?;
+    /// assert_eq!(copy.snapshot()?.session_count()?, 1);
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn copy(&self, options: StoreOptions) -> Result<HeldCopy> {
+        use std::os::unix::fs::DirBuilderExt;
+        let beside = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let folder = beside.join(format!(".sessionstore-copy-{}", Uuid::new_v4().simple()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&folder)
+            .map_err(|e| Error::io("make a folder for a copy of the store in", beside, e))?;
+        let mut copy = HeldCopy { store: None, folder };
+        let file = copy.folder.join("copy.redb");
+        self.backup_to(&file)?;
+        let options = StoreOptions {
+            serve_socket: false,
+            ..options
+        };
+        copy.store = Some(SessionStore::open_with(&file, options)?);
+        Ok(copy)
     }
 
     /// As [`SessionStore::check`].

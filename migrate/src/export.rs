@@ -74,11 +74,7 @@ pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<Exp
         });
     }
     let _reading_ahead = read_ahead::Background::start(source);
-    let store_options = StoreOptions {
-        cache_bytes: 64 << 20,
-        ..StoreOptions::default()
-    };
-    match Opened::open(source, &store_options, Instant::now(), SOCKET_WAIT).in_file(source)? {
+    match Opened::open(source, &store_options(), Instant::now(), SOCKET_WAIT).in_file(source)? {
         Opened::Local(store) => export_store(&store, source, dest, options),
         Opened::Held(client) => export_held(&client, source, dest, options),
     }
@@ -100,23 +96,17 @@ fn export_held(
     dest: &Path,
     options: &ExportOptions,
 ) -> Result<ExportReport> {
-    let folder = match source.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let temporary = tempfile::Builder::new()
-        .prefix(".sessionstore-export-")
-        .tempdir_in(folder)
-        .map_err(|e| Error::io("make a temporary folder in", folder, e))?;
-    let copy = temporary.path().join("copy.redb");
-    client.backup_to(&copy).in_file(source)?;
-    let copy_options = StoreOptions {
+    let copy = client.copy(store_options()).in_file(source)?;
+    export_store(&copy, source, dest, options)
+}
+
+/// The store options of an export: a larger cache, for one pass over
+/// everything.
+fn store_options() -> StoreOptions {
+    StoreOptions {
         cache_bytes: 64 << 20,
-        serve_socket: false,
         ..StoreOptions::default()
-    };
-    let store = SessionStore::open_with(&copy, copy_options).in_file(source)?;
-    export_store(&store, source, dest, options)
+    }
 }
 
 /// Exports an open store.
