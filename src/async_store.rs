@@ -177,6 +177,8 @@ impl AsyncSessionStore {
         fn add_messages_if(id: Uuid, expected_next_seq: u64, messages: Vec<NewMessage>) -> Vec<u64>;
         /// As [`SessionStore::expire_session`].
         fn expire_session(id: Uuid) -> bool;
+        /// As [`SessionStore::fork_session`].
+        fn fork_session(id: Uuid, at_seq: u64) -> Uuid;
         /// As [`SessionStore::expire_old_sessions`].
         fn expire_old_sessions(max_age: Duration) -> u64;
         /// As [`SessionStore::purge_expired`].
@@ -261,6 +263,8 @@ impl AsyncUserView {
         fn add_messages_if(id: Uuid, expected_next_seq: u64, messages: Vec<NewMessage>) -> Vec<u64>;
         /// As [`UserView::expire_session`](crate::UserView::expire_session).
         fn expire_session(id: Uuid) -> bool;
+        /// As [`UserView::fork_session`](crate::UserView::fork_session).
+        fn fork_session(id: Uuid, at_seq: u64) -> Uuid;
         /// As [`UserView::delete_session`](crate::UserView::delete_session).
         fn delete_session(id: Uuid) -> u64;
         /// As [`UserView::get_recent_messages`](crate::UserView::get_recent_messages).

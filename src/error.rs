@@ -87,6 +87,46 @@ pub enum Error {
         why: &'static str,
     },
 
+    /// The file is held open by another process that serves no local
+    /// socket (it opened the store with `StoreOptions::serve_socket` off, or
+    /// is of a version without one), so nothing can reach the store while
+    /// it runs.
+    #[error("{path} is in use by another process, which serves no socket at {socket}: stop it, or open the store with the socket on")]
+    InUseNoSocket {
+        /// The store file.
+        path: PathBuf,
+        /// Where its socket would be.
+        socket: PathBuf,
+    },
+
+    /// The process holding the store closed its socket during a call made
+    /// through it (it is closing the store, or it died): the call may or
+    /// may not have been done. Open the store again (it may be free now)
+    /// and retry; an append retried with the same idempotency key
+    /// (`add_messages_idempotent`) is done once.
+    #[error("{path}: the process holding it closed its socket {socket} during the call: {why}")]
+    HolderGone {
+        /// The store file.
+        path: PathBuf,
+        /// Its socket.
+        socket: PathBuf,
+        /// What the connection said.
+        why: String,
+    },
+
+    /// The process holding the store refused or failed a call made through
+    /// its socket (see `client::SocketClient`); `message` is its error's
+    /// text.
+    #[error("{message}")]
+    Remote {
+        /// The HTTP status answered.
+        status: u16,
+        /// The API's error kind (`invalid_input`, `unavailable`, ...).
+        kind: String,
+        /// What and why, as the holder's library said it.
+        message: String,
+    },
+
     /// The file is not a sessionstore file, or is damaged.
     #[error("{path}: not a usable sessionstore file: {why}")]
     Corrupt {

@@ -59,6 +59,8 @@ mod async_store;
 mod budget;
 mod bulk;
 mod cache;
+#[cfg(all(feature = "client", unix))]
+pub mod client;
 mod encoding;
 mod error;
 mod expiry;

@@ -444,14 +444,20 @@ fn both_inputs_from_stdin_is_a_usage_error() {
 }
 
 #[test]
-fn a_file_held_by_another_process_is_refused_with_its_path() {
+fn a_file_held_by_a_process_without_socket_is_refused_with_what_to_do() {
     let scene = Scene::new();
     let id = scene.init(None);
-    let held = scene.store();
+    let options = sessionstore::StoreOptions {
+        serve_socket: false,
+        ..Default::default()
+    };
+    let held = SessionStore::open_with(&scene.db, options).unwrap();
     for args in [vec!["stats"], vec!["chat-history", &s(id)], vec!["chat-init"]] {
         scene.cli().args(&args).assert().code(1).stderr(format!(
-            "error: {} is in use by another process\n",
-            scene.db.display()
+            "error: {} is in use by another process, which serves no socket at {}: \
+             stop it, or open the store with the socket on\n",
+            scene.db.display(),
+            SessionStore::socket_path(&scene.db).display()
         ));
     }
     drop(held);

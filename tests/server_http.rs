@@ -31,6 +31,44 @@ fn bad_requests_get_their_status_and_a_json_error() {
     bad_requests(&server.client, &server.store, 70_000);
 }
 
+/// A fork answers the new session, holding the messages before `at_seq`;
+/// past the end is a 422 naming the field, another user's session a 404.
+#[test]
+fn a_session_forks_over_http() {
+    let server = Server::start(ServerConfig::default());
+    let client = &server.client;
+    let created = client.post("/v1/sessions", &json!({"user_id": "ana"})).json();
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    let turns = json!({"messages": [
+        {"role": "user", "content": "books by Oxford"},
+        {"role": "assistant", "content": "Found 15 books"},
+        {"role": "user", "content": "and by Aldus"}
+    ]});
+    assert_eq!(
+        client.post(&format!("/v1/sessions/{id}/messages"), &turns).status,
+        201
+    );
+    let forked = client.post(&format!("/v1/sessions/{id}/fork"), &json!({"at_seq": 2}));
+    assert_eq!(forked.status, 201, "{}", forked.text());
+    let fork = forked.json();
+    assert_ne!(fork["session_id"].as_str(), Some(id.as_str()));
+    assert_eq!(fork["user_id"], "ana");
+    let contents: Vec<&str> = fork["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["books by Oxford", "Found 15 books"]);
+    let past = client.post(&format!("/v1/sessions/{id}/fork"), &json!({"at_seq": 9}));
+    assert_eq!(past.status, 422, "{}", past.text());
+    let missing = client.post(
+        "/v1/sessions/00000000-0000-4000-8000-000000000000/fork",
+        &json!({"at_seq": 0}),
+    );
+    assert_eq!(missing.error_kind(), "not_found");
+}
+
 /// Every path and method the OpenAPI document lists is served, and the
 /// document lists every route: a request to each reaches its handler (no
 /// `no_route`, no 405), and the list is exactly the routes this API has.
@@ -50,6 +88,7 @@ fn the_openapi_document_matches_the_routes() {
         "DELETE /v1/sessions/{id}/messages/last",
         "DELETE /v1/users/{user}",
         "GET /metrics",
+        "GET /v1/admin/sessions/{id}",
         "GET /v1/admin/snapshot",
         "GET /v1/admin/stats",
         "GET /v1/health",
@@ -66,6 +105,7 @@ fn the_openapi_document_matches_the_routes() {
         "POST /v1/admin/purge",
         "POST /v1/sessions",
         "POST /v1/sessions/{id}/expire",
+        "POST /v1/sessions/{id}/fork",
         "POST /v1/sessions/{id}/messages",
     ];
     assert_eq!(listed, expected);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
+use sessionstore::client::{Opened, SocketClient};
 use sessionstore::{
     ExtraColumns, ExtraValue, Message, SessionInfo, SessionStore, Snapshot, StoreOptions, Uuid,
 };
@@ -73,12 +74,39 @@ pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<Exp
         });
     }
     let _reading_ahead = read_ahead::Background::start(source);
-    let store_options = StoreOptions {
+    match Opened::open(source, &store_options(), Instant::now(), SOCKET_WAIT).in_file(source)? {
+        Opened::Local(store) => export_store(&store, source, dest, options),
+        Opened::Held(client) => export_held(&client, source, dest, options),
+    }
+}
+
+/// How long a store in use whose socket does not answer (its holder is
+/// opening or closing it) is tried again.
+const SOCKET_WAIT: Duration = Duration::from_secs(2);
+
+/// Exports a store another process holds (the chatbot, say): through its
+/// local socket, the holder writes a consistent copy (a backup) into a
+/// temporary folder beside `source`, which is exported as the store itself
+/// would be, then removed. The copy holds everything the export reads (the
+/// stored schema, rows of other tables, the highest message id given), so
+/// the output is the same, byte for byte.
+fn export_held(
+    client: &SocketClient,
+    source: &Path,
+    dest: &Path,
+    options: &ExportOptions,
+) -> Result<ExportReport> {
+    let copy = client.copy(store_options()).in_file(source)?;
+    export_store(&copy, source, dest, options)
+}
+
+/// The store options of an export: a larger cache, for one pass over
+/// everything.
+fn store_options() -> StoreOptions {
+    StoreOptions {
         cache_bytes: 64 << 20,
         ..StoreOptions::default()
-    };
-    let store = SessionStore::open_with(source, store_options).in_file(source)?;
-    export_store(&store, source, dest, options)
+    }
 }
 
 /// Exports an open store.

@@ -179,6 +179,35 @@ pub async fn expire_session(
     Ok(axum::Json(json!({"expired": expired})))
 }
 
+/// Where a fork ends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForkAt {
+    /// The fork holds the messages before this seq (0: none of them).
+    pub at_seq: u64,
+}
+
+/// Branches a session: a new session of the same user, with its context,
+/// holding copies of the messages before `at_seq` (see
+/// `SessionStore::fork_session`); answers the new session.
+#[utoipa::path(post, path = "/v1/sessions/{id}/fork", tag = "sessions", request_body = ForkAt,
+    params(("id" = Uuid, Path, description = "The session to branch")),
+    responses(
+        (status = 201, description = "The new session", body = Value),
+        (status = 404, description = "Missing, expired or another user's", body = ErrorBody),
+        (status = 422, description = "at_seq past the session's end", body = ErrorBody)))]
+pub async fn fork_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ForkAt>,
+) -> Answer<(StatusCode, axum::Json<Session>)> {
+    let scope = scope(&state, &caller);
+    let fork = as_caller!(&scope, fork_session(id, body.at_seq))?;
+    let session = as_caller!(scope, get_session(fork))?.ok_or_else(ApiError::session_not_found)?;
+    Ok((StatusCode::CREATED, axum::Json(session)))
+}
+
 /// Shallow-merges a JSON object into the session's context; answers the
 /// merged context.
 #[utoipa::path(patch, path = "/v1/sessions/{id}/context", tag = "sessions",
@@ -513,6 +542,24 @@ pub async fn admin_purge(
         .purge_expired(Duration::from_secs(body.older_than_seconds))
         .await?;
     Ok(axum::Json(json!({"purged": purged})))
+}
+
+/// A session's own fields, expired or not (`GET /v1/sessions/{id}` answers
+/// only active sessions): why a session cannot be used, for an operator.
+#[utoipa::path(get, path = "/v1/admin/sessions/{id}", tag = "admin",
+    params(("id" = Uuid, Path, description = "The session")),
+    responses(
+        (status = 200, description = "The session's fields, without its messages", body = Value),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody)))]
+pub async fn admin_session_info(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Answer<axum::Json<crate::SessionInfo>> {
+    caller.admin()?;
+    let info = state.store.run(move |store| store.session_info(id)).await?;
+    info.map(axum::Json).ok_or_else(ApiError::session_not_found)
 }
 
 /// Counts of sessions and messages, and the files' sizes.

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use clap::CommandFactory;
 use sessionstore::retrieval::{RetrievalFilter, RetrievalFormat};
-use sessionstore::{query, Error, NewMessage, Session, SessionInfo, SessionStore, StoreOptions, Uuid};
+use sessionstore::{query, Error, NewMessage, Session, SessionInfo, StoreOptions, Uuid};
 
 use crate::args::{Cli, Command};
 use crate::output::{self, say, Output};
+use crate::store::Store;
 use crate::Failure;
 
 /// Sessions read per page by the commands that walk a user's sessions.
@@ -109,7 +110,8 @@ fn serve(db: &Path, listen: &str, tokens: Option<std::path::PathBuf>) -> Result<
         ..ServerConfig::default()
     };
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
-    sessionstore::server::run(open(db)?, listen, config)?;
+    let store = sessionstore::SessionStore::open_with(db, existing()).map_err(|error| no_store(db, error))?;
+    sessionstore::server::run(store, listen, config)?;
     Ok(())
 }
 
@@ -128,32 +130,50 @@ fn token_add(
     Ok(())
 }
 
-/// Opens an existing store; only `chat-init` creates one.
-fn open(db: &Path) -> Result<SessionStore, Failure> {
-    let existing = StoreOptions {
+/// The options of every command but `chat-init`: an existing store only.
+fn existing() -> StoreOptions {
+    StoreOptions {
         create_if_missing: false,
         ..StoreOptions::default()
-    };
-    SessionStore::open_with(db, existing).map_err(|error| match error {
+    }
+}
+
+/// A refusal to open `db` as a failure, saying how to make a store when
+/// there is none.
+fn no_store(db: &Path, error: Error) -> Failure {
+    match error {
         Error::NoStore { why, .. } => Failure::Refused(format!(
             "no store at {}: {why}; create one with `sessionstore chat-init` or give --db",
             db.display()
         )),
         other => other.into(),
-    })
-}
-
-/// Opens an existing store to read it: read-only when this process may not
-/// write its files (their mode, a read-only mount).
-fn open_to_read(db: &Path) -> Result<SessionStore, Failure> {
-    match open(db) {
-        Err(Failure::Store(error)) if error.is_not_writable() => Ok(SessionStore::open_read_only(db)?),
-        opened => opened,
     }
 }
 
+/// Opens an existing store, or reaches it through the socket of the process
+/// holding it; only `chat-init` creates one.
+fn open(db: &Path) -> Result<Store, Failure> {
+    Store::open(db, existing()).map_err(|error| no_store(db, error))
+}
+
+/// As [`open`], to read: read-only when this process may not write the
+/// store's files (their mode, a read-only mount).
+fn open_to_read(db: &Path) -> Result<Store, Failure> {
+    match Store::open(db, existing()) {
+        Err(error) if error.is_not_writable() => Store::open(
+            db,
+            StoreOptions {
+                read_only: true,
+                ..existing()
+            },
+        ),
+        opened => opened,
+    }
+    .map_err(|error| no_store(db, error))
+}
+
 /// Why session `id` cannot be used: expired (and since when), or missing.
-fn unusable(store: &SessionStore, id: Uuid) -> Failure {
+fn unusable(store: &Store, id: Uuid) -> Failure {
     match store.session_info(id) {
         Ok(Some(SessionInfo {
             expired_at: Some(at), ..
@@ -164,7 +184,7 @@ fn unusable(store: &SessionStore, id: Uuid) -> Failure {
 }
 
 /// Turns "not found" refusals about `id` into the precise reason.
-fn explain(store: &SessionStore, id: Uuid, error: sessionstore::Error) -> Failure {
+fn explain(store: &Store, id: Uuid, error: sessionstore::Error) -> Failure {
     if error.is_not_found() {
         unusable(store, id)
     } else {
@@ -173,7 +193,7 @@ fn explain(store: &SessionStore, id: Uuid, error: sessionstore::Error) -> Failur
 }
 
 fn chat_init(out: &mut Output, db: &Path, user_id: Option<&str>) -> Result<(), Failure> {
-    let store = SessionStore::open(db)?;
+    let store = Store::open(db, StoreOptions::default())?;
     let id = store.create_session(user_id)?;
     say!(out, "Created session: {id}");
     say!(out, "User: {}", output::user(user_id));
@@ -181,7 +201,7 @@ fn chat_init(out: &mut Output, db: &Path, user_id: Option<&str>) -> Result<(), F
     Ok(())
 }
 
-fn chat_fork(out: &mut Output, store: &SessionStore, id: Uuid, at: u64) -> Result<(), Failure> {
+fn chat_fork(out: &mut Output, store: &Store, id: Uuid, at: u64) -> Result<(), Failure> {
     let fork = store.fork_session(id, at).map_err(|e| explain(store, id, e))?;
     say!(out, "Created session: {fork}");
     Ok(())
@@ -265,7 +285,7 @@ fn record_query(
 
 fn chat_history(
     out: &mut Output,
-    store: &SessionStore,
+    store: &Store,
     id: Uuid,
     last: Option<u64>,
     json: bool,
@@ -291,19 +311,18 @@ fn chat_history(
 
 fn chat_cleanup(
     out: &mut Output,
-    store: &SessionStore,
+    store: &Store,
     max_age_hours: u64,
     purge_expired_days: Option<u64>,
 ) -> Result<(), Failure> {
     let bar = output::progress_bar("expiring idle sessions");
-    let expired =
-        store.expire_old_sessions_with_progress(hours(max_age_hours), &mut output::advance(&bar))?;
+    let expired = store.expire_old_sessions(hours(max_age_hours), &mut output::advance(&bar))?;
     let purged = match purge_expired_days {
         Some(days) => {
             bar.reset();
             bar.set_message("purging expired sessions");
             let older_than = hours(days.saturating_mul(24));
-            let purged = store.purge_expired_with_progress(older_than, &mut output::advance(&bar))?;
+            let purged = store.purge_expired(older_than, &mut output::advance(&bar))?;
             Some((days, purged))
         }
         None => None,
@@ -322,7 +341,7 @@ fn hours(hours: u64) -> Duration {
 
 fn chat_sessions(
     out: &mut Output,
-    store: &SessionStore,
+    store: &Store,
     user: &str,
     include_expired: bool,
     limit: Option<usize>,
@@ -353,7 +372,7 @@ fn chat_sessions(
     Ok(())
 }
 
-fn chat_expire(out: &mut Output, store: &SessionStore, id: Uuid) -> Result<(), Failure> {
+fn chat_expire(out: &mut Output, store: &Store, id: Uuid) -> Result<(), Failure> {
     if store.expire_session(id)? {
         say!(out, "Expired session {id}");
     } else {
@@ -362,7 +381,7 @@ fn chat_expire(out: &mut Output, store: &SessionStore, id: Uuid) -> Result<(), F
     Ok(())
 }
 
-fn chat_delete(out: &mut Output, store: &SessionStore, id: Uuid, yes: bool) -> Result<(), Failure> {
+fn chat_delete(out: &mut Output, store: &Store, id: Uuid, yes: bool) -> Result<(), Failure> {
     if !yes {
         let info = store
             .session_info(id)?
@@ -382,7 +401,7 @@ fn chat_delete(out: &mut Output, store: &SessionStore, id: Uuid, yes: bool) -> R
     Ok(())
 }
 
-fn chat_erase_user(out: &mut Output, store: &SessionStore, user: &str, yes: bool) -> Result<(), Failure> {
+fn chat_erase_user(out: &mut Output, store: &Store, user: &str, yes: bool) -> Result<(), Failure> {
     if !yes {
         let (sessions, messages) = user_totals(store, user)?;
         if sessions == 0 {
@@ -408,7 +427,7 @@ fn chat_erase_user(out: &mut Output, store: &SessionStore, user: &str, yes: bool
 }
 
 /// How many sessions, active or expired, and messages `user` has.
-fn user_totals(store: &SessionStore, user: &str) -> Result<(u64, u64), Failure> {
+fn user_totals(store: &Store, user: &str) -> Result<(u64, u64), Failure> {
     let (mut sessions, mut messages) = (0, 0);
     let mut cursor = None;
     loop {
@@ -422,7 +441,7 @@ fn user_totals(store: &SessionStore, user: &str) -> Result<(u64, u64), Failure> 
     }
 }
 
-fn stats(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
+fn stats(out: &mut Output, store: &Store) -> Result<(), Failure> {
     let stats = store.stats()?;
     say!(out, "Active sessions: {}", stats.active_sessions);
     say!(out, "Expired sessions: {}", stats.expired_sessions);
@@ -432,7 +451,7 @@ fn stats(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
     Ok(())
 }
 
-fn backup(out: &mut Output, store: &SessionStore, dest: &Path) -> Result<(), Failure> {
+fn backup(out: &mut Output, store: &Store, dest: &Path) -> Result<(), Failure> {
     let bar = output::progress_bar("backing up");
     store.backup_to(dest, &mut output::advance(&bar))?;
     bar.finish_and_clear();
@@ -448,7 +467,7 @@ fn backup(out: &mut Output, store: &SessionStore, dest: &Path) -> Result<(), Fai
     Ok(())
 }
 
-fn check(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
+fn check(out: &mut Output, store: &Store) -> Result<(), Failure> {
     let bar = output::progress_bar("checking");
     let report = store.check(&mut output::advance(&bar))?;
     bar.finish_and_clear();
@@ -473,7 +492,7 @@ fn check(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
     Err(Failure::Refused(format!("{path} failed the integrity check")))
 }
 
-fn compact(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
+fn compact(out: &mut Output, store: &Store) -> Result<(), Failure> {
     let bar = output::progress_bar("compacting");
     let report = store.compact(&mut output::advance(&bar))?;
     bar.finish_and_clear();
@@ -485,7 +504,7 @@ fn compact(out: &mut Output, store: &SessionStore) -> Result<(), Failure> {
 
 fn export_retrieval(
     out: &mut Output,
-    store: &SessionStore,
+    store: &Store,
     format: RetrievalFormat,
     filter: &RetrievalFilter,
     dir: &Path,

@@ -18,6 +18,7 @@
 mod args;
 mod commands;
 mod output;
+mod store;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
