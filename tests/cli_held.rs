@@ -363,3 +363,60 @@ fn twenty_queries_at_once_are_all_recorded_once() {
     expected.sort();
     assert_eq!(contents, expected);
 }
+
+/// `export-retrieval` on a held store exports the same events as on the
+/// free file (from a copy the holder writes), and `chat-fork` on a held
+/// store makes the fork in the holder's store.
+#[test]
+fn export_retrieval_and_chat_fork_work_on_a_held_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (held, free, s) = twins(dir.path());
+    let set = r#"{"total_count": 2, "candidates": [{"record_id": "b1"}, {"record_id": "b2"}]}"#;
+    for folder in [&held, &free] {
+        std::fs::write(folder.join("set.json"), set).unwrap();
+        let args = [
+            "query",
+            "cheaper ones",
+            "--session-id",
+            &s.live.to_string(),
+            "--candidate-set",
+            "set.json",
+        ];
+        assert_eq!(run(folder, &args).code, Some(0));
+    }
+    let holder = Holder::start(&held.join("s.redb"), false, true);
+    let export = ["export-retrieval", "--format", "jsonl", "--out", "out"];
+    let through_socket = run(&held, &export);
+    let fork = run(&held, &["chat-fork", &s.live.to_string(), "--at", "2"]);
+    holder.stop();
+    let on_the_file = run(&free, &export);
+    assert_eq!(through_socket, on_the_file);
+    assert_eq!(through_socket.code, Some(0), "{through_socket:?}");
+    let events =
+        |folder: &Path| times_masked(&std::fs::read_to_string(folder.join("out/events.jsonl")).unwrap());
+    assert_eq!(events(&held), events(&free));
+    assert_eq!(events(&held).lines().count(), 1);
+    // No copy is left beside the held store.
+    let left: Vec<_> = std::fs::read_dir(&held)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with(".sessionstore-copy"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    assert_eq!(fork.code, Some(0), "{fork:?}");
+    let forked: Uuid = fork
+        .stdout
+        .strip_prefix("Created session: ")
+        .and_then(|rest| rest.trim().parse().ok())
+        .expect("the fork's id");
+    let store = SessionStore::open(held.join("s.redb")).unwrap();
+    let messages = store.get_session(forked).unwrap().expect("the fork").messages;
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].content, "books by Oxford");
+    let forks = store.forks(s.live).unwrap().expect("the forked session");
+    assert_eq!(
+        forks.iter().map(|info| info.session_id).collect::<Vec<_>>(),
+        [forked]
+    );
+}
