@@ -21,8 +21,9 @@
 //! let holder = SessionStore::open(&path)?; // the chatbot, say
 //! let id = holder.create_session(Some("ana"))?;
 //!
-//! // Anyone else: the file is in use, so go through its socket.
-//! assert!(matches!(SessionStore::open(&path), Err(Error::InUse { .. })));
+//! // Anyone else: the file is in use, so go through its socket (here, in
+//! // the holder's own process, `AlreadyOpen`; in another, `InUse`).
+//! assert!(matches!(SessionStore::open(&path), Err(Error::AlreadyOpen { .. })));
 //! let client = SocketClient::connect(&path)?;
 //! client.add_messages(id, vec![NewMessage::user("hello")])?;
 //! assert_eq!(holder.get_session(id)?.unwrap().messages.len(), 1);
@@ -85,8 +86,9 @@ pub enum Opened {
 }
 
 impl Opened {
-    /// Opens the store at `path` with `options` (creating it if missing);
-    /// when another process holds it, connects to its socket instead.
+    /// Opens the store at `path` with `options`;
+    /// when another process (or another handle in this one) holds it, connects
+    /// to its socket instead.
     ///
     /// A holder serves its socket from just after its open to just before
     /// its close: one found between (a short-lived command starting or
@@ -97,7 +99,7 @@ impl Opened {
         loop {
             let refused = match SessionStore::open_with(path, options.clone()) {
                 Ok(store) => return Ok(Opened::Local(store)),
-                Err(Error::InUse { .. }) => match SocketClient::connect(path) {
+                Err(Error::InUse { .. } | Error::AlreadyOpen { .. }) => match SocketClient::connect(path) {
                     Ok(client) => return Ok(Opened::Held(client)),
                     Err(error) => error,
                 },

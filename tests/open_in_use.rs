@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use sessionstore::{Error, NewMessage, SessionStore};
+use sessionstore::{Error, NewMessage, SessionStore, StoreOptions};
 
 /// `sessionstore stats` on `path`, run in a child process.
 fn stats_in_a_child(path: &Path) -> assert_cmd::assert::Assert {
@@ -36,7 +36,12 @@ fn assert_already_open(path: &Path) {
 fn a_second_open_in_this_process_says_the_file_is_open_here_by_any_of_its_names() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let store = SessionStore::open(&path).unwrap();
+    // No socket: a child process cannot reach the store through it.
+    let no_socket = StoreOptions {
+        serve_socket: false,
+        ..StoreOptions::default()
+    };
+    let store = SessionStore::open_with(&path, no_socket).unwrap();
     let id = store.create_session(None).unwrap();
     store.add_message(id, NewMessage::user("hello")).unwrap();
     assert_already_open(&path);
@@ -57,8 +62,10 @@ fn a_second_open_in_this_process_says_the_file_is_open_here_by_any_of_its_names(
     assert_already_open(&path);
     // Another process is told it is in use by another process.
     stats_in_a_child(&path).code(1).stderr(format!(
-        "error: {} is in use by another process\n",
-        path.display()
+        "error: {} is in use by another process, which serves no socket at {}: stop it, or open \
+         the store with the socket on\n",
+        path.display(),
+        SessionStore::socket_path(&path).display()
     ));
     // Closed: opened again, here and in the child.
     drop(store);
