@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::Result;
-use crate::model::{ExtraValue, Message};
+use crate::model::{ExtraValue, Message, StoreCounters};
 use crate::timestamp::TimestampForm;
 
 /// What a write did to a session's messages, from the revision of its record
@@ -100,6 +100,9 @@ pub(crate) struct MessageCache {
     /// Sessions removed from the cache by deletion so far; changed only
     /// with `state` locked.
     removals: AtomicU64,
+    /// Reads served wholly from the cache, and reads that read the table.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 #[derive(Default)]
@@ -158,7 +161,15 @@ impl MessageCache {
             budget,
             state: Mutex::new(State::default()),
             removals: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// Fills in the hits and misses of `counters`.
+    pub fn count(&self, counters: &mut StoreCounters) {
+        counters.message_cache_hits = self.hits.load(Ordering::Relaxed);
+        counters.message_cache_misses = self.misses.load(Ordering::Relaxed);
     }
 
     /// Take before beginning the read transaction whose messages may be
@@ -182,7 +193,11 @@ impl MessageCache {
         read: impl FnOnce(Range<u64>) -> Result<Vec<Message>>,
     ) -> Result<Vec<Arc<Message>>> {
         let shared = |messages: Vec<Message>| messages.into_iter().map(Arc::new).collect::<Vec<_>>();
-        if self.budget == 0 || seqs.is_empty() {
+        if seqs.is_empty() {
+            return read(seqs).map(shared);
+        }
+        if self.budget == 0 {
+            self.misses.fetch_add(1, Ordering::Relaxed);
             return read(seqs).map(shared);
         }
         let mut cached = Vec::new();
@@ -203,8 +218,10 @@ impl MessageCache {
             }
         }
         if missing.is_empty() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(cached);
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let mut messages = shared(read(missing.clone())?);
         // Fewer than the record counts (a damaged file): served as read,
         // never kept.

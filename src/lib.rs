@@ -98,7 +98,7 @@ pub use json::JsonText;
 pub use maintenance::{CheckReport, CompactReport, Progress};
 pub use model::{
     ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage,
-    SessionSummary, Stats,
+    SessionSummary, Stats, StoreCounters,
 };
 pub use redb::{BackendError, StorageBackend};
 #[cfg(all(feature = "socket", unix))]

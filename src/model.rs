@@ -348,3 +348,30 @@ pub struct Stats {
     /// `file_size + journal_size` on disk.
     pub journal_size: u64,
 }
+
+/// What the store has done since it was opened, for monitoring: counts
+/// that only grow, kept in memory by this process (another process's opens
+/// of the file count apart), all zero at open. See
+/// [`SessionStore::counters`](crate::SessionStore::counters).
+///
+/// Each count is exact; counts read together may be a commit apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounters {
+    /// Commits of callers' writes: each a batch of the write requests
+    /// waiting together (group commit). Batches that wrote nothing (only
+    /// refusals) are not commits; nor is the store's own background work.
+    pub commits: u64,
+    /// Write requests in those commits (a call that writes, such as
+    /// `add_message` or `add_messages`, is one request):
+    /// `batch_requests / commits` is the mean batch size.
+    pub batch_requests: u64,
+    /// Checkpoints: durable commits of everything written so far, after
+    /// which the journal starts over.
+    pub checkpoints: u64,
+    /// Reads of a session's messages served wholly from the message cache
+    /// (see `StoreOptions::message_cache_bytes`).
+    pub message_cache_hits: u64,
+    /// Reads of a session's messages that read the file, wholly or in part
+    /// (every such read when the cache is disabled).
+    pub message_cache_misses: u64,
+}

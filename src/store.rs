@@ -18,6 +18,7 @@ use crate::json::{shallow_merge, JsonText};
 use crate::maintenance::Progress;
 use crate::model::{
     Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
+    StoreCounters,
 };
 use crate::storage::{DatabaseFile, FileRole, FileStorage, StorageFactory};
 use crate::tables::{self, IdempotencyRecord, WriteTables};
@@ -1454,6 +1455,35 @@ impl SessionStore {
                 journal_size,
             })
         })
+    }
+
+    /// What this store has done since it was opened: commits and their
+    /// write requests, checkpoints, and the message cache's hits and
+    /// misses (see [`StoreCounters`]). Reads counters kept in memory: no
+    /// I/O, no lock. Clones of a store share its counters; a read-only
+    /// store commits nothing.
+    ///
+    /// ```
+    /// use sessionstore::{NewMessage, SessionStore};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = SessionStore::open(dir.path().join("s.redb"))?;
+    /// let id = store.create_session(None)?;
+    /// store.add_messages(id, vec![NewMessage::user("hi"), NewMessage::assistant("hello")])?;
+    /// store.get_session(id)?; // read from the file, then kept
+    /// store.get_session(id)?; // served from the message cache
+    /// let counters = store.counters();
+    /// // One thread writing: each call its own commit of one request.
+    /// assert_eq!((counters.commits, counters.batch_requests), (2, 2));
+    /// assert_eq!((counters.message_cache_misses, counters.message_cache_hits), (1, 1));
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn counters(&self) -> StoreCounters {
+        let mut counters = StoreCounters::default();
+        if let Some(writer) = &self.inner.writer {
+            writer.count(&mut counters);
+        }
+        self.inner.cache.count(&mut counters);
+        counters
     }
 }
 

@@ -29,7 +29,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ use redb::{Database, Durability as RedbDurability};
 use crate::cache::MessageCache;
 use crate::error::{Error, Result};
 use crate::journal::Journal;
+use crate::model::StoreCounters;
 use crate::tables::WriteTables;
 
 /// How long a write must survive before its call returns.
@@ -199,6 +200,17 @@ struct Shared {
     idle: Arc<dyn IdleWork>,
     /// Callers of committed batches not answered yet.
     answering: AtomicUsize,
+    /// Shared with the committer, read without its lock.
+    counts: Arc<WriteCounts>,
+}
+
+/// What the writer has done, counted as it goes: a few relaxed additions
+/// per commit, none per request or byte.
+#[derive(Default)]
+struct WriteCounts {
+    commits: AtomicU64,
+    batch_requests: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 /// The handle callers write through.
@@ -215,6 +227,7 @@ impl Writer {
         idle: Arc<dyn IdleWork>,
         cache: Arc<MessageCache>,
     ) -> Result<Self> {
+        let counts = Arc::new(WriteCounts::default());
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             background: Condvar::new(),
@@ -229,9 +242,11 @@ impl Writer {
                 stopped: false,
                 unindexed: Unindexed::new(),
                 imported: false,
+                counts: counts.clone(),
             }),
             idle,
             answering: AtomicUsize::new(0),
+            counts,
         });
         let background = shared.clone();
         let thread = std::thread::Builder::new()
@@ -275,6 +290,14 @@ impl Writer {
                 Err(()) => leads = true,
             }
         }
+    }
+
+    /// Fills in the commits, batch requests and checkpoints of `counters`.
+    pub fn count(&self, counters: &mut StoreCounters) {
+        let counts = &self.shared.counts;
+        counters.commits = counts.commits.load(Ordering::Relaxed);
+        counters.batch_requests = counts.batch_requests.load(Ordering::Relaxed);
+        counters.checkpoints = counts.checkpoints.load(Ordering::Relaxed);
     }
 
     /// Runs `op` with the database to itself, between two commits, after
@@ -402,6 +425,14 @@ impl Shared {
         let committed = self.with_committer(|committer| {
             let late_jobs = &mut |room| self.late_jobs(room);
             let (jobs, outcome) = committer.commit_batch(queued, late_jobs);
+            if let Ok(true) = outcome {
+                committer
+                    .counts
+                    .batch_requests
+                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                committer.counts.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            let outcome = outcome.map(drop);
             if committer.failed {
                 // A journal failure: what redb holds (every commit
                 // answered Ok) becomes durable, and the writer stops.
@@ -590,6 +621,7 @@ struct Committer {
     /// An import wrote since the last durable commit, neither synced nor
     /// journaled: the next batch commits durably instead of journaling.
     imported: bool,
+    counts: Arc<WriteCounts>,
 }
 
 /// `message_ids` entries (message id, (session, seq)) of messages an import
@@ -625,12 +657,13 @@ impl Committer {
     /// Runs the jobs of one batch (`queued`, then those `more` gives, up to
     /// the room it is told of, while they run; each says whether it is
     /// durable) in one transaction and commits; every job, to be answered,
-    /// and the commit's outcome.
+    /// and the commit's outcome: whether a transaction committed (false
+    /// when the jobs wrote nothing).
     fn commit_batch(
         &mut self,
         queued: Vec<(Box<dyn Job>, bool)>,
         more: &mut dyn FnMut(usize) -> Vec<(Box<dyn Job>, bool)>,
-    ) -> (Vec<Box<dyn Job>>, Result<()>) {
+    ) -> (Vec<Box<dyn Job>>, Result<bool>) {
         let mut jobs = Vec::with_capacity(queued.len());
         let outcome = self.run_and_commit(&mut jobs, queued, more);
         (jobs, outcome)
@@ -650,7 +683,7 @@ impl Committer {
         for job in jobs {
             job.finish(committed.as_ref().err());
         }
-        let stepped = committed.and_then(|()| slot.wait().unwrap_or(Err(Error::WriterStopped)));
+        let stepped = committed.and_then(|_| slot.wait().unwrap_or(Err(Error::WriterStopped)));
         match stepped {
             Ok(()) => true,
             Err(error) => {
@@ -665,7 +698,7 @@ impl Committer {
         jobs: &mut Vec<Box<dyn Job>>,
         queued: Vec<(Box<dyn Job>, bool)>,
         more: &mut dyn FnMut(usize) -> Vec<(Box<dyn Job>, bool)>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut durable = take_in(jobs, queued);
         let lock = self.db.clone();
         let db = lock.read().map_err(|_| Error::WriterStopped)?;
@@ -705,7 +738,7 @@ impl Committer {
                 // Nothing new, but earlier relaxed records must be on disk.
                 self.sync_journal()?;
             }
-            return Ok(());
+            return Ok(false);
         }
         if !journaled {
             // Too big for what is left of the journal at its largest, or
@@ -722,7 +755,7 @@ impl Committer {
             self.imported = false;
             self.cache.apply(notes);
             self.checkpointed();
-            return Ok(());
+            return Ok(true);
         }
         set_durability(&mut txn, RedbDurability::None)?;
         if let Err(error) = self.journal.append(&changes, durable) {
@@ -739,7 +772,7 @@ impl Committer {
         self.cache.apply(notes);
         self.since_checkpoint += 1;
         self.oldest_unchecked.get_or_insert_with(Instant::now);
-        Ok(())
+        Ok(true)
     }
 
     fn sync_journal(&mut self) -> Result<()> {
@@ -823,6 +856,7 @@ impl Committer {
         self.journal.shrink_if_oversize();
         self.since_checkpoint = 0;
         self.oldest_unchecked = None;
+        self.counts.checkpoints.fetch_add(1, Ordering::Relaxed);
     }
 }
 

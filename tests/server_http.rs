@@ -174,3 +174,55 @@ fn a_user_route_that_takes_too_long_answers_503_timeout() {
     // The operator's routes have no limit.
     assert_eq!(server.client.get("/v1/admin/stats").status, 200);
 }
+
+/// The value of the unlabelled series `name` in Prometheus `text`, which
+/// must declare it a counter.
+fn counter(text: &str, name: &str) -> u64 {
+    assert!(
+        text.contains(&format!("# TYPE {name} counter\n")),
+        "{name} is no counter: {text}"
+    );
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"));
+    line.parse().unwrap()
+}
+
+#[test]
+fn metrics_count_commits_their_requests_checkpoints_and_cache_reads() {
+    let server = Server::start(ServerConfig::default());
+    let client = &server.client;
+    let id = client.post("/v1/sessions", &json!({"user_id": "ana"})).json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let turn = json!({"messages": [
+        {"role": "user", "content": "books by Aldus"},
+        {"role": "assistant", "content": "Found 3 books"},
+    ]});
+    assert_eq!(
+        client.post(&format!("/v1/sessions/{id}/messages"), &turn).status,
+        201
+    );
+    let one = json!({"messages": [{"role": "user", "content": "and in Latin?"}]});
+    assert_eq!(
+        client.post(&format!("/v1/sessions/{id}/messages"), &one).status,
+        201
+    );
+    for _ in 0..2 {
+        assert_eq!(client.get(&format!("/v1/sessions/{id}")).status, 200);
+    }
+
+    let text = client.get("/metrics").text();
+    // One client, one request at a time: three commits of one request
+    // each (the session, the turn of two messages, the third message).
+    assert_eq!(counter(&text, "sessionstore_commits_total"), 3);
+    assert_eq!(counter(&text, "sessionstore_batch_requests_total"), 3);
+    assert_eq!(counter(&text, "sessionstore_message_cache_misses_total"), 1);
+    assert_eq!(counter(&text, "sessionstore_message_cache_hits_total"), 1);
+    // Present and a counter; whether one ran yet depends on time (one
+    // comes 500 ms after the first record).
+    counter(&text, "sessionstore_checkpoints_total");
+    assert_eq!(server.store.counters().batch_requests, 3);
+}

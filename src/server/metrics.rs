@@ -1,5 +1,6 @@
 //! Request counts and latencies by route and status, kept in memory and
-//! rendered, with the store's counts, as Prometheus text (`GET /metrics`).
+//! rendered, with the store's counts and counters, as Prometheus text
+//! (`GET /metrics`).
 //! The same middleware logs each request: method, route, status and time,
 //! never a body, a token or a path's values.
 
@@ -12,7 +13,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::model::Stats;
+use crate::model::{Stats, StoreCounters};
 
 /// Upper bounds, in seconds, of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
@@ -51,8 +52,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text: the request series, then the store's counts.
-    pub fn render(&self, stats: &Stats) -> String {
+    /// The Prometheus text: the request series, then the store's counts
+    /// and counters.
+    pub fn render(&self, stats: &Stats, counters: &StoreCounters) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP sessionstore_http_requests_total HTTP requests answered, by route and status.\n",
@@ -98,35 +100,70 @@ impl Metrics {
             );
         }
         drop(series);
-        let gauges = [
+        let store_series = [
             (
                 "sessionstore_active_sessions",
+                "gauge",
                 "Sessions not expired.",
                 stats.active_sessions,
             ),
             (
                 "sessionstore_expired_sessions",
+                "gauge",
                 "Sessions expired, not yet purged.",
                 stats.expired_sessions,
             ),
             (
                 "sessionstore_messages",
+                "gauge",
                 "Messages in all sessions.",
                 stats.messages,
             ),
             (
                 "sessionstore_file_bytes",
+                "gauge",
                 "Size of the store file.",
                 stats.file_size,
             ),
             (
                 "sessionstore_journal_bytes",
+                "gauge",
                 "Size of the write-ahead journal.",
                 stats.journal_size,
             ),
+            (
+                "sessionstore_commits_total",
+                "counter",
+                "Group commits of write requests.",
+                counters.commits,
+            ),
+            (
+                "sessionstore_batch_requests_total",
+                "counter",
+                "Write requests in those commits (divided by the commits: the mean batch size).",
+                counters.batch_requests,
+            ),
+            (
+                "sessionstore_checkpoints_total",
+                "counter",
+                "Durable commits after which the journal starts over.",
+                counters.checkpoints,
+            ),
+            (
+                "sessionstore_message_cache_hits_total",
+                "counter",
+                "Reads of messages served wholly from the message cache.",
+                counters.message_cache_hits,
+            ),
+            (
+                "sessionstore_message_cache_misses_total",
+                "counter",
+                "Reads of messages that read the store file.",
+                counters.message_cache_misses,
+            ),
         ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        for (name, kind, help, value) in store_series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         }
         out
     }

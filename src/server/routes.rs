@@ -689,8 +689,9 @@ pub async fn admin_snapshot(State(state): State<AppState>, caller: Caller) -> An
         .into_response())
 }
 
-/// The Prometheus metrics: requests and latency by route and status, and
-/// the store's counts.
+/// The Prometheus metrics: requests and latency by route and status, the
+/// store's counts, its commits, batch sizes, checkpoints and message cache
+/// hits and misses.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
         (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
@@ -698,6 +699,7 @@ pub async fn admin_snapshot(State(state): State<AppState>, caller: Caller) -> An
 pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Answer<Response> {
     caller.admin()?;
     let stats = state.store.stats().await?;
-    let text = state.metrics.render(&stats);
+    let counters = state.store.blocking().counters();
+    let text = state.metrics.render(&stats, &counters);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
