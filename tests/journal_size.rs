@@ -226,14 +226,20 @@ fn power_cuts_while_the_journal_grows_lose_no_acknowledged_write() {
     }
 }
 
-#[test]
-fn a_journal_long_unused_beyond_a_quarter_is_halved_at_checkpoints() {
+/// A store whose journal one 500 KB message grew to its largest, 1 MiB.
+fn grown_to_a_mib() -> (SimDisk, SessionStore, Uuid) {
     let disk = SimDisk::default();
     let store = open(&disk, 1 << 20);
     let id = store.create_session(None).unwrap();
     store
         .add_message(id, NewMessage::user(content(1, 500_000)))
         .unwrap();
+    (disk, store, id)
+}
+
+#[test]
+fn a_journal_long_unused_beyond_a_quarter_is_halved_at_checkpoints() {
+    let (disk, store, id) = grown_to_a_mib();
     let grown = journal_len(&disk);
     assert!(grown >= 512 << 10, "{grown}");
     // Small relaxed writes: a checkpoint follows every 256 records, which
@@ -259,12 +265,7 @@ fn a_journal_long_unused_beyond_a_quarter_is_halved_at_checkpoints() {
 /// once halved, so the open replays it instead of refusing it as cut.
 #[test]
 fn a_crash_right_after_the_journal_was_halved_loses_nothing() {
-    let disk = SimDisk::default();
-    let store = open(&disk, 1 << 20);
-    let id = store.create_session(None).unwrap();
-    store
-        .add_message(id, NewMessage::user(content(1, 500_000)))
-        .unwrap();
+    let (disk, store, id) = grown_to_a_mib();
     let relaxed = store.with_durability(Durability::Relaxed);
     let mut size = journal_len(&disk);
     let mut sent = 1;
