@@ -492,7 +492,6 @@ impl SessionStore {
     ) -> Result<RetrievalExport> {
         let snapshot = self.snapshot()?;
         let snapshot_time = Timestamp::now();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
         let permissions = crate::files::permissions_of(self.path())?;
         // The manifest names the store wherever the export is read from.
         let store = std::fs::canonicalize(self.path()).unwrap_or_else(|_| self.path().to_path_buf());

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::files::NewFile;
+use crate::files::{make_folder, MadeFolders, NewFile};
 
 /// The manifest's name; it is renamed into place last.
 pub const MANIFEST: &str = "manifest.json";
@@ -26,6 +26,9 @@ pub struct Outputs {
     dir: PathBuf,
     permissions: Permissions,
     outputs: Vec<Output>,
+    /// The folders made for the export: dropped after the outputs (their
+    /// temporary files gone), so a failed export leaves none behind.
+    folders: MadeFolders,
 }
 
 impl Outputs {
@@ -33,10 +36,12 @@ impl Outputs {
     /// `permissions` (the store file's), through [`NewFile`]: named so that
     /// an export killed midway leaves files the next one removes.
     pub fn create(dir: &Path, names: &[&str], permissions: Permissions) -> Result<Self> {
+        let folders = make_folder(dir).map_err(|e| Error::io("create folder", dir, e))?;
         let mut outputs = Outputs {
             dir: dir.to_path_buf(),
             permissions,
             outputs: Vec::with_capacity(names.len() + 1),
+            folders,
         };
         for name in names {
             outputs.open(name)?;
@@ -107,6 +112,9 @@ impl Outputs {
             output.new.replace(&output.path)?;
             placed.push(output.path);
         }
+        self.folders
+            .keep()
+            .map_err(|e| Error::io("sync the folder of", &self.dir, e))?;
         Ok(placed)
     }
 }
