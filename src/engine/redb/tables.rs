@@ -13,12 +13,12 @@ use redb::{
     WriteTransaction,
 };
 
-use crate::cache::{Edit, Notes};
-use crate::encoding::{
+use crate::engine::redb::cache::{Edit, Notes};
+use crate::engine::redb::encoding::{
     decode, encode, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
+use crate::engine::redb::expiry;
 use crate::error::{Error, Result};
-use crate::expiry;
 
 /// Store-wide values: format version, next message id.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
