@@ -305,7 +305,7 @@ pub struct SessionStore {
     durability: Durability,
     /// The same engine, for the unit tests of the redb engine.
     #[cfg(test)]
-    redb: RedbEngine,
+    redb: Option<RedbEngine>,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -354,14 +354,28 @@ impl SessionStore {
     /// tried again.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let redb = RedbEngine::open(path.as_ref(), options)?;
+        #[cfg(test)]
+        let mut store = Self::serving(Arc::new(redb.clone()));
+        #[cfg(test)]
+        {
+            store.redb = Some(redb);
+        }
+        #[cfg(not(test))]
+        let store = Self::serving(Arc::new(redb));
+        Ok(store)
+    }
+
+    /// A store on `engine`, opened: serving the local socket unless the
+    /// options say not to or the store is read-only.
+    fn serving(engine: Arc<dyn Engine>) -> Self {
         #[allow(unused_mut)]
         let mut store = SessionStore {
             #[cfg(all(feature = "socket", unix))]
             socket: None,
-            durability: redb.options().durability,
+            durability: engine.options().durability,
             #[cfg(test)]
-            redb: redb.clone(),
-            engine: Arc::new(redb),
+            redb: None,
+            engine,
         };
         #[cfg(all(feature = "socket", unix))]
         // A read-only store writes no file, the socket's included.
@@ -373,7 +387,7 @@ impl SessionStore {
                 }
             }
         }
-        Ok(store)
+        store
     }
 
     /// The store file's path.
@@ -995,7 +1009,7 @@ impl UserView<'_> {
 impl SessionStore {
     /// The redb engine under this store.
     pub(crate) fn redb(&self) -> &RedbEngine {
-        &self.redb
+        self.redb.as_ref().expect("a store on redb")
     }
 
     /// The store opened from a copy of its files as they are now, this one
