@@ -239,7 +239,7 @@ impl RedbEngine {
                 &mut db,
             )?;
             let journal = if options.read_only {
-                recovery.replay_in_memory(&mut db)?;
+                recovery.replay_in_memory(&mut db, tables::replay_batches)?;
                 None
             } else {
                 let journal_file = options
@@ -249,7 +249,13 @@ impl RedbEngine {
                 let direct = options.storage.open_direct(&journal_path);
                 // Decided: what the open wrote reaches the file.
                 file.release().map_err(|e| Error::io("write", &path, e))?;
-                Some(recovery.open_journal(journal_file, direct, options.max_journal_bytes, &mut db)?)
+                Some(recovery.open_journal(
+                    journal_file,
+                    direct,
+                    options.max_journal_bytes,
+                    &mut db,
+                    tables::replay_batches,
+                )?)
             };
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry, held))

@@ -807,3 +807,18 @@ fn take_bytes(input: &[u8]) -> Option<(&[u8], &[u8])> {
     let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
     (rest.len() >= len).then(|| rest.split_at(len))
 }
+
+/// Replays the journal's batches, change logs in the order written, into
+/// `txn`, recording `last` as the journal lsn the database holds (the
+/// journal's `ApplyBatches`).
+pub(crate) fn replay_batches(
+    txn: &WriteTransaction,
+    batches: &mut dyn Iterator<Item = &[u8]>,
+    last: u64,
+) -> Result<()> {
+    let mut tables = WriteTables::open(txn);
+    for batch in batches {
+        tables.apply_changes(batch)?;
+    }
+    tables.set_journal_lsn(last)
+}
