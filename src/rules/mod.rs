@@ -3,7 +3,12 @@
 //! imports an engine (`tests/architecture.rs`).
 
 mod access;
-mod append;
+pub(crate) mod append;
+pub(crate) mod budget;
+pub(crate) mod context;
+pub(crate) mod expiry;
+pub(crate) mod message;
+pub(crate) mod title;
 
 pub(crate) use access::Access;
 pub(crate) use append::Append;

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::budget::TokenRule;
 use crate::engine::redb::encoding::{decode, MessageRecord, RecordKey};
 use crate::engine::redb::store::RedbEngine;
 use crate::engine::redb::tables;
 use crate::error::Result;
-use crate::model::{Message, Role};
+use crate::model::Message;
+use crate::rules::budget::{self, TokenRule};
 use crate::rules::Access;
 
 impl RedbEngine {
@@ -28,7 +28,7 @@ impl RedbEngine {
             let session = id.as_u128();
             let table = txn.open_table(tables::MESSAGES)?;
             let mut newest_first = table.range((session, 0)..(session, record.message_count))?.rev();
-            let mut next = || -> Result<Option<Message>> {
+            let next = || -> Result<Option<Message>> {
                 let Some(entry) = newest_first.next() else {
                     return Ok(None);
                 };
@@ -37,34 +37,7 @@ impl RedbEngine {
                 let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
                 Ok(Some(record.into_message(seq)))
             };
-            let mut left = budget;
-            let mut taken = Vec::new();
-            let mut waiting = None;
-            loop {
-                let Some(message) = waiting.take().map_or_else(&mut next, |m| Ok(Some(m)))? else {
-                    break;
-                };
-                let mut cost = rule.cost(&message);
-                if cost > left {
-                    break;
-                }
-                let mut unit = vec![message];
-                if unit[0].role == Role::Assistant {
-                    match next()? {
-                        Some(before) if before.role == Role::User => {
-                            cost = cost.saturating_add(rule.cost(&before));
-                            if cost > left {
-                                break;
-                            }
-                            unit.push(before);
-                        }
-                        other => waiting = other,
-                    }
-                }
-                left -= cost;
-                taken.extend(unit);
-            }
-            taken.reverse();
+            let taken = budget::within(next, budget, rule)?;
             Ok(Some(taken.into_iter().map(Arc::new).collect()))
         })
     }

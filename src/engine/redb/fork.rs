@@ -13,9 +13,10 @@ use crate::engine::redb::encoding::{SessionRecord, StoredTimestamp};
 use crate::engine::redb::store::{writable_session, RedbEngine};
 use crate::engine::redb::tables;
 use crate::error::{Error, Result};
-use crate::json::{shallow_merge, JsonText};
+use crate::json::JsonText;
 use crate::model::Durability;
 use crate::model::SessionInfo;
+use crate::rules::context;
 use crate::rules::Access;
 use crate::timestamp::Timestamp;
 
@@ -57,7 +58,7 @@ impl RedbEngine {
                 tables.put_message(key, seq, &message)?;
             }
             tables.set_next_message_id(first_id + at_seq)?;
-            let metadata = shallow_merge(source.metadata.clone().map(JsonText::trusted).as_ref(), &origin)?;
+            let metadata = context::merged(source.metadata.as_deref(), &origin)?;
             let now = StoredTimestamp::from(&Timestamp::now());
             let record = SessionRecord {
                 user_id: source.user_id.clone(),

@@ -19,13 +19,14 @@ use crate::engine::redb::tables::{self, IdempotencyRecord, WriteTables};
 use crate::engine::redb::writer::Writer;
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
-use crate::json::{shallow_merge, JsonText};
+use crate::json::JsonText;
 use crate::maintenance::Progress;
 use crate::model::{
     Durability, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary,
     Stats, StoreCounters,
 };
-use crate::rules::{Access, Append};
+use crate::rules::expiry as expiry_rule;
+use crate::rules::{append, context, message, title, Access, Append};
 use crate::store::{Erased, StoreOptions};
 use crate::timestamp::Timestamp;
 
@@ -438,19 +439,7 @@ impl RedbEngine {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
-        if messages.is_empty() {
-            return Err(Error::invalid("messages", "none to add"));
-        }
-        let limit = self.inner.options.max_content_bytes;
-        if let Some(message) = messages.iter().find(|m| m.content.len() > limit) {
-            return Err(Error::invalid(
-                "content",
-                format!(
-                    "{} bytes is over the limit of {limit} bytes",
-                    message.content.len()
-                ),
-            ));
-        }
+        message::check_new(&messages, self.inner.options.max_content_bytes)?;
         let access = access.to_owned();
         self.write(durability, move |tables| {
             let key = id.as_u128();
@@ -461,20 +450,11 @@ impl RedbEngine {
                 }
             }
             let old = active_in_write(tables, id, visible)?;
-            if let Some(expected) = append.expected_next_seq {
-                if expected != old.message_count {
-                    return Err(Error::SeqConflict {
-                        session: id,
-                        expected,
-                        actual: old.message_count,
-                    });
-                }
-            }
+            append.check_seq(id, old.message_count)?;
             let now = Timestamp::now();
-            let first_id = tables.next_message_id()?;
-            let mut new = old.clone();
+            let place = append::place(old.message_count, tables.next_message_id()?, messages.len());
             let mut added = Vec::with_capacity(messages.len());
-            for (message_id, message) in (first_id..).zip(messages) {
+            for ((seq, message_id), message) in place.seqs.clone().zip(place.ids.clone()).zip(messages) {
                 let record = MessageRecord {
                     id: message_id,
                     role: message.role,
@@ -485,12 +465,13 @@ impl RedbEngine {
                     extra: Vec::new(),
                     tokens: message.tokens,
                 };
-                tables.put_message(key, new.message_count, &record)?;
-                added.push(Arc::new(record.into_message(new.message_count)));
-                new.message_count += 1;
+                tables.put_message(key, seq, &record)?;
+                added.push(Arc::new(record.into_message(seq)));
             }
+            let mut new = old.clone();
+            new.message_count = place.seqs.end;
             new.updated_at = (&now).into();
-            tables.set_next_message_id(first_id + added.len() as u64)?;
+            tables.set_next_message_id(place.ids.end)?;
             tables.put_session(key, Some(&old), new)?;
             let ids: Vec<u64> = added.iter().map(|m| m.id).collect();
             tables.describe_last_write(key, Edit::Appended(added));
@@ -516,7 +497,7 @@ impl RedbEngine {
         let access = access.to_owned();
         self.write(durability, move |tables| {
             let old = writable_session(tables, id, access.borrow())?;
-            let merged = shallow_merge(old.context.clone().map(JsonText::trusted).as_ref(), &update)?;
+            let merged = context::merged(old.context.as_deref(), &update)?;
             let mut new = old.clone();
             new.context = Some(merged.into_string());
             new.updated_at = (&Timestamp::now()).into();
@@ -546,7 +527,7 @@ impl RedbEngine {
     }
 
     pub(crate) fn expire_old_sessions(&self, max_age: Duration, durability: Durability) -> Result<u64> {
-        let cutoff = cutoff_micros(max_age);
+        let cutoff = expiry_rule::cutoff(max_age);
         let state = self.inner.expiry.clone();
         self.write(durability, move |tables| {
             expiry::expire_before(tables, cutoff, &state)
@@ -554,7 +535,7 @@ impl RedbEngine {
     }
 
     pub(crate) fn purge_expired(&self, older_than: Duration, durability: Durability) -> Result<u64> {
-        let cutoff = cutoff_micros(older_than);
+        let cutoff = expiry_rule::cutoff(older_than);
         self.write(durability, move |tables| {
             expiry::purge_before(tables, cutoff, usize::MAX)
         })
@@ -566,7 +547,7 @@ impl RedbEngine {
         progress: Progress<'_>,
         durability: Durability,
     ) -> Result<u64> {
-        let cutoff = cutoff_micros(older_than);
+        let cutoff = expiry_rule::cutoff(older_than);
         let due = self.reading(|txn| self.expiry(txn).expired_before(cutoff))?;
         let mut done = 0;
         loop {
@@ -932,11 +913,6 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
 /// Sessions one commit of a cleanup with progress handles.
 const BATCH: usize = 1024;
 
-fn cutoff_micros(age: Duration) -> i64 {
-    let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
-    Timestamp::now().micros().saturating_sub(age)
-}
-
 /// The active session `id` inside a write, or the refusal.
 pub(crate) fn writable_session(
     tables: &mut WriteTables<'_>,
@@ -978,8 +954,8 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     Ok(messages)
 }
 
-/// The old store's title: the first user message, cut to 47 characters and
-/// `...` when over 50, or `New conversation`.
+/// The session's title (see [`title::title`]): read up to its first user
+/// message.
 fn session_title(
     messages: &impl ReadableTable<(u128, u64), &'static [u8]>,
     session: u128,
@@ -989,35 +965,14 @@ fn session_title(
         let (key, value) = entry?;
         let record: MessageRecord = decode(RecordKey::Message(session, key.value().1), value.value())?;
         if record.role == Role::User {
-            return Ok(title_of(&record.content));
+            return Ok(title::title(Some(&record.content)));
         }
     }
-    Ok("New conversation".to_owned())
-}
-
-fn title_of(content: &str) -> String {
-    if content.chars().count() > 50 {
-        let mut title: String = content.chars().take(47).collect();
-        title.push_str("...");
-        title
-    } else {
-        content.to_owned()
-    }
+    Ok(title::title(None))
 }
 
 type UserKey = (i64, u128);
 
 fn user_range(user: &str) -> std::ops::RangeInclusive<(&str, i64, u128)> {
     (user, i64::MIN, 0)..=(user, i64::MAX, u128::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::title_of;
-
-    #[test]
-    fn titles_cut_like_the_old_store() {
-        assert_eq!(title_of(&"x".repeat(50)), "x".repeat(50));
-        assert_eq!(title_of(&"é".repeat(51)), format!("{}...", "é".repeat(47)));
-    }
 }
