@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::encoding::{decode, MessageRecord, RecordKey};
+use crate::encoding::{Decoder, MessageRecord, RecordKey};
 use crate::error::Result;
 use crate::model::{Message, Role};
 use crate::store::{Access, SessionStore, UserView};
@@ -107,13 +107,15 @@ impl SessionStore {
             let session = id.as_u128();
             let table = txn.open_table(tables::MESSAGES)?;
             let mut newest_first = table.range((session, 0)..(session, record.message_count))?.rev();
+            let mut decoder = Decoder::default();
             let mut next = || -> Result<Option<Message>> {
                 let Some(entry) = newest_first.next() else {
                     return Ok(None);
                 };
                 let (key, value) = entry?;
                 let seq = key.value().1;
-                let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+                let record: MessageRecord =
+                    decoder.decode(RecordKey::Message(session, seq), value.value())?;
                 Ok(Some(record.into_message(seq)))
             };
             let mut left = budget;

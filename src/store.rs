@@ -10,7 +10,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use crate::cache::{Edit, MessageCache, Ticket};
-use crate::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
+use crate::encoding::{decode, Decoder, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
 use crate::error::{Error, Result};
 use crate::expiry::{self, Expiry, ExpiryState};
 use crate::journal::{journal_path, Journal};
@@ -1839,10 +1839,11 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     }
     let table = txn.open_table(tables::MESSAGES)?;
     let mut messages = Vec::with_capacity((seqs.end - seqs.start).min(4096) as usize);
+    let mut decoder = Decoder::default();
     for entry in table.range((session, seqs.start)..(session, seqs.end))? {
         let (key, value) = entry?;
         let seq = key.value().1;
-        let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+        let record: MessageRecord = decoder.decode(RecordKey::Message(session, seq), value.value())?;
         messages.push(record.into_message(seq));
     }
     Ok(messages)
