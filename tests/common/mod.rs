@@ -46,6 +46,26 @@ impl Scratch {
         Scratch { dir, database }
     }
 
+    /// A database of its own on the server `SESSIONSTORE_TEST_POSTGRES_URL`
+    /// names, whatever engine the run tests; `None`, after saying so
+    /// loudly, when the variable is unset (a failure when
+    /// `SESSIONSTORE_REQUIRE_POSTGRES=1`, as in `.ci/run`).
+    pub fn on_postgres() -> Option<Scratch> {
+        if std::env::var_os("SESSIONSTORE_TEST_POSTGRES_URL").is_none() {
+            assert!(
+                std::env::var("SESSIONSTORE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "SESSIONSTORE_REQUIRE_POSTGRES=1 but SESSIONSTORE_TEST_POSTGRES_URL is unset"
+            );
+            eprintln!("SKIPPED PostgreSQL: SESSIONSTORE_TEST_POSTGRES_URL is unset (see .ci/postgres)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temporary folder");
+        Some(Scratch {
+            dir,
+            database: Some(TestDatabase::new()),
+        })
+    }
+
     /// The temporary folder (for files a test writes beside the store).
     pub fn path(&self) -> &Path {
         self.dir.path()
