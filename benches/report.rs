@@ -6,12 +6,14 @@
 //! three minutes); the full run loads 1,000,000 sessions and 1 GB stores.
 //! `--only get_session,open` runs only the named stages (get_session, cold,
 //! populated, recent_messages, add_message, threads, big_store, bytes,
-//! open), for profiling.
+//! open, postgres), for profiling. The postgres stage runs last and fills
+//! the PostgreSQL column of the lines it measures.
 //! Files go to a temporary folder under `BENCH_DIR` when set (else the
 //! system's temporary folder): put it on the disk you mean to measure.
 
 mod cold;
 mod common;
+mod postgres;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -54,6 +56,8 @@ struct Row {
     sqlite: f64,
     /// The plain redb store of `cold/minimal.rs`, where it applies.
     floor: Option<f64>,
+    /// The PostgreSQL engine (`postgres/mod.rs`), where it applies.
+    postgres: Option<f64>,
     better: Better,
 }
 
@@ -75,6 +79,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(at) = args.iter().position(|a| a == "--child") {
         return child(&args[at + 1..]);
+    }
+    if let Some(at) = args.iter().position(|a| a == "--fleet-child") {
+        return postgres::fleet_child(&args[at + 1..]);
     }
     let config = Config {
         quick: args.iter().any(|a| a == "--quick"),
@@ -116,6 +123,16 @@ fn main() {
         rows.extend(stage(config, &mut notes));
         eprintln!("  {name}: {:.1} s", at.elapsed().as_secs_f64());
     }
+    if only.is_empty() || only.contains(&"postgres") {
+        let at = Instant::now();
+        eprintln!("running postgres...");
+        for (workload, value) in postgres::run(config, &mut notes) {
+            if let Some(row) = rows.iter_mut().find(|row| row.workload == workload) {
+                row.postgres = Some(value);
+            }
+        }
+        eprintln!("  postgres: {:.1} s", at.elapsed().as_secs_f64());
+    }
     print_table(&rows);
     for note in &notes {
         println!("{note}");
@@ -131,15 +148,16 @@ fn main() {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| workload | unit | sessionstore | SQLite | ratio | sessionstore leads by | plain redb | sessionstore / plain redb |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| workload | unit | sessionstore | SQLite | ratio | sessionstore leads by | plain redb | sessionstore / plain redb | PostgreSQL engine |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         let (floor, over_floor) = match row.floor {
             Some(floor) => (number(floor), format!("{:.2}x", row.sessionstore / floor)),
             None => (String::new(), String::new()),
         };
+        let postgres = row.postgres.map(number).unwrap_or_default();
         println!(
-            "| {} | {} | {} | {} | {:.3} | {:.2}x | {floor} | {over_floor} |",
+            "| {} | {} | {} | {} | {:.3} | {:.2}x | {floor} | {over_floor} | {postgres} |",
             row.workload,
             row.unit,
             number(row.sessionstore),
@@ -170,6 +188,7 @@ fn write_json(path: &Path, rows: &[Row]) {
                 "sessionstore": row.sessionstore,
                 "sqlite": row.sqlite,
                 "plain_redb": row.floor,
+                "postgres": row.postgres,
                 "ratio": row.ratio(),
                 "better": match row.better { Better::Lower => "lower", Better::Higher => "higher" },
             })
@@ -219,6 +238,7 @@ fn micros_row(workload: &'static str, sessionstore: f64, sqlite: f64) -> Row {
         sessionstore,
         sqlite,
         floor: None,
+        postgres: None,
         better: Better::Lower,
     }
 }
@@ -230,6 +250,7 @@ fn millis_row(workload: &'static str, sessionstore: Duration, sqlite: Duration) 
         sessionstore: sessionstore.as_secs_f64() * 1e3,
         sqlite: sqlite.as_secs_f64() * 1e3,
         floor: None,
+        postgres: None,
         better: Better::Lower,
     }
 }
@@ -466,6 +487,7 @@ fn add_message_threads(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
         sessionstore,
         sqlite,
         floor: None,
+        postgres: None,
         better: Better::Higher,
     };
     // Durable writes move with the disk from minute to minute: each line
@@ -667,6 +689,7 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
         sessionstore,
         sqlite,
         floor: None,
+        postgres: None,
         better: Better::Lower,
     };
     vec![

@@ -33,6 +33,7 @@ fn three_sides(workload: &'static str, unit: &'static str, ss: f64, sq: f64, flo
         sessionstore: ss,
         sqlite: sq,
         floor: Some(floor),
+        postgres: None,
         better: Better::Lower,
     }
 }
