@@ -4,13 +4,16 @@
 //!
 //! `--quick` runs smaller stores and fewer iterations (a smoke run, under
 //! three minutes); the full run loads 1,000,000 sessions and 1 GB stores.
-//! `--only get_session,open` runs only the named stages (get_session,
-//! recent_messages, add_message, threads, big_store, bytes, open), for
-//! profiling.
+//! `--only get_session,open` runs only the named stages (get_session, cold,
+//! populated, recent_messages, add_message, threads, big_store, bytes,
+//! open, postgres), for profiling. The postgres stage runs last and fills
+//! the PostgreSQL column of the lines it measures.
 //! Files go to a temporary folder under `BENCH_DIR` when set (else the
 //! system's temporary folder): put it on the disk you mean to measure.
 
+mod cold;
 mod common;
+mod postgres;
 
 use sessionstore::redb_engine::RedbOptions;
 use std::io::{BufRead, BufReader, Write};
@@ -52,6 +55,10 @@ struct Row {
     unit: &'static str,
     sessionstore: f64,
     sqlite: f64,
+    /// The plain redb store of `cold/minimal.rs`, where it applies.
+    floor: Option<f64>,
+    /// The PostgreSQL engine (`postgres/mod.rs`), where it applies.
+    postgres: Option<f64>,
     better: Better,
 }
 
@@ -74,6 +81,9 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--child") {
         return child(&args[at + 1..]);
     }
+    if let Some(at) = args.iter().position(|a| a == "--fleet-child") {
+        return postgres::fleet_child(&args[at + 1..]);
+    }
     let config = Config {
         quick: args.iter().any(|a| a == "--quick"),
     };
@@ -84,8 +94,10 @@ fn main() {
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let stages: [(&str, Workload); 7] = [
+    let stages: [(&str, Workload); 9] = [
         ("get_session", get_session),
+        ("cold", cold::get_session_cold),
+        ("populated", cold::populated),
         ("recent_messages", recent_messages),
         ("add_message", add_message_one_thread),
         ("threads", add_message_threads),
@@ -112,6 +124,16 @@ fn main() {
         rows.extend(stage(config, &mut notes));
         eprintln!("  {name}: {:.1} s", at.elapsed().as_secs_f64());
     }
+    if only.is_empty() || only.contains(&"postgres") {
+        let at = Instant::now();
+        eprintln!("running postgres...");
+        for (workload, value) in postgres::run(config, &mut notes) {
+            if let Some(row) = rows.iter_mut().find(|row| row.workload == workload) {
+                row.postgres = Some(value);
+            }
+        }
+        eprintln!("  postgres: {:.1} s", at.elapsed().as_secs_f64());
+    }
     print_table(&rows);
     for note in &notes {
         println!("{note}");
@@ -127,11 +149,16 @@ fn main() {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| workload | unit | sessionstore | SQLite | ratio | sessionstore leads by |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    println!("| workload | unit | sessionstore | SQLite | ratio | sessionstore leads by | plain redb | sessionstore / plain redb | PostgreSQL engine |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
+        let (floor, over_floor) = match row.floor {
+            Some(floor) => (number(floor), format!("{:.2}x", row.sessionstore / floor)),
+            None => (String::new(), String::new()),
+        };
+        let postgres = row.postgres.map(number).unwrap_or_default();
         println!(
-            "| {} | {} | {} | {} | {:.3} | {:.2}x |",
+            "| {} | {} | {} | {} | {:.3} | {:.2}x | {floor} | {over_floor} | {postgres} |",
             row.workload,
             row.unit,
             number(row.sessionstore),
@@ -161,6 +188,8 @@ fn write_json(path: &Path, rows: &[Row]) {
                 "unit": row.unit,
                 "sessionstore": row.sessionstore,
                 "sqlite": row.sqlite,
+                "plain_redb": row.floor,
+                "postgres": row.postgres,
                 "ratio": row.ratio(),
                 "better": match row.better { Better::Lower => "lower", Better::Higher => "higher" },
             })
@@ -209,6 +238,8 @@ fn micros_row(workload: &'static str, sessionstore: f64, sqlite: f64) -> Row {
         unit: "µs (median)",
         sessionstore,
         sqlite,
+        floor: None,
+        postgres: None,
         better: Better::Lower,
     }
 }
@@ -219,6 +250,8 @@ fn millis_row(workload: &'static str, sessionstore: Duration, sqlite: Duration) 
         unit: "ms",
         sessionstore: sessionstore.as_secs_f64() * 1e3,
         sqlite: sqlite.as_secs_f64() * 1e3,
+        floor: None,
+        postgres: None,
         better: Better::Lower,
     }
 }
@@ -457,6 +490,8 @@ fn add_message_threads(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
         unit: "messages/s",
         sessionstore,
         sqlite,
+        floor: None,
+        postgres: None,
         better: Better::Higher,
     };
     // Durable writes move with the disk from minute to minute: each line
@@ -562,6 +597,26 @@ fn file_size(path: &Path) -> (f64, f64) {
     std::fs::metadata(path).map_or((0.0, 0.0), |m| ((m.blocks() * 512) as f64, m.len() as f64))
 }
 
+/// What every file of a store takes, summed: sessionstore's database and
+/// journal (`ss_size`), SQLite's database, WAL and shared memory
+/// (`sq_size`).
+fn ss_size(path: &Path) -> (f64, f64) {
+    let files = std::iter::once(path.to_path_buf()).chain(SessionStore::files_beside(path));
+    sum_sizes(files)
+}
+
+fn sq_size(path: &Path) -> (f64, f64) {
+    let files = ["", "-wal", "-shm"].map(|end| PathBuf::from(format!("{}{end}", path.display())));
+    sum_sizes(files)
+}
+
+fn sum_sizes(files: impl IntoIterator<Item = PathBuf>) -> (f64, f64) {
+    files
+        .into_iter()
+        .map(|f| file_size(&f))
+        .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
 fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     // Sessions are small: many of them, for a size neither the file's growth
     // steps nor the pages a store keeps free between two checkpoints (a few
@@ -577,7 +632,7 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     let relaxed = store.with_durability(Durability::Relaxed);
     let sqlite = Sqlite::open(&sq_path, Durability::Relaxed);
     sqlite.checkpoint();
-    let (ss_empty, sq_empty) = (file_size(&ss_path), file_size(&sq_path));
+    let (ss_empty, sq_empty) = (ss_size(&ss_path), sq_size(&sq_path));
     let ss_ids: Vec<Uuid> = (0..sessions)
         .map(|_| relaxed.create_session(Some("sizer")).expect("create"))
         .collect();
@@ -586,7 +641,7 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
         .collect();
     drop((relaxed, store));
     sqlite.checkpoint();
-    let (ss_sessions, sq_sessions) = (file_size(&ss_path), file_size(&sq_path));
+    let (ss_sessions, sq_sessions) = (ss_size(&ss_path), sq_size(&sq_path));
     let store = SessionStore::open(&ss_path).expect("open");
     let relaxed = store.with_durability(Durability::Relaxed);
     let mut payload = 0usize;
@@ -606,7 +661,7 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     }
     drop((relaxed, store));
     sqlite.checkpoint();
-    let (ss_full, sq_full) = (file_size(&ss_path), file_size(&sq_path));
+    let (ss_full, sq_full) = (ss_size(&ss_path), sq_size(&sq_path));
     let journal = SessionStore::files_beside(&ss_path).remove(0);
     let journal_kib = std::fs::metadata(&journal).map_or(0, |m| m.len()) >> 10;
     let messages = (with_messages * per_session) as f64;
@@ -621,20 +676,24 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     ));
     let sessions = sessions as f64;
     notes.push(format!(
-        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files taking {:.1} MB on disk (sessionstore: {:.1} MB long, the rest a hole redb reserved; plus its journal, {} KiB once closed) and {:.1} MB (SQLite) after a checkpoint. The rows count bytes on disk (allocated blocks, as `du`).",
+        "\nBytes: {} sessions, {} messages (in {with_messages} of them) of {:.0} bytes of text and JSON on average; files taking {:.1} MB on disk (sessionstore: {:.1} MB long, the rest a hole redb reserved; its journal, {} KiB once closed, counted) and {:.1} MB (SQLite, after a checkpoint; its WAL and shared memory files counted). The rows count bytes on disk of every file (allocated blocks, as `du`); an empty store takes {:.0} KB (sessionstore) and {:.0} KB (SQLite).",
         sessions,
         messages,
         payload as f64 / messages,
         ss_full.0 / 1e6,
         ss_full.1 / 1e6,
         journal_kib,
-        sq_full.0 / 1e6
+        sq_full.0 / 1e6,
+        ss_empty.0 / 1e3,
+        sq_empty.0 / 1e3,
     ));
     let row = |workload, sessionstore, sqlite| Row {
         workload,
         unit: "bytes",
         sessionstore,
         sqlite,
+        floor: None,
+        postgres: None,
         better: Better::Lower,
     };
     vec![
@@ -643,10 +702,12 @@ fn bytes_on_disk(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
             (ss_full.0 - ss_sessions.0) / messages,
             (sq_full.0 - sq_sessions.0) / messages,
         ),
+        // Every byte of a store holding only sessions, the files of an
+        // empty store included, over its sessions: what `du` shows.
         row(
             "bytes_per_session",
-            (ss_sessions.0 - ss_empty.0) / sessions,
-            (sq_sessions.0 - sq_empty.0) / sessions,
+            ss_sessions.0 / sessions,
+            sq_sessions.0 / sessions,
         ),
     ]
 }

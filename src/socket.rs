@@ -178,15 +178,27 @@ impl LocalSocket {
                 return Err(e);
             }
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .max_blocking_threads(8)
-            .thread_name("sessionstore-socket")
-            .build()?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let socket = path.clone();
         let thread = std::thread::Builder::new()
             .name("sessionstore-socket".into())
             .spawn(move || {
+                // Built here, not on the open's path: a runtime takes a
+                // tenth of a millisecond to make, and most opens never
+                // see a connection.
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .max_blocking_threads(8)
+                    .thread_name("sessionstore-socket")
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the local socket cannot be served");
+                        let _ = std::fs::remove_file(&socket);
+                        return;
+                    }
+                };
                 runtime.block_on(async move {
                     let mut listener = match tokio::net::UnixListener::from_std(listener) {
                         Ok(listener) => OwnerOnly {

@@ -173,15 +173,16 @@ fn erasure_and_purge_leave_no_fork_entry() {
 #[test]
 fn forks_survive_a_reopen_and_a_compaction() {
     let (dir, store) = temp_store();
-    let path = store.path().to_path_buf();
     let id = chat(&store, None, 2);
     let fork = store.fork_session(id, 1).unwrap();
     drop(store);
-    let store = SessionStore::open(&path).unwrap();
-    store.compact(&mut |_, _| {}).unwrap();
+    let store = SessionStore::open(dir.location()).unwrap();
     assert_eq!(store.forks(id).unwrap().unwrap()[0].session_id, fork);
+    if !common::redb_only("compaction") {
+        store.compact(&mut |_, _| {}).unwrap();
+        assert_eq!(store.forks(id).unwrap().unwrap()[0].session_id, fork);
+    }
     assert_clean(&store);
-    drop(dir);
 }
 
 /// What a fork of a 10,000-message session costs: the bytes it adds to a
@@ -189,6 +190,9 @@ fn forks_survive_a_reopen_and_a_compaction() {
 /// Prints the numbers (run with `--nocapture`).
 #[test]
 fn a_fork_of_ten_thousand_messages_costs_about_what_the_messages_do() {
+    if common::redb_only("the size of a compacted file") {
+        return;
+    }
     let (_dir, store) = temp_store();
     let size = |store: &SessionStore| {
         store.compact(&mut |_, _| {}).unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{aged_session, assert_clean, assert_session_not_found, hours, store_path, temp_store};
+use common::{aged_session, assert_clean, assert_session_not_found, hours, temp_store};
 use sessionstore::{NewMessage, SessionStore, Timestamp, Uuid};
 
 fn expired_at(store: &SessionStore, id: Uuid) -> Option<i64> {
@@ -71,7 +71,7 @@ fn a_session_expires_at_the_time_of_the_expiry_that_covered_it() {
     assert_clean(&store);
 
     drop(store);
-    let store = SessionStore::open(store_path(&dir)).unwrap();
+    let store = SessionStore::open(dir.location()).unwrap();
     assert_eq!(expired_at(&store, oldest), Some(first));
     assert_eq!(expired_at(&store, older), Some(second));
     assert_eq!(expired_at(&store, fresh), None);
@@ -188,7 +188,7 @@ fn many_sessions_expired_by_age_stay_expired_while_the_writer_rewrites_them() {
     }
     assert_clean(&store);
     drop((fast, store));
-    let store = SessionStore::open(store_path(&dir)).unwrap();
+    let store = SessionStore::open(dir.location()).unwrap();
     assert!(ids.iter().all(|id| expired_at(&store, *id) == Some(at)));
     assert_eq!(store.list_user_sessions("ana", false).unwrap(), [fresh]);
     assert_clean(&store);

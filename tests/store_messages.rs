@@ -110,19 +110,19 @@ fn content_may_be_empty_huge_unicode_or_hold_nul() {
     };
     check(&store);
     drop(store);
-    let store = SessionStore::open(common::store_path(&dir)).unwrap();
+    let store = SessionStore::open(dir.location()).unwrap();
     check(&store);
     assert_clean(&store);
 }
 
 #[test]
 fn content_over_the_configured_limit_is_refused_saying_why() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let options = StoreOptions {
         max_content_bytes: 1_000,
         ..StoreOptions::default()
     };
-    let store = SessionStore::open_with(dir.path().join("s.redb"), options).unwrap();
+    let store = SessionStore::open_with(dir.location(), options).unwrap();
     let id = store.create_session(None).unwrap();
     store
         .add_message(id, NewMessage::user("x".repeat(1_000)))
@@ -305,7 +305,7 @@ fn pop_last_message_undoes_a_turn_and_never_reuses_its_id() {
     // Pop the newest id of the store, reopen: still not reused.
     assert_eq!(store.pop_last_message(id).unwrap().unwrap().id, retry);
     drop(store);
-    let store = SessionStore::open(common::store_path(&dir)).unwrap();
+    let store = SessionStore::open(dir.location()).unwrap();
     assert!(store.add_message(id, NewMessage::user("after reopen")).unwrap() > retry);
 
     // Pop everything, then once more.
@@ -449,12 +449,12 @@ fn messages_and_sessions_serialise_to_json_for_callers() {
 
 #[test]
 fn add_messages_writes_a_whole_turn_or_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::Scratch::new();
     let options = StoreOptions {
         max_content_bytes: 100,
         ..StoreOptions::default()
     };
-    let store = SessionStore::open_with(dir.path().join("s.redb"), options).unwrap();
+    let store = SessionStore::open_with(dir.location(), options).unwrap();
     let (id, first) = session_with(&store, 1);
 
     let ids = store

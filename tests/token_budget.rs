@@ -64,17 +64,15 @@ fn token_counts_are_stored_and_read_back() {
 #[test]
 fn token_counts_survive_a_reopen() {
     let (dir, store) = temp_store();
-    let path = store.path().to_path_buf();
     let id = store.create_session(None).unwrap();
     store
         .add_message(id, NewMessage::user("counted").with_tokens(u32::MAX))
         .unwrap();
     drop(store);
-    let store = SessionStore::open_with(&path, StoreOptions::default()).unwrap();
+    let store = SessionStore::open_with(dir.location(), StoreOptions::default()).unwrap();
     let session = store.get_session(id).unwrap().unwrap();
     assert_eq!(session.messages[0].tokens, Some(u32::MAX));
     assert_clean(&store);
-    drop(dir);
 }
 
 #[test]

@@ -32,6 +32,75 @@ const PUBLISHERS: [&str; 8] = [
     "MIT Press",
 ];
 
+/// Words of the fixtures' queries and answers, drawn at random so that the
+/// text varies as real text does (repeated strings compress better).
+const WORDS: [&str; 64] = [
+    "Latin",
+    "printer",
+    "astronomy",
+    "vellum",
+    "colophon",
+    "binding",
+    "Greek",
+    "provenance",
+    "imprint",
+    "woodcut",
+    "octavo",
+    "quarto",
+    "folio",
+    "incunable",
+    "Venice",
+    "Paris",
+    "Leiden",
+    "Basel",
+    "Lyon",
+    "Antwerp",
+    "London",
+    "engraving",
+    "marginalia",
+    "psalter",
+    "herbal",
+    "atlas",
+    "sermons",
+    "grammar",
+    "lexicon",
+    "chronicle",
+    "letters",
+    "poems",
+    "medicine",
+    "anatomy",
+    "botany",
+    "geometry",
+    "optics",
+    "theology",
+    "law",
+    "music",
+    "first",
+    "edition",
+    "illustrated",
+    "annotated",
+    "rare",
+    "signed",
+    "translated",
+    "revised",
+    "sixteenth",
+    "century",
+    "seventeenth",
+    "eighteenth",
+    "bookseller",
+    "dedication",
+    "frontispiece",
+    "plates",
+    "maps",
+    "index",
+    "errata",
+    "catalogue",
+    "library",
+    "stamp",
+    "ownership",
+    "inscription",
+];
+
 /// A small deterministic generator (xorshift64*): the same data every run.
 pub struct Rng(u64);
 
@@ -50,11 +119,21 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+
+    /// `least` to `least + spread - 1` words, space-separated.
+    pub fn words(&mut self, least: u64, spread: u64) -> String {
+        let n = least + self.below(spread);
+        let words: Vec<&str> = (0..n)
+            .map(|_| WORDS[self.below(WORDS.len() as u64) as usize])
+            .collect();
+        words.join(" ")
+    }
 }
 
 /// One turn of a conversation as the fixtures hold them: even turns are
 /// user queries with a query plan (about 260 bytes of JSON), odd turns are
-/// assistant answers with a candidate set of 1 to 4 KB.
+/// assistant answers with a candidate set of 1 to 4 KB, their text and
+/// rationales of words drawn at random, their ids varied.
 #[derive(Clone)]
 pub struct Turn {
     pub role: Role,
@@ -67,7 +146,11 @@ impl Turn {
     pub fn new(rng: &mut Rng, index: u64) -> Turn {
         let publisher = PUBLISHERS[rng.below(PUBLISHERS.len() as u64) as usize];
         if index % 2 == 0 {
-            let query = format!("books by {publisher} published after {}", 1950 + rng.below(70));
+            let query = format!(
+                "books by {publisher} published after {} {}",
+                1950 + rng.below(70),
+                rng.words(3, 12)
+            );
             let plan = format!(
                 r#"{{"version": "1.0", "query_text": "{query}", "filters": [{{"field": "publisher", "op": "CONTAINS", "value": "{publisher}", "start": null, "end": null, "negate": false, "confidence": null, "notes": null}}], "soft_filters": [], "limit": null, "debug": {{}}}}"#
             );
@@ -82,8 +165,9 @@ impl Turn {
             let candidates: Vec<String> = (0..count)
                 .map(|_| {
                     format!(
-                        r#"{{"record_id": "{}", "match_rationale": "publisher matches {publisher}", "evidence": [{{"field": "publisher_norm", "value": "{}", "operator": "LIKE", "matched_against": "{publisher}", "source": "db.imprints.publisher_norm", "confidence": 0.{}}}]}}"#,
+                        r#"{{"record_id": "{}", "match_rationale": "publisher matches {publisher}; {}", "evidence": [{{"field": "publisher_norm", "value": "{}", "operator": "LIKE", "matched_against": "{publisher}", "source": "db.imprints.publisher_norm", "confidence": 0.{}}}]}}"#,
                         99_000_000_000_000 + rng.below(999_999_999_999),
+                        rng.words(3, 6),
                         publisher.to_lowercase(),
                         rng.below(1000)
                     )
@@ -100,7 +184,8 @@ impl Turn {
             Turn {
                 role: Role::Assistant,
                 content: format!(
-                    "Found {count} books by {publisher}. The first ones are listed below; ask me to narrow them by year, subject or place of publication."
+                    "Found {count} books by {publisher}: {}. Ask me to narrow them by year, subject or place of publication.",
+                    rng.words(5, 60)
                 ),
                 query_plan: None,
                 candidate_set: Some(set),

@@ -15,16 +15,140 @@ pub fn contents(store: &SessionStore, id: Uuid) -> Vec<String> {
     session.messages.iter().map(|m| m.content.clone()).collect()
 }
 
-/// A store in a fresh temporary folder (kept alive by the returned guard).
-pub fn temp_store() -> (tempfile::TempDir, SessionStore) {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let store = SessionStore::open(store_path(&dir)).expect("open a new store");
-    (dir, store)
+/// A new store on the engine the run tests (see [`Scratch`]), kept alive
+/// by the returned guard.
+pub fn temp_store() -> (Scratch, SessionStore) {
+    let scratch = Scratch::new();
+    let store = SessionStore::open(scratch.location()).expect("open a new store");
+    (scratch, store)
 }
 
 /// The store file's path inside `dir`.
-pub fn store_path(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("data/chat/sessions.redb")
+pub fn store_path(dir: &impl AsRef<Path>) -> PathBuf {
+    dir.as_ref().join("data/chat/sessions.redb")
+}
+
+/// Where a test's store lives, on the engine the run tests: a file in a
+/// temporary folder (redb, by default), or, when
+/// `SESSIONSTORE_TEST_ENGINE=postgres`, a database of its own made on the
+/// server `SESSIONSTORE_TEST_POSTGRES_URL` names and dropped after the
+/// test. The conformance tests (`tests/store_*.rs` and the others
+/// `.ci/run` lists) run once on each engine.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let database = testing_postgres().then(TestDatabase::new);
+        Scratch { dir, database }
+    }
+
+    /// A database of its own on the server `SESSIONSTORE_TEST_POSTGRES_URL`
+    /// names, whatever engine the run tests; `None`, after saying so
+    /// loudly, when the variable is unset (a failure when
+    /// `SESSIONSTORE_REQUIRE_POSTGRES=1`, as in `.ci/run`).
+    pub fn on_postgres() -> Option<Scratch> {
+        if std::env::var_os("SESSIONSTORE_TEST_POSTGRES_URL").is_none() {
+            assert!(
+                std::env::var("SESSIONSTORE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "SESSIONSTORE_REQUIRE_POSTGRES=1 but SESSIONSTORE_TEST_POSTGRES_URL is unset"
+            );
+            eprintln!("SKIPPED PostgreSQL: SESSIONSTORE_TEST_POSTGRES_URL is unset (see .ci/postgres)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temporary folder");
+        Some(Scratch {
+            dir,
+            database: Some(TestDatabase::new()),
+        })
+    }
+
+    /// The temporary folder (for files a test writes beside the store).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What `SessionStore::open` takes: the store file, or the database's URL.
+    pub fn location(&self) -> PathBuf {
+        match &self.database {
+            Some(database) => PathBuf::from(&database.url),
+            None => store_path(&self.dir),
+        }
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Whether this run tests the PostgreSQL engine.
+pub fn testing_postgres() -> bool {
+    match std::env::var("SESSIONSTORE_TEST_ENGINE").as_deref() {
+        Ok("postgres") => true,
+        Ok("redb") | Err(_) => false,
+        Ok(other) => panic!("SESSIONSTORE_TEST_ENGINE={other}: expected redb or postgres"),
+    }
+}
+
+/// True, after saying so, when the run tests PostgreSQL: for the checks of
+/// a conformance test that are about redb's files (paths, the journal,
+/// reopening a file), which the caller then skips.
+pub fn redb_only(what: &str) -> bool {
+    let skip = testing_postgres();
+    if skip {
+        eprintln!("SKIPPED on PostgreSQL (about redb's files): {what}");
+    }
+    skip
+}
+
+/// A database made for one test, dropped with it.
+struct TestDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    fn new() -> TestDatabase {
+        let admin = std::env::var("SESSIONSTORE_TEST_POSTGRES_URL").expect(
+            "SESSIONSTORE_TEST_ENGINE=postgres needs SESSIONSTORE_TEST_POSTGRES_URL (see .ci/postgres)",
+        );
+        let name = format!("sessionstore_test_{}", Uuid::new_v4().simple());
+        let mut client =
+            postgres::Client::connect(&admin, postgres::NoTls).expect("connect to the test server");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the test's database");
+        let url = with_database(&admin, &name);
+        TestDatabase { admin, name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// `url` with its database replaced by `name` (`postgres://user@host:port/db?query`).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |at| at + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
 }
 
 /// Asserts that `check()` finds every rule of the data model kept.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::engine::redb::encoding::{decode, MessageRecord, RecordKey};
+use crate::engine::redb::encoding::{Decoder, MessageRecord, RecordKey};
 use crate::engine::redb::store::RedbEngine;
 use crate::engine::redb::tables;
 use crate::error::Result;
@@ -28,13 +28,15 @@ impl RedbEngine {
             let session = id.as_u128();
             let table = txn.open_table(tables::MESSAGES)?;
             let mut newest_first = table.range((session, 0)..(session, record.message_count))?.rev();
+            let mut decoder = Decoder::default();
             let next = || -> Result<Option<Message>> {
                 let Some(entry) = newest_first.next() else {
                     return Ok(None);
                 };
                 let (key, value) = entry?;
                 let seq = key.value().1;
-                let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+                let record: MessageRecord =
+                    decoder.decode(RecordKey::Message(session, seq), value.value())?;
                 Ok(Some(record.into_message(seq)))
             };
             let taken = budget::within(next, budget, rule)?;

@@ -11,7 +11,7 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 use uuid::Uuid;
 
 use crate::engine::redb::encoding::{
-    decode, decode_bytes, Encoder, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
+    decode, decode_bytes, Decoder, Encoder, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
 use crate::engine::redb::expiry::{self, ExpiryState};
 use crate::engine::redb::store::{guard_panics, RedbEngine};
@@ -96,10 +96,11 @@ impl SnapshotSource for RedbSnapshot {
             &self.path,
             || Ok(table.range((session, 0)..=(session, u64::MAX))?),
         )?;
+        let mut decoder = Decoder::default();
         Ok(Box::new(self.guarded(range.map(move |entry| {
             let (key, value) = entry?;
             let seq = key.value().1;
-            let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+            let record: MessageRecord = decoder.decode(RecordKey::Message(session, seq), value.value())?;
             Ok(record.into_message(seq))
         }))))
     }

@@ -395,30 +395,49 @@ pub(crate) fn with_checksum(key: RecordKey<'_>, bytes: &[u8]) -> Vec<u8> {
 
 /// Decodes the record stored under `key` (written by [`encode`]).
 pub(crate) fn decode<T: Record>(key: RecordKey<'_>, bytes: &[u8]) -> Result<T> {
-    match open_frame(key, bytes)? {
-        (RECORD_VERSION, body) => decode_body(key, body),
-        (RECORD_VERSION_LZ4, rest) => {
-            let Some((len, packed)) = rest.split_first_chunk::<4>() else {
-                return Err(key.corrupt("compressed record cut short"));
-            };
-            let len = u32::from_le_bytes(*len) as usize;
-            // LZ4 expands at most 255 times: a larger claim is damage, and is
-            // refused before anything is allocated.
-            if len > packed.len().saturating_mul(255) {
-                return Err(key.corrupt(format!(
-                    "compressed record of {} bytes claims {len}",
-                    packed.len()
-                )));
+    Decoder::default().decode(key, bytes)
+}
+
+/// Decodes records as [`decode`] does, with the buffer a compressed record
+/// is unpacked into kept from one record to the next: a scan of a
+/// session's messages then allocates (and zero-fills) it once, not once
+/// per message.
+#[derive(Default)]
+pub(crate) struct Decoder {
+    unpacked: Vec<u8>,
+}
+
+impl Decoder {
+    /// Decodes the record stored under `key`.
+    pub(crate) fn decode<T: Record>(&mut self, key: RecordKey<'_>, bytes: &[u8]) -> Result<T> {
+        match open_frame(key, bytes)? {
+            (RECORD_VERSION, body) => decode_body(key, body),
+            (RECORD_VERSION_LZ4, rest) => {
+                let Some((len, packed)) = rest.split_first_chunk::<4>() else {
+                    return Err(key.corrupt("compressed record cut short"));
+                };
+                let len = u32::from_le_bytes(*len) as usize;
+                // LZ4 expands at most 255 times: a larger claim is damage, and
+                // is refused before anything is allocated.
+                if len > packed.len().saturating_mul(255) {
+                    return Err(key.corrupt(format!(
+                        "compressed record of {} bytes claims {len}",
+                        packed.len()
+                    )));
+                }
+                if self.unpacked.len() < len {
+                    self.unpacked.resize(len, 0);
+                }
+                let body = &mut self.unpacked[..len];
+                let written = lz4_flex::block::decompress_into(packed, body)
+                    .map_err(|e| key.corrupt(format!("compressed record: {e}")))?;
+                if written != len {
+                    return Err(key.corrupt(format!("compressed record holds {written} bytes, not {len}")));
+                }
+                decode_body(key, body)
             }
-            let mut body = vec![0u8; len];
-            let written = lz4_flex::block::decompress_into(packed, &mut body)
-                .map_err(|e| key.corrupt(format!("compressed record: {e}")))?;
-            if written != len {
-                return Err(key.corrupt(format!("compressed record holds {written} bytes, not {len}")));
-            }
-            decode_body(key, &body)
+            (version, _) => Err(key.corrupt(format!("record version {version} is not a record"))),
         }
-        (version, _) => Err(key.corrupt(format!("record version {version} is not a record"))),
     }
 }
 
@@ -622,6 +641,26 @@ mod tests {
         MessageRecord {
             candidate_set: Some(format!(r#"{{"candidates": [{}]}}"#, [candidate; 30].join(", "))),
             ..sample()
+        }
+    }
+
+    #[test]
+    fn one_decoder_decodes_records_of_every_size_in_turn() {
+        // Its buffer, grown by the first record, is longer than the next
+        // one's body: each record must read its own bytes only.
+        let smaller = MessageRecord {
+            candidate_set: Some(format!(
+                r#"{{"candidates": [{}]}}"#,
+                ["{\"record_id\": \"1\"}"; 40].join(", ")
+            )),
+            ..sample()
+        };
+        let records = [large(), smaller, sample(), large()];
+        let mut decoder = Decoder::default();
+        for record in records {
+            let bytes = encode(KEY, &record).unwrap();
+            let back: MessageRecord = decoder.decode(KEY, &bytes).unwrap();
+            assert_eq!(back, record);
         }
     }
 

@@ -11,7 +11,9 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 use crate::engine::redb::cache::{Edit, MessageCache, Ticket};
-use crate::engine::redb::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
+use crate::engine::redb::encoding::{
+    decode, Decoder, MessageRecord, RecordKey, SessionRecord, StoredTimestamp,
+};
 use crate::engine::redb::expiry::{self, Expiry, ExpiryState};
 use crate::engine::redb::journal::{journal_path, Journal};
 use crate::engine::redb::options::RedbOptions;
@@ -956,10 +958,11 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     }
     let table = txn.open_table(tables::MESSAGES)?;
     let mut messages = Vec::with_capacity((seqs.end - seqs.start).min(4096) as usize);
+    let mut decoder = Decoder::default();
     for entry in table.range((session, seqs.start)..(session, seqs.end))? {
         let (key, value) = entry?;
         let seq = key.value().1;
-        let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
+        let record: MessageRecord = decoder.decode(RecordKey::Message(session, seq), value.value())?;
         messages.push(record.into_message(seq));
     }
     Ok(messages)
