@@ -48,7 +48,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use sessionstore::server::ServerConfig;
-use sessionstore::{Durability, NewMessage, Role, SessionStore, Uuid};
+use sessionstore::{Durability, NewMessage, Role, SessionStore, StoreCounters, Uuid};
 
 /// Connections (and worker tasks) a side.
 const CONNECTIONS: usize = 64;
@@ -690,6 +690,44 @@ async fn run_line(
     })
 }
 
+/// What the store counted during a line (warm-up included): the group
+/// commits of the appends, the message cache's hits of the reads.
+fn counters_note(line: Line, before: &StoreCounters, after: &StoreCounters) -> String {
+    let commits = after.commits - before.commits;
+    let requests = after.batch_requests - before.batch_requests;
+    let hits = after.message_cache_hits - before.message_cache_hits;
+    let misses = after.message_cache_misses - before.message_cache_misses;
+    let checkpoints = after.checkpoints - before.checkpoints;
+    match line {
+        Line::Append => format!(
+            "{}: sessionstore made {commits} group commits of {requests} appends ({:.1} a commit), {checkpoints} checkpoints",
+            line.name(),
+            requests as f64 / commits.max(1) as f64
+        ),
+        Line::Read | Line::List => format!(
+            "{}: sessionstore's message cache: {hits} hits, {misses} misses",
+            line.name()
+        ),
+    }
+}
+
+/// How often Redis rewrote its AOF during the run (it does so when the
+/// file doubles, from 64 MB: during the appends).
+async fn aof_rewrites(client: &redis::Client) -> Outcome<String> {
+    let mut connection = redis_connection(client).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut connection)
+        .await
+        .map_err(|e| format!("INFO persistence: {e}"))?;
+    let rewrites = info
+        .lines()
+        .find_map(|line| line.strip_prefix("aof_rewrites:"))
+        .unwrap_or("unknown")
+        .trim();
+    Ok(format!("Redis rewrote its AOF {rewrites} times during the run"))
+}
+
 fn seconds_from_env() -> Outcome<u64> {
     match std::env::var("SESSIONSTORE_BENCH_SECS") {
         Err(_) => Ok(10),
@@ -747,6 +785,7 @@ fn main() -> Outcome<()> {
     let store = SessionStore::open(dir.path().join("bench.redb")).map_err(|e| e.to_string())?;
     let loaded = Instant::now();
     let data = Arc::new(load_sessionstore(&store, &mut Rng::new(17)).map_err(|e| e.to_string())?);
+    let observed = store.clone();
     let server = SessionstoreServer::start(store)?;
     let clients = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -765,8 +804,10 @@ fn main() -> Outcome<()> {
     );
 
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     for line in [Line::Read, Line::Append, Line::List] {
         eprintln!("{}: sessionstore...", line.name());
+        let before = observed.counters();
         let ours = clients.block_on(run_line(
             Target::Sessionstore(server.address),
             line,
@@ -774,6 +815,7 @@ fn main() -> Outcome<()> {
             warm_up,
             measured,
         ))?;
+        notes.push(counters_note(line, &before, &observed.counters()));
         let theirs = match &redis {
             Some(redis) => {
                 eprintln!("{}: Redis...", line.name());
@@ -789,16 +831,23 @@ fn main() -> Outcome<()> {
         };
         rows.push((line, ours, theirs));
     }
+    if let Some(redis) = &redis {
+        notes.push(clients.block_on(aof_rewrites(&redis.client))?);
+    }
     drop(clients);
     drop(server);
 
     let mut report = table(&rows);
+    report.push('\n');
+    for note in notes {
+        report.push_str(&format!("- {note}\n"));
+    }
     match &redis {
         Some(redis) => report.push_str(&format!(
-            "\nRedis: {} with --appendonly yes --appendfsync always --save \"\"\n",
+            "- Redis: {} with --appendonly yes --appendfsync always --save \"\"\n",
             redis.version
         )),
-        None => report.push_str("\nRedis: SKIPPED (redis-server is not installed)\n"),
+        None => report.push_str("- Redis: SKIPPED (redis-server is not installed)\n"),
     }
     println!("{report}");
     let path = report_path();
