@@ -25,8 +25,9 @@
 //! on sessionstore, then on Redis: a warm-up (a fifth of the measured time,
 //! at least a second), then `SESSIONSTORE_BENCH_SECS` seconds (default 10)
 //! measured. Only successful answers count; any error answer fails the run.
-//! The table (requests per second, p50 and p99) is printed and written to
-//! `target/server-bench.md`. Files go under `BENCH_DIR` when set (else the
+//! The table (requests per second, p50 and p99, and the share of each
+//! measured window in which the machine had threads waiting for a CPU) is
+//! printed and written to `target/server-bench.md`. Files go under `BENCH_DIR` when set (else the
 //! system's temporary folder): put it on the disk you mean to measure.
 
 mod common;
@@ -628,6 +629,9 @@ struct Measured {
     requests_per_second: f64,
     /// Latencies of the measured requests, sorted, in microseconds.
     latencies: Vec<u32>,
+    /// The CPUs (in cores) that processes other than this one and Redis
+    /// used during the measured time: the machine was shared when above 0.
+    others_cpu: Option<f64>,
 }
 
 impl Measured {
@@ -640,21 +644,23 @@ impl Measured {
     }
 }
 
-/// Runs `line` against `target` from [`CONNECTIONS`] workers: warm-up,
-/// then `measured`; every error fails it.
-async fn run_line(
-    target: Target,
-    line: Line,
-    data: Arc<Data>,
+/// How long each line runs, and the process whose CPU is Redis's.
+#[derive(Clone, Copy)]
+struct Timing {
     warm_up: Duration,
     measured: Duration,
-) -> Outcome<Measured> {
+    redis_pid: Option<u32>,
+}
+
+/// Runs `line` against `target` from [`CONNECTIONS`] workers: warm-up,
+/// then the measured time; every error fails it.
+async fn run_line(target: Target, line: Line, data: Arc<Data>, timing: Timing) -> Outcome<Measured> {
     let mut connections = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         connections.push(connect(&target).await?);
     }
-    let from = Instant::now() + warm_up;
-    let until = from + measured;
+    let from = Instant::now() + timing.warm_up;
+    let until = from + timing.measured;
     let workers: Vec<_> = connections
         .into_iter()
         .enumerate()
@@ -678,6 +684,12 @@ async fn run_line(
             })
         })
         .collect();
+    tokio::time::sleep_until(from.into()).await;
+    let before = CpuTicks::now(timing.redis_pid);
+    tokio::time::sleep_until(until.into()).await;
+    let others_cpu = before
+        .zip(CpuTicks::now(timing.redis_pid))
+        .map(|(before, after)| after.others_since(&before) / timing.measured.as_secs_f64());
     let mut latencies = Vec::new();
     for worker in workers {
         let worker = worker.await.map_err(|e| format!("a worker failed: {e}"))?;
@@ -685,8 +697,9 @@ async fn run_line(
     }
     latencies.sort_unstable();
     Ok(Measured {
-        requests_per_second: latencies.len() as f64 / measured.as_secs_f64(),
+        requests_per_second: latencies.len() as f64 / timing.measured.as_secs_f64(),
         latencies,
+        others_cpu,
     })
 }
 
@@ -728,6 +741,63 @@ async fn aof_rewrites(client: &redis::Client) -> Outcome<String> {
     Ok(format!("Redis rewrote its AOF {rewrites} times during the run"))
 }
 
+/// Clock ticks in a second in `/proc` (Linux's `USER_HZ`).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time so far, in clock ticks: the whole machine's busy time, and
+/// that of this process and Redis.
+struct CpuTicks {
+    machine: u64,
+    ours: u64,
+}
+
+impl CpuTicks {
+    /// `None` where `/proc` does not tell (not Linux).
+    fn now(redis_pid: Option<u32>) -> Option<CpuTicks> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|field| field.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy is all but
+        // idle and iowait.
+        let machine = cpu
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, ticks)| ticks)
+            .sum();
+        let redis = match redis_pid {
+            Some(pid) => process_ticks(&pid.to_string())?,
+            None => 0,
+        };
+        Some(CpuTicks {
+            machine,
+            ours: process_ticks("self")? + redis,
+        })
+    }
+
+    /// Seconds of CPU the machine's other processes used since `before`.
+    fn others_since(&self, before: &CpuTicks) -> f64 {
+        let machine = self.machine.saturating_sub(before.machine);
+        let ours = self.ours.saturating_sub(before.ours);
+        machine.saturating_sub(ours) as f64 / TICKS_PER_SECOND
+    }
+}
+
+/// User and system time of a process (`/proc/PID/stat`), in clock ticks.
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's name, in parentheses: the state (field 3), ...,
+    // utime (14) and stime (15).
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
 fn seconds_from_env() -> Outcome<u64> {
     match std::env::var("SESSIONSTORE_BENCH_SECS") {
         Err(_) => Ok(10),
@@ -749,8 +819,8 @@ fn report_path() -> PathBuf {
 
 fn table(rows: &[(Line, Measured, Option<Measured>)]) -> String {
     let mut out = String::from(
-        "| line | sessionstore req/s | Redis req/s | ratio (ours/Redis) | sessionstore p50 ms | Redis p50 ms | sessionstore p99 ms | Redis p99 ms |\n\
-         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| line | sessionstore req/s | Redis req/s | ratio (ours/Redis) | sessionstore p50 ms | Redis p50 ms | sessionstore p99 ms | Redis p99 ms | others' CPU, cores (ours / Redis) |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (line, ours, redis) in rows {
         let (redis_rps, ratio, redis_p50, redis_p99) = match redis {
@@ -762,12 +832,18 @@ fn table(rows: &[(Line, Measured, Option<Measured>)]) -> String {
             ),
             None => ("skipped".into(), "n/a".into(), "skipped".into(), "skipped".into()),
         };
+        let others = |m: &Measured| {
+            m.others_cpu
+                .map_or("n/a".to_owned(), |cores| format!("{cores:.2}"))
+        };
+        let redis_others = redis.as_ref().map_or("skipped".to_owned(), others);
         out.push_str(&format!(
-            "| {} | {:.0} | {redis_rps} | {ratio} | {:.2} | {redis_p50} | {:.2} | {redis_p99} |\n",
+            "| {} | {:.0} | {redis_rps} | {ratio} | {:.2} | {redis_p50} | {:.2} | {redis_p99} | {} / {redis_others} |\n",
             line.name(),
             ours.requests_per_second,
             ours.percentile_ms(50.0),
             ours.percentile_ms(99.0),
+            others(ours),
         ));
     }
     out
@@ -775,8 +851,12 @@ fn table(rows: &[(Line, Measured, Option<Measured>)]) -> String {
 
 fn main() -> Outcome<()> {
     let measured = Duration::from_secs(seconds_from_env()?);
-    let warm_up = (measured / 5).max(Duration::from_secs(1));
     let redis = RedisServer::start()?;
+    let timing = Timing {
+        warm_up: (measured / 5).max(Duration::from_secs(1)),
+        measured,
+        redis_pid: redis.as_ref().map(|r| r.child.id()),
+    };
     if redis.is_none() {
         eprintln!("\n!!! redis-server is not installed: the Redis side is SKIPPED (apt-get install -y redis-server) !!!\n");
     }
@@ -799,8 +879,8 @@ fn main() -> Outcome<()> {
         "loaded {SESSIONS} sessions x {MESSAGES_PER_SESSION} messages over {USERS} users on both sides in {:.1} s; \
          {CONNECTIONS} connections a side, {} s warm-up + {} s measured per line and side",
         loaded.elapsed().as_secs_f64(),
-        warm_up.as_secs(),
-        measured.as_secs()
+        timing.warm_up.as_secs(),
+        timing.measured.as_secs()
     );
 
     let mut rows = Vec::new();
@@ -812,8 +892,7 @@ fn main() -> Outcome<()> {
             Target::Sessionstore(server.address),
             line,
             data.clone(),
-            warm_up,
-            measured,
+            timing,
         ))?;
         notes.push(counters_note(line, &before, &observed.counters()));
         let theirs = match &redis {
@@ -823,8 +902,7 @@ fn main() -> Outcome<()> {
                     Target::Redis(redis.client.clone()),
                     line,
                     data.clone(),
-                    warm_up,
-                    measured,
+                    timing,
                 ))?)
             }
             None => None,
