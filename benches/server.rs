@@ -891,8 +891,9 @@ fn main() -> Outcome<()> {
         clients.block_on(load_redis(&redis.client, &data))?;
     }
     eprintln!(
-        "loaded {SESSIONS} sessions x {MESSAGES_PER_SESSION} messages over {USERS} users on both sides in {:.1} s; \
+        "loaded {SESSIONS} sessions x {MESSAGES_PER_SESSION} messages over {USERS} users into {} in {:.1} s; \
          {CONNECTIONS} connections a side, {} s warm-up + {} s measured per line and side",
+        if redis.is_some() { "sessionstore and Redis" } else { "sessionstore" },
         loaded.elapsed().as_secs_f64(),
         timing.warm_up.as_secs(),
         timing.measured.as_secs()
