@@ -629,9 +629,8 @@ struct Measured {
     requests_per_second: f64,
     /// Latencies of the measured requests, sorted, in microseconds.
     latencies: Vec<u32>,
-    /// The CPUs (in cores) that processes other than this one, Redis and
-    /// the kernel's threads used during the measured time: the machine was
-    /// shared when above 0.
+    /// The CPUs (in cores) that programs other than this one and Redis
+    /// used during the measured time: the machine was shared when above 0.
     others_cpu: Option<f64>,
 }
 
@@ -745,9 +744,10 @@ async fn aof_rewrites(client: &redis::Client) -> Outcome<String> {
 /// Clock ticks in a second in `/proc` (Linux's `USER_HZ`).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU time so far, in clock ticks: the whole machine's busy time, and
-/// that of this process, Redis and the kernel's threads (which serve the
-/// two sides' sockets and syncs as much as anyone's).
+/// CPU time so far, in clock ticks: the time the machine's processes ran
+/// (user and system, not interrupts), and that of this process, of Redis
+/// with the children it forks (AOF rewrites), and of the kernel's threads
+/// (which serve the two sides' sockets and syncs as much as anyone's).
 struct CpuTicks {
     machine: u64,
     ours: u64,
@@ -760,41 +760,42 @@ impl CpuTicks {
     /// `None` where `/proc` does not tell (not Linux).
     fn now(redis_pid: Option<u32>) -> Option<CpuTicks> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat
+        // The first line: "cpu user nice system idle ...".
+        let machine = stat
             .lines()
             .next()?
             .split_whitespace()
             .skip(1)
-            .take(8)
-            .map(|field| field.parse().unwrap_or(0))
-            .collect();
-        // user nice system idle iowait irq softirq steal: busy is all but
-        // idle and iowait.
-        let machine = cpu
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 3 && *i != 4)
-            .map(|(_, ticks)| ticks)
+            .take(3)
+            .map(|field| field.parse::<u64>().unwrap_or(0))
             .sum();
-        let redis = match redis_pid {
-            Some(pid) => process_ticks(&pid.to_string())?.0,
-            None => 0,
-        };
-        let kernel: u64 = std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-            .filter_map(|pid| process_ticks(&pid.to_string()))
-            .filter(|(_, flags)| flags & KERNEL_THREAD != 0)
-            .map(|(ticks, _)| ticks)
-            .sum();
+        let mut ours = 0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Some(process) = ProcessTicks::read(&pid.to_string()) else {
+                continue;
+            };
+            let kernel = process.flags & KERNEL_THREAD != 0;
+            if Some(pid) == redis_pid {
+                // With its children that ended (AOF rewrites).
+                ours += process.own + process.children;
+            } else if kernel || Some(process.parent) == redis_pid {
+                ours += process.own;
+            }
+        }
         Some(CpuTicks {
             machine,
-            ours: process_ticks("self")?.0 + redis + kernel,
+            ours: ours + ProcessTicks::read("self")?.own,
         })
     }
 
-    /// Seconds of CPU the machine's other processes used since `before`.
+    /// Seconds of CPU the machine's other programs used since `before`.
     fn others_since(&self, before: &CpuTicks) -> f64 {
         let machine = self.machine.saturating_sub(before.machine);
         let ours = self.ours.saturating_sub(before.ours);
@@ -802,15 +803,31 @@ impl CpuTicks {
     }
 }
 
-/// User and system time of a process (`/proc/PID/stat`), in clock ticks,
-/// and its flags.
-fn process_ticks(pid: &str) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command's name, in parentheses: the state (field 3), ...,
-    // flags (9), ..., utime (14) and stime (15).
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    Some((field(14)? + field(15)?, field(9)?))
+/// A process's CPU times (`/proc/PID/stat`), in clock ticks.
+struct ProcessTicks {
+    /// User and system time of its threads.
+    own: u64,
+    /// That of its children that ended and were waited for.
+    children: u64,
+    flags: u64,
+    parent: u32,
+}
+
+impl ProcessTicks {
+    fn read(pid: &str) -> Option<ProcessTicks> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command's name, in parentheses: the state (field 3),
+        // the parent (4), ..., flags (9), ..., utime (14), stime (15),
+        // cutime (16) and cstime (17).
+        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        Some(ProcessTicks {
+            own: field(14)? + field(15)?,
+            children: field(16)? + field(17)?,
+            flags: field(9)?,
+            parent: u32::try_from(field(4)?).ok()?,
+        })
+    }
 }
 
 fn seconds_from_env() -> Outcome<u64> {
