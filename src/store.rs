@@ -670,6 +670,7 @@ impl SessionStore {
     }
 
     /// The settings the store was opened with.
+    #[cfg(feature = "server")]
     pub(crate) fn options(&self) -> &Settings {
         self.engine.settings()
     }
