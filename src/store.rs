@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::engine::redb::hold::StoreHold;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
 use crate::engine::{Engine, MessagePage};
@@ -254,6 +255,35 @@ impl SessionStore {
             }
         }
         store
+    }
+
+    /// Holds the store file at `path` for a caller about to replace it (a
+    /// conversion's `--force`), so that no store has it open meanwhile.
+    /// Refused when a store has it open, as [`SessionStore::open`] is
+    /// refused: [`Error::InUse`] (another process) or
+    /// [`Error::AlreadyOpen`] (this one); while the hold lives, opening it
+    /// is refused with [`Error::InUse`]. It only reads the file.
+    ///
+    /// A path where no file is, or a file no store could open as it is (not
+    /// a store, damaged, left by a crash until an open applies its
+    /// journal), is open nowhere: the hold then holds nothing.
+    ///
+    /// ```
+    /// use sessionstore::{Error, SessionStore};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("sessions.redb");
+    /// let store = SessionStore::open(&path)?;
+    /// let refused = SessionStore::hold_for_replacement(&path).unwrap_err();
+    /// assert!(matches!(refused, Error::AlreadyOpen { .. }));
+    /// drop(store);
+    /// let hold = SessionStore::hold_for_replacement(&path)?;
+    /// assert!(matches!(SessionStore::open(&path), Err(Error::InUse { .. })));
+    /// drop(hold);
+    /// SessionStore::open(&path)?;
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn hold_for_replacement(path: impl AsRef<Path>) -> Result<StoreHold> {
+        crate::engine::redb::hold::hold(path.as_ref())
     }
 
     /// The store file's path.
@@ -640,6 +670,7 @@ impl SessionStore {
     }
 
     /// The settings the store was opened with.
+    #[cfg(feature = "server")]
     pub(crate) fn options(&self) -> &Settings {
         self.engine.settings()
     }
