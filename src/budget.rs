@@ -107,7 +107,7 @@ impl SessionStore {
             let session = id.as_u128();
             let table = txn.open_table(tables::MESSAGES)?;
             let mut newest_first = table.range((session, 0)..(session, record.message_count))?.rev();
-            let mut next = || -> Result<Option<Message>> {
+            let next = || -> Result<Option<Message>> {
                 let Some(entry) = newest_first.next() else {
                     return Ok(None);
                 };
@@ -116,37 +116,51 @@ impl SessionStore {
                 let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
                 Ok(Some(record.into_message(seq)))
             };
-            let mut left = budget;
-            let mut taken = Vec::new();
-            let mut waiting = None;
-            loop {
-                let Some(message) = waiting.take().map_or_else(&mut next, |m| Ok(Some(m)))? else {
-                    break;
-                };
-                let mut cost = rule.cost(&message);
-                if cost > left {
-                    break;
-                }
-                let mut unit = vec![message];
-                if unit[0].role == Role::Assistant {
-                    match next()? {
-                        Some(before) if before.role == Role::User => {
-                            cost = cost.saturating_add(rule.cost(&before));
-                            if cost > left {
-                                break;
-                            }
-                            unit.push(before);
-                        }
-                        other => waiting = other,
-                    }
-                }
-                left -= cost;
-                taken.extend(unit);
-            }
-            taken.reverse();
+            let taken = newest_within(budget, rule, next)?;
             Ok(Some(taken.into_iter().map(Arc::new).collect()))
         })
     }
+}
+
+/// The newest messages whose costs add up to at most `budget`, oldest
+/// first, from `next`, which gives a session's messages newest first (see
+/// [`SessionStore::messages_within`]): takes a user message and the reply
+/// after it together, and stops at the first that does not fit, reading
+/// at most the two that did not.
+pub(crate) fn newest_within(
+    budget: u64,
+    rule: TokenRule,
+    mut next: impl FnMut() -> Result<Option<Message>>,
+) -> Result<Vec<Message>> {
+    let mut left = budget;
+    let mut taken = Vec::new();
+    let mut waiting = None;
+    loop {
+        let Some(message) = waiting.take().map_or_else(&mut next, |m| Ok(Some(m)))? else {
+            break;
+        };
+        let mut cost = rule.cost(&message);
+        if cost > left {
+            break;
+        }
+        let mut unit = vec![message];
+        if unit[0].role == Role::Assistant {
+            match next()? {
+                Some(before) if before.role == Role::User => {
+                    cost = cost.saturating_add(rule.cost(&before));
+                    if cost > left {
+                        break;
+                    }
+                    unit.push(before);
+                }
+                other => waiting = other,
+            }
+        }
+        left -= cost;
+        taken.extend(unit);
+    }
+    taken.reverse();
+    Ok(taken)
 }
 
 impl UserView<'_> {

@@ -67,15 +67,7 @@ impl SessionStore {
         let access = access.to_owned();
         self.write(move |tables| {
             let source = writable_session(tables, id, access.borrow())?;
-            if at_seq > source.message_count {
-                return Err(Error::invalid(
-                    "at_seq",
-                    format!(
-                        "{at_seq} is past the end of session {id}, which holds {} messages",
-                        source.message_count
-                    ),
-                ));
-            }
+            check_fork_point(id, at_seq, source.message_count)?;
             let (parent, key) = (id.as_u128(), fork.as_u128());
             if tables.session(key)?.is_some() {
                 return Err(Error::invalid("session_id", format!("{fork} exists already")));
@@ -137,6 +129,18 @@ impl SessionStore {
             Ok(Some(infos))
         })
     }
+}
+
+/// Refuses a fork of session `id`, which holds `count` messages, past its
+/// end.
+pub(crate) fn check_fork_point(id: Uuid, at_seq: u64, count: u64) -> Result<()> {
+    if at_seq > count {
+        return Err(Error::invalid(
+            "at_seq",
+            format!("{at_seq} is past the end of session {id}, which holds {count} messages"),
+        ));
+    }
+    Ok(())
 }
 
 impl UserView<'_> {

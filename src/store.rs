@@ -434,8 +434,10 @@ fn no_store(path: &Path, why: &'static str) -> Error {
 
 /// Who may see a session: anyone (the operator's API) or one user.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Access<'a> {
+pub enum Access<'a> {
+    /// Every session.
     Any,
+    /// The sessions of this user only.
     Owner(&'a str),
 }
 
@@ -931,19 +933,7 @@ impl SessionStore {
         messages: Vec<NewMessage>,
         access: Access<'_>,
     ) -> Result<Vec<u64>> {
-        if messages.is_empty() {
-            return Err(Error::invalid("messages", "none to add"));
-        }
-        let limit = self.inner.options.max_content_bytes;
-        if let Some(message) = messages.iter().find(|m| m.content.len() > limit) {
-            return Err(Error::invalid(
-                "content",
-                format!(
-                    "{} bytes is over the limit of {limit} bytes",
-                    message.content.len()
-                ),
-            ));
-        }
+        check_append(&messages, self.inner.options.max_content_bytes)?;
         let access = access.to_owned();
         self.write(move |tables| {
             let key = id.as_u128();
@@ -1289,21 +1279,7 @@ impl SessionStore {
             let Some(record) = self.active_session(txn, id, access)? else {
                 return Ok(None);
             };
-            let count = record.message_count;
-            let range = match page {
-                Page::From(seq) => {
-                    let start = seq.min(count);
-                    start..start.saturating_add(limit).min(count)
-                }
-                Page::After(seq) => {
-                    let start = seq.saturating_add(1).min(count);
-                    start..start.saturating_add(limit).min(count)
-                }
-                Page::Before(seq) => {
-                    let end = seq.min(count);
-                    end.saturating_sub(limit)..end
-                }
-            };
+            let range = page.range(limit, record.message_count);
             self.session_messages(txn, ticket, id, &record, range).map(Some)
         })
     }
@@ -1496,11 +1472,36 @@ pub struct Erased {
     pub messages: u64,
 }
 
+/// Which messages of a session a page holds.
 #[derive(Clone, Copy)]
-enum Page {
+pub(crate) enum Page {
+    /// From this seq on, that one included.
     From(u64),
+    /// After this seq.
     After(u64),
+    /// Before this seq, the nearest ones.
     Before(u64),
+}
+
+impl Page {
+    /// The seqs of the page of at most `limit` messages in a session of
+    /// `count`.
+    pub(crate) fn range(self, limit: u64, count: u64) -> std::ops::Range<u64> {
+        match self {
+            Page::From(seq) => {
+                let start = seq.min(count);
+                start..start.saturating_add(limit).min(count)
+            }
+            Page::After(seq) => {
+                let start = seq.saturating_add(1).min(count);
+                start..start.saturating_add(limit).min(count)
+            }
+            Page::Before(seq) => {
+                let end = seq.min(count);
+                end.saturating_sub(limit)..end
+            }
+        }
+    }
 }
 
 /// A [`SessionStore`] seen by one user: every call behaves as if other users'
@@ -1812,17 +1813,41 @@ impl Append {
 
     /// Refuses an empty key and one over 255 bytes.
     fn idempotent(key: &str, expected_next_seq: Option<u64>) -> Result<Self> {
-        if key.is_empty() || key.len() > 255 {
-            return Err(Error::invalid(
-                "idempotency_key",
-                format!("{} bytes is not within 1..=255", key.len()),
-            ));
-        }
+        check_idempotency_key(key)?;
         Ok(Append {
             expected_next_seq,
             idempotency_key: Some(key.to_owned()),
         })
     }
+}
+
+/// Refuses an empty idempotency key and one over 255 bytes.
+pub(crate) fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 255 {
+        return Err(Error::invalid(
+            "idempotency_key",
+            format!("{} bytes is not within 1..=255", key.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an append of no message, and one with a content longer than
+/// `limit` bytes.
+pub(crate) fn check_append(messages: &[NewMessage], limit: usize) -> Result<()> {
+    if messages.is_empty() {
+        return Err(Error::invalid("messages", "none to add"));
+    }
+    if let Some(message) = messages.iter().find(|m| m.content.len() > limit) {
+        return Err(Error::invalid(
+            "content",
+            format!(
+                "{} bytes is over the limit of {limit} bytes",
+                message.content.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The session `id`, expired or not, inside a write, if `access` may see it.
@@ -1865,7 +1890,7 @@ fn session_title(
     Ok("New conversation".to_owned())
 }
 
-fn title_of(content: &str) -> String {
+pub(crate) fn title_of(content: &str) -> String {
     if content.chars().count() > 50 {
         let mut title: String = content.chars().take(47).collect();
         title.push_str("...");

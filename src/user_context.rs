@@ -50,14 +50,7 @@ impl SessionStore {
     /// object or is longer than
     /// [`StoreOptions::max_content_bytes`](crate::StoreOptions).
     pub fn update_user_context(&self, user: &str, context: &str) -> Result<()> {
-        let limit = self.options().max_content_bytes;
-        if context.len() > limit {
-            return Err(Error::invalid(
-                "context",
-                format!("{} bytes is over the limit of {limit} bytes", context.len()),
-            ));
-        }
-        let update = JsonText::object("context", context)?;
+        let update = user_context_update(context, self.options().max_content_bytes)?;
         let user = user.to_owned();
         self.write(move |tables| {
             let old = match tables.user_contexts.table()?.get(user.as_str())? {
@@ -84,6 +77,18 @@ impl UserView<'_> {
     pub fn update_user_context(&self, context: &str) -> Result<()> {
         self.store.update_user_context(self.user, context)
     }
+}
+
+/// `context` as an update of a user's context: a JSON object of at most
+/// `limit` bytes.
+pub(crate) fn user_context_update(context: &str, limit: usize) -> Result<JsonText> {
+    if context.len() > limit {
+        return Err(Error::invalid(
+            "context",
+            format!("{} bytes is over the limit of {limit} bytes", context.len()),
+        ));
+    }
+    JsonText::object("context", context)
 }
 
 /// Removes the context of `user` (an erasure).
