@@ -74,6 +74,9 @@ mod json;
 mod maintenance;
 mod model;
 mod open_files;
+#[cfg(feature = "postgres")]
+#[path = "engine/postgres/mod.rs"]
+mod postgres_engine;
 pub mod query;
 pub mod retrieval;
 #[cfg(feature = "server")]
@@ -100,10 +103,15 @@ pub use model::{
     ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage,
     SessionSummary, Stats, StoreCounters,
 };
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+pub use postgres_engine::PgEngine;
 pub use redb::{BackendError, StorageBackend};
 #[cfg(all(feature = "socket", unix))]
 pub use socket::MAX_SOCKET_PATH;
 pub use storage::{FileRole, FileStorage, StorageFactory};
+#[doc(hidden)]
+pub use store::Access;
 pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
 pub use timestamp::{Timestamp, TimestampError, TimestampForm};
 pub use uuid::Uuid;

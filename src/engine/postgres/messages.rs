@@ -1,0 +1,394 @@
+//! Messages: appends (checked, conditional, idempotent), pages, one by
+//! id, undo, and the newest within a token budget.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use postgres::Transaction;
+use uuid::Uuid;
+
+use super::connection::{server_error, Step};
+use super::rows::{self, MESSAGE_COLUMNS};
+use super::{active_count, lock_session, lock_writable, visible, PgEngine};
+use crate::budget::{newest_within, TokenRule};
+use crate::error::{Error, Result};
+use crate::json::JsonText;
+use crate::model::{Message, NewMessage};
+use crate::store::{check_append, check_idempotency_key, Access, Page};
+use crate::tables::{IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS};
+use crate::timestamp::Timestamp;
+use crate::writer::Durability;
+
+/// Messages a read of a token budget fetches at a time, newest first.
+const BUDGET_BATCH: i32 = 32;
+
+impl PgEngine {
+    /// As `SessionStore::add_message`.
+    pub fn add_message(
+        &self,
+        id: Uuid,
+        message: NewMessage,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<u64> {
+        self.append_one(id, None, message, access, durability)
+    }
+
+    /// As `SessionStore::add_message_if`.
+    pub fn add_message_if(
+        &self,
+        id: Uuid,
+        expected_next_seq: u64,
+        message: NewMessage,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<u64> {
+        self.append_one(id, Some(expected_next_seq), message, access, durability)
+    }
+
+    /// As `SessionStore::add_messages`.
+    pub fn add_messages(
+        &self,
+        id: Uuid,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<Vec<u64>> {
+        self.append(id, None, None, &messages, access, durability)
+    }
+
+    /// As `SessionStore::add_messages_if`.
+    pub fn add_messages_if(
+        &self,
+        id: Uuid,
+        expected_next_seq: u64,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<Vec<u64>> {
+        self.append(id, Some(expected_next_seq), None, &messages, access, durability)
+    }
+
+    /// As `SessionStore::add_messages_idempotent`: the key and the ids it
+    /// answers are written in the append's transaction.
+    pub fn add_messages_idempotent(
+        &self,
+        id: Uuid,
+        key: &str,
+        expected_next_seq: Option<u64>,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<Vec<u64>> {
+        check_idempotency_key(key)?;
+        rows::storable("idempotency_key", key)?;
+        self.append(id, expected_next_seq, Some(key), &messages, access, durability)
+    }
+
+    fn append_one(
+        &self,
+        id: Uuid,
+        expected_next_seq: Option<u64>,
+        message: NewMessage,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<u64> {
+        let mut added = self.append(id, expected_next_seq, None, &[message], access, durability)?;
+        added
+            .pop()
+            .ok_or_else(|| Error::invalid("messages", "none to add"))
+    }
+
+    /// Appends `messages` in one transaction, all or none, under the lock
+    /// of the session's row: checks, in redb's order, that the session is
+    /// there for `access`, answers a remembered idempotency key, refuses an
+    /// expired session and a seq conflict, then numbers the messages from
+    /// the session's count.
+    fn append(
+        &self,
+        id: Uuid,
+        expected_next_seq: Option<u64>,
+        key: Option<&str>,
+        messages: &[NewMessage],
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<Vec<u64>> {
+        check_append(messages, self.max_content_bytes)?;
+        self.write(durability, |txn| {
+            let session = lock_session(txn, id, access)?;
+            if let Some(key) = key {
+                let remembered = txn.query_opt(
+                    "SELECT ids FROM sessionstore_idempotency_keys WHERE session_id = $1 AND key = $2",
+                    &[&id, &key],
+                )?;
+                if let Some(row) = remembered {
+                    let ids: Vec<i64> = row.get(0);
+                    return Ok(ids.into_iter().map(rows::count).collect());
+                }
+            }
+            if session.expired {
+                return Err(Error::SessionNotFound(id).into());
+            }
+            if let Some(expected) = expected_next_seq {
+                if expected != session.message_count {
+                    return Err(Error::SeqConflict {
+                        session: id,
+                        expected,
+                        actual: session.message_count,
+                    }
+                    .into());
+                }
+            }
+            let now = Timestamp::now();
+            let ids = insert_messages(txn, id, session.message_count, messages, &now)?;
+            let (text, micros) = rows::columns(&now);
+            txn.execute(
+                "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
+                     revision = revision + 1
+                 WHERE session_id = $1",
+                &[
+                    &id,
+                    &rows::bigint(session.message_count + ids.len() as u64),
+                    &text,
+                    &micros,
+                ],
+            )?;
+            if let Some(key) = key {
+                remember_key(txn, id, key, &ids, micros)?;
+            }
+            Ok(ids.into_iter().map(rows::count).collect())
+        })
+    }
+
+    /// As `SessionStore::get_recent_messages`.
+    pub fn get_recent_messages(
+        &self,
+        id: Uuid,
+        n: u64,
+        access: Access<'_>,
+    ) -> Result<Option<Vec<Arc<Message>>>> {
+        self.page(id, Page::Before(u64::MAX), n, access)
+    }
+
+    /// As `SessionStore::messages_after`.
+    pub fn messages_after(
+        &self,
+        id: Uuid,
+        seq: u64,
+        limit: u64,
+        access: Access<'_>,
+    ) -> Result<Option<Vec<Arc<Message>>>> {
+        self.page(id, Page::After(seq), limit, access)
+    }
+
+    /// As `SessionStore::messages_from`.
+    pub fn messages_from(
+        &self,
+        id: Uuid,
+        seq: u64,
+        limit: u64,
+        access: Access<'_>,
+    ) -> Result<Option<Vec<Arc<Message>>>> {
+        self.page(id, Page::From(seq), limit, access)
+    }
+
+    /// As `SessionStore::messages_before`.
+    pub fn messages_before(
+        &self,
+        id: Uuid,
+        seq: u64,
+        limit: u64,
+        access: Access<'_>,
+    ) -> Result<Option<Vec<Arc<Message>>>> {
+        self.page(id, Page::Before(seq), limit, access)
+    }
+
+    fn page(
+        &self,
+        id: Uuid,
+        page: Page,
+        limit: u64,
+        access: Access<'_>,
+    ) -> Result<Option<Vec<Arc<Message>>>> {
+        self.read(|txn| {
+            let Some(count) = active_count(txn, id, access)? else {
+                return Ok(None);
+            };
+            let seqs = page.range(limit, count);
+            if seqs.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            let messages = txn
+                .query(
+                    &format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM chat_messages m
+                         WHERE m.session_id = $1 AND m.seq >= $2 AND m.seq < $3 ORDER BY m.seq"
+                    ),
+                    &[&id, &rows::bigint(seqs.start), &rows::bigint(seqs.end)],
+                )?
+                .iter()
+                .map(|row| rows::message(row).map(Arc::new))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some(messages))
+        })
+    }
+
+    /// As `SessionStore::get_message`: found whether its session is active
+    /// or expired.
+    pub fn get_message(&self, message_id: u64, access: Access<'_>) -> Result<Option<(Uuid, Message)>> {
+        let Ok(message_id) = i64::try_from(message_id) else {
+            return Ok(None);
+        };
+        self.read(|txn| {
+            let row = txn.query_opt(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS}, m.session_id, s.user_id FROM chat_messages m
+                     JOIN chat_sessions s ON s.session_id = m.session_id
+                     WHERE m.id = $1"
+                ),
+                &[&message_id],
+            )?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let user: Option<&str> = row.get(12);
+            if !visible(access, user) {
+                return Ok(None);
+            }
+            Ok(Some((row.get(11), rows::message(&row)?)))
+        })
+    }
+
+    /// As `SessionStore::pop_last_message`: the id is never given again
+    /// (the sequence only grows).
+    pub fn pop_last_message(
+        &self,
+        id: Uuid,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<Option<Message>> {
+        self.write(durability, |txn| {
+            let session = lock_writable(txn, id, access)?;
+            let Some(seq) = session.message_count.checked_sub(1) else {
+                return Ok(None);
+            };
+            let row = txn
+                .query_opt(
+                    &format!(
+                        "DELETE FROM chat_messages m WHERE m.session_id = $1 AND m.seq = $2
+                         RETURNING {MESSAGE_COLUMNS}"
+                    ),
+                    &[&id, &rows::bigint(seq)],
+                )?
+                .ok_or_else(|| {
+                    Error::corrupt_record("chat_messages", "message count beyond the last message")
+                })?;
+            let (now, micros) = rows::columns(&Timestamp::now());
+            txn.execute(
+                "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
+                     revision = revision + 1
+                 WHERE session_id = $1",
+                &[&id, &rows::bigint(seq), &now, &micros],
+            )?;
+            Ok(Some(rows::message(&row)?))
+        })
+    }
+
+    /// As `SessionStore::messages_within`: fetches the session's messages
+    /// newest first, a few at a time, until the budget stops.
+    pub fn messages_within(
+        &self,
+        id: Uuid,
+        budget: u64,
+        rule: TokenRule,
+        access: Access<'_>,
+    ) -> Result<Option<Vec<Arc<Message>>>> {
+        self.read(|txn| {
+            let Some(count) = active_count(txn, id, access)? else {
+                return Ok(None);
+            };
+            let newest_first = txn.bind(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM chat_messages m
+                     WHERE m.session_id = $1 AND m.seq < $2 ORDER BY m.seq DESC"
+                ),
+                &[&id, &rows::bigint(count)],
+            )?;
+            let mut fetched = VecDeque::new();
+            let mut exhausted = false;
+            let next = || -> Result<Option<Message>> {
+                if fetched.is_empty() && !exhausted {
+                    let batch = txn
+                        .query_portal(&newest_first, BUDGET_BATCH)
+                        .map_err(|e| server_error("read", &e))?;
+                    exhausted = batch.len() < BUDGET_BATCH as usize;
+                    fetched.extend(batch);
+                }
+                fetched.pop_front().map(|row| rows::message(&row)).transpose()
+            };
+            let taken = newest_within(budget, rule, next)?;
+            Ok(Some(taken.into_iter().map(Arc::new).collect()))
+        })
+    }
+}
+
+/// Inserts `messages` at seqs `first_seq..` of session `id`, each with the
+/// next id of the sequence; returns their ids, in order.
+fn insert_messages(
+    txn: &mut Transaction<'_>,
+    id: Uuid,
+    first_seq: u64,
+    messages: &[NewMessage],
+    now: &Timestamp,
+) -> Step<Vec<i64>> {
+    let (text, micros) = rows::columns(now);
+    let insert = txn.prepare(
+        "INSERT INTO chat_messages
+             (session_id, seq, id, role, content, content_exact, query_plan, candidate_set,
+              timestamp, timestamp_micros, tokens)
+         VALUES ($1, $2, nextval('chat_messages_id_seq'), $3, $4, $5, $6, $7, $8, $9, $10)
+         RETURNING id",
+    )?;
+    let mut ids = Vec::with_capacity(messages.len());
+    for (seq, message) in (first_seq..).zip(messages) {
+        let (content, exact) = rows::content_columns(&message.content);
+        let row = txn.query_one(
+            &insert,
+            &[
+                &id,
+                &rows::bigint(seq),
+                &message.role.as_str(),
+                &content.as_ref(),
+                &exact,
+                &message.query_plan.as_ref().map(JsonText::as_str),
+                &message.candidate_set.as_ref().map(JsonText::as_str),
+                &text,
+                &micros,
+                &message.tokens.map(i64::from),
+            ],
+        )?;
+        ids.push(row.get(0));
+    }
+    Ok(ids)
+}
+
+/// Remembers what the idempotent append under `key` gave, and forgets the
+/// session's keys older than 24 hours and all but its newest 64 (as the
+/// redb engine does: newest by creation, ties by key in byte order).
+fn remember_key(txn: &mut Transaction<'_>, id: Uuid, key: &str, ids: &[i64], now: i64) -> Step<()> {
+    txn.execute(
+        "INSERT INTO sessionstore_idempotency_keys (session_id, key, created_micros, ids)
+         VALUES ($1, $2, $3, $4)",
+        &[&id, &key, &now, &ids],
+    )?;
+    let kept = i64::try_from(IDEMPOTENCY_KEYS_PER_SESSION).unwrap_or(i64::MAX);
+    txn.execute(
+        "DELETE FROM sessionstore_idempotency_keys
+         WHERE session_id = $1 AND key <> $2
+           AND (created_micros < $3::BIGINT - $4::BIGINT OR key NOT IN (
+               SELECT key FROM sessionstore_idempotency_keys WHERE session_id = $1
+               ORDER BY created_micros DESC, key COLLATE \"C\" LIMIT $5))",
+        &[&id, &key, &now, &IDEMPOTENCY_KEY_MICROS, &kept],
+    )?;
+    Ok(())
+}
