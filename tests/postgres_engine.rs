@@ -452,6 +452,22 @@ fn user_lists_pages_and_titles_follow_the_old_store() {
     assert!(engine.list_user_sessions("ana", true).unwrap().is_empty());
     assert!(engine.user_context("ana").unwrap().is_none());
     assert_eq!(engine.list_user_sessions("bob", false).unwrap().len(), 1);
+
+    // A name PostgreSQL's text cannot hold owns nothing, and cannot own.
+    let nul = "a\0b";
+    assert!(engine.list_user_sessions(nul, true).unwrap().is_empty());
+    assert!(engine
+        .user_sessions_page(nul, true, None, 5)
+        .unwrap()
+        .sessions
+        .is_empty());
+    assert!(engine.user_context(nul).unwrap().is_none());
+    assert_eq!(engine.erase_user(nul, DURABLE).unwrap().sessions, 0);
+    let refused = engine.create_session(Some(nul), DURABLE).unwrap_err();
+    assert!(
+        matches!(refused, Error::InvalidInput { what: "user_id", .. }),
+        "{refused:?}"
+    );
 }
 
 #[test]

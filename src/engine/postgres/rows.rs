@@ -100,9 +100,15 @@ pub(crate) fn content_columns(content: &str) -> (Cow<'_, str>, Option<&[u8]>) {
     }
 }
 
+/// Whether `text` can be stored in (so found in) a `TEXT` column: a
+/// user with a NUL character in the name owns nothing.
+pub(crate) fn nameable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 /// Refuses text a `TEXT` column cannot hold (a NUL character).
 pub(crate) fn storable(what: &'static str, text: &str) -> Result<()> {
-    if text.contains('\0') {
+    if !nameable(text) {
         return Err(Error::invalid(
             what,
             "holds a NUL character, which PostgreSQL cannot store in text",

@@ -134,6 +134,9 @@ impl PgEngine {
 
     /// As `SessionStore::erase_user`.
     pub fn erase_user(&self, user: &str, durability: Durability) -> Result<Erased> {
+        if !rows::nameable(user) {
+            return Ok(Erased::default());
+        }
         self.write(durability, |txn| {
             let ids: Vec<Uuid> = txn
                 .query(
@@ -158,6 +161,9 @@ impl PgEngine {
 
     /// As `SessionStore::list_user_sessions`.
     pub fn list_user_sessions(&self, user: &str, include_expired: bool) -> Result<Vec<Uuid>> {
+        if !rows::nameable(user) {
+            return Ok(Vec::new());
+        }
         self.read(|txn| {
             let ids = txn
                 .query(
@@ -193,6 +199,12 @@ impl PgEngine {
     ) -> Result<SessionPage> {
         if limit == 0 {
             return Err(Error::invalid("limit", "a page holds at least one session"));
+        }
+        if !rows::nameable(user) {
+            return Ok(SessionPage {
+                sessions: Vec::new(),
+                next: None,
+            });
         }
         let after_micros = after.map(|cursor| cursor.updated_micros);
         let after_session = after.map(|cursor| Uuid::from_u128(cursor.session));
@@ -321,6 +333,9 @@ impl PgEngine {
 
     /// As `SessionStore::user_context`.
     pub fn user_context(&self, user: &str) -> Result<Option<JsonText>> {
+        if !rows::nameable(user) {
+            return Ok(None);
+        }
         self.read(|txn| {
             let row = txn.query_opt(
                 "SELECT context FROM sessionstore_user_contexts WHERE user_id = $1",
