@@ -861,3 +861,87 @@ fn idle_connections_the_server_closed_are_replaced() {
         .unwrap();
     assert_eq!(seqs_and_contents(&engine, id), [(0, "after".to_owned())]);
 }
+
+/// Set in the processes `many_processes_append_to_the_same_sessions`
+/// starts: the schema's URL and the sessions, `URL|ID,ID,...`.
+const FLEET: &str = "SESSIONSTORE_TEST_FLEET";
+const FLEET_PROCESSES: usize = 4;
+const FLEET_THREADS: usize = 4;
+const FLEET_EACH: usize = 20;
+
+/// One process of the fleet: appends from its threads, idempotently (each
+/// append retried once under its key, as a client that lost the answer
+/// does). Does nothing in a plain test run.
+#[test]
+fn fleet_process() {
+    let Ok(fleet) = std::env::var(FLEET) else { return };
+    let (url, ids) = fleet.split_once('|').unwrap();
+    let sessions: Vec<Uuid> = ids.split(',').map(|id| id.parse().unwrap()).collect();
+    let engine = Arc::new(PgEngine::connect(url, LIMIT).unwrap());
+    let process = std::process::id();
+    let threads: Vec<_> = (0..FLEET_THREADS)
+        .map(|t| {
+            let (engine, sessions) = (engine.clone(), sessions.clone());
+            thread::spawn(move || {
+                for n in 0..FLEET_EACH {
+                    let session = sessions[(t + n) % sessions.len()];
+                    let key = format!("{process}-{t}-{n}");
+                    let turn = || vec![NewMessage::user(key.clone()), NewMessage::assistant(key.clone())];
+                    let first = engine
+                        .add_messages_idempotent(session, &key, None, turn(), ANY, DURABLE)
+                        .unwrap();
+                    let again = engine
+                        .add_messages_idempotent(session, &key, None, turn(), ANY, DURABLE)
+                        .unwrap();
+                    assert_eq!(first, again);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn many_processes_append_to_the_same_sessions() {
+    let Some(schema) = Schema::fresh() else { return };
+    let engine = schema.engine();
+    let sessions: Vec<Uuid> = (0..3)
+        .map(|_| engine.create_session(None, DURABLE).unwrap())
+        .collect();
+    let ids: Vec<String> = sessions.iter().map(Uuid::to_string).collect();
+    let fleet = format!("{}|{}", schema.url, ids.join(","));
+    let processes: Vec<_> = (0..FLEET_PROCESSES)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "fleet_process", "--test-threads=1"])
+                .env(FLEET, &fleet)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for process in processes {
+        let output = process.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    let mut turns = 0;
+    for &session in &sessions {
+        let messages = engine.get_session(session, ANY).unwrap().unwrap().messages;
+        for (expected, pair) in messages.chunks(2).enumerate() {
+            assert_eq!(
+                (pair[0].seq, pair[1].seq),
+                (2 * expected as u64, 2 * expected as u64 + 1)
+            );
+            assert_eq!(pair[0].content, pair[1].content, "a turn was split");
+        }
+        turns += messages.len() / 2;
+    }
+    assert_eq!(turns, FLEET_PROCESSES * FLEET_THREADS * FLEET_EACH);
+    assert!(engine.check(&mut |_, _| {}).unwrap().is_clean());
+}
