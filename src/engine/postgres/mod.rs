@@ -11,6 +11,25 @@
 //! `connection.rs`). Expiry is eager (an `UPDATE`), which gives what redb's
 //! lazy expiry shows.
 //!
+//! What differs from a redb file, and why:
+//! - `backup_to` and `compact` are refused ([`Error::NotSupported`]): the
+//!   server's tools copy a database (pg_dump, pg_basebackup) and its
+//!   autovacuum reclaims space.
+//! - `check` checks the model's rules in SQL (dense seqs, rows of missing
+//!   sessions, unique ids below the sequence); the server checks its own
+//!   pages.
+//! - `stats`: `file_size` is what the store's tables and indexes take
+//!   (`pg_total_relation_size`), `journal_size` 0 (the write-ahead log is
+//!   the server's); `counters` counts commits, each one request, and no
+//!   checkpoint or cache read.
+//! - There is no journal: a durable write is acknowledged once the
+//!   server's commit is (its `synchronous_commit`); a relaxed one turns
+//!   `synchronous_commit` off for its transaction.
+//! - Text PostgreSQL cannot hold: a user id or an idempotency key with a
+//!   NUL character is refused ([`Error::InvalidInput`]), and such a user
+//!   owns nothing; message content keeps its NUL characters (stored as
+//!   bytes beside the text).
+//!
 //! Files: `schema.rs` (DDL and its version), `connection.rs` (pool,
 //! transactions, retries, errors), `rows.rs` (rows to the model's types),
 //! `sessions.rs`, `messages.rs`, `maintenance.rs` (the operations by
