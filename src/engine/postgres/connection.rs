@@ -177,9 +177,7 @@ impl Pool {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut client = self.take()?;
-            let outcome = attempt(&mut client);
-            self.give_back(client);
+            let outcome = attempt(&mut Lease::new(self, self.take()?));
             let error = match outcome {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Failed(Failure::Store(refusal))) => return Err(refusal),
@@ -193,6 +191,47 @@ impl Pool {
             }
             std::thread::sleep(backoff + jitter(backoff));
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// A client taken from the pool, given back when dropped (after a panic
+/// of the caller's body too, so the pool never shrinks).
+struct Lease<'p> {
+    pool: &'p Pool,
+    client: Option<Client>,
+}
+
+impl<'p> Lease<'p> {
+    fn new(pool: &'p Pool, client: Client) -> Self {
+        Lease {
+            pool,
+            client: Some(client),
+        }
+    }
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("a lease holds its client until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .expect("a lease holds its client until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.pool.give_back(client);
         }
     }
 }
