@@ -9,75 +9,14 @@
 //! `SESSIONSTORE_REQUIRE_POSTGRES=1` (as CI sets it).
 #![cfg(feature = "postgres")]
 
-use std::io::Write;
-use std::sync::{Arc, Barrier, Once};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
 use sessionstore::{Access, Durability, Error, NewMessage, PgEngine, Role, SessionCursor, TokenRule, Uuid};
 
-const ANY: Access<'static> = Access::Any;
-const DURABLE: Durability = Durability::Durable;
-const LIMIT: usize = 64 << 20;
-
-/// A schema of its own in the test database, dropped at the end.
-struct Schema {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    /// A fresh schema, or `None` (after saying so) when no database is
-    /// configured.
-    fn fresh() -> Option<Schema> {
-        let Ok(admin) = std::env::var("SESSIONSTORE_TEST_POSTGRES_URL") else {
-            let required = std::env::var("SESSIONSTORE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "SESSIONSTORE_REQUIRE_POSTGRES=1 but SESSIONSTORE_TEST_POSTGRES_URL is not set: \
-                 run the tests under `.ci/postgres run -- ...`"
-            );
-            // Straight to stderr, past the test harness's capture, once.
-            static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED PostgreSQL: SESSIONSTORE_TEST_POSTGRES_URL is not set; nothing \
-                     of the PostgreSQL engine was tested (run `.ci/postgres run -- cargo test \
-                     --features postgres --test postgres_engine`) ***\n"
-                );
-            });
-            return None;
-        };
-        let name = format!("t_{}", Uuid::new_v4().simple());
-        admin_client(&admin)
-            .batch_execute(&format!("CREATE SCHEMA {name}"))
-            .unwrap();
-        let separator = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{separator}options=-csearch_path%3D{name}&application_name={name}");
-        Some(Schema { admin, name, url })
-    }
-
-    fn engine(&self) -> PgEngine {
-        PgEngine::connect(&self.url, LIMIT).unwrap()
-    }
-
-    /// A plain client on the schema, for SQL the library does not run.
-    fn sql(&self) -> postgres::Client {
-        admin_client(&self.url)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = admin_client(&self.admin).batch_execute(&format!("DROP SCHEMA {} CASCADE", self.name));
-    }
-}
-
-fn admin_client(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls).unwrap()
-}
+mod postgres_support;
+use postgres_support::{Schema, ANY, DURABLE, LIMIT};
 
 fn seqs_and_contents(engine: &PgEngine, id: Uuid) -> Vec<(u64, String)> {
     let session = engine.get_session(id, ANY).unwrap().expect("active");
