@@ -37,8 +37,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use crate::engine::redb::storage::FileRole;
 use crate::error::{Error, Result};
-use crate::storage::FileRole;
 
 /// What a temporary file's name adds to its destination's, before the pid.
 const TEMPORARY: &str = ".sessionstore-tmp-";
@@ -244,7 +244,7 @@ pub(crate) fn open_store_file(path: &Path, role: FileRole) -> std::io::Result<Fi
         }
         // Without a database beside it (a journal opened on its own), it is
         // created as any other file.
-        let database = match std::fs::metadata(crate::journal::database_path(path)) {
+        let database = match std::fs::metadata(crate::engine::redb::journal::database_path(path)) {
             Ok(database) => Some(database),
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(e),

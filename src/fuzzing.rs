@@ -2,7 +2,9 @@
 //! their corpus): the private record decoder, reached the way the store
 //! reaches it. Not part of the API.
 
-use crate::encoding::{decode, with_checksum, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord};
+use crate::engine::redb::encoding::{
+    decode, with_checksum, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord,
+};
 
 /// Decodes `bytes` (a record version byte, then the record's body) as each
 /// kind of record the store keeps, as a read does, and builds and renders

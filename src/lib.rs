@@ -58,64 +58,49 @@
 mod async_store;
 mod budget;
 mod bulk;
-mod cache;
 #[cfg(all(feature = "client", unix))]
 pub mod client;
-mod encoding;
+mod engine;
 mod error;
 mod expiry;
 pub mod files;
 mod fork;
 #[doc(hidden)]
 pub mod fuzzing;
-mod hold;
-mod journal;
 mod json;
 mod maintenance;
 mod model;
-mod open_files;
-#[cfg(feature = "postgres")]
-#[path = "engine/postgres/mod.rs"]
-mod postgres_engine;
 pub mod query;
 pub mod retrieval;
+mod rules;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(all(feature = "socket", unix))]
 mod socket;
-mod storage;
 mod store;
-mod tables;
 mod timestamp;
 mod user_context;
-mod writer;
 
 #[cfg(feature = "tokio")]
 pub use async_store::{AsyncSessionStore, AsyncUserView};
 pub use budget::TokenRule;
 pub use bulk::{ExtraRow, Importer, Snapshot};
+pub use engine::redb::hold::StoreHold;
+pub use engine::redb::storage::{FileRole, FileStorage, StorageFactory};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
-pub use hold::StoreHold;
 pub use json::JsonText;
 pub use maintenance::{CheckReport, CompactReport, Progress};
 pub use model::{
-    ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage,
-    SessionSummary, Stats, StoreCounters,
+    Durability, ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo,
+    SessionPage, SessionSummary, Stats, StoreCounters,
 };
-#[cfg(feature = "postgres")]
-#[doc(hidden)]
-pub use postgres_engine::PgEngine;
 pub use redb::{BackendError, StorageBackend};
 #[cfg(all(feature = "socket", unix))]
 pub use socket::MAX_SOCKET_PATH;
-pub use storage::{FileRole, FileStorage, StorageFactory};
-#[doc(hidden)]
-pub use store::Access;
 pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
 pub use timestamp::{Timestamp, TimestampError, TimestampForm};
 pub use uuid::Uuid;
-pub use writer::Durability;
 
 /// The README's examples, run as doc tests.
 #[cfg(doctest)]

@@ -375,3 +375,15 @@ pub struct StoreCounters {
     /// (every such read when the cache is disabled).
     pub message_cache_misses: u64,
 }
+
+/// How long a write must survive before its call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Ok is returned once the data is on disk (fsync'd). The default.
+    #[default]
+    Durable,
+    /// Ok is returned once the data is visible to readers; it reaches the
+    /// disk with the next durable commit, or when the store is closed. A crash
+    /// may lose it.
+    Relaxed,
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use sessionstore::{Error, NewMessage, Uuid};
 
 mod postgres_support;
-use postgres_support::{Schema, ANY, DURABLE};
+use postgres_support::Schema;
 
 const THREADS: usize = 8;
 const SESSIONS: usize = 4;
@@ -35,10 +35,10 @@ fn acknowledged_appends_survive_a_server_crash() {
         eprintln!("SKIPPED the crash of PostgreSQL: SESSIONSTORE_TEST_POSTGRES_CRASH is not set");
         return;
     };
-    let engine = Arc::new(schema.engine());
+    let engine = Arc::new(schema.store());
     let sessions: Arc<Vec<Uuid>> = Arc::new(
         (0..SESSIONS)
-            .map(|_| engine.create_session(None, DURABLE).unwrap())
+            .map(|_| engine.create_session(None).unwrap())
             .collect(),
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -58,7 +58,7 @@ fn acknowledged_appends_survive_a_server_crash() {
                     let turn = || vec![NewMessage::user(key.clone()), NewMessage::assistant(key.clone())];
                     let deadline = Instant::now() + Duration::from_secs(60);
                     let ids = loop {
-                        match engine.add_messages_idempotent(session, &key, None, turn(), ANY, DURABLE) {
+                        match engine.add_messages_idempotent(session, &key, None, turn()) {
                             Ok(ids) => break ids,
                             Err(Error::Database { .. }) if Instant::now() < deadline => {
                                 failures += 1;
@@ -89,7 +89,7 @@ fn acknowledged_appends_survive_a_server_crash() {
 
     let mut turns = 0;
     for &session in sessions.iter() {
-        let messages = engine.get_session(session, ANY).unwrap().unwrap().messages;
+        let messages = engine.get_session(session).unwrap().unwrap().messages;
         assert_eq!(messages.len() % 2, 0);
         for (n, pair) in messages.chunks(2).enumerate() {
             assert_eq!((pair[0].seq, pair[1].seq), (2 * n as u64, 2 * n as u64 + 1));

@@ -13,13 +13,15 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use sessionstore::{Access, Durability, Error, NewMessage, PgEngine, Role, SessionCursor, TokenRule, Uuid};
+use sessionstore::{
+    Durability, Error, NewMessage, Role, SessionCursor, SessionStore, StoreOptions, TokenRule, Uuid,
+};
 
 mod postgres_support;
-use postgres_support::{Schema, ANY, DURABLE, LIMIT};
+use postgres_support::Schema;
 
-fn seqs_and_contents(engine: &PgEngine, id: Uuid) -> Vec<(u64, String)> {
-    let session = engine.get_session(id, ANY).unwrap().expect("active");
+fn seqs_and_contents(engine: &SessionStore, id: Uuid) -> Vec<(u64, String)> {
+    let session = engine.get_session(id).unwrap().expect("active");
     session
         .messages
         .iter()
@@ -30,16 +32,12 @@ fn seqs_and_contents(engine: &PgEngine, id: Uuid) -> Vec<(u64, String)> {
 #[test]
 fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
-    let live = engine.create_session(Some("ana"), DURABLE).unwrap();
-    let gone = engine.create_session(Some("ana"), DURABLE).unwrap();
-    engine
-        .add_message(live, NewMessage::user("hi"), ANY, DURABLE)
-        .unwrap();
-    engine
-        .add_message(gone, NewMessage::user("bye"), ANY, DURABLE)
-        .unwrap();
-    assert!(engine.expire_session(gone, ANY, DURABLE).unwrap());
+    let engine = schema.store();
+    let live = engine.create_session(Some("ana")).unwrap();
+    let gone = engine.create_session(Some("ana")).unwrap();
+    engine.add_message(live, NewMessage::user("hi")).unwrap();
+    engine.add_message(gone, NewMessage::user("bye")).unwrap();
+    assert!(engine.expire_session(gone).unwrap());
     // The old guide's monitoring queries, unchanged.
     let mut sql = schema.sql();
     let active: i64 = sql
@@ -64,11 +62,11 @@ fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
     assert_eq!(version, 1);
     // A second open of the same schema keeps its data.
     drop(engine);
-    assert_eq!(schema.engine().stats().unwrap().messages, 2);
+    assert_eq!(schema.store().stats().unwrap().messages, 2);
     // A newer schema is refused, and left as it is.
     sql.batch_execute("UPDATE sessionstore_meta SET value = 7 WHERE name = 'schema_version'")
         .unwrap();
-    let refused = PgEngine::connect(&schema.url, LIMIT).unwrap_err();
+    let refused = SessionStore::open(&schema.url).unwrap_err();
     assert!(
         matches!(
             refused,
@@ -94,7 +92,7 @@ fn tables_the_library_did_not_make_are_refused() {
         .sql()
         .batch_execute("CREATE TABLE chat_sessions (session_id TEXT PRIMARY KEY)")
         .unwrap();
-    let refused = PgEngine::connect(&schema.url, LIMIT).unwrap_err();
+    let refused = SessionStore::open(&schema.url).unwrap_err();
     assert!(matches!(refused, Error::Corrupt { .. }), "{refused:?}");
     assert!(refused.to_string().contains("did not create"), "{refused}");
 }
@@ -102,10 +100,10 @@ fn tables_the_library_did_not_make_are_refused() {
 #[test]
 fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
     let Some(_schema) = Schema::fresh() else { return };
-    let bad = PgEngine::connect("postgres://ana:secret@[::1/x", LIMIT).unwrap_err();
+    let bad = SessionStore::open("postgres://ana:secret@[::1/x").unwrap_err();
     assert!(matches!(bad, Error::InvalidInput { .. }), "{bad:?}");
     assert!(!bad.to_string().contains("secret"), "{bad}");
-    let down = PgEngine::connect("postgres://ana:secret@127.0.0.1:1/x?connect_timeout=2", LIMIT).unwrap_err();
+    let down = SessionStore::open("postgres://ana:secret@127.0.0.1:1/x?connect_timeout=2").unwrap_err();
     assert!(
         matches!(
             down,
@@ -121,9 +119,9 @@ fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
 #[test]
 fn sessions_are_created_read_merged_expired_and_refused_as_on_redb() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
-    let id = engine.create_session(Some("ana"), DURABLE).unwrap();
-    let info = engine.session_info(id, ANY).unwrap().unwrap();
+    let engine = schema.store();
+    let id = engine.create_session(Some("ana")).unwrap();
+    let info = engine.session_info(id).unwrap().unwrap();
     assert_eq!(info.user_id.as_deref(), Some("ana"));
     assert_eq!(info.context.as_ref().unwrap().as_str(), "{}");
     assert_eq!(info.metadata.as_ref().unwrap().as_str(), "{}");
@@ -131,97 +129,68 @@ fn sessions_are_created_read_merged_expired_and_refused_as_on_redb() {
     assert!(info.created_at.to_text().ends_with("+00:00"));
 
     engine
-        .update_context(id, r#"{"last_publisher": "Oxford", "n": 1}"#, ANY, DURABLE)
+        .update_context(id, r#"{"last_publisher": "Oxford", "n": 1}"#)
         .unwrap();
-    engine
-        .update_context(id, r#"{"n": 2, "é": true}"#, ANY, DURABLE)
-        .unwrap();
-    let context = engine.session_info(id, ANY).unwrap().unwrap().context.unwrap();
+    engine.update_context(id, r#"{"n": 2, "é": true}"#).unwrap();
+    let context = engine.session_info(id).unwrap().unwrap().context.unwrap();
     assert_eq!(
         context.as_str(),
         r#"{"last_publisher": "Oxford", "n": 2, "\u00e9": true}"#
     );
-    let bad = engine.update_context(id, "[1]", ANY, DURABLE).unwrap_err();
+    let bad = engine.update_context(id, "[1]").unwrap_err();
     assert!(
         matches!(bad, Error::InvalidInput { what: "context", .. }),
         "{bad:?}"
     );
 
     // Another user's view sees nothing and may write nothing.
-    let bob = Access::Owner("bob");
-    assert!(engine.get_session(id, bob).unwrap().is_none());
-    assert!(engine.session_info(id, bob).unwrap().is_none());
-    assert!(engine
-        .add_message(id, NewMessage::user("x"), bob, DURABLE)
+    let bob = engine.for_user("bob");
+    assert!(bob.get_session(id).unwrap().is_none());
+    assert!(bob.session_info(id).unwrap().is_none());
+    assert!(bob
+        .add_message(id, NewMessage::user("x"))
         .unwrap_err()
         .is_not_found());
-    assert!(engine
-        .expire_session(id, bob, DURABLE)
-        .unwrap_err()
-        .is_not_found());
-    assert!(engine
-        .delete_session(id, bob, DURABLE)
-        .unwrap_err()
-        .is_not_found());
-    assert!(engine.get_session(id, Access::Owner("ana")).unwrap().is_some());
+    assert!(bob.expire_session(id).unwrap_err().is_not_found());
+    assert!(bob.delete_session(id).unwrap_err().is_not_found());
+    assert!(engine.for_user("ana").get_session(id).unwrap().is_some());
 
     // Missing: None to a read, SessionNotFound to a write.
     let unknown = Uuid::new_v4();
-    assert!(engine.get_session(unknown, ANY).unwrap().is_none());
-    assert!(engine.session_info(unknown, ANY).unwrap().is_none());
-    assert!(engine.get_recent_messages(unknown, 5, ANY).unwrap().is_none());
-    let write = engine.add_message(unknown, NewMessage::user("x"), ANY, DURABLE);
+    assert!(engine.get_session(unknown).unwrap().is_none());
+    assert!(engine.session_info(unknown).unwrap().is_none());
+    assert!(engine.get_recent_messages(unknown, 5).unwrap().is_none());
+    let write = engine.add_message(unknown, NewMessage::user("x"));
     assert!(matches!(write, Err(Error::SessionNotFound(got)) if got == unknown));
-    assert!(engine
-        .update_context(unknown, "{}", ANY, DURABLE)
-        .unwrap_err()
-        .is_not_found());
-    assert!(engine
-        .expire_session(unknown, ANY, DURABLE)
-        .unwrap_err()
-        .is_not_found());
-    assert!(engine
-        .delete_session(unknown, ANY, DURABLE)
-        .unwrap_err()
-        .is_not_found());
-    assert!(engine
-        .pop_last_message(unknown, ANY, DURABLE)
-        .unwrap_err()
-        .is_not_found());
+    assert!(engine.update_context(unknown, "{}").unwrap_err().is_not_found());
+    assert!(engine.expire_session(unknown).unwrap_err().is_not_found());
+    assert!(engine.delete_session(unknown).unwrap_err().is_not_found());
+    assert!(engine.pop_last_message(unknown).unwrap_err().is_not_found());
 
     // Expired: gone to reads but session_info, refused to writes.
-    assert!(engine.expire_session(id, ANY, DURABLE).unwrap());
-    assert!(!engine.expire_session(id, ANY, DURABLE).unwrap());
-    assert!(engine.get_session(id, ANY).unwrap().is_none());
-    assert!(engine.messages_from(id, 0, 10, ANY).unwrap().is_none());
-    assert!(engine.session_info(id, ANY).unwrap().unwrap().is_expired());
+    assert!(engine.expire_session(id).unwrap());
+    assert!(!engine.expire_session(id).unwrap());
+    assert!(engine.get_session(id).unwrap().is_none());
+    assert!(engine.messages_from(id, 0, 10).unwrap().is_none());
+    assert!(engine.session_info(id).unwrap().unwrap().is_expired());
     assert!(engine
-        .add_message(id, NewMessage::user("x"), ANY, DURABLE)
+        .add_message(id, NewMessage::user("x"))
         .unwrap_err()
         .is_not_found());
-    assert!(engine
-        .update_context(id, "{}", ANY, DURABLE)
-        .unwrap_err()
-        .is_not_found());
-    assert!(engine
-        .pop_last_message(id, ANY, DURABLE)
-        .unwrap_err()
-        .is_not_found());
-    assert!(engine
-        .fork_session(id, 0, ANY, DURABLE)
-        .unwrap_err()
-        .is_not_found());
+    assert!(engine.update_context(id, "{}").unwrap_err().is_not_found());
+    assert!(engine.pop_last_message(id).unwrap_err().is_not_found());
+    assert!(engine.fork_session(id, 0).unwrap_err().is_not_found());
 
     // Deleting works on an expired session, and then it is missing.
-    assert_eq!(engine.delete_session(id, ANY, DURABLE).unwrap(), 0);
-    assert!(engine.session_info(id, ANY).unwrap().is_none());
+    assert_eq!(engine.delete_session(id).unwrap(), 0);
+    assert!(engine.session_info(id).unwrap().is_none());
 }
 
 #[test]
 fn messages_append_page_pop_and_keep_their_exact_text() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
-    let id = engine.create_session(None, DURABLE).unwrap();
+    let engine = schema.store();
+    let id = engine.create_session(None).unwrap();
     let plan = r#"{"filters": [], "big": 123456789012345678901234567890}"#;
     let first = NewMessage::user("a\0b é")
         .with_query_plan(plan)
@@ -231,18 +200,16 @@ fn messages_append_page_pop_and_keep_their_exact_text() {
         .add_messages(
             id,
             vec![first, NewMessage::assistant("").with_candidate_set("{}").unwrap()],
-            ANY,
-            DURABLE,
         )
         .unwrap();
     assert_eq!(ids.len(), 2);
     assert!(ids[0] < ids[1]);
     for n in 2..6 {
         engine
-            .add_message(id, NewMessage::system(format!("m{n}")), ANY, DURABLE)
+            .add_message(id, NewMessage::system(format!("m{n}")))
             .unwrap();
     }
-    let session = engine.get_session(id, ANY).unwrap().unwrap();
+    let session = engine.get_session(id).unwrap().unwrap();
     assert_eq!(session.message_count, 6);
     let m0 = &session.messages[0];
     assert_eq!((m0.id, m0.seq, m0.role), (ids[0], 0, Role::User));
@@ -256,56 +223,53 @@ fn messages_append_page_pop_and_keep_their_exact_text() {
     let seqs = |page: Option<Vec<Arc<sessionstore::Message>>>| -> Vec<u64> {
         page.unwrap().iter().map(|m| m.seq).collect()
     };
-    assert_eq!(seqs(engine.messages_from(id, 2, 2, ANY).unwrap()), [2, 3]);
-    assert_eq!(seqs(engine.messages_after(id, 2, 2, ANY).unwrap()), [3, 4]);
-    assert_eq!(seqs(engine.messages_before(id, 2, 5, ANY).unwrap()), [0, 1]);
-    assert_eq!(seqs(engine.get_recent_messages(id, 2, ANY).unwrap()), [4, 5]);
+    assert_eq!(seqs(engine.messages_from(id, 2, 2).unwrap()), [2, 3]);
+    assert_eq!(seqs(engine.messages_after(id, 2, 2).unwrap()), [3, 4]);
+    assert_eq!(seqs(engine.messages_before(id, 2, 5).unwrap()), [0, 1]);
+    assert_eq!(seqs(engine.get_recent_messages(id, 2).unwrap()), [4, 5]);
     assert_eq!(
-        seqs(engine.messages_after(id, u64::MAX, 2, ANY).unwrap()),
+        seqs(engine.messages_after(id, u64::MAX, 2).unwrap()),
         Vec::<u64>::new()
     );
-    assert_eq!(
-        seqs(engine.messages_from(id, 9, 2, ANY).unwrap()),
-        Vec::<u64>::new()
-    );
+    assert_eq!(seqs(engine.messages_from(id, 9, 2).unwrap()), Vec::<u64>::new());
 
-    let (owner, found) = engine.get_message(ids[0], ANY).unwrap().unwrap();
+    let (owner, found) = engine.get_message(ids[0]).unwrap().unwrap();
     assert_eq!((owner, found.content.as_str()), (id, "a\0b é"));
-    assert!(engine
-        .get_message(ids[0], Access::Owner("ana"))
-        .unwrap()
-        .is_none());
-    assert!(engine.get_message(u64::MAX, ANY).unwrap().is_none());
+    assert!(engine.for_user("ana").get_message(ids[0]).unwrap().is_none());
+    assert!(engine.get_message(u64::MAX).unwrap().is_none());
 
     // Undo: the last message goes, its id is not given again.
-    let popped = engine.pop_last_message(id, ANY, DURABLE).unwrap().unwrap();
+    let popped = engine.pop_last_message(id).unwrap().unwrap();
     assert_eq!((popped.seq, popped.content.as_str()), (5, "m5"));
-    assert!(engine.get_message(popped.id, ANY).unwrap().is_none());
-    let next = engine
-        .add_message(id, NewMessage::user("again"), ANY, DURABLE)
-        .unwrap();
+    assert!(engine.get_message(popped.id).unwrap().is_none());
+    let next = engine.add_message(id, NewMessage::user("again")).unwrap();
     assert!(next > popped.id);
     assert_eq!(
-        engine.get_session(id, ANY).unwrap().unwrap().messages[5].content,
+        engine.get_session(id).unwrap().unwrap().messages[5].content,
         "again"
     );
 
     // Refusals write nothing.
-    let none = engine.add_messages(id, Vec::new(), ANY, DURABLE).unwrap_err();
+    let none = engine.add_messages(id, Vec::new()).unwrap_err();
     assert!(
         matches!(none, Error::InvalidInput { what: "messages", .. }),
         "{none:?}"
     );
-    let small = PgEngine::connect(&schema.url, 4).unwrap();
-    let big = small
-        .add_message(id, NewMessage::user("12345"), ANY, DURABLE)
-        .unwrap_err();
+    let small = SessionStore::open_with(
+        &schema.url,
+        StoreOptions {
+            max_content_bytes: 4,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let big = small.add_message(id, NewMessage::user("12345")).unwrap_err();
     assert!(
         matches!(big, Error::InvalidInput { what: "content", .. }),
         "{big:?}"
     );
     let conflict = engine
-        .add_message_if(id, 3, NewMessage::user("late"), ANY, DURABLE)
+        .add_message_if(id, 3, NewMessage::user("late"))
         .unwrap_err();
     assert!(
         matches!(
@@ -318,12 +282,10 @@ fn messages_append_page_pop_and_keep_their_exact_text() {
         ),
         "{conflict:?}"
     );
-    assert_eq!(engine.session_info(id, ANY).unwrap().unwrap().message_count, 6);
-    engine
-        .add_message_if(id, 6, NewMessage::user("on time"), ANY, DURABLE)
-        .unwrap();
+    assert_eq!(engine.session_info(id).unwrap().unwrap().message_count, 6);
+    engine.add_message_if(id, 6, NewMessage::user("on time")).unwrap();
     let conflict = engine
-        .add_messages_if(id, 6, vec![NewMessage::user("x")], ANY, DURABLE)
+        .add_messages_if(id, 6, vec![NewMessage::user("x")])
         .unwrap_err();
     assert!(
         matches!(conflict, Error::SeqConflict { actual: 7, .. }),
@@ -331,27 +293,27 @@ fn messages_append_page_pop_and_keep_their_exact_text() {
     );
 
     // Pop of an empty session: None.
-    let empty = engine.create_session(None, DURABLE).unwrap();
-    assert!(engine.pop_last_message(empty, ANY, DURABLE).unwrap().is_none());
+    let empty = engine.create_session(None).unwrap();
+    assert!(engine.pop_last_message(empty).unwrap().is_none());
 }
 
 #[test]
 fn user_lists_pages_and_titles_follow_the_old_store() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
+    let engine = schema.store();
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(engine.create_session(Some("ana"), DURABLE).unwrap());
+        ids.push(engine.create_session(Some("ana")).unwrap());
         thread::sleep(Duration::from_millis(2));
     }
     engine
-        .add_message(ids[1], NewMessage::assistant("hello"), ANY, DURABLE)
+        .add_message(ids[1], NewMessage::assistant("hello"))
         .unwrap();
     engine
-        .add_message(ids[1], NewMessage::user("é".repeat(51)), ANY, DURABLE)
+        .add_message(ids[1], NewMessage::user("é".repeat(51)))
         .unwrap();
-    engine.create_session(Some("bob"), DURABLE).unwrap();
-    engine.expire_session(ids[0], ANY, DURABLE).unwrap();
+    engine.create_session(Some("bob")).unwrap();
+    engine.expire_session(ids[0]).unwrap();
     // Most recently updated first: ids[1] got messages after the others were made.
     let active = engine.list_user_sessions("ana", false).unwrap();
     assert_eq!(active, [ids[1], ids[4], ids[3], ids[2]]);
@@ -383,10 +345,8 @@ fn user_lists_pages_and_titles_follow_the_old_store() {
         "{zero:?}"
     );
 
-    engine
-        .update_user_context("ana", r#"{"lang": "fr"}"#, DURABLE)
-        .unwrap();
-    let erased = engine.erase_user("ana", DURABLE).unwrap();
+    engine.update_user_context("ana", r#"{"lang": "fr"}"#).unwrap();
+    let erased = engine.erase_user("ana").unwrap();
     assert_eq!((erased.sessions, erased.messages), (5, 2));
     assert!(engine.list_user_sessions("ana", true).unwrap().is_empty());
     assert!(engine.user_context("ana").unwrap().is_none());
@@ -401,8 +361,8 @@ fn user_lists_pages_and_titles_follow_the_old_store() {
         .sessions
         .is_empty());
     assert!(engine.user_context(nul).unwrap().is_none());
-    assert_eq!(engine.erase_user(nul, DURABLE).unwrap().sessions, 0);
-    let refused = engine.create_session(Some(nul), DURABLE).unwrap_err();
+    assert_eq!(engine.erase_user(nul).unwrap().sessions, 0);
+    let refused = engine.create_session(Some(nul)).unwrap_err();
     assert!(
         matches!(refused, Error::InvalidInput { what: "user_id", .. }),
         "{refused:?}"
@@ -412,32 +372,20 @@ fn user_lists_pages_and_titles_follow_the_old_store() {
 #[test]
 fn expiry_by_age_purge_and_stats() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
-    let old = engine.create_session(Some("ana"), DURABLE).unwrap();
-    engine
-        .add_message(old, NewMessage::user("old"), ANY, DURABLE)
-        .unwrap();
+    let engine = schema.store();
+    let old = engine.create_session(Some("ana")).unwrap();
+    engine.add_message(old, NewMessage::user("old")).unwrap();
     let mut sql = schema.sql();
     sql.execute(
         "UPDATE chat_sessions SET updated_micros = updated_micros - 7200000000 WHERE session_id = $1",
         &[&old],
     )
     .unwrap();
-    let fresh = engine.create_session(Some("ana"), DURABLE).unwrap();
-    assert_eq!(
-        engine
-            .expire_old_sessions(Duration::from_secs(3600), DURABLE)
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        engine
-            .expire_old_sessions(Duration::from_secs(3600), DURABLE)
-            .unwrap(),
-        0
-    );
-    assert!(engine.get_session(old, ANY).unwrap().is_none());
-    assert!(engine.get_session(fresh, ANY).unwrap().is_some());
+    let fresh = engine.create_session(Some("ana")).unwrap();
+    assert_eq!(engine.expire_old_sessions(Duration::from_secs(3600)).unwrap(), 1);
+    assert_eq!(engine.expire_old_sessions(Duration::from_secs(3600)).unwrap(), 0);
+    assert!(engine.get_session(old).unwrap().is_none());
+    assert!(engine.get_session(fresh).unwrap().is_some());
     let stats = engine.stats().unwrap();
     assert_eq!(
         (stats.active_sessions, stats.expired_sessions, stats.messages),
@@ -447,16 +395,13 @@ fn expiry_by_age_purge_and_stats() {
     assert_eq!(stats.journal_size, 0);
 
     // Expired just now: not older than an hour, so kept.
-    assert_eq!(
-        engine.purge_expired(Duration::from_secs(3600), DURABLE).unwrap(),
-        0
-    );
+    assert_eq!(engine.purge_expired(Duration::from_secs(3600)).unwrap(), 0);
     let mut calls = Vec::new();
     let purged = engine
-        .purge_expired_with_progress(Duration::ZERO, &mut |done, due| calls.push((done, due)), DURABLE)
+        .purge_expired_with_progress(Duration::ZERO, &mut |done, due| calls.push((done, due)))
         .unwrap();
     assert_eq!((purged, calls), (1, vec![(1, 1)]));
-    assert!(engine.session_info(old, ANY).unwrap().is_none());
+    assert!(engine.session_info(old).unwrap().is_none());
     let messages: i64 = sql
         .query_one("SELECT COUNT(*) FROM chat_messages", &[])
         .unwrap()
@@ -468,9 +413,9 @@ fn expiry_by_age_purge_and_stats() {
 #[test]
 fn forks_user_contexts_and_token_budgets() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
-    let id = engine.create_session(Some("ana"), DURABLE).unwrap();
-    engine.update_context(id, r#"{"k": 1}"#, ANY, DURABLE).unwrap();
+    let engine = schema.store();
+    let id = engine.create_session(Some("ana")).unwrap();
+    engine.update_context(id, r#"{"k": 1}"#).unwrap();
     let ids = engine
         .add_messages(
             id,
@@ -480,22 +425,21 @@ fn forks_user_contexts_and_token_budgets() {
                 NewMessage::user("only those after 1900").with_tokens(5),
                 NewMessage::assistant("Found 6 books").with_tokens(4),
             ],
-            ANY,
-            DURABLE,
         )
         .unwrap();
     let fit = engine
-        .messages_within(id, 12, TokenRule::default(), ANY)
+        .messages_within(id, 12, TokenRule::default())
         .unwrap()
         .unwrap();
     assert_eq!(fit.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
     assert!(engine
-        .messages_within(id, 12, TokenRule::default(), Access::Owner("bob"))
+        .for_user("bob")
+        .messages_within(id, 12, TokenRule::default())
         .unwrap()
         .is_none());
 
-    let fork = engine.fork_session(id, 3, ANY, DURABLE).unwrap();
-    let branched = engine.get_session(fork, ANY).unwrap().unwrap();
+    let fork = engine.fork_session(id, 3).unwrap();
+    let branched = engine.get_session(fork).unwrap().unwrap();
     assert_eq!(branched.messages.len(), 3);
     assert_eq!(branched.user_id.as_deref(), Some("ana"));
     assert_eq!(branched.context.as_ref().unwrap().as_str(), r#"{"k": 1}"#);
@@ -506,37 +450,33 @@ fn forks_user_contexts_and_token_budgets() {
     assert!(branched.messages.iter().all(|m| !ids.contains(&m.id)));
     assert_eq!(branched.messages[2].content, "only those after 1900");
     assert_eq!(branched.messages[0].tokens, Some(4));
-    let past = engine.fork_session(id, 5, ANY, DURABLE).unwrap_err();
+    let past = engine.fork_session(id, 5).unwrap_err();
     assert!(
         matches!(past, Error::InvalidInput { what: "at_seq", .. }),
         "{past:?}"
     );
-    let forks = engine.forks(id, ANY).unwrap().unwrap();
+    let forks = engine.forks(id).unwrap().unwrap();
     assert_eq!(forks.iter().map(|f| f.session_id).collect::<Vec<_>>(), [fork]);
-    assert!(engine.forks(id, Access::Owner("bob")).unwrap().is_none());
-    assert!(engine.forks(Uuid::new_v4(), ANY).unwrap().is_none());
-    engine.delete_session(fork, ANY, DURABLE).unwrap();
-    assert!(engine.forks(id, ANY).unwrap().unwrap().is_empty());
+    assert!(engine.for_user("bob").forks(id).unwrap().is_none());
+    assert!(engine.forks(Uuid::new_v4()).unwrap().is_none());
+    engine.delete_session(fork).unwrap();
+    assert!(engine.forks(id).unwrap().unwrap().is_empty());
 
     assert!(engine.user_context("ana").unwrap().is_none());
-    engine
-        .update_user_context("ana", r#"{"lang": "fr"}"#, DURABLE)
-        .unwrap();
-    engine
-        .update_user_context("ana", r#"{"pub": "Oxford"}"#, DURABLE)
-        .unwrap();
+    engine.update_user_context("ana", r#"{"lang": "fr"}"#).unwrap();
+    engine.update_user_context("ana", r#"{"pub": "Oxford"}"#).unwrap();
     assert_eq!(
         engine.user_context("ana").unwrap().unwrap().as_str(),
         r#"{"lang": "fr", "pub": "Oxford"}"#
     );
-    assert!(engine.update_user_context("ana", "1", DURABLE).is_err());
+    assert!(engine.update_user_context("ana", "1").is_err());
     assert!(engine.check(&mut |_, _| {}).unwrap().is_clean());
 }
 
 #[test]
 fn what_belongs_to_redb_files_is_refused() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
+    let engine = schema.store();
     let dir = tempfile::tempdir().unwrap();
     let backup = engine
         .backup_to(&dir.path().join("copy"), &mut |_, _| {})
@@ -569,32 +509,25 @@ fn what_belongs_to_redb_files_is_refused() {
 #[test]
 fn idempotent_appends_are_done_once_across_connections() {
     let Some(schema) = Schema::fresh() else { return };
-    let (one, two) = (schema.engine(), schema.engine());
-    let id = one.create_session(None, DURABLE).unwrap();
+    let (one, two) = (schema.store(), schema.store());
+    let id = one.create_session(None).unwrap();
     let turn = || {
         vec![
             NewMessage::user("books by Aldus"),
             NewMessage::assistant("Found 3 books"),
         ]
     };
-    let first = one
-        .add_messages_idempotent(id, "turn-1", None, turn(), ANY, DURABLE)
-        .unwrap();
-    let retry = two
-        .add_messages_idempotent(id, "turn-1", None, turn(), ANY, DURABLE)
-        .unwrap();
+    let first = one.add_messages_idempotent(id, "turn-1", None, turn()).unwrap();
+    let retry = two.add_messages_idempotent(id, "turn-1", None, turn()).unwrap();
     assert_eq!(first, retry);
-    assert_eq!(two.session_info(id, ANY).unwrap().unwrap().message_count, 2);
+    assert_eq!(two.session_info(id).unwrap().unwrap().message_count, 2);
     // A remembered key answers even after the seq moved on.
-    two.add_message(id, NewMessage::user("more"), ANY, DURABLE)
-        .unwrap();
+    two.add_message(id, NewMessage::user("more")).unwrap();
     let again = one
-        .add_messages_idempotent(id, "turn-1", Some(0), turn(), ANY, DURABLE)
+        .add_messages_idempotent(id, "turn-1", Some(0), turn())
         .unwrap();
     assert_eq!(again, first);
-    let bad = one
-        .add_messages_idempotent(id, "", None, turn(), ANY, DURABLE)
-        .unwrap_err();
+    let bad = one.add_messages_idempotent(id, "", None, turn()).unwrap_err();
     assert!(
         matches!(
             bad,
@@ -615,7 +548,7 @@ fn idempotent_appends_are_done_once_across_connections() {
             thread::spawn(move || {
                 barrier.wait();
                 engines[n % 2]
-                    .add_messages_idempotent(id, "turn-2", None, vec![NewMessage::user("x")], ANY, DURABLE)
+                    .add_messages_idempotent(id, "turn-2", None, vec![NewMessage::user("x")])
                     .unwrap()
             })
         })
@@ -624,10 +557,7 @@ fn idempotent_appends_are_done_once_across_connections() {
         .map(|t| t.join().unwrap())
         .collect();
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
-    assert_eq!(
-        engines[0].session_info(id, ANY).unwrap().unwrap().message_count,
-        4
-    );
+    assert_eq!(engines[0].session_info(id).unwrap().unwrap().message_count, 4);
 }
 
 #[test]
@@ -636,12 +566,9 @@ fn many_threads_on_many_connections_keep_seqs_dense_and_lose_nothing() {
     const ENGINES: usize = 3;
     const THREADS: usize = 12;
     const EACH: usize = 25;
-    let engines: Arc<Vec<PgEngine>> = Arc::new((0..ENGINES).map(|_| schema.engine()).collect());
-    let sessions: Arc<Vec<Uuid>> = Arc::new(
-        (0..3)
-            .map(|_| engines[0].create_session(None, DURABLE).unwrap())
-            .collect(),
-    );
+    let engines: Arc<Vec<SessionStore>> = Arc::new((0..ENGINES).map(|_| schema.store()).collect());
+    let sessions: Arc<Vec<Uuid>> =
+        Arc::new((0..3).map(|_| engines[0].create_session(None).unwrap()).collect());
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -651,11 +578,16 @@ fn many_threads_on_many_connections_keep_seqs_dense_and_lose_nothing() {
                 let mut ids = Vec::new();
                 for n in 0..EACH {
                     let session = sessions[(t + n) % sessions.len()];
-                    let durability = if n % 2 == 0 { DURABLE } else { Durability::Relaxed };
+                    let durability = if n % 2 == 0 {
+                        Durability::Durable
+                    } else {
+                        Durability::Relaxed
+                    };
                     let message = NewMessage::user(format!("{t}-{n}"));
                     ids.push(
                         engines[t % ENGINES]
-                            .add_message(session, message, ANY, durability)
+                            .with_durability(durability)
+                            .add_message(session, message)
                             .unwrap(),
                     );
                 }
@@ -685,8 +617,8 @@ fn many_threads_on_many_connections_keep_seqs_dense_and_lose_nothing() {
 #[test]
 fn conditional_appends_from_many_connections_conflict_and_one_wins() {
     let Some(schema) = Schema::fresh() else { return };
-    let engines: Arc<Vec<PgEngine>> = Arc::new((0..4).map(|_| schema.engine()).collect());
-    let id = engines[0].create_session(None, DURABLE).unwrap();
+    let engines: Arc<Vec<SessionStore>> = Arc::new((0..4).map(|_| schema.store()).collect());
+    let id = engines[0].create_session(None).unwrap();
     for round in 0..10u64 {
         let barrier = Arc::new(Barrier::new(4));
         let results: Vec<_> = (0..4)
@@ -694,7 +626,7 @@ fn conditional_appends_from_many_connections_conflict_and_one_wins() {
                 let (engines, barrier) = (engines.clone(), barrier.clone());
                 thread::spawn(move || {
                     barrier.wait();
-                    engines[t].add_message_if(id, round, NewMessage::user(format!("{t}")), ANY, DURABLE)
+                    engines[t].add_message_if(id, round, NewMessage::user(format!("{t}")))
                 })
             })
             .collect::<Vec<_>>()
@@ -710,20 +642,15 @@ fn conditional_appends_from_many_connections_conflict_and_one_wins() {
             );
         }
     }
-    assert_eq!(
-        engines[0].session_info(id, ANY).unwrap().unwrap().message_count,
-        10
-    );
+    assert_eq!(engines[0].session_info(id).unwrap().unwrap().message_count, 10);
 }
 
 #[test]
 fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = Arc::new(schema.engine());
-    let id = engine.create_session(None, DURABLE).unwrap();
-    engine
-        .add_message(id, NewMessage::user("before"), ANY, DURABLE)
-        .unwrap();
+    let engine = Arc::new(schema.store());
+    let id = engine.create_session(None).unwrap();
+    engine.add_message(id, NewMessage::user("before")).unwrap();
 
     // Hold the session's row, so that the append waits inside its
     // transaction, then kill its connection from another one.
@@ -736,9 +663,7 @@ fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
     .unwrap();
     let appending = {
         let engine = engine.clone();
-        thread::spawn(move || {
-            engine.add_messages_idempotent(id, "k", None, vec![NewMessage::user("during")], ANY, DURABLE)
-        })
+        thread::spawn(move || engine.add_messages_idempotent(id, "k", None, vec![NewMessage::user("during")]))
     };
     let mut killer = schema.sql();
     let mut killed = false;
@@ -768,10 +693,10 @@ fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
     // Nothing of it was written; the retry appends once, at the next seq.
     assert_eq!(seqs_and_contents(&engine, id), [(0, "before".to_owned())]);
     engine
-        .add_messages_idempotent(id, "k", None, vec![NewMessage::user("during")], ANY, DURABLE)
+        .add_messages_idempotent(id, "k", None, vec![NewMessage::user("during")])
         .unwrap();
     engine
-        .add_messages_idempotent(id, "k", None, vec![NewMessage::user("during")], ANY, DURABLE)
+        .add_messages_idempotent(id, "k", None, vec![NewMessage::user("during")])
         .unwrap();
     assert_eq!(
         seqs_and_contents(&engine, id),
@@ -782,8 +707,8 @@ fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
 #[test]
 fn idle_connections_the_server_closed_are_replaced() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
-    let id = engine.create_session(None, DURABLE).unwrap();
+    let engine = schema.store();
+    let id = engine.create_session(None).unwrap();
     let mut sql = schema.sql();
     let killed: i64 = sql
         .query_one(
@@ -795,9 +720,7 @@ fn idle_connections_the_server_closed_are_replaced() {
         .get(0);
     assert!(killed >= 1);
     thread::sleep(Duration::from_millis(100));
-    engine
-        .add_message(id, NewMessage::user("after"), ANY, DURABLE)
-        .unwrap();
+    engine.add_message(id, NewMessage::user("after")).unwrap();
     assert_eq!(seqs_and_contents(&engine, id), [(0, "after".to_owned())]);
 }
 
@@ -816,7 +739,7 @@ fn fleet_process() {
     let Ok(fleet) = std::env::var(FLEET) else { return };
     let (url, ids) = fleet.split_once('|').unwrap();
     let sessions: Vec<Uuid> = ids.split(',').map(|id| id.parse().unwrap()).collect();
-    let engine = Arc::new(PgEngine::connect(url, LIMIT).unwrap());
+    let engine = Arc::new(SessionStore::open(url).unwrap());
     let process = std::process::id();
     let threads: Vec<_> = (0..FLEET_THREADS)
         .map(|t| {
@@ -827,10 +750,10 @@ fn fleet_process() {
                     let key = format!("{process}-{t}-{n}");
                     let turn = || vec![NewMessage::user(key.clone()), NewMessage::assistant(key.clone())];
                     let first = engine
-                        .add_messages_idempotent(session, &key, None, turn(), ANY, DURABLE)
+                        .add_messages_idempotent(session, &key, None, turn())
                         .unwrap();
                     let again = engine
-                        .add_messages_idempotent(session, &key, None, turn(), ANY, DURABLE)
+                        .add_messages_idempotent(session, &key, None, turn())
                         .unwrap();
                     assert_eq!(first, again);
                 }
@@ -845,10 +768,8 @@ fn fleet_process() {
 #[test]
 fn many_processes_append_to_the_same_sessions() {
     let Some(schema) = Schema::fresh() else { return };
-    let engine = schema.engine();
-    let sessions: Vec<Uuid> = (0..3)
-        .map(|_| engine.create_session(None, DURABLE).unwrap())
-        .collect();
+    let engine = schema.store();
+    let sessions: Vec<Uuid> = (0..3).map(|_| engine.create_session(None).unwrap()).collect();
     let ids: Vec<String> = sessions.iter().map(Uuid::to_string).collect();
     let fleet = format!("{}|{}", schema.url, ids.join(","));
     let processes: Vec<_> = (0..FLEET_PROCESSES)
@@ -871,7 +792,7 @@ fn many_processes_append_to_the_same_sessions() {
     }
     let mut turns = 0;
     for &session in &sessions {
-        let messages = engine.get_session(session, ANY).unwrap().unwrap().messages;
+        let messages = engine.get_session(session).unwrap().unwrap().messages;
         for (expected, pair) in messages.chunks(2).enumerate() {
             assert_eq!(
                 (pair[0].seq, pair[1].seq),

@@ -6,14 +6,7 @@
 use std::io::Write;
 use std::sync::Once;
 
-use sessionstore::{Access, Durability, PgEngine, Uuid};
-
-/// Every session, whoever owns it.
-pub const ANY: Access<'static> = Access::Any;
-/// Writes acknowledged once the server committed them durably.
-pub const DURABLE: Durability = Durability::Durable;
-/// The largest content, as a store's default.
-pub const LIMIT: usize = 64 << 20;
+use sessionstore::{SessionStore, Uuid};
 
 /// A schema of its own in the test database, dropped at the end.
 pub struct Schema {
@@ -56,9 +49,9 @@ impl Schema {
         Some(Schema { admin, name, url })
     }
 
-    /// An engine on the schema.
-    pub fn engine(&self) -> PgEngine {
-        PgEngine::connect(&self.url, LIMIT).unwrap()
+    /// A store on the schema (the schema is created at its first open).
+    pub fn store(&self) -> SessionStore {
+        SessionStore::open(&self.url).unwrap()
     }
 
     /// A plain client on the schema, for SQL the library does not run.

@@ -15,7 +15,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 
 use crate::error::{Error, Result};
-use crate::writer::Durability;
+use crate::model::Durability;
 
 /// Most connections one store holds at once.
 pub(crate) const MAX_CONNECTIONS: usize = 16;

@@ -11,9 +11,9 @@ use super::schema::TABLES;
 use super::{delete_sessions, not_supported, rows, PgEngine};
 use crate::error::Result;
 use crate::maintenance::{CheckReport, CompactReport, Progress};
+use crate::model::Durability;
 use crate::model::{Stats, StoreCounters};
 use crate::timestamp::Timestamp;
-use crate::writer::Durability;
 
 /// Sessions one commit of a purge with progress deletes at most (as redb).
 const PURGE_BATCH: i64 = 1024;
@@ -30,7 +30,7 @@ impl PgEngine {
     /// As `SessionStore::expire_old_sessions`: one `UPDATE` sets
     /// `expired_at` of every due session to now (what redb's lazy expiry
     /// shows).
-    pub fn expire_old_sessions(&self, max_age: Duration, durability: Durability) -> Result<u64> {
+    pub(crate) fn expire_old_sessions(&self, max_age: Duration, durability: Durability) -> Result<u64> {
         let cutoff = cutoff_micros(max_age);
         let (now, micros) = rows::columns(&Timestamp::now());
         self.write(durability, |txn| {
@@ -43,26 +43,14 @@ impl PgEngine {
         })
     }
 
-    /// As `SessionStore::expire_old_sessions_with_progress`.
-    pub fn expire_old_sessions_with_progress(
-        &self,
-        max_age: Duration,
-        progress: Progress<'_>,
-        durability: Durability,
-    ) -> Result<u64> {
-        let expired = self.expire_old_sessions(max_age, durability)?;
-        progress(expired, expired);
-        Ok(expired)
-    }
-
     /// As `SessionStore::purge_expired`: one transaction.
-    pub fn purge_expired(&self, older_than: Duration, durability: Durability) -> Result<u64> {
+    pub(crate) fn purge_expired(&self, older_than: Duration, durability: Durability) -> Result<u64> {
         self.purge(cutoff_micros(older_than), None, durability)
     }
 
     /// As `SessionStore::purge_expired_with_progress`: transactions of at
     /// most 1,024 sessions, `progress(deleted, due)` after each.
-    pub fn purge_expired_with_progress(
+    pub(crate) fn purge_expired_with_progress(
         &self,
         older_than: Duration,
         progress: Progress<'_>,
@@ -110,7 +98,7 @@ impl PgEngine {
     /// As `SessionStore::stats`: `file_size` is what the store's tables
     /// and their indexes take in the database (`pg_total_relation_size`);
     /// `journal_size` is 0 (the server's write-ahead log is its own).
-    pub fn stats(&self) -> Result<Stats> {
+    pub(crate) fn stats(&self) -> Result<Stats> {
         self.read(|txn| {
             let row = txn.query_one(
                 &format!(
@@ -135,7 +123,7 @@ impl PgEngine {
 
     /// As `SessionStore::counters`: the commits of this handle's writes,
     /// each one request; no checkpoints, no message cache.
-    pub fn counters(&self) -> StoreCounters {
+    pub(crate) fn counters(&self) -> StoreCounters {
         let commits = self.commits.load(Ordering::Relaxed);
         StoreCounters {
             commits,
@@ -149,7 +137,7 @@ impl PgEngine {
     /// model's rules: each session's messages at seqs `0..message_count`
     /// exactly, every message, idempotency key and fork entry belonging to
     /// a session, message ids unique and below the sequence's next value.
-    pub fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
+    pub(crate) fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
         let report = self.read(|txn| {
             let counts = txn.query_one(
                 "SELECT (SELECT COUNT(*) FROM chat_sessions), (SELECT COUNT(*) FROM chat_messages)",
@@ -229,7 +217,7 @@ impl PgEngine {
 
     /// `SessionStore::backup_to`: refused, the server's own tools copy a
     /// database.
-    pub fn backup_to(&self, _dest: &Path, _progress: Progress<'_>) -> Result<()> {
+    pub(crate) fn backup_to(&self, _dest: &Path, _progress: Progress<'_>) -> Result<()> {
         Err(not_supported(
             "backup",
             "a database is copied by the server's tools (pg_dump, or a base backup with pg_basebackup)",
@@ -237,7 +225,7 @@ impl PgEngine {
     }
 
     /// `SessionStore::compact`: refused, the server reclaims space itself.
-    pub fn compact(&self, _progress: Progress<'_>) -> Result<CompactReport> {
+    pub(crate) fn compact(&self, _progress: Progress<'_>) -> Result<CompactReport> {
         Err(not_supported(
             "compact",
             "the server reclaims the space of deleted rows itself (autovacuum; VACUUM FULL to give it back)",

@@ -9,111 +9,41 @@ use uuid::Uuid;
 
 use super::connection::{server_error, Step};
 use super::rows::{self, MESSAGE_COLUMNS};
-use super::{active_count, lock_session, lock_writable, visible, PgEngine};
-use crate::budget::{newest_within, TokenRule};
+use super::{active_count, lock_session, lock_writable, PgEngine};
+use crate::budget::TokenRule;
+use crate::engine::MessagePage;
 use crate::error::{Error, Result};
 use crate::json::JsonText;
+use crate::model::Durability;
 use crate::model::{Message, NewMessage};
-use crate::store::{check_append, check_idempotency_key, Access, Page};
-use crate::tables::{IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS};
+use crate::rules::{
+    check_append, newest_within, Access, Append, IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS,
+};
 use crate::timestamp::Timestamp;
-use crate::writer::Durability;
 
 /// Messages a read of a token budget fetches at a time, newest first.
 const BUDGET_BATCH: i32 = 32;
 
 impl PgEngine {
-    /// As `SessionStore::add_message`.
-    pub fn add_message(
-        &self,
-        id: Uuid,
-        message: NewMessage,
-        access: Access<'_>,
-        durability: Durability,
-    ) -> Result<u64> {
-        self.append_one(id, None, message, access, durability)
-    }
-
-    /// As `SessionStore::add_message_if`.
-    pub fn add_message_if(
-        &self,
-        id: Uuid,
-        expected_next_seq: u64,
-        message: NewMessage,
-        access: Access<'_>,
-        durability: Durability,
-    ) -> Result<u64> {
-        self.append_one(id, Some(expected_next_seq), message, access, durability)
-    }
-
-    /// As `SessionStore::add_messages`.
-    pub fn add_messages(
-        &self,
-        id: Uuid,
-        messages: Vec<NewMessage>,
-        access: Access<'_>,
-        durability: Durability,
-    ) -> Result<Vec<u64>> {
-        self.append(id, None, None, &messages, access, durability)
-    }
-
-    /// As `SessionStore::add_messages_if`.
-    pub fn add_messages_if(
-        &self,
-        id: Uuid,
-        expected_next_seq: u64,
-        messages: Vec<NewMessage>,
-        access: Access<'_>,
-        durability: Durability,
-    ) -> Result<Vec<u64>> {
-        self.append(id, Some(expected_next_seq), None, &messages, access, durability)
-    }
-
-    /// As `SessionStore::add_messages_idempotent`: the key and the ids it
-    /// answers are written in the append's transaction.
-    pub fn add_messages_idempotent(
-        &self,
-        id: Uuid,
-        key: &str,
-        expected_next_seq: Option<u64>,
-        messages: Vec<NewMessage>,
-        access: Access<'_>,
-        durability: Durability,
-    ) -> Result<Vec<u64>> {
-        check_idempotency_key(key)?;
-        rows::storable("idempotency_key", key)?;
-        self.append(id, expected_next_seq, Some(key), &messages, access, durability)
-    }
-
-    fn append_one(
-        &self,
-        id: Uuid,
-        expected_next_seq: Option<u64>,
-        message: NewMessage,
-        access: Access<'_>,
-        durability: Durability,
-    ) -> Result<u64> {
-        let mut added = self.append(id, expected_next_seq, None, &[message], access, durability)?;
-        added
-            .pop()
-            .ok_or_else(|| Error::invalid("messages", "none to add"))
-    }
-
     /// Appends `messages` in one transaction, all or none, under the lock
     /// of the session's row: checks, in redb's order, that the session is
     /// there for `access`, answers a remembered idempotency key, refuses an
     /// expired session and a seq conflict, then numbers the messages from
     /// the session's count.
-    fn append(
+    pub(crate) fn add_messages(
         &self,
         id: Uuid,
-        expected_next_seq: Option<u64>,
-        key: Option<&str>,
-        messages: &[NewMessage],
+        append: Append,
+        messages: Vec<NewMessage>,
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
-        check_append(messages, self.max_content_bytes)?;
+        check_append(&messages, self.options.max_content_bytes)?;
+        let key = append.idempotency_key.as_deref();
+        if let Some(key) = key {
+            rows::storable("idempotency_key", key)?;
+        }
+        let expected_next_seq = append.expected_next_seq;
         self.write(durability, |txn| {
             let session = lock_session(txn, id, access)?;
             if let Some(key) = key {
@@ -140,7 +70,7 @@ impl PgEngine {
                 }
             }
             let now = Timestamp::now();
-            let ids = insert_messages(txn, id, session.message_count, messages, &now)?;
+            let ids = insert_messages(txn, id, session.message_count, &messages, &now)?;
             let (text, micros) = rows::columns(&now);
             txn.execute(
                 "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
@@ -160,53 +90,13 @@ impl PgEngine {
         })
     }
 
-    /// As `SessionStore::get_recent_messages`.
-    pub fn get_recent_messages(
+    /// As `SessionStore::get_recent_messages`, `messages_after`,
+    /// `messages_from` and `messages_before`: up to `limit` messages of
+    /// `page`, oldest first.
+    pub(crate) fn page_messages(
         &self,
         id: Uuid,
-        n: u64,
-        access: Access<'_>,
-    ) -> Result<Option<Vec<Arc<Message>>>> {
-        self.page(id, Page::Before(u64::MAX), n, access)
-    }
-
-    /// As `SessionStore::messages_after`.
-    pub fn messages_after(
-        &self,
-        id: Uuid,
-        seq: u64,
-        limit: u64,
-        access: Access<'_>,
-    ) -> Result<Option<Vec<Arc<Message>>>> {
-        self.page(id, Page::After(seq), limit, access)
-    }
-
-    /// As `SessionStore::messages_from`.
-    pub fn messages_from(
-        &self,
-        id: Uuid,
-        seq: u64,
-        limit: u64,
-        access: Access<'_>,
-    ) -> Result<Option<Vec<Arc<Message>>>> {
-        self.page(id, Page::From(seq), limit, access)
-    }
-
-    /// As `SessionStore::messages_before`.
-    pub fn messages_before(
-        &self,
-        id: Uuid,
-        seq: u64,
-        limit: u64,
-        access: Access<'_>,
-    ) -> Result<Option<Vec<Arc<Message>>>> {
-        self.page(id, Page::Before(seq), limit, access)
-    }
-
-    fn page(
-        &self,
-        id: Uuid,
-        page: Page,
+        page: MessagePage,
         limit: u64,
         access: Access<'_>,
     ) -> Result<Option<Vec<Arc<Message>>>> {
@@ -235,7 +125,7 @@ impl PgEngine {
 
     /// As `SessionStore::get_message`: found whether its session is active
     /// or expired.
-    pub fn get_message(&self, message_id: u64, access: Access<'_>) -> Result<Option<(Uuid, Message)>> {
+    pub(crate) fn get_message(&self, message_id: u64, access: Access<'_>) -> Result<Option<(Uuid, Message)>> {
         let Ok(message_id) = i64::try_from(message_id) else {
             return Ok(None);
         };
@@ -252,7 +142,7 @@ impl PgEngine {
                 return Ok(None);
             };
             let user: Option<&str> = row.get(12);
-            if !visible(access, user) {
+            if !access.allows(user) {
                 return Ok(None);
             }
             Ok(Some((row.get(11), rows::message(&row)?)))
@@ -261,7 +151,7 @@ impl PgEngine {
 
     /// As `SessionStore::pop_last_message`: the id is never given again
     /// (the sequence only grows).
-    pub fn pop_last_message(
+    pub(crate) fn pop_last_message(
         &self,
         id: Uuid,
         access: Access<'_>,
@@ -296,7 +186,7 @@ impl PgEngine {
 
     /// As `SessionStore::messages_within`: fetches the session's messages
     /// newest first, a few at a time, until the budget stops.
-    pub fn messages_within(
+    pub(crate) fn messages_within(
         &self,
         id: Uuid,
         budget: u64,

@@ -36,12 +36,14 @@
 //! concern).
 
 mod connection;
+mod engine;
 mod maintenance;
 mod messages;
 mod rows;
 mod schema;
 mod sessions;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use postgres::Transaction;
@@ -49,17 +51,21 @@ use uuid::Uuid;
 
 use self::connection::{redacted, Pool, Step};
 use crate::error::{Error, Result};
-use crate::store::Access;
-use crate::writer::Durability;
+use crate::model::Durability;
+use crate::rules::Access;
+use crate::store::StoreOptions;
 
-/// A store in a PostgreSQL database: one method per operation of
-/// `SessionStore`, named and typed as it is, with the caller's access and
-/// the write's durability added.
-pub struct PgEngine {
+/// True when `location` names a PostgreSQL database rather than a file.
+pub(crate) fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// A store in a PostgreSQL database (see the module's docs).
+pub(crate) struct PgEngine {
     pool: Pool,
-    /// The URL without its password, for errors.
-    shown: String,
-    max_content_bytes: usize,
+    /// The URL without its password: what `SessionStore::path` shows.
+    path: PathBuf,
+    options: StoreOptions,
     /// Commits of callers' writes (each write is one commit of one request).
     commits: AtomicU64,
 }
@@ -67,7 +73,7 @@ pub struct PgEngine {
 impl std::fmt::Debug for PgEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgEngine")
-            .field("url", &self.shown)
+            .field("url", &self.path)
             .finish_non_exhaustive()
     }
 }
@@ -76,33 +82,41 @@ impl PgEngine {
     /// Connects to the database at `url` (`postgres://` or
     /// `postgresql://`, with rust-postgres's parameters such as
     /// `options=-csearch_path%3Dchat`), creates the schema when it has
-    /// none, and refuses a schema of a newer version
-    /// ([`Error::UnsupportedVersion`]). Messages longer than
-    /// `max_content_bytes` are refused, as in a file.
-    pub fn connect(url: &str, max_content_bytes: usize) -> Result<Self> {
+    /// none (unless `options.create_if_missing` is off or the store is
+    /// read-only: then [`Error::NoStore`]), and refuses a schema of a
+    /// newer version ([`Error::UnsupportedVersion`]). Of `options`, the
+    /// model's limit, `durability`, `create_if_missing` and `read_only`
+    /// apply; the file engine's knobs (caches, journal, storage, socket)
+    /// do not.
+    pub(crate) fn connect(url: &str, options: StoreOptions) -> Result<Self> {
         let (pool, mut client) = Pool::connect(url)?;
-        let prepared = schema::prepare(&mut client, url);
+        let create = options.create_if_missing && !options.read_only;
+        let prepared = schema::prepare(&mut client, url, create);
         pool.give_back(client);
         prepared?;
         Ok(PgEngine {
             pool,
-            shown: redacted(url),
-            max_content_bytes,
+            path: redacted(url).into(),
+            options: StoreOptions {
+                serve_socket: false,
+                ..options
+            },
             commits: AtomicU64::new(0),
         })
     }
 
-    /// The database's URL, without its password.
-    pub fn url(&self) -> &str {
-        &self.shown
-    }
-
-    /// Runs a write transaction (see `Pool::write`), counting its commit.
+    /// Runs a write transaction (see `Pool::write`), counting its commit;
+    /// refused on a store opened read-only.
     fn write<T>(
         &self,
         durability: Durability,
         body: impl FnMut(&mut Transaction<'_>) -> Step<T>,
     ) -> Result<T> {
+        if self.options.read_only {
+            return Err(Error::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let value = self.pool.write(durability, body)?;
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(value)
@@ -110,14 +124,6 @@ impl PgEngine {
 
     fn read<T>(&self, body: impl FnMut(&mut Transaction<'_>) -> Step<T>) -> Result<T> {
         self.pool.read(body)
-    }
-}
-
-/// Whether `access` may see a session owned by `user_id`.
-fn visible(access: Access<'_>, user_id: Option<&str>) -> bool {
-    match access {
-        Access::Any => true,
-        Access::Owner(user) => user_id == Some(user),
     }
 }
 
@@ -147,7 +153,7 @@ fn lock_session(txn: &mut Transaction<'_>, id: Uuid, access: Access<'_>) -> Step
         metadata: row.get(4),
     });
     match locked {
-        Some(locked) if visible(access, locked.user_id.as_deref()) => Ok(locked),
+        Some(locked) if access.allows(locked.user_id.as_deref()) => Ok(locked),
         _ => Err(Error::SessionNotFound(id).into()),
     }
 }
@@ -193,7 +199,7 @@ fn active_count(txn: &mut Transaction<'_>, id: Uuid, access: Access<'_>) -> Step
     Ok(row.and_then(|row| {
         let user: Option<&str> = row.get(0);
         let expired: bool = row.get(1);
-        (visible(access, user) && !expired).then(|| rows::count(row.get(2)))
+        (access.allows(user) && !expired).then(|| rows::count(row.get(2)))
     }))
 }
 

@@ -101,20 +101,26 @@ pub(crate) const TABLES: &str = "'chat_sessions', 'chat_messages', 'sessionstore
 /// [`Error::UnsupportedVersion`], tables of the old store's names that the
 /// library did not make with [`Error::Corrupt`]. Two processes creating it
 /// at once both succeed.
-pub(crate) fn prepare(client: &mut Client, url: &str) -> Result<()> {
+pub(crate) fn prepare(client: &mut Client, url: &str, create: bool) -> Result<()> {
     let refused = |why: String| Error::Corrupt {
         path: redacted(url).into(),
         why,
     };
     let mut retried = false;
     loop {
-        match try_prepare(client) {
+        match try_prepare(client, create) {
             Ok(Prepared::Version(found)) if found == SCHEMA_VERSION => return Ok(()),
             Ok(Prepared::Version(found)) => {
                 return Err(Error::UnsupportedVersion {
                     path: redacted(url).into(),
                     found: u32::try_from(found).unwrap_or(u32::MAX),
                     supported: SCHEMA_VERSION as u32,
+                })
+            }
+            Ok(Prepared::Missing) => {
+                return Err(Error::NoStore {
+                    path: redacted(url).into(),
+                    why: "the database holds no sessionstore schema",
                 })
             }
             Ok(Prepared::Foreign) => {
@@ -135,9 +141,11 @@ pub(crate) fn prepare(client: &mut Client, url: &str) -> Result<()> {
 enum Prepared {
     Version(i64),
     Foreign,
+    /// No schema, and none to be created.
+    Missing,
 }
 
-fn try_prepare(client: &mut Client) -> std::result::Result<Prepared, postgres::Error> {
+fn try_prepare(client: &mut Client, create: bool) -> std::result::Result<Prepared, postgres::Error> {
     let mut txn = client.transaction()?;
     let exists = |txn: &mut postgres::Transaction<'_>, table: &str| -> Result<bool, postgres::Error> {
         let row = txn.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?;
@@ -155,6 +163,9 @@ fn try_prepare(client: &mut Client) -> std::result::Result<Prepared, postgres::E
         }
     } else if exists(&mut txn, "chat_sessions")? {
         return Ok(Prepared::Foreign);
+    }
+    if !create {
+        return Ok(Prepared::Missing);
     }
     txn.batch_execute(CREATE)?;
     txn.execute(

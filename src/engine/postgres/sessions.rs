@@ -6,22 +6,18 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
-use super::{delete_sessions, lock_session, lock_writable, visible, PgEngine};
+use super::{delete_sessions, lock_session, lock_writable, PgEngine};
 use crate::error::{Error, Result};
-use crate::fork::check_fork_point;
 use crate::json::{shallow_merge, JsonText};
+use crate::model::Durability;
 use crate::model::{Session, SessionCursor, SessionInfo, SessionPage, SessionSummary};
-use crate::store::{title_of, Access, Erased};
+use crate::rules::{check_fork_point, title_of, user_context_update, Access, NO_TITLE};
+use crate::store::Erased;
 use crate::timestamp::Timestamp;
-use crate::user_context::user_context_update;
-use crate::writer::Durability;
-
-/// The old store's title of a session without a user message.
-const NO_TITLE: &str = "New conversation";
 
 impl PgEngine {
     /// As `SessionStore::create_session`.
-    pub fn create_session(&self, user_id: Option<&str>, durability: Durability) -> Result<Uuid> {
+    pub(crate) fn create_session(&self, user_id: Option<&str>, durability: Durability) -> Result<Uuid> {
         if let Some(user) = user_id {
             rows::storable("user_id", user)?;
         }
@@ -44,7 +40,7 @@ impl PgEngine {
     }
 
     /// As `SessionStore::get_session`.
-    pub fn get_session(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
+    pub(crate) fn get_session(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
         self.read(|txn| {
             let Some(row) = txn.query_opt(
                 &format!("SELECT {SESSION_COLUMNS} FROM chat_sessions s WHERE s.session_id = $1"),
@@ -54,7 +50,7 @@ impl PgEngine {
                 return Ok(None);
             };
             let info = rows::session_info(&row)?;
-            if !visible(access, info.user_id.as_deref()) || info.expired_at.is_some() {
+            if !access.allows(info.user_id.as_deref()) || info.expired_at.is_some() {
                 return Ok(None);
             }
             let messages = txn
@@ -73,19 +69,19 @@ impl PgEngine {
     }
 
     /// As `SessionStore::session_info`.
-    pub fn session_info(&self, id: Uuid, access: Access<'_>) -> Result<Option<SessionInfo>> {
+    pub(crate) fn session_info(&self, id: Uuid, access: Access<'_>) -> Result<Option<SessionInfo>> {
         self.read(|txn| {
             let row = txn.query_opt(
                 &format!("SELECT {SESSION_COLUMNS} FROM chat_sessions s WHERE s.session_id = $1"),
                 &[&id],
             )?;
             let info = row.as_ref().map(rows::session_info).transpose()?;
-            Ok(info.filter(|info| visible(access, info.user_id.as_deref())))
+            Ok(info.filter(|info| access.allows(info.user_id.as_deref())))
         })
     }
 
     /// As `SessionStore::update_context`.
-    pub fn update_context(
+    pub(crate) fn update_context(
         &self,
         id: Uuid,
         context: &str,
@@ -108,7 +104,12 @@ impl PgEngine {
     }
 
     /// As `SessionStore::expire_session`.
-    pub fn expire_session(&self, id: Uuid, access: Access<'_>, durability: Durability) -> Result<bool> {
+    pub(crate) fn expire_session(
+        &self,
+        id: Uuid,
+        access: Access<'_>,
+        durability: Durability,
+    ) -> Result<bool> {
         self.write(durability, |txn| {
             if lock_session(txn, id, access)?.expired {
                 return Ok(false);
@@ -125,7 +126,7 @@ impl PgEngine {
     }
 
     /// As `SessionStore::delete_session`.
-    pub fn delete_session(&self, id: Uuid, access: Access<'_>, durability: Durability) -> Result<u64> {
+    pub(crate) fn delete_session(&self, id: Uuid, access: Access<'_>, durability: Durability) -> Result<u64> {
         self.write(durability, |txn| {
             lock_session(txn, id, access)?;
             delete_sessions(txn, &[id])
@@ -133,7 +134,7 @@ impl PgEngine {
     }
 
     /// As `SessionStore::erase_user`.
-    pub fn erase_user(&self, user: &str, durability: Durability) -> Result<Erased> {
+    pub(crate) fn erase_user(&self, user: &str, durability: Durability) -> Result<Erased> {
         if !rows::nameable(user) {
             return Ok(Erased::default());
         }
@@ -160,7 +161,7 @@ impl PgEngine {
     }
 
     /// As `SessionStore::list_user_sessions`.
-    pub fn list_user_sessions(&self, user: &str, include_expired: bool) -> Result<Vec<Uuid>> {
+    pub(crate) fn list_user_sessions(&self, user: &str, include_expired: bool) -> Result<Vec<Uuid>> {
         if !rows::nameable(user) {
             return Ok(Vec::new());
         }
@@ -179,18 +180,10 @@ impl PgEngine {
         })
     }
 
-    /// As `SessionStore::recent_sessions`.
-    pub fn recent_sessions(&self, user: &str, limit: usize) -> Result<Vec<SessionSummary>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(self.user_sessions_page(user, false, None, limit)?.sessions)
-    }
-
     /// As `SessionStore::user_sessions_page`: most recently updated first,
     /// ties by session id (the order of redb's index), strictly after
     /// `after`.
-    pub fn user_sessions_page(
+    pub(crate) fn user_sessions_page(
         &self,
         user: &str,
         include_expired: bool,
@@ -255,7 +248,7 @@ impl PgEngine {
 
     /// As `SessionStore::fork_session`: the fork's messages are copies
     /// under new ids from the sequence.
-    pub fn fork_session(
+    pub(crate) fn fork_session(
         &self,
         id: Uuid,
         at_seq: u64,
@@ -308,10 +301,10 @@ impl PgEngine {
     }
 
     /// As `SessionStore::forks`.
-    pub fn forks(&self, id: Uuid, access: Access<'_>) -> Result<Option<Vec<SessionInfo>>> {
+    pub(crate) fn forks(&self, id: Uuid, access: Access<'_>) -> Result<Option<Vec<SessionInfo>>> {
         self.read(|txn| {
             let parent = txn.query_opt("SELECT user_id FROM chat_sessions WHERE session_id = $1", &[&id])?;
-            if !parent.is_some_and(|row| visible(access, row.get(0))) {
+            if !parent.is_some_and(|row| access.allows(row.get(0))) {
                 return Ok(None);
             }
             let forks = txn
@@ -332,7 +325,7 @@ impl PgEngine {
     }
 
     /// As `SessionStore::user_context`.
-    pub fn user_context(&self, user: &str) -> Result<Option<JsonText>> {
+    pub(crate) fn user_context(&self, user: &str) -> Result<Option<JsonText>> {
         if !rows::nameable(user) {
             return Ok(None);
         }
@@ -348,8 +341,13 @@ impl PgEngine {
     /// As `SessionStore::update_user_context`. The first update of a user
     /// inserts the row; two first updates at once both merge, the later
     /// one into the row the earlier one inserted.
-    pub fn update_user_context(&self, user: &str, context: &str, durability: Durability) -> Result<()> {
-        let update = user_context_update(context, self.max_content_bytes)?;
+    pub(crate) fn update_user_context(
+        &self,
+        user: &str,
+        context: &str,
+        durability: Durability,
+    ) -> Result<()> {
+        let update = user_context_update(context, self.options.max_content_bytes)?;
         rows::storable("user_id", user)?;
         self.write(durability, |txn| {
             let select = "SELECT context FROM sessionstore_user_contexts WHERE user_id = $1 FOR UPDATE";

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
+use crate::engine::redb::store::{guard_panics, open_error};
 use crate::error::{Error, Result};
-use crate::store::{guard_panics, open_error, SessionStore};
+use crate::store::SessionStore;
 
 /// A store file held against every open of it for as long as this lives;
 /// see [`SessionStore::hold_for_replacement`].

@@ -95,9 +95,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability as RedbDurability, StorageBackend, TableDefinition, WriteTransaction};
 
+use crate::engine::redb::tables::WriteTables;
+use crate::engine::redb::writer::set_durability;
 use crate::error::{Error, Result};
-use crate::tables::WriteTables;
-use crate::writer::set_durability;
 
 /// A record's header: `len`, `crc32`, `lsn`, `synced`, `round`.
 const HEADER: usize = 32;
@@ -257,7 +257,7 @@ impl Journal {
         verify: bool,
         db: &mut Database,
     ) -> Result<Self> {
-        use crate::storage::{FileRole, FileStorage, StorageFactory};
+        use crate::engine::redb::storage::{FileRole, FileStorage, StorageFactory};
         let look = FileStorage.open_read_only(&path, FileRole::Journal).ok();
         Journal::inspect(look, path, verify, db)?.open_journal(file, direct, max, db)
     }
@@ -1036,7 +1036,7 @@ impl Recovery {
 fn outstanding(db: &Database) -> Result<Option<Outstanding>> {
     use redb::ReadableDatabase;
     let txn = db.begin_read()?;
-    let Some(table) = crate::tables::open_if_present(&txn, OUTSTANDING)? else {
+    let Some(table) = crate::engine::redb::tables::open_if_present(&txn, OUTSTANDING)? else {
         return Ok(None);
     };
     let Some(value) = table.get(OUTSTANDING_ROUND)? else {
@@ -1191,7 +1191,7 @@ fn padded(size: usize) -> u64 {
 fn durable_lsn(db: &Database) -> Result<u64> {
     use redb::ReadableDatabase;
     let txn = db.begin_read()?;
-    crate::tables::journal_lsn(&txn)
+    crate::engine::redb::tables::journal_lsn(&txn)
 }
 
 #[cfg(test)]
@@ -1204,7 +1204,7 @@ mod tests {
     use redb::StorageBackend;
 
     use super::{journal_path, padded, parse_header, HEADER};
-    use crate::storage::{FileRole, StorageFactory};
+    use crate::engine::redb::storage::{FileRole, StorageFactory};
     use crate::{NewMessage, SessionStore, StoreOptions};
 
     /// A disk in memory that keeps, for each file, what a power loss would
@@ -1373,7 +1373,7 @@ mod tests {
     #[test]
     fn appends_write_the_same_bytes_past_the_page_cache_as_through_it() {
         use super::{Journal, BLOCK};
-        use crate::storage::FileStorage;
+        use crate::engine::redb::storage::FileStorage;
 
         let (dir, mut db) = bare_database();
         let payload = |i: usize| vec![i as u8 + 1; 150 + i * 37 % 400];
@@ -1737,8 +1737,8 @@ mod tests {
     #[test]
     fn a_record_left_by_a_crashed_process_never_continues_a_later_round() {
         use super::{Journal, BLOCK};
-        use crate::storage::FileStorage;
-        use crate::tables::{WriteTables, OPAQUE};
+        use crate::engine::redb::storage::FileStorage;
+        use crate::engine::redb::tables::{WriteTables, OPAQUE};
         use redb::{ReadableDatabase, ReadableTable};
 
         let (dir, mut db) = bare_database();
@@ -1834,10 +1834,11 @@ mod tests {
         let before = store.get_session(id).unwrap().unwrap();
         // Every record again, over the state that holds them all.
         store
+            .redb()
             .maintain(move |db| {
                 let txn = db.begin_write()?;
                 {
-                    let mut tables = crate::tables::WriteTables::open(&txn);
+                    let mut tables = crate::engine::redb::tables::WriteTables::open(&txn);
                     for payload in &payloads {
                         tables.apply_changes(payload)?;
                     }

@@ -36,23 +36,11 @@ use std::time::{Duration, Instant};
 
 use redb::{Database, Durability as RedbDurability};
 
-use crate::cache::MessageCache;
+use crate::engine::redb::cache::MessageCache;
+use crate::engine::redb::journal::Journal;
+use crate::engine::redb::tables::WriteTables;
 use crate::error::{Error, Result};
-use crate::journal::Journal;
-use crate::model::StoreCounters;
-use crate::tables::WriteTables;
-
-/// How long a write must survive before its call returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Ok is returned once the data is on disk (fsync'd). The default.
-    #[default]
-    Durable,
-    /// Ok is returned once the data is visible to readers; it reaches the
-    /// disk with the next durable commit, or when the store is closed. A crash
-    /// may lose it.
-    Relaxed,
-}
+use crate::model::{Durability, StoreCounters};
 
 /// Most requests one commit takes.
 const MAX_BATCH: usize = 4096;
@@ -876,7 +864,7 @@ mod tests {
     use std::sync::{Arc, Barrier};
     use std::thread::ThreadId;
 
-    use crate::{Error, FileRole, NewMessage, SessionStore, StorageBackend, StorageFactory};
+    use crate::{Durability, Error, FileRole, NewMessage, SessionStore, StorageBackend, StorageFactory};
 
     fn store() -> (tempfile::TempDir, SessionStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -888,7 +876,10 @@ mod tests {
     fn a_caller_alone_commits_in_its_own_thread() {
         let (_dir, store) = store();
         let caller = std::thread::current().id();
-        let ran_in: ThreadId = store.write(|_| Ok(std::thread::current().id())).unwrap();
+        let ran_in: ThreadId = store
+            .redb()
+            .write(Durability::Durable, |_| Ok(std::thread::current().id()))
+            .unwrap();
         assert_eq!(ran_in, caller);
     }
 
@@ -904,7 +895,15 @@ mod tests {
                     scope.spawn(move || {
                         barrier.wait();
                         (0..50)
-                            .map(|i| (t * 1000 + i, store.write(move |_| Ok(t * 1000 + i)).unwrap()))
+                            .map(|i| {
+                                (
+                                    t * 1000 + i,
+                                    store
+                                        .redb()
+                                        .write(Durability::Durable, move |_| Ok(t * 1000 + i))
+                                        .unwrap(),
+                                )
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -926,10 +925,14 @@ mod tests {
             let store = &store;
             let late = scope.spawn(move || {
                 run.recv().unwrap();
-                store.write(|_| Ok(std::thread::current().id())).unwrap()
+                store
+                    .redb()
+                    .write(Durability::Durable, |_| Ok(std::thread::current().id()))
+                    .unwrap()
             });
             let first: ThreadId = store
-                .write(move |_| {
+                .redb()
+                .write(Durability::Durable, move |_| {
                     running.send(()).unwrap();
                     // Time for the other caller to queue while this runs.
                     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -950,7 +953,9 @@ mod tests {
     fn a_panic_during_a_commit_stops_the_writer_without_hanging_a_caller() {
         let (_dir, store) = store();
         let id = store.create_session(None).unwrap();
-        let panicked = store.write::<(), _>(|_| panic!("a damaged page"));
+        let panicked = store
+            .redb()
+            .write::<(), _>(Durability::Durable, |_| panic!("a damaged page"));
         assert!(matches!(panicked, Err(Error::WriterStopped)), "{panicked:?}");
         let later = store.add_message(id, NewMessage::user("after the panic"));
         assert!(matches!(later, Err(Error::WriterStopped)), "{later:?}");
@@ -966,14 +971,14 @@ mod tests {
         fn due(&self) -> bool {
             true
         }
-        fn step(&self, _: &mut crate::tables::WriteTables<'_>) -> crate::Result<()> {
+        fn step(&self, _: &mut crate::engine::redb::tables::WriteTables<'_>) -> crate::Result<()> {
             panic!("a damaged page under the idle work")
         }
     }
 
     #[test]
     fn a_panic_on_the_background_thread_stops_the_writer_without_hanging_a_caller() {
-        use crate::storage::{FileRole, FileStorage, StorageFactory};
+        use crate::engine::redb::storage::{FileRole, FileStorage, StorageFactory};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let mut db = redb::Database::create(&path).unwrap();
@@ -985,7 +990,7 @@ mod tests {
             Arc::new(std::sync::RwLock::new(db)),
             journal,
             Arc::new(PanickingIdleWork),
-            Arc::new(crate::cache::MessageCache::new(0)),
+            Arc::new(crate::engine::redb::cache::MessageCache::new(0)),
         )
         .unwrap();
         // The idle work runs as soon as nothing waits; writes keep coming

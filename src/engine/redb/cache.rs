@@ -4,7 +4,7 @@
 //!
 //! An entry holds the last messages of one session (seqs `start..` up to
 //! its message count) as they are at one revision of its record
-//! ([`SessionRecord::revision`](crate::encoding::SessionRecord)). A reader
+//! ([`SessionRecord::revision`](crate::engine::redb::encoding::SessionRecord)). A reader
 //! serves it only when the record it reads in its own read transaction has
 //! that revision: a session's messages at one revision never change, and
 //! its revision grows with every write while it exists.

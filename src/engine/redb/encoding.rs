@@ -286,7 +286,7 @@ impl Record for SessionRecord {}
 impl Record for ExtraRowRecord {}
 impl Record for StoredTimestamp {}
 impl Record for String {}
-impl Record for crate::tables::IdempotencyRecord {}
+impl Record for crate::engine::redb::tables::IdempotencyRecord {}
 
 impl Record for MessageRecord {
     /// Nothing (a record written without a count, or before counts
