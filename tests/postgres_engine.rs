@@ -805,3 +805,36 @@ fn many_processes_append_to_the_same_sessions() {
     assert_eq!(turns, FLEET_PROCESSES * FLEET_THREADS * FLEET_EACH);
     assert!(engine.check(&mut |_, _| {}).unwrap().is_clean());
 }
+
+#[test]
+fn opens_that_may_not_create_and_read_only_opens_write_nothing() {
+    let Some(schema) = Schema::fresh() else { return };
+    let existing = StoreOptions {
+        create_if_missing: false,
+        ..StoreOptions::default()
+    };
+    let refused = SessionStore::open_with(&schema.url, existing.clone()).unwrap_err();
+    assert!(matches!(refused, Error::NoStore { .. }), "{refused:?}");
+    let read_only = SessionStore::open_read_only(&schema.url).unwrap_err();
+    assert!(matches!(read_only, Error::NoStore { .. }), "{read_only:?}");
+    let tables: i64 = schema
+        .sql()
+        .query_one(
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = $1",
+            &[&schema.name],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "a refused open created tables");
+
+    let id = schema.store().create_session(Some("ana")).unwrap();
+    let store = SessionStore::open_with(&schema.url, existing).unwrap();
+    assert_eq!(store.path().to_str().unwrap(), schema.url);
+    assert!(store.get_session(id).unwrap().is_some());
+    let reader = SessionStore::open_read_only(&schema.url).unwrap();
+    assert!(reader.session_info(id).unwrap().is_some());
+    let write = reader.add_message(id, NewMessage::user("x")).unwrap_err();
+    assert!(matches!(write, Error::ReadOnly { .. }), "{write:?}");
+    assert!(reader.create_session(None).unwrap_err().is_refusal());
+    assert_eq!(store.session_info(id).unwrap().unwrap().message_count, 0);
+}
