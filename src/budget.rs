@@ -1,58 +1,15 @@
 //! Reading a session to a token budget: the newest messages whose token
 //! counts fit, in one reverse scan that stops where the budget does.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::error::Result;
 use crate::model::Message;
+use crate::rules::budget::TokenRule;
 use crate::rules::Access;
 use crate::store::{SessionStore, UserView};
-
-/// How [`SessionStore::messages_within`] costs a message that carries no
-/// token count ([`Message::tokens`] is `None`); a message with a count
-/// costs its count, whatever the rule.
-///
-/// ```
-/// use sessionstore::{Message, TokenRule};
-/// # let message = |content: &str| -> Message {
-/// #     serde_json::from_value(serde_json::json!({
-/// #         "id": 1, "seq": 0, "role": "user", "content": content,
-/// #         "query_plan": null, "candidate_set": null, "timestamp": "2026-01-13T09:41:07"
-/// #     })).unwrap()
-/// # };
-/// assert_eq!(TokenRule::default().cost(&message("hello")), 2); // 5 bytes, 4 to a token, rounded up
-/// assert_eq!(TokenRule::Estimate(|m| m.content.chars().count() as u64).cost(&message("héllo")), 5);
-/// ```
-#[derive(Clone, Copy, Debug)]
-pub enum TokenRule {
-    /// The content's length in bytes divided by this, rounded up (an empty
-    /// message costs 0). The default is 4 bytes to a token.
-    BytesPerToken(NonZeroU32),
-    /// The caller's own estimate.
-    Estimate(fn(&Message) -> u64),
-}
-
-impl Default for TokenRule {
-    fn default() -> Self {
-        TokenRule::BytesPerToken(NonZeroU32::new(4).expect("4 is not zero"))
-    }
-}
-
-impl TokenRule {
-    /// What `message` costs: its token count when it has one, else this rule.
-    pub fn cost(&self, message: &Message) -> u64 {
-        match (message.tokens, self) {
-            (Some(tokens), _) => u64::from(tokens),
-            (None, TokenRule::BytesPerToken(per)) => {
-                (message.content.len() as u64).div_ceil(u64::from(per.get()))
-            }
-            (None, TokenRule::Estimate(estimate)) => estimate(message),
-        }
-    }
-}
 
 impl SessionStore {
     /// The newest messages of an active session whose costs (see

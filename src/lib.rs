@@ -83,7 +83,6 @@ mod user_context;
 
 #[cfg(feature = "tokio")]
 pub use async_store::{AsyncSessionStore, AsyncUserView};
-pub use budget::TokenRule;
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use engine::redb::hold::StoreHold;
 pub use engine::redb::storage::{FileRole, FileStorage, StorageFactory};
@@ -96,6 +95,7 @@ pub use model::{
     SessionPage, SessionSummary, Stats, StoreCounters,
 };
 pub use redb::{BackendError, StorageBackend};
+pub use rules::budget::TokenRule;
 #[cfg(all(feature = "socket", unix))]
 pub use socket::MAX_SOCKET_PATH;
 pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};

@@ -305,8 +305,7 @@ pub struct SessionStore {
     socket: Option<Arc<crate::socket::LocalSocket>>,
     engine: Arc<dyn Engine>,
     durability: Durability,
-    /// The same engine, for the unit tests of the redb engine (`None` on
-    /// PostgreSQL).
+    /// The same engine, for the unit tests of the redb engine.
     #[cfg(test)]
     redb: Option<RedbEngine>,
 }
@@ -362,25 +361,33 @@ impl SessionStore {
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         #[cfg(feature = "postgres")]
         if let Some(url) = path.as_ref().to_str().filter(|p| postgres::is_url(p)) {
-            let durability = options.durability;
-            return Ok(SessionStore {
-                #[cfg(all(feature = "socket", unix))]
-                socket: None,
-                durability,
-                #[cfg(test)]
-                redb: None,
-                engine: Arc::new(postgres::PgEngine::connect(url, options)?),
-            });
+            return Ok(Self::serving(Arc::new(postgres::PgEngine::connect(
+                url, options,
+            )?)));
         }
         let redb = RedbEngine::open(path.as_ref(), options)?;
+        #[cfg(test)]
+        let mut store = Self::serving(Arc::new(redb.clone()));
+        #[cfg(test)]
+        {
+            store.redb = Some(redb);
+        }
+        #[cfg(not(test))]
+        let store = Self::serving(Arc::new(redb));
+        Ok(store)
+    }
+
+    /// A store on `engine`, opened: serving the local socket unless the
+    /// options say not to or the store is read-only.
+    fn serving(engine: Arc<dyn Engine>) -> Self {
         #[allow(unused_mut)]
         let mut store = SessionStore {
             #[cfg(all(feature = "socket", unix))]
             socket: None,
-            durability: redb.options().durability,
+            durability: engine.options().durability,
             #[cfg(test)]
-            redb: Some(redb.clone()),
-            engine: Arc::new(redb),
+            redb: None,
+            engine,
         };
         #[cfg(all(feature = "socket", unix))]
         // A read-only store writes no file, the socket's included.
@@ -392,7 +399,7 @@ impl SessionStore {
                 }
             }
         }
-        Ok(store)
+        store
     }
 
     /// The store file's path.
@@ -1014,7 +1021,7 @@ impl UserView<'_> {
 impl SessionStore {
     /// The redb engine under this store.
     pub(crate) fn redb(&self) -> &RedbEngine {
-        self.redb.as_ref().expect("a store opened from a file")
+        self.redb.as_ref().expect("a store on redb")
     }
 
     /// The store opened from a copy of its files as they are now, this one

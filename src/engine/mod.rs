@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::budget::TokenRule;
 use crate::bulk::ExtraRow;
 use crate::error::Result;
 use crate::json::JsonText;
@@ -25,6 +24,7 @@ use crate::model::Durability;
 use crate::model::{
     Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreCounters,
 };
+use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
 use crate::store::{Erased, StoreOptions};
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{not_supported, PgEngine};
-use crate::budget::TokenRule;
 use crate::bulk::ExtraRow;
 use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
 use crate::error::{Error, Result};
@@ -19,6 +18,7 @@ use crate::maintenance::{CheckReport, CompactReport, Progress};
 use crate::model::{
     Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreCounters,
 };
+use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
 use crate::store::{Erased, StoreOptions};
 

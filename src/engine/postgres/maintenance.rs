@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::maintenance::{CheckReport, CompactReport, Progress};
 use crate::model::Durability;
 use crate::model::{Stats, StoreCounters};
+use crate::rules::expiry;
 use crate::timestamp::Timestamp;
 
 /// Sessions one commit of a purge with progress deletes at most (as redb).
@@ -20,18 +21,12 @@ const PURGE_BATCH: i64 = 1024;
 /// Problems of one kind a check lists at most.
 const LISTED: i64 = 100;
 
-/// Now minus `age`, in microseconds.
-fn cutoff_micros(age: Duration) -> i64 {
-    let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
-    Timestamp::now().micros().saturating_sub(age)
-}
-
 impl PgEngine {
     /// As `SessionStore::expire_old_sessions`: one `UPDATE` sets
     /// `expired_at` of every due session to now (what redb's lazy expiry
     /// shows).
     pub(crate) fn expire_old_sessions(&self, max_age: Duration, durability: Durability) -> Result<u64> {
-        let cutoff = cutoff_micros(max_age);
+        let cutoff = expiry::cutoff(max_age);
         let (now, micros) = rows::columns(&Timestamp::now());
         self.write(durability, |txn| {
             Ok(txn.execute(
@@ -45,7 +40,7 @@ impl PgEngine {
 
     /// As `SessionStore::purge_expired`: one transaction.
     pub(crate) fn purge_expired(&self, older_than: Duration, durability: Durability) -> Result<u64> {
-        self.purge(cutoff_micros(older_than), None, durability)
+        self.purge(expiry::cutoff(older_than), None, durability)
     }
 
     /// As `SessionStore::purge_expired_with_progress`: transactions of at
@@ -56,7 +51,7 @@ impl PgEngine {
         progress: Progress<'_>,
         durability: Durability,
     ) -> Result<u64> {
-        let cutoff = cutoff_micros(older_than);
+        let cutoff = expiry::cutoff(older_than);
         let due: i64 = self.read(|txn| {
             Ok(txn
                 .query_one(

@@ -10,15 +10,14 @@ use uuid::Uuid;
 use super::connection::{server_error, Step};
 use super::rows::{self, MESSAGE_COLUMNS};
 use super::{active_count, lock_session, lock_writable, PgEngine};
-use crate::budget::TokenRule;
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::Durability;
 use crate::model::{Message, NewMessage};
-use crate::rules::{
-    check_append, newest_within, Access, Append, IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS,
-};
+use crate::rules::append::{IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS};
+use crate::rules::budget::{self, TokenRule};
+use crate::rules::{message, Access, Append};
 use crate::timestamp::Timestamp;
 
 /// Messages a read of a token budget fetches at a time, newest first.
@@ -38,12 +37,11 @@ impl PgEngine {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
-        check_append(&messages, self.options.max_content_bytes)?;
+        message::check_new(&messages, self.options.max_content_bytes)?;
         let key = append.idempotency_key.as_deref();
         if let Some(key) = key {
             rows::storable("idempotency_key", key)?;
         }
-        let expected_next_seq = append.expected_next_seq;
         self.write(durability, |txn| {
             let session = lock_session(txn, id, access)?;
             if let Some(key) = key {
@@ -59,16 +57,7 @@ impl PgEngine {
             if session.expired {
                 return Err(Error::SessionNotFound(id).into());
             }
-            if let Some(expected) = expected_next_seq {
-                if expected != session.message_count {
-                    return Err(Error::SeqConflict {
-                        session: id,
-                        expected,
-                        actual: session.message_count,
-                    }
-                    .into());
-                }
-            }
+            append.check_seq(id, session.message_count)?;
             let now = Timestamp::now();
             let ids = insert_messages(txn, id, session.message_count, &messages, &now)?;
             let (text, micros) = rows::columns(&now);
@@ -216,7 +205,7 @@ impl PgEngine {
                 }
                 fetched.pop_front().map(|row| rows::message(&row)).transpose()
             };
-            let taken = newest_within(budget, rule, next)?;
+            let taken = budget::within(next, budget, rule)?;
             Ok(Some(taken.into_iter().map(Arc::new).collect()))
         })
     }

@@ -8,10 +8,10 @@ use uuid::Uuid;
 use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
 use super::{delete_sessions, lock_session, lock_writable, PgEngine};
 use crate::error::{Error, Result};
-use crate::json::{shallow_merge, JsonText};
+use crate::json::JsonText;
 use crate::model::Durability;
 use crate::model::{Session, SessionCursor, SessionInfo, SessionPage, SessionSummary};
-use crate::rules::{check_fork_point, title_of, user_context_update, Access, NO_TITLE};
+use crate::rules::{context, fork, message, title, Access};
 use crate::store::Erased;
 use crate::timestamp::Timestamp;
 
@@ -91,7 +91,7 @@ impl PgEngine {
         let update = JsonText::object("context", context)?;
         self.write(durability, |txn| {
             let old = lock_writable(txn, id, access)?;
-            let merged = shallow_merge(old.context.map(JsonText::trusted).as_ref(), &update)?;
+            let merged = context::merged(old.context.as_deref(), &update)?;
             let (now, micros) = rows::columns(&Timestamp::now());
             txn.execute(
                 "UPDATE chat_sessions SET context = $2, updated_at = $3, updated_micros = $4,
@@ -225,9 +225,8 @@ impl PgEngine {
                 let session_id: Uuid = row.get(0);
                 let updated_micros: i64 = row.get(2);
                 let title = match (row.get::<_, Option<Vec<u8>>>(6), row.get::<_, Option<String>>(5)) {
-                    (Some(exact), _) => title_of(&String::from_utf8_lossy(&exact)),
-                    (None, Some(content)) => title_of(&content),
-                    (None, None) => NO_TITLE.to_owned(),
+                    (Some(exact), _) => title::title(Some(&String::from_utf8_lossy(&exact))),
+                    (None, content) => title::title(content.as_deref()),
                 };
                 sessions.push(SessionSummary {
                     session_id,
@@ -261,8 +260,8 @@ impl PgEngine {
         }));
         self.write(durability, |txn| {
             let source = lock_writable(txn, id, access)?;
-            check_fork_point(id, at_seq, source.message_count)?;
-            let metadata = shallow_merge(source.metadata.map(JsonText::trusted).as_ref(), &origin)?;
+            fork::check_at_seq(id, at_seq, source.message_count)?;
+            let metadata = context::merged(source.metadata.as_deref(), &origin)?;
             let (now, micros) = rows::columns(&Timestamp::now());
             let inserted = txn.execute(
                 "INSERT INTO chat_sessions
@@ -347,14 +346,15 @@ impl PgEngine {
         context: &str,
         durability: Durability,
     ) -> Result<()> {
-        let update = user_context_update(context, self.options.max_content_bytes)?;
+        message::check_context_size(context, self.options.max_content_bytes)?;
+        let update = JsonText::object("context", context)?;
         rows::storable("user_id", user)?;
         self.write(durability, |txn| {
             let select = "SELECT context FROM sessionstore_user_contexts WHERE user_id = $1 FOR UPDATE";
-            let old = match txn.query_opt(select, &[&user])? {
-                Some(row) => Some(JsonText::trusted(row.get(0))),
+            let old: Option<String> = match txn.query_opt(select, &[&user])? {
+                Some(row) => Some(row.get(0)),
                 None => {
-                    let first = shallow_merge(None, &update)?;
+                    let first = context::merged(None, &update)?;
                     let inserted = txn.execute(
                         "INSERT INTO sessionstore_user_contexts (user_id, context) VALUES ($1, $2)
                          ON CONFLICT (user_id) DO NOTHING",
@@ -363,11 +363,10 @@ impl PgEngine {
                     if inserted == 1 {
                         return Ok(());
                     }
-                    txn.query_opt(select, &[&user])?
-                        .map(|row| JsonText::trusted(row.get(0)))
+                    txn.query_opt(select, &[&user])?.map(|row| row.get(0))
                 }
             };
-            let merged = shallow_merge(old.as_ref(), &update)?;
+            let merged = context::merged(old.as_deref(), &update)?;
             txn.execute(
                 "UPDATE sessionstore_user_contexts SET context = $2 WHERE user_id = $1",
                 &[&user, &merged.as_str()],

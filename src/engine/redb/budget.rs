@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::budget::TokenRule;
 use crate::engine::redb::encoding::{decode, MessageRecord, RecordKey};
 use crate::engine::redb::store::RedbEngine;
 use crate::engine::redb::tables;
 use crate::error::Result;
 use crate::model::Message;
-use crate::rules::{newest_within, Access};
+use crate::rules::budget::{self, TokenRule};
+use crate::rules::Access;
 
 impl RedbEngine {
     pub(crate) fn messages_within(
@@ -37,7 +37,7 @@ impl RedbEngine {
                 let record: MessageRecord = decode(RecordKey::Message(session, seq), value.value())?;
                 Ok(Some(record.into_message(seq)))
             };
-            let taken = newest_within(budget, rule, next)?;
+            let taken = budget::within(next, budget, rule)?;
             Ok(Some(taken.into_iter().map(Arc::new).collect()))
         })
     }

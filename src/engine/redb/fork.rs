@@ -13,10 +13,11 @@ use crate::engine::redb::encoding::{SessionRecord, StoredTimestamp};
 use crate::engine::redb::store::{writable_session, RedbEngine};
 use crate::engine::redb::tables;
 use crate::error::{Error, Result};
-use crate::json::{shallow_merge, JsonText};
+use crate::json::JsonText;
 use crate::model::Durability;
 use crate::model::SessionInfo;
-use crate::rules::{check_fork_point, Access};
+use crate::rules::Access;
+use crate::rules::{self, context};
 use crate::timestamp::Timestamp;
 
 impl RedbEngine {
@@ -34,7 +35,7 @@ impl RedbEngine {
         let access = access.to_owned();
         self.write(durability, move |tables| {
             let source = writable_session(tables, id, access.borrow())?;
-            check_fork_point(id, at_seq, source.message_count)?;
+            rules::fork::check_at_seq(id, at_seq, source.message_count)?;
             let (parent, key) = (id.as_u128(), fork.as_u128());
             if tables.session(key)?.is_some() {
                 return Err(Error::invalid("session_id", format!("{fork} exists already")));
@@ -49,7 +50,7 @@ impl RedbEngine {
                 tables.put_message(key, seq, &message)?;
             }
             tables.set_next_message_id(first_id + at_seq)?;
-            let metadata = shallow_merge(source.metadata.clone().map(JsonText::trusted).as_ref(), &origin)?;
+            let metadata = context::merged(source.metadata.as_deref(), &origin)?;
             let now = StoredTimestamp::from(&Timestamp::now());
             let record = SessionRecord {
                 user_id: source.user_id.clone(),

@@ -25,7 +25,6 @@ use uuid::Uuid;
 
 pub(crate) use self::store::RedbEngine;
 pub use self::store::FORMAT_VERSION;
-use crate::budget::TokenRule;
 use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
 use crate::error::Result;
 use crate::json::JsonText;
@@ -33,6 +32,7 @@ use crate::maintenance::{CheckReport, CompactReport, Progress};
 use crate::model::{
     Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreCounters,
 };
+use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
 use crate::store::{Erased, StoreOptions};
 

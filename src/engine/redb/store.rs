@@ -19,13 +19,14 @@ use crate::engine::redb::tables::{self, IdempotencyRecord, WriteTables};
 use crate::engine::redb::writer::Writer;
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
-use crate::json::{shallow_merge, JsonText};
+use crate::json::JsonText;
 use crate::maintenance::Progress;
 use crate::model::{
     Durability, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary,
     Stats, StoreCounters,
 };
-use crate::rules::{check_append, title_of, Access, Append, NO_TITLE};
+use crate::rules::expiry as expiry_rule;
+use crate::rules::{append, context, message, title, Access, Append};
 use crate::store::{Erased, StoreOptions};
 use crate::timestamp::Timestamp;
 
@@ -239,7 +240,7 @@ impl RedbEngine {
                 &mut db,
             )?;
             let journal = if options.read_only {
-                recovery.replay_in_memory(&mut db)?;
+                recovery.replay_in_memory(&mut db, tables::replay_batches)?;
                 None
             } else {
                 let journal_file = options
@@ -249,7 +250,13 @@ impl RedbEngine {
                 let direct = options.storage.open_direct(&journal_path);
                 // Decided: what the open wrote reaches the file.
                 file.release().map_err(|e| Error::io("write", &path, e))?;
-                Some(recovery.open_journal(journal_file, direct, options.max_journal_bytes, &mut db)?)
+                Some(recovery.open_journal(
+                    journal_file,
+                    direct,
+                    options.max_journal_bytes,
+                    &mut db,
+                    tables::replay_batches,
+                )?)
             };
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             Ok((db, journal, expiry, held))
@@ -432,7 +439,7 @@ impl RedbEngine {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
-        check_append(&messages, self.inner.options.max_content_bytes)?;
+        message::check_new(&messages, self.inner.options.max_content_bytes)?;
         let access = access.to_owned();
         self.write(durability, move |tables| {
             let key = id.as_u128();
@@ -443,20 +450,11 @@ impl RedbEngine {
                 }
             }
             let old = active_in_write(tables, id, visible)?;
-            if let Some(expected) = append.expected_next_seq {
-                if expected != old.message_count {
-                    return Err(Error::SeqConflict {
-                        session: id,
-                        expected,
-                        actual: old.message_count,
-                    });
-                }
-            }
+            append.check_seq(id, old.message_count)?;
             let now = Timestamp::now();
-            let first_id = tables.next_message_id()?;
-            let mut new = old.clone();
+            let place = append::place(old.message_count, tables.next_message_id()?, messages.len());
             let mut added = Vec::with_capacity(messages.len());
-            for (message_id, message) in (first_id..).zip(messages) {
+            for ((seq, message_id), message) in place.seqs.clone().zip(place.ids.clone()).zip(messages) {
                 let record = MessageRecord {
                     id: message_id,
                     role: message.role,
@@ -467,12 +465,13 @@ impl RedbEngine {
                     extra: Vec::new(),
                     tokens: message.tokens,
                 };
-                tables.put_message(key, new.message_count, &record)?;
-                added.push(Arc::new(record.into_message(new.message_count)));
-                new.message_count += 1;
+                tables.put_message(key, seq, &record)?;
+                added.push(Arc::new(record.into_message(seq)));
             }
+            let mut new = old.clone();
+            new.message_count = place.seqs.end;
             new.updated_at = (&now).into();
-            tables.set_next_message_id(first_id + added.len() as u64)?;
+            tables.set_next_message_id(place.ids.end)?;
             tables.put_session(key, Some(&old), new)?;
             let ids: Vec<u64> = added.iter().map(|m| m.id).collect();
             tables.describe_last_write(key, Edit::Appended(added));
@@ -498,7 +497,7 @@ impl RedbEngine {
         let access = access.to_owned();
         self.write(durability, move |tables| {
             let old = writable_session(tables, id, access.borrow())?;
-            let merged = shallow_merge(old.context.clone().map(JsonText::trusted).as_ref(), &update)?;
+            let merged = context::merged(old.context.as_deref(), &update)?;
             let mut new = old.clone();
             new.context = Some(merged.into_string());
             new.updated_at = (&Timestamp::now()).into();
@@ -528,7 +527,7 @@ impl RedbEngine {
     }
 
     pub(crate) fn expire_old_sessions(&self, max_age: Duration, durability: Durability) -> Result<u64> {
-        let cutoff = cutoff_micros(max_age);
+        let cutoff = expiry_rule::cutoff(max_age);
         let state = self.inner.expiry.clone();
         self.write(durability, move |tables| {
             expiry::expire_before(tables, cutoff, &state)
@@ -536,7 +535,7 @@ impl RedbEngine {
     }
 
     pub(crate) fn purge_expired(&self, older_than: Duration, durability: Durability) -> Result<u64> {
-        let cutoff = cutoff_micros(older_than);
+        let cutoff = expiry_rule::cutoff(older_than);
         self.write(durability, move |tables| {
             expiry::purge_before(tables, cutoff, usize::MAX)
         })
@@ -548,7 +547,7 @@ impl RedbEngine {
         progress: Progress<'_>,
         durability: Durability,
     ) -> Result<u64> {
-        let cutoff = cutoff_micros(older_than);
+        let cutoff = expiry_rule::cutoff(older_than);
         let due = self.reading(|txn| self.expiry(txn).expired_before(cutoff))?;
         let mut done = 0;
         loop {
@@ -900,11 +899,6 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
 /// Sessions one commit of a cleanup with progress handles.
 const BATCH: usize = 1024;
 
-fn cutoff_micros(age: Duration) -> i64 {
-    let age = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
-    Timestamp::now().micros().saturating_sub(age)
-}
-
 /// The active session `id` inside a write, or the refusal.
 pub(crate) fn writable_session(
     tables: &mut WriteTables<'_>,
@@ -946,8 +940,8 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
     Ok(messages)
 }
 
-/// The old store's title: the first user message, cut to 47 characters and
-/// `...` when over 50, or `New conversation`.
+/// The session's title (see [`title::title`]): read up to its first user
+/// message.
 fn session_title(
     messages: &impl ReadableTable<(u128, u64), &'static [u8]>,
     session: u128,
@@ -957,10 +951,10 @@ fn session_title(
         let (key, value) = entry?;
         let record: MessageRecord = decode(RecordKey::Message(session, key.value().1), value.value())?;
         if record.role == Role::User {
-            return Ok(title_of(&record.content));
+            return Ok(title::title(Some(&record.content)));
         }
     }
-    Ok(NO_TITLE.to_owned())
+    Ok(title::title(None))
 }
 
 type UserKey = (i64, u128);

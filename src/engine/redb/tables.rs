@@ -59,7 +59,7 @@ pub(crate) const OPAQUE: TableDefinition<&str, &[u8]> = TableDefinition::new("op
 pub(crate) const IDEMPOTENCY_KEYS: TableDefinition<(u128, &str), &[u8]> =
     TableDefinition::new("idempotency_keys");
 
-pub(crate) use crate::rules::{IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS};
+pub(crate) use crate::rules::append::{IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS};
 
 /// What an idempotent append stored under its key.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -803,4 +803,19 @@ fn take_bytes(input: &[u8]) -> Option<(&[u8], &[u8])> {
     let (len, rest) = input.split_first_chunk::<4>()?;
     let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
     (rest.len() >= len).then(|| rest.split_at(len))
+}
+
+/// Replays the journal's batches, change logs in the order written, into
+/// `txn`, recording `last` as the journal lsn the database holds (the
+/// journal's `ApplyBatches`).
+pub(crate) fn replay_batches(
+    txn: &WriteTransaction,
+    batches: &mut dyn Iterator<Item = &[u8]>,
+    last: u64,
+) -> Result<()> {
+    let mut tables = WriteTables::open(txn);
+    for batch in batches {
+        tables.apply_changes(batch)?;
+    }
+    tables.set_journal_lsn(last)
 }

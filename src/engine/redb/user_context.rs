@@ -6,9 +6,9 @@ use crate::engine::redb::encoding::{decode, encode, RecordKey};
 use crate::engine::redb::store::RedbEngine;
 use crate::engine::redb::tables::{self, WriteTables};
 use crate::error::Result;
-use crate::json::{shallow_merge, JsonText};
+use crate::json::JsonText;
 use crate::model::Durability;
-use crate::rules::user_context_update;
+use crate::rules::{context, message};
 
 impl RedbEngine {
     pub(crate) fn user_context(&self, user: &str) -> Result<Option<JsonText>> {
@@ -28,17 +28,15 @@ impl RedbEngine {
         context: &str,
         durability: Durability,
     ) -> Result<()> {
-        let update = user_context_update(context, self.options().max_content_bytes)?;
+        message::check_context_size(context, self.options().max_content_bytes)?;
+        let update = JsonText::object("context", context)?;
         let user = user.to_owned();
         self.write(durability, move |tables| {
-            let old = match tables.user_contexts.table()?.get(user.as_str())? {
-                Some(bytes) => Some(JsonText::trusted(decode(
-                    RecordKey::UserContext(&user),
-                    bytes.value(),
-                )?)),
+            let old: Option<String> = match tables.user_contexts.table()?.get(user.as_str())? {
+                Some(bytes) => Some(decode(RecordKey::UserContext(&user), bytes.value())?),
                 None => None,
             };
-            let merged = shallow_merge(old.as_ref(), &update)?;
+            let merged = context::merged(old.as_deref(), &update)?;
             let record = encode(RecordKey::UserContext(&user), &merged.into_string())?;
             tables.user_contexts.insert(user.as_str(), record.as_slice())
         })
