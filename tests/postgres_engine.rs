@@ -838,3 +838,20 @@ fn opens_that_may_not_create_and_read_only_opens_write_nothing() {
     assert!(reader.create_session(None).unwrap_err().is_refusal());
     assert_eq!(store.session_info(id).unwrap().unwrap().message_count, 0);
 }
+
+/// The async API runs each call on tokio's blocking pool: the blocking
+/// PostgreSQL client works there (it would refuse to run on a runtime's
+/// own threads).
+#[cfg(feature = "tokio")]
+#[test]
+fn the_async_api_works_on_postgresql() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = sessionstore::AsyncSessionStore::new(schema.store());
+    let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    runtime.block_on(async {
+        let id = store.create_session(Some("ana".into())).await.unwrap();
+        store.add_message(id, NewMessage::user("hello")).await.unwrap();
+        let session = store.get_session(id).await.unwrap().unwrap();
+        assert_eq!(session.messages[0].content, "hello");
+    });
+}
