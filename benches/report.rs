@@ -12,6 +12,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -229,7 +230,10 @@ fn millis_row(workload: &'static str, sessionstore: Duration, sqlite: Duration) 
 fn warm_and_cold_stores(dir: &Path) -> (SessionStore, SessionStore) {
     let warm = SessionStore::open(dir.join("s.redb")).expect("open");
     let options = StoreOptions {
-        message_cache_bytes: 0,
+        redb: RedbOptions {
+            message_cache_bytes: 0,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     let cold = SessionStore::open_with(dir.join("cold.redb"), options).expect("open");
@@ -780,7 +784,10 @@ fn open_times(config: Config, notes: &mut Vec<String>) -> Vec<Row> {
     // the other side of a trade the default makes the safe way.
     let unverified = || {
         open_ss_with(StoreOptions {
-            verify_after_crash: false,
+            redb: RedbOptions {
+                verify_after_crash: false,
+                ..RedbOptions::default()
+            },
             ..StoreOptions::default()
         })
     };

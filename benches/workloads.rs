@@ -5,6 +5,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::time::Duration;
 
 use common::{conversation, sql_session, ss_session, BatchedSqlite, BigStore, Sqlite, TARGET_USER};
@@ -309,7 +310,10 @@ fn open_after_kill(c: &mut Criterion) {
     group.sample_size(20);
     for (name, verify_after_crash) in [("sessionstore", true), ("sessionstore_unverified", false)] {
         let options = StoreOptions {
-            verify_after_crash,
+            redb: RedbOptions {
+                verify_after_crash,
+                ..RedbOptions::default()
+            },
             ..StoreOptions::default()
         };
         group.bench_function(name, |b| {

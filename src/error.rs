@@ -1,7 +1,7 @@
 //! The one error type of the library.
 //!
 //! Every variant says what went wrong and where; the storage variants keep the
-//! underlying redb or I/O error as their source.
+//! underlying engine or I/O error as their source.
 
 use std::path::PathBuf;
 
@@ -178,8 +178,14 @@ pub enum Error {
     /// failed shrink of the file after a commit, or a journal record that
     /// could not be withdrawn. Then the write may be found, whole, after a
     /// reopen.
-    #[error("storage: {0}")]
-    Storage(#[source] std::sync::Arc<redb::Error>),
+    #[error("storage ({engine}): {source}")]
+    Storage {
+        /// The engine that failed: `redb`, `postgres`.
+        engine: &'static str,
+        /// The engine's own error.
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
 
     /// The database server of a store opened from a `postgres://` URL
     /// failed the call or could not be reached. `code` is the server's
@@ -327,22 +333,3 @@ impl Error {
         matches!(self, Error::SessionNotFound(_))
     }
 }
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Self {
-                Error::Storage(std::sync::Arc::new(e.into()))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::Error,
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError,
-    redb::CompactionError,
-    redb::DatabaseError
-);

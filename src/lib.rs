@@ -85,16 +85,22 @@ mod user_context;
 pub use async_store::{AsyncSessionStore, AsyncUserView};
 pub use bulk::{ExtraRow, Importer, Snapshot};
 pub use engine::redb::hold::StoreHold;
-pub use engine::redb::storage::{FileRole, FileStorage, StorageFactory};
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
 pub use json::JsonText;
 pub use maintenance::{CheckReport, CompactReport, Progress};
+pub mod redb_engine {
+    //! The redb engine's settings ([`RedbOptions`], in
+    //! [`StoreOptions::redb`](crate::StoreOptions)) and the storage it
+    //! writes through: [`StorageFactory`] opens every file (tests wrap it
+    //! to cut power or inject faults).
+    pub use crate::engine::redb::storage::{FileRole, FileStorage, StorageFactory};
+    pub use crate::engine::redb::{BackendError, RedbOptions, StorageBackend};
+}
 pub use model::{
     Durability, ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo,
     SessionPage, SessionSummary, Stats, StoreCounters,
 };
-pub use redb::{BackendError, StorageBackend};
 pub use rules::budget::TokenRule;
 #[cfg(all(feature = "socket", unix))]
 pub use socket::MAX_SOCKET_PATH;

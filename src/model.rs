@@ -231,7 +231,7 @@ pub struct Session {
     #[serde(flatten)]
     pub info: SessionInfo,
     /// Its messages, seq 0 first. Shared with the store's message cache
-    /// (see [`StoreOptions::message_cache_bytes`](crate::StoreOptions)):
+    /// (see [`RedbOptions::message_cache_bytes`](crate::StoreOptions)):
     /// reading a session again hands out the same messages.
     pub messages: Vec<Arc<Message>>,
 }
@@ -344,7 +344,7 @@ pub struct Stats {
     /// Size of the store file in bytes.
     pub file_size: u64,
     /// Size of its write-ahead journal (`<store>-journal`, see
-    /// `StoreOptions::max_journal_bytes`) in bytes: the store takes
+    /// `RedbOptions::max_journal_bytes`) in bytes: the store takes
     /// `file_size + journal_size` on disk.
     pub journal_size: u64,
 }
@@ -369,7 +369,7 @@ pub struct StoreCounters {
     /// which the journal starts over.
     pub checkpoints: u64,
     /// Reads of a session's messages served wholly from the message cache
-    /// (see `StoreOptions::message_cache_bytes`).
+    /// (see `RedbOptions::message_cache_bytes`).
     pub message_cache_hits: u64,
     /// Reads of a session's messages that read the file, wholly or in part
     /// (every such read when the cache is disabled).
@@ -386,4 +386,15 @@ pub enum Durability {
     /// disk with the next durable commit, or when the store is closed. A crash
     /// may lose it.
     Relaxed,
+}
+
+/// The settings of [`StoreOptions`](crate::StoreOptions) every engine
+/// applies, whatever it is.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) max_content_bytes: usize,
+    pub(crate) durability: Durability,
+    pub(crate) create_if_missing: bool,
+    pub(crate) read_only: bool,
+    pub(crate) serve_socket: bool,
 }

@@ -6,12 +6,13 @@
 
 mod common;
 
+use sessionstore::redb_engine::{FileRole, RedbOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::assert_clean;
 use common::disk::{Files, SimDisk, SparseFile};
-use sessionstore::{Error, FileRole, NewMessage, SessionStore, StoreOptions, Uuid};
+use sessionstore::{Error, NewMessage, SessionStore, StoreOptions, Uuid};
 
 const STORE: &str = "/sim/crash.redb";
 /// A message small enough to be stored as it is (not compressed), so that
@@ -20,8 +21,11 @@ const NEEDLE: &str = "needle: the message whose bytes the test damages";
 
 fn options(disk: &SimDisk, verify_after_crash: bool) -> StoreOptions {
     StoreOptions {
-        storage: Arc::new(disk.clone()),
-        verify_after_crash,
+        redb: RedbOptions {
+            storage: Arc::new(disk.clone()),
+            verify_after_crash,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     }
 }

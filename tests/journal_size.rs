@@ -1,5 +1,5 @@
 //! The journal is sized to the load: a new store's is the smallest
-//! (`StoreOptions::MIN_JOURNAL_BYTES`), batches that need room double it up
+//! (`RedbOptions::MIN_JOURNAL_BYTES`), batches that need room double it up
 //! to `StoreOptions::max_journal_bytes` (safely against a power cut at any
 //! sync), checkpoints halve it when it has been oversize for long, a close
 //! cuts it back; an open with a smaller largest size replays it whole
@@ -7,6 +7,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,8 +23,11 @@ fn journal() -> PathBuf {
 
 fn options(disk: &SimDisk, max_journal_bytes: u64) -> StoreOptions {
     StoreOptions {
-        storage: Arc::new(disk.clone()),
-        max_journal_bytes,
+        redb: RedbOptions {
+            storage: Arc::new(disk.clone()),
+            max_journal_bytes,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     }
 }
@@ -54,7 +58,7 @@ fn a_new_store_takes_well_under_a_mib_and_so_does_an_opened_backup() {
             .sum()
     };
     let stats = store.stats().unwrap();
-    assert_eq!(stats.journal_size, StoreOptions::MIN_JOURNAL_BYTES);
+    assert_eq!(stats.journal_size, RedbOptions::MIN_JOURNAL_BYTES);
     assert_eq!(stats.file_size + stats.journal_size, on_disk(&path));
     assert!(
         on_disk(&path) < 1 << 20,
@@ -66,7 +70,7 @@ fn a_new_store_takes_well_under_a_mib_and_so_does_an_opened_backup() {
         .add_message(id, NewMessage::user(content(1, 100_000)))
         .unwrap();
     let stats = store.stats().unwrap();
-    assert!(stats.journal_size > StoreOptions::MIN_JOURNAL_BYTES, "{stats:?}");
+    assert!(stats.journal_size > RedbOptions::MIN_JOURNAL_BYTES, "{stats:?}");
     assert_eq!(stats.file_size + stats.journal_size, on_disk(&path));
     // A backup, opened as a store, gets the smallest journal too.
     let backup = dir.path().join("backup.redb");
@@ -88,7 +92,7 @@ fn journal_len(disk: &SimDisk) -> u64 {
 #[test]
 fn heavy_batches_grow_the_journal_by_doubling_up_to_its_largest() {
     let disk = SimDisk::default();
-    let small = StoreOptions::MIN_JOURNAL_BYTES;
+    let small = RedbOptions::MIN_JOURNAL_BYTES;
     let store = open(&disk, 1 << 20);
     let id = store.create_session(None).unwrap();
     assert_eq!(journal_len(&disk), small);
@@ -137,11 +141,11 @@ fn a_grown_journal_replays_after_a_power_loss_and_is_cut_back_at_close() {
     for text in &sent {
         store.add_message(id, NewMessage::user(text.clone())).unwrap();
     }
-    assert!(journal_len(&disk) > StoreOptions::MIN_JOURNAL_BYTES);
+    assert!(journal_len(&disk) > RedbOptions::MIN_JOURNAL_BYTES);
     let crashed = disk.synced();
     drop(store);
     // Closed: the journal is back to its smallest size.
-    assert_eq!(journal_len(&disk), StoreOptions::MIN_JOURNAL_BYTES);
+    assert_eq!(journal_len(&disk), RedbOptions::MIN_JOURNAL_BYTES);
     assert_eq!(contents(&open(&disk, 1 << 20), id), sent);
     // The power lost before the close: the grown journal holds the
     // writes the database does not.
@@ -256,7 +260,7 @@ fn a_journal_long_unused_beyond_a_quarter_is_halved_at_checkpoints() {
     }
     assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
     assert!(sizes.last() < sizes.first(), "never halved: {sizes:?}");
-    assert!(sizes.iter().all(|&size| size >= StoreOptions::MIN_JOURNAL_BYTES));
+    assert!(sizes.iter().all(|&size| size >= RedbOptions::MIN_JOURNAL_BYTES));
     assert_eq!(contents(&store, id).len(), 1 + 40 * 256);
 }
 
@@ -314,7 +318,7 @@ fn crashed_with_records_past(offset: u64) -> (Files, Uuid, Vec<String>) {
 
 #[test]
 fn a_journal_opened_smaller_is_replayed_whole_before_it_is_cut() {
-    let small = StoreOptions::MIN_JOURNAL_BYTES;
+    let small = RedbOptions::MIN_JOURNAL_BYTES;
     let (files, id, sent) = crashed_with_records_past(small);
     let disk = SimDisk::with_files(files);
     let store = open(&disk, small);
@@ -335,7 +339,7 @@ fn a_journal_opened_smaller_is_replayed_whole_before_it_is_cut() {
 #[test]
 fn a_batch_larger_than_the_journal_is_committed_durably_to_the_database() {
     let disk = SimDisk::default();
-    let small = StoreOptions::MIN_JOURNAL_BYTES;
+    let small = RedbOptions::MIN_JOURNAL_BYTES;
     let store = open(&disk, small);
     let id = store.create_session(None).unwrap();
     // About 200 KB of little-compressible text: no record of it fits.
@@ -364,11 +368,14 @@ fn a_journal_size_out_of_range_is_refused_and_creates_nothing() {
     for max_journal_bytes in [
         0,
         4096,
-        StoreOptions::MIN_JOURNAL_BYTES - 1,
-        StoreOptions::MAX_JOURNAL_BYTES + 1,
+        RedbOptions::MIN_JOURNAL_BYTES - 1,
+        RedbOptions::MAX_JOURNAL_BYTES + 1,
     ] {
         let options = StoreOptions {
-            max_journal_bytes,
+            redb: RedbOptions {
+                max_journal_bytes,
+                ..RedbOptions::default()
+            },
             ..StoreOptions::default()
         };
         let error = SessionStore::open_with(&path, options).unwrap_err();

@@ -6,6 +6,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::{FileRole, FileStorage, RedbOptions, StorageBackend, StorageFactory};
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,10 +16,7 @@ use std::time::Duration;
 
 use common::disk::{Files, SimDisk};
 use common::{assert_clean, contents, messages_in_database};
-use sessionstore::{
-    Error, FileRole, FileStorage, NewMessage, SessionStore, StorageBackend, StorageFactory, StoreOptions,
-    Uuid,
-};
+use sessionstore::{Error, NewMessage, SessionStore, StoreOptions, Uuid};
 
 const STORE: &str = "/sim/read-only.redb";
 
@@ -43,7 +41,10 @@ impl<F: StorageFactory> StorageFactory for MayOnlyRead<F> {
 /// Opens the store on `disk` for writing.
 fn open_writable(disk: &SimDisk) -> SessionStore {
     let options = StoreOptions {
-        storage: Arc::new(disk.clone()),
+        redb: RedbOptions {
+            storage: Arc::new(disk.clone()),
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     SessionStore::open_with(STORE, options).unwrap()
@@ -51,8 +52,11 @@ fn open_writable(disk: &SimDisk) -> SessionStore {
 
 fn read_only(storage: impl StorageFactory + 'static) -> StoreOptions {
     StoreOptions {
-        storage: Arc::new(storage),
         read_only: true,
+        redb: RedbOptions {
+            storage: Arc::new(storage),
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     }
 }
@@ -163,7 +167,10 @@ fn a_read_only_open_never_asks_to_write_a_file() {
     let writable = SessionStore::open_with(
         &path,
         StoreOptions {
-            storage: Arc::new(MayOnlyRead(FileStorage)),
+            redb: RedbOptions {
+                storage: Arc::new(MayOnlyRead(FileStorage)),
+                ..RedbOptions::default()
+            },
             ..StoreOptions::default()
         },
     );

@@ -10,6 +10,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -230,8 +231,11 @@ fn a_cleanly_closed_store_needs_no_journal() {
 fn a_journal_cut_to_a_smaller_size_by_an_open_after_a_crash_is_not_refused_later() {
     let open = |disk: &SimDisk, max_journal_bytes| {
         let options = StoreOptions {
-            storage: Arc::new(disk.clone()),
-            max_journal_bytes,
+            redb: RedbOptions {
+                storage: Arc::new(disk.clone()),
+                max_journal_bytes,
+                ..RedbOptions::default()
+            },
             ..StoreOptions::default()
         };
         SessionStore::open_with("/sim/s.redb", options)
@@ -247,9 +251,9 @@ fn a_journal_cut_to_a_smaller_size_by_an_open_after_a_crash_is_not_refused_later
     common::assert_clean(&store);
     let killed = SimDisk::with_files(disk.written());
     drop(store);
-    let store = open(&killed, StoreOptions::MIN_JOURNAL_BYTES).unwrap();
+    let store = open(&killed, RedbOptions::MIN_JOURNAL_BYTES).unwrap();
     let killed_again = SimDisk::with_files(killed.written());
     drop(store);
-    let store = open(&killed_again, StoreOptions::MIN_JOURNAL_BYTES).unwrap();
+    let store = open(&killed_again, RedbOptions::MIN_JOURNAL_BYTES).unwrap();
     assert_eq!(common::contents(&store, id), [big.as_str(), "checkpointed"]);
 }

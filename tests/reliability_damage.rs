@@ -25,6 +25,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,8 +53,11 @@ type Dump = (Vec<(SessionInfo, Vec<Message>)>, u64);
 /// each case copies 64 KiB of it instead of 32 MiB.
 fn options() -> StoreOptions {
     StoreOptions {
-        cache_bytes: 1 << 20,
-        max_journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+        redb: RedbOptions {
+            cache_bytes: 1 << 20,
+            max_journal_bytes: RedbOptions::MIN_JOURNAL_BYTES,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     }
 }
@@ -266,7 +270,10 @@ fn attempt(
     tail_truth: Option<&dyn Fn() -> Dump>,
 ) -> Outcome {
     let options = StoreOptions {
-        verify_after_crash: verify,
+        redb: RedbOptions {
+            verify_after_crash: verify,
+            ..options().redb
+        },
         ..options()
     };
     let Ok(store) = SessionStore::open_with(path, options) else {

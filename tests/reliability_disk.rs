@@ -24,6 +24,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::{FileRole, RedbOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use common::disk::{Call, Fault, Files, Keep, SimDisk, EIO, ENOSPC};
 use common::{assert_clean, content, scale, seed, Rng};
-use sessionstore::{Durability, Error, FileRole, NewMessage, Result, SessionStore, StoreOptions, Uuid};
+use sessionstore::{Durability, Error, NewMessage, Result, SessionStore, StoreOptions, Uuid};
 
 const USERS: usize = 5;
 
@@ -157,8 +158,11 @@ fn path(dir: &Path) -> PathBuf {
 
 fn options(disk: &SimDisk) -> StoreOptions {
     StoreOptions {
-        storage: Arc::new(disk.clone()),
-        cache_bytes: 1 << 20,
+        redb: RedbOptions {
+            storage: Arc::new(disk.clone()),
+            cache_bytes: 1 << 20,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     }
 }
@@ -269,7 +273,10 @@ fn reopen_and_verify(dir: &Path, files: Files, reference: &Reference, allowed: &
     let verify_after_crash = REOPENS.fetch_add(1, Ordering::SeqCst) % 2 == 0;
     let case = &format!("{case} (verify_after_crash: {verify_after_crash})");
     let options = StoreOptions {
-        verify_after_crash,
+        redb: RedbOptions {
+            verify_after_crash,
+            ..options(&disk).redb
+        },
         ..options(&disk)
     };
     let store = match SessionStore::open_with(path(dir), options) {

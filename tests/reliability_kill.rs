@@ -17,7 +17,7 @@
 //! kill is still checked in full, and each store's early kills land in its
 //! open and the journal replay after the kill before. Stores alternate
 //! between the default journal and the smallest one
-//! (`StoreOptions::MIN_JOURNAL_BYTES`), where the 20 KB messages of
+//! (`RedbOptions::MIN_JOURNAL_BYTES`), where the 20 KB messages of
 //! several threads make batches that do not fit and go to the database in
 //! a durable commit.
 //!
@@ -27,6 +27,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -105,8 +106,11 @@ fn kill_child() {
 
 fn open(path: &Path, journal_bytes: u64, verify_after_crash: bool) -> sessionstore::Result<SessionStore> {
     let options = StoreOptions {
-        max_journal_bytes: journal_bytes,
-        verify_after_crash,
+        redb: RedbOptions {
+            max_journal_bytes: journal_bytes,
+            verify_after_crash,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     SessionStore::open_with(path, options)
@@ -254,9 +258,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_message() {
             }
             path = dir.path().join(format!("kill-{store}.redb"));
             journal_bytes = if store % 2 == 0 {
-                StoreOptions::default().max_journal_bytes
+                StoreOptions::default().redb.max_journal_bytes
             } else {
-                StoreOptions::MIN_JOURNAL_BYTES
+                RedbOptions::MIN_JOURNAL_BYTES
             };
             all_acked += acked.len();
             acked.clear();

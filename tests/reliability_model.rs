@@ -15,6 +15,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,9 +170,12 @@ fn open(path: &std::path::Path, disk: &SimDisk, durability: Durability) -> Sessi
         path,
         StoreOptions {
             durability,
-            cache_bytes: 4 << 20,
-            storage: Arc::new(disk.clone()),
-            max_journal_bytes: StoreOptions::MIN_JOURNAL_BYTES,
+            redb: RedbOptions {
+                cache_bytes: 4 << 20,
+                storage: Arc::new(disk.clone()),
+                max_journal_bytes: RedbOptions::MIN_JOURNAL_BYTES,
+                ..RedbOptions::default()
+            },
             ..StoreOptions::default()
         },
     )

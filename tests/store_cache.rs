@@ -5,6 +5,7 @@
 
 mod common;
 
+use sessionstore::redb_engine::RedbOptions;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,10 @@ fn a_read_again_hands_out_the_same_messages_and_follows_the_chatbots_own_writes(
 fn with_a_budget_of_zero_nothing_is_shared() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
-        message_cache_bytes: 0,
+        redb: RedbOptions {
+            message_cache_bytes: 0,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     let store = SessionStore::open_with(store_path(&dir), options).unwrap();
@@ -126,8 +130,11 @@ fn readers_see_only_committed_sessions(message_cache_bytes: usize) {
     let mut rng = Rng::new(seed("readers_see_only_committed_sessions"));
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
-        message_cache_bytes,
         durability: Durability::Relaxed,
+        redb: RedbOptions {
+            message_cache_bytes,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     let store = SessionStore::open_with(store_path(&dir), options).unwrap();
@@ -252,7 +259,7 @@ fn reload(store: &SessionStore, id: Uuid, rng: &mut Rng) {
 
 #[test]
 fn readers_see_only_committed_sessions_with_the_default_budget() {
-    readers_see_only_committed_sessions(StoreOptions::default().message_cache_bytes);
+    readers_see_only_committed_sessions(StoreOptions::default().redb.message_cache_bytes);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{store_path, temp_store};
+use sessionstore::redb_engine::RedbOptions;
 use sessionstore::{NewMessage, SessionStore, StoreCounters, StoreOptions, Uuid};
 
 #[test]
@@ -97,7 +98,10 @@ fn without_a_message_cache_every_read_is_a_miss_and_a_read_only_store_commits_no
     store.add_message(id, NewMessage::user("q")).unwrap();
     drop(store);
     let options = StoreOptions {
-        message_cache_bytes: 0,
+        redb: RedbOptions {
+            message_cache_bytes: 0,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     let uncached = SessionStore::open_with(store_path(&dir), options).unwrap();

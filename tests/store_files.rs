@@ -618,7 +618,7 @@ fn damaged_store_files_give_errors_never_panics() {
         let path = dir.path().join(format!("damaged-{trial}.redb"));
         std::fs::write(&path, &bytes).unwrap();
         let outcome = std::panic::catch_unwind(|| match SessionStore::open(&path) {
-            Err(Error::Corrupt { .. } | Error::Storage(_) | Error::CorruptRecord { .. }) => true,
+            Err(Error::Corrupt { .. } | Error::Storage { .. } | Error::CorruptRecord { .. }) => true,
             Err(other) => panic!("damaged at {at}: unexpected {other:?}"),
             Ok(store) => {
                 let _ = store.check(&mut |_, _| {});

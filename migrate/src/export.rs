@@ -4,6 +4,7 @@
 //! id order, so SQLite appends), then indexes, views and triggers are made
 //! from the same DDL, and `sqlite_sequence` is written last.
 
+use sessionstore::redb_engine::RedbOptions;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -104,7 +105,10 @@ fn export_held(
 /// everything.
 fn store_options() -> StoreOptions {
     StoreOptions {
-        cache_bytes: 64 << 20,
+        redb: RedbOptions {
+            cache_bytes: 64 << 20,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     }
 }

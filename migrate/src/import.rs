@@ -6,6 +6,7 @@
 //! timestamp instant, then id, and numbers them. Every other table's rows,
 //! the schema's DDL and `sqlite_sequence` travel in the store unchanged.
 
+use sessionstore::redb_engine::RedbOptions;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -91,7 +92,10 @@ fn load(
 ) -> Result<ImportReport> {
     let schema = sqlite::read_schema(conn, source)?;
     let store_options = StoreOptions {
-        cache_bytes: 128 << 20,
+        redb: RedbOptions {
+            cache_bytes: 128 << 20,
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     let store = SessionStore::open_with(path, store_options).in_file(dest)?;

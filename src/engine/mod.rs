@@ -22,11 +22,11 @@ use crate::json::JsonText;
 use crate::maintenance::{CheckReport, CompactReport, Progress};
 use crate::model::Durability;
 use crate::model::{
-    Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreCounters,
+    Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
-use crate::store::{Erased, StoreOptions};
+use crate::store::Erased;
 
 /// Which messages of a session a page holds (see [`Engine::page_messages`]).
 #[derive(Clone, Copy, Debug)]
@@ -86,8 +86,8 @@ impl MessagePage {
 pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     /// Where the store is: its file (redb), or what names the database.
     fn path(&self) -> &Path;
-    /// The options it was opened with.
-    fn options(&self) -> &StoreOptions;
+    /// The settings it was opened with.
+    fn settings(&self) -> &Settings;
 
     // ---- sessions ----
     fn create_session(&self, user_id: Option<&str>, durability: Durability) -> Result<Uuid>;

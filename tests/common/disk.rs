@@ -4,12 +4,11 @@
 //! or a random part of what was not synced, torn at sector bounds), or make
 //! the Nth write, set_len or sync fail with EIO or ENOSPC.
 
+use sessionstore::redb_engine::{FileRole, StorageBackend, StorageFactory};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use sessionstore::{FileRole, StorageBackend, StorageFactory};
 
 use super::Rng;
 
@@ -248,7 +247,7 @@ impl DiskState {
 }
 
 /// The simulated disk; clones share it. Use it as
-/// `StoreOptions { storage: Arc::new(disk.clone()), .. }`.
+/// `StoreOptions { redb: RedbOptions { storage: Arc::new(disk.clone()), .. }, .. }`.
 #[derive(Clone, Debug, Default)]
 pub struct SimDisk(Arc<Mutex<DiskState>>);
 

@@ -15,12 +15,13 @@ use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::maintenance::{CheckReport, CompactReport, Progress};
+use crate::model::Settings;
 use crate::model::{
     Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
-use crate::store::{Erased, StoreOptions};
+use crate::store::Erased;
 
 /// Why `snapshot` and `importer` are refused.
 const NO_BULK: &str = "the converter's snapshot and import read and write redb files only; \
@@ -31,8 +32,8 @@ impl Engine for PgEngine {
         &self.path
     }
 
-    fn options(&self) -> &StoreOptions {
-        &self.options
+    fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     fn create_session(&self, user_id: Option<&str>, durability: Durability) -> Result<Uuid> {

@@ -37,7 +37,7 @@ impl PgEngine {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
-        message::check_new(&messages, self.options.max_content_bytes)?;
+        message::check_new(&messages, self.settings.max_content_bytes)?;
         let key = append.idempotency_key.as_deref();
         if let Some(key) = key {
             rows::storable("idempotency_key", key)?;

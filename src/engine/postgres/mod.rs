@@ -52,8 +52,8 @@ use uuid::Uuid;
 use self::connection::{redacted, Pool, Step};
 use crate::error::{Error, Result};
 use crate::model::Durability;
+use crate::model::Settings;
 use crate::rules::Access;
-use crate::store::StoreOptions;
 
 /// True when `location` names a PostgreSQL database rather than a file.
 pub(crate) fn is_url(location: &str) -> bool {
@@ -65,7 +65,7 @@ pub(crate) struct PgEngine {
     pool: Pool,
     /// The URL without its password: what `SessionStore::path` shows.
     path: PathBuf,
-    options: StoreOptions,
+    settings: Settings,
     /// Commits of callers' writes (each write is one commit of one request).
     commits: AtomicU64,
 }
@@ -82,24 +82,22 @@ impl PgEngine {
     /// Connects to the database at `url` (`postgres://` or
     /// `postgresql://`, with rust-postgres's parameters such as
     /// `options=-csearch_path%3Dchat`), creates the schema when it has
-    /// none (unless `options.create_if_missing` is off or the store is
+    /// none (unless `settings.create_if_missing` is off or the store is
     /// read-only: then [`Error::NoStore`]), and refuses a schema of a
-    /// newer version ([`Error::UnsupportedVersion`]). Of `options`, the
-    /// model's limit, `durability`, `create_if_missing` and `read_only`
-    /// apply; the file engine's knobs (caches, journal, storage, socket)
-    /// do not.
-    pub(crate) fn connect(url: &str, options: StoreOptions) -> Result<Self> {
+    /// newer version ([`Error::UnsupportedVersion`]). It serves no local
+    /// socket (that is a file's).
+    pub(crate) fn connect(url: &str, settings: Settings) -> Result<Self> {
         let (pool, mut client) = Pool::connect(url)?;
-        let create = options.create_if_missing && !options.read_only;
+        let create = settings.create_if_missing && !settings.read_only;
         let prepared = schema::prepare(&mut client, url, create);
         pool.give_back(client);
         prepared?;
         Ok(PgEngine {
             pool,
             path: redacted(url).into(),
-            options: StoreOptions {
+            settings: Settings {
                 serve_socket: false,
-                ..options
+                ..settings
             },
             commits: AtomicU64::new(0),
         })
@@ -112,7 +110,7 @@ impl PgEngine {
         durability: Durability,
         body: impl FnMut(&mut Transaction<'_>) -> Step<T>,
     ) -> Result<T> {
-        if self.options.read_only {
+        if self.settings.read_only {
             return Err(Error::ReadOnly {
                 path: self.path.clone(),
             });

@@ -346,7 +346,7 @@ impl PgEngine {
         context: &str,
         durability: Durability,
     ) -> Result<()> {
-        message::check_context_size(context, self.options.max_content_bytes)?;
+        message::check_context_size(context, self.settings.max_content_bytes)?;
         let update = JsonText::object("context", context)?;
         rows::storable("user_id", user)?;
         self.write(durability, |txn| {

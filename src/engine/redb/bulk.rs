@@ -360,7 +360,7 @@ fn unjournaled(
 ) -> Result<()> {
     let mut txn = db.begin_write()?;
     txn.set_durability(redb::Durability::None)
-        .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
+        .map_err(crate::engine::redb::storage_error)?;
     {
         let mut tables = tables::WriteTables::open_unlogged(&txn);
         write(&mut tables)?;
@@ -373,7 +373,7 @@ fn unjournaled(
 fn sync(db: &mut redb::Database) -> Result<()> {
     let mut txn = db.begin_write()?;
     txn.set_durability(redb::Durability::Immediate)
-        .map_err(|e| Error::Storage(std::sync::Arc::new(e.into())))?;
+        .map_err(crate::engine::redb::storage_error)?;
     txn.commit()?;
     Ok(())
 }
@@ -553,8 +553,9 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::redb::RedbOptions;
     use crate::model::Role;
-    use crate::{NewMessage, SessionStore, Timestamp, TimestampForm};
+    use crate::{NewMessage, SessionStore, StoreOptions, Timestamp, TimestampForm};
 
     fn session(id: Uuid) -> SessionInfo {
         let at = Timestamp::from_micros(1_700_000_000_000_000, TimestampForm::Utc);
@@ -731,9 +732,12 @@ mod tests {
     fn a_write_too_big_for_the_journal_during_an_import_indexes_first() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let options = crate::StoreOptions {
-            max_journal_bytes: crate::StoreOptions::MIN_JOURNAL_BYTES,
-            ..crate::StoreOptions::default()
+        let options = StoreOptions {
+            redb: RedbOptions {
+                max_journal_bytes: RedbOptions::MIN_JOURNAL_BYTES,
+                ..RedbOptions::default()
+            },
+            ..StoreOptions::default()
         };
         let store = SessionStore::open_with(&path, options).unwrap();
         let imported = one_batch_written(&store);

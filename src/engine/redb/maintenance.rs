@@ -11,12 +11,12 @@ use redb::{
 use crate::engine::redb::encoding::{decode, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord};
 use crate::engine::redb::journal::journal_path;
 use crate::engine::redb::storage::FileRole;
+use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::store::{guard_panics, open_error, RedbEngine};
 use crate::engine::redb::tables::{self, index_keys};
 use crate::error::{Error, Result};
 use crate::files::{self, NewFile};
 use crate::maintenance::{CheckReport, CompactReport, Progress};
-use crate::store::StoreOptions;
 
 /// Caps the problems listed, so that a badly damaged file gives a readable report.
 const MAX_PROBLEMS: usize = 100;
@@ -104,9 +104,10 @@ fn file_size(path: &Path) -> Result<u64> {
 /// Overwrites the journal beside `database` with zeros. Maintenance runs
 /// after a checkpoint, when the database holds every record the journal
 /// does; without this, erased content would stay in the journal's bytes.
-fn wipe_journal(options: &StoreOptions, database: &Path) -> Result<()> {
+fn wipe_journal(options: &RedbConfig, database: &Path) -> Result<()> {
     let path = journal_path(database);
     let file = options
+        .redb
         .storage
         .open(&path, FileRole::Journal)
         .map_err(|e| Error::io("open", &path, e))?;

@@ -11,6 +11,7 @@ pub(crate) mod hold;
 pub(crate) mod journal;
 pub(crate) mod maintenance;
 pub(crate) mod open_files;
+pub(crate) mod options;
 pub(crate) mod storage;
 pub(crate) mod store;
 pub(crate) mod tables;
@@ -23,18 +24,21 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+pub use self::options::RedbOptions;
 pub(crate) use self::store::RedbEngine;
 pub use self::store::FORMAT_VERSION;
 use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::maintenance::{CheckReport, CompactReport, Progress};
 use crate::model::{
-    Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreCounters,
+    Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Settings, Stats,
+    StoreCounters,
 };
 use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
-use crate::store::{Erased, StoreOptions};
+use crate::store::Erased;
+pub use ::redb::{BackendError, StorageBackend};
 
 /// Each operation is written in the file of its concern (`store.rs`,
 /// `fork.rs`, `budget.rs`, ...) as a method of [`RedbEngine`] of the same
@@ -43,8 +47,8 @@ impl Engine for RedbEngine {
     fn path(&self) -> &Path {
         RedbEngine::path(self)
     }
-    fn options(&self) -> &StoreOptions {
-        RedbEngine::options(self)
+    fn settings(&self) -> &Settings {
+        &RedbEngine::options(self).settings
     }
     fn create_session(&self, user_id: Option<&str>, durability: Durability) -> Result<Uuid> {
         RedbEngine::create_session(self, user_id, durability)
@@ -178,3 +182,30 @@ impl Engine for RedbEngine {
         Box::new(RedbEngine::importer(self))
     }
 }
+
+/// A redb error as the library's [`Error::Storage`].
+pub(crate) fn storage_error(error: impl Into<::redb::Error>) -> Error {
+    Error::Storage {
+        engine: "redb",
+        source: Arc::new(error.into()),
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(error: $t) -> Self {
+                storage_error(error)
+            }
+        }
+    )*};
+}
+from_redb!(
+    ::redb::Error,
+    ::redb::StorageError,
+    ::redb::TableError,
+    ::redb::TransactionError,
+    ::redb::CommitError,
+    ::redb::CompactionError,
+    ::redb::DatabaseError
+);

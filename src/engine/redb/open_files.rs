@@ -22,7 +22,7 @@ struct FileKey {
 
 impl FileKey {
     /// The key of the file at `path`; `None` when the file system has no
-    /// such file (a [`StorageFactory`](crate::StorageFactory) that keeps
+    /// such file (a [`StorageFactory`](crate::redb_engine::StorageFactory) that keeps
     /// it elsewhere).
     fn of(path: &Path) -> Option<Self> {
         let path = std::fs::canonicalize(path).ok()?;

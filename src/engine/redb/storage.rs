@@ -42,10 +42,10 @@ pub enum FileRole {
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;
 ///
-/// use sessionstore::{
-///     BackendError, FileRole, FileStorage, NewMessage, SessionStore, StorageBackend, StorageFactory,
-///     StoreOptions,
+/// use sessionstore::redb_engine::{
+///     BackendError, FileRole, FileStorage, RedbOptions, StorageBackend, StorageFactory,
 /// };
+/// use sessionstore::{NewMessage, SessionStore, StoreOptions};
 ///
 /// /// Counts the syncs of every file it opens.
 /// #[derive(Debug, Default)]
@@ -108,7 +108,10 @@ pub enum FileRole {
 /// let dir = tempfile::tempdir().unwrap();
 /// let syncs = Arc::new(AtomicU64::new(0));
 /// let options = StoreOptions {
-///     storage: Arc::new(CountSyncs(syncs.clone())),
+///     redb: RedbOptions {
+///         storage: Arc::new(CountSyncs(syncs.clone())),
+///         ..RedbOptions::default()
+///     },
 ///     ..StoreOptions::default()
 /// };
 /// let store = SessionStore::open_with(dir.path().join("s.redb"), options)?;

@@ -14,6 +14,7 @@ use crate::engine::redb::cache::{Edit, MessageCache, Ticket};
 use crate::engine::redb::encoding::{decode, MessageRecord, RecordKey, SessionRecord, StoredTimestamp};
 use crate::engine::redb::expiry::{self, Expiry, ExpiryState};
 use crate::engine::redb::journal::{journal_path, Journal};
+use crate::engine::redb::options::RedbOptions;
 use crate::engine::redb::storage::{DatabaseFile, FileRole};
 use crate::engine::redb::tables::{self, IdempotencyRecord, WriteTables};
 use crate::engine::redb::writer::Writer;
@@ -23,11 +24,11 @@ use crate::json::JsonText;
 use crate::maintenance::Progress;
 use crate::model::{
     Durability, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary,
-    Stats, StoreCounters,
+    Settings, Stats, StoreCounters,
 };
 use crate::rules::expiry as expiry_rule;
 use crate::rules::{append, context, message, title, Access, Append};
-use crate::store::{Erased, StoreOptions};
+use crate::store::Erased;
 use crate::timestamp::Timestamp;
 
 /// The store file format this build reads and writes.
@@ -37,16 +38,23 @@ use crate::timestamp::Timestamp;
 /// are refused with [`Error::UnsupportedVersion`].
 pub const FORMAT_VERSION: u32 = 2;
 
-impl StoreOptions {
+/// What the redb engine opens with: the model's settings and its own.
+#[derive(Clone, Debug)]
+pub(crate) struct RedbConfig {
+    pub(crate) settings: Settings,
+    pub(crate) redb: RedbOptions,
+}
+
+impl RedbConfig {
     /// Refuses settings the store cannot work with.
     fn validate(&self) -> Result<()> {
-        let range = Self::MIN_JOURNAL_BYTES..=Self::MAX_JOURNAL_BYTES;
-        if !range.contains(&self.max_journal_bytes) {
+        let range = RedbOptions::MIN_JOURNAL_BYTES..=RedbOptions::MAX_JOURNAL_BYTES;
+        if !range.contains(&self.redb.max_journal_bytes) {
             return Err(Error::invalid(
                 "max_journal_bytes",
                 format!(
                     "{} bytes is outside {}..={} (64 KiB to 1 GiB)",
-                    self.max_journal_bytes,
+                    self.redb.max_journal_bytes,
                     range.start(),
                     range.end()
                 ),
@@ -67,12 +75,12 @@ impl StoreOptions {
     /// (or refused as no store, when the open may not create one or is
     /// read-only).
     pub(crate) fn open_database(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
-        if !self.create_if_missing {
+        if !self.settings.create_if_missing {
             self.refuse_no_file(path)?;
         }
         match self.open_database_once(path) {
             Err(Error::Corrupt { .. }) if self.is_unfinished_creation(path)? => {
-                if !self.create_if_missing || self.read_only {
+                if !self.settings.create_if_missing || self.settings.read_only {
                     return Err(no_store(
                         path,
                         "the file holds nothing but zeros (at most the header of a creation cut short)",
@@ -107,14 +115,14 @@ impl StoreOptions {
 
     fn open_database_once(&self, path: &Path) -> Result<(Database, DatabaseFile)> {
         let backend = self.open_backend(path)?;
-        let file = if self.read_only {
+        let file = if self.settings.read_only {
             DatabaseFile::read_only(backend)
         } else {
             DatabaseFile::opening(backend)
         }
         .map_err(|e| Error::io("open", path, e))?;
         let db = redb::Builder::new()
-            .set_cache_size(self.cache_bytes)
+            .set_cache_size(self.redb.cache_bytes)
             .create_with_backend(file.clone())
             .map_err(|e| open_error(path, e))?;
         Ok((db, file))
@@ -123,7 +131,7 @@ impl StoreOptions {
     /// The journal at `path` opened to be read only; `None` when there is
     /// none.
     fn look_at_journal(&self, path: &Path) -> Result<Option<Box<dyn redb::StorageBackend>>> {
-        match self.storage.open_read_only(path, FileRole::Journal) {
+        match self.redb.storage.open_read_only(path, FileRole::Journal) {
             Ok(file) => Ok(Some(file)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io("open", path, e)),
@@ -133,10 +141,10 @@ impl StoreOptions {
     /// The database file as the open uses it: to read only when
     /// [`StoreOptions::read_only`].
     fn open_backend(&self, path: &Path) -> Result<Box<dyn redb::StorageBackend>> {
-        if self.read_only {
-            self.storage.open_read_only(path, FileRole::Database)
+        if self.settings.read_only {
+            self.redb.storage.open_read_only(path, FileRole::Database)
         } else {
-            self.storage.open(path, FileRole::Database)
+            self.redb.storage.open(path, FileRole::Database)
         }
         .map_err(|e| Error::io("open", path, e))
     }
@@ -195,7 +203,7 @@ struct Inner {
     db: Arc<RwLock<Database>>,
     /// `None` when the store is read-only.
     writer: Option<Writer>,
-    options: StoreOptions,
+    options: RedbConfig,
     expiry: Arc<ExpiryState>,
     cache: Arc<MessageCache>,
     /// Marks the file held by this process; last, so that it is released
@@ -221,11 +229,13 @@ impl std::fmt::Debug for RedbEngine {
 impl RedbEngine {
     /// Opens (or creates) the store file at `path`; see
     /// [`SessionStore::open_with`](crate::SessionStore::open_with).
-    pub(crate) fn open(path: &Path, options: StoreOptions) -> Result<Self> {
+    pub(crate) fn open(path: &Path, options: RedbConfig) -> Result<Self> {
         let path = path.to_path_buf();
         options.validate()?;
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(parent) = parent.filter(|_| options.create_if_missing && !options.read_only) {
+        if let Some(parent) =
+            parent.filter(|_| options.settings.create_if_missing && !options.settings.read_only)
+        {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let (db, journal, expiry, held) = guard_panics(&path, || {
@@ -236,24 +246,25 @@ impl RedbEngine {
             let recovery = Journal::inspect(
                 options.look_at_journal(&journal_path)?,
                 journal_path.clone(),
-                options.verify_after_crash,
+                options.redb.verify_after_crash,
                 &mut db,
             )?;
-            let journal = if options.read_only {
+            let journal = if options.settings.read_only {
                 recovery.replay_in_memory(&mut db, tables::replay_batches)?;
                 None
             } else {
                 let journal_file = options
+                    .redb
                     .storage
                     .open(&journal_path, FileRole::Journal)
                     .map_err(|e| Error::io("open", &journal_path, e))?;
-                let direct = options.storage.open_direct(&journal_path);
+                let direct = options.redb.storage.open_direct(&journal_path);
                 // Decided: what the open wrote reaches the file.
                 file.release().map_err(|e| Error::io("write", &path, e))?;
                 Some(recovery.open_journal(
                     journal_file,
                     direct,
-                    options.max_journal_bytes,
+                    options.redb.max_journal_bytes,
                     &mut db,
                     tables::replay_batches,
                 )?)
@@ -262,7 +273,7 @@ impl RedbEngine {
             Ok((db, journal, expiry, held))
         })?;
         let db = Arc::new(RwLock::new(db));
-        let cache = Arc::new(MessageCache::new(options.message_cache_bytes));
+        let cache = Arc::new(MessageCache::new(options.redb.message_cache_bytes));
         let writer = journal
             .map(|journal| Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone()))
             .transpose()?;
@@ -344,7 +355,7 @@ impl RedbEngine {
         self.inner.expiry.view(txn)
     }
 
-    pub(crate) fn options(&self) -> &StoreOptions {
+    pub(crate) fn options(&self) -> &RedbConfig {
         &self.inner.options
     }
 
@@ -439,7 +450,7 @@ impl RedbEngine {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
-        message::check_new(&messages, self.inner.options.max_content_bytes)?;
+        message::check_new(&messages, self.inner.options.settings.max_content_bytes)?;
         let access = access.to_owned();
         self.write(durability, move |tables| {
             let key = id.as_u128();

@@ -28,7 +28,7 @@ impl RedbEngine {
         context: &str,
         durability: Durability,
     ) -> Result<()> {
-        message::check_context_size(context, self.options().max_content_bytes)?;
+        message::check_context_size(context, self.options().settings.max_content_bytes)?;
         let update = JsonText::object("context", context)?;
         let user = user.to_owned();
         self.write(durability, move |tables| {

@@ -132,7 +132,7 @@ pub(super) fn write_direct(file: &std::fs::File, bytes: &[u8], offset: u64) -> s
     std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
 }
 /// Direct I/O is offered on Linux only (see
-/// [`StorageFactory::open_direct`](crate::StorageFactory::open_direct)).
+/// [`StorageFactory::open_direct`](crate::redb_engine::StorageFactory::open_direct)).
 #[cfg(not(unix))]
 pub(super) fn write_direct(_file: &std::fs::File, _bytes: &[u8], _offset: u64) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())

@@ -50,7 +50,7 @@
 //! another round: the store crashed, and its journal was removed, cut,
 //! zeroed or taken from another run. A store closed cleanly needs no
 //! journal: one is created. The refusal changes no file: the journal is
-//! read through [`StorageFactory::open_read_only`](crate::StorageFactory::open_read_only)
+//! read through [`StorageFactory::open_read_only`](crate::redb_engine::StorageFactory::open_read_only)
 //! before anything is written, and the database's writes while it opens
 //! are held in memory until the open has decided (`DatabaseFile`).
 //!
@@ -66,7 +66,7 @@
 //! the same bytes whichever way they are written, and a block is never
 //! written in part; so a record that is synced at once can be written past
 //! the page cache (`O_DIRECT`, when the storage offers it: see
-//! [`StorageFactory::open_direct`](crate::StorageFactory::open_direct)),
+//! [`StorageFactory::open_direct`](crate::redb_engine::StorageFactory::open_direct)),
 //! which spares its sync the copying through the cache, and a record that
 //! is not (relaxed) overwrites whole cached pages, so the kernel never has
 //! to read a page the direct write left uncached back in before changing
@@ -74,10 +74,10 @@
 //! round: zeros, or records of an earlier round, which never replay.
 //!
 //! The file is sized to the load. A new journal is written with zeros to
-//! [`StoreOptions::MIN_JOURNAL_BYTES`](crate::StoreOptions::MIN_JOURNAL_BYTES);
+//! [`StoreOptions::MIN_JOURNAL_BYTES`](crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES);
 //! a record that does not fit in what is left first doubles the file (as
 //! often as it takes), up to
-//! [`StoreOptions::max_journal_bytes`](crate::StoreOptions::max_journal_bytes):
+//! [`RedbOptions::max_journal_bytes`](crate::redb_engine::RedbOptions::max_journal_bytes):
 //! the new part is written with zeros and synced, its new length with it,
 //! before any record is written there, so that an append never has to
 //! allocate (its `fdatasync` writes only the record's pages) and a power
@@ -188,7 +188,7 @@ impl Journal {
             path,
             capacity: 0,
             // Set by `Recovery::open_journal`; `inspect` only reads.
-            max: crate::StoreOptions::MIN_JOURNAL_BYTES,
+            max: crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES,
             quiet_rounds: 0,
             end: 0,
             next_lsn: 0,

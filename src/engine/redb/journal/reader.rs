@@ -130,7 +130,7 @@ impl Journal {
                 }
             }
         }
-        let smallest = crate::StoreOptions::MIN_JOURNAL_BYTES;
+        let smallest = crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES;
         if replaying && written < smallest {
             return damaged(format!(
                 "the journal is {written} bytes long, shorter than the smallest the store \

@@ -30,7 +30,7 @@ impl Journal {
     /// With `verify`, when there are records to replay (the store crashed),
     /// redb's checksums of the whole database are verified: the replay
     /// rewrites pages, and a damaged page it rewrote would get a fresh
-    /// checksum over the damage (see `StoreOptions::verify_after_crash`).
+    /// checksum over the damage (see `RedbOptions::verify_after_crash`).
     pub fn inspect(
         file: Option<Box<dyn StorageBackend>>,
         path: PathBuf,
@@ -83,7 +83,7 @@ impl Journal {
             tracing::info!(
                 path = %journal.path.display(),
                 "the store crashed: verifying every page of the database before the replay \
-                 (reads the whole file; StoreOptions::verify_after_crash)"
+                 (reads the whole file; RedbOptions::verify_after_crash)"
             );
             journal.verify_database(db)?;
         }
@@ -211,7 +211,7 @@ impl Recovery {
             .len()
             .map_err(|e| journal.io("read the size of", e))?;
         journal.next_lsn = last + 1;
-        journal.capacity = journal.grow_to(crate::StoreOptions::MIN_JOURNAL_BYTES, written)?;
+        journal.capacity = journal.grow_to(crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES, written)?;
         journal.synced = journal.last_appended();
         journal.cut_to(max)?;
         if self.starts_empty {

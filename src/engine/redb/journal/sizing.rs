@@ -53,7 +53,9 @@ impl Journal {
         if needed > self.max {
             return false;
         }
-        let mut size = self.capacity.max(crate::StoreOptions::MIN_JOURNAL_BYTES);
+        let mut size = self
+            .capacity
+            .max(crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES);
         while size < needed {
             size = size.saturating_mul(2);
         }
@@ -80,7 +82,7 @@ impl Journal {
     pub fn shrink_if_oversize(&mut self) {
         if self.quiet_rounds >= SHRINK_AFTER {
             self.quiet_rounds = 0;
-            self.shrink_to((self.capacity / 2).max(crate::StoreOptions::MIN_JOURNAL_BYTES));
+            self.shrink_to((self.capacity / 2).max(crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES));
         }
     }
 
@@ -88,7 +90,7 @@ impl Journal {
     /// holds every record durably and says the database needs the journal
     /// no more (the store closes): a store at rest takes little room.
     pub fn shrink_to_smallest(&mut self) {
-        if let Err(error) = self.cut_to(crate::StoreOptions::MIN_JOURNAL_BYTES) {
+        if let Err(error) = self.cut_to(crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES) {
             tracing::warn!(path = %self.path.display(), %error, "the journal could not be made smaller");
         }
     }
@@ -110,7 +112,7 @@ impl Journal {
     /// Whether this round leaves the journal oversize: larger than the
     /// smallest size, and using at most a quarter of it.
     pub(super) fn round_is_oversize(&self) -> bool {
-        self.capacity > crate::StoreOptions::MIN_JOURNAL_BYTES && self.end <= self.capacity / 4
+        self.capacity > crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES && self.end <= self.capacity / 4
     }
 
     /// The journal's size once [`Journal::reset`] and
@@ -122,7 +124,7 @@ impl Journal {
             0
         };
         if quiet >= SHRINK_AFTER {
-            (self.capacity / 2).max(crate::StoreOptions::MIN_JOURNAL_BYTES)
+            (self.capacity / 2).max(crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES)
         } else {
             self.capacity
         }

@@ -7,6 +7,7 @@ use redb::{Database, StorageBackend};
 
 use super::{journal_path, padded, parse_header, Journal, HEADER};
 use crate::engine::redb::storage::{FileRole, StorageFactory};
+use crate::engine::redb::RedbOptions;
 use crate::error::Result;
 use crate::{NewMessage, SessionStore, StoreOptions};
 
@@ -108,7 +109,10 @@ impl Disk {
 
     fn open(&self) -> SessionStore {
         let options = StoreOptions {
-            storage: Arc::new(self.clone()),
+            redb: RedbOptions {
+                storage: Arc::new(self.clone()),
+                ..RedbOptions::default()
+            },
             ..StoreOptions::default()
         };
         SessionStore::open_with(STORE, options).unwrap()
@@ -303,7 +307,7 @@ fn records_past_the_size_the_journal_started_at_replay_after_a_crash() {
     let store = SessionStore::open(dir.path().join("s.redb")).unwrap();
     let id = store.create_session(None).unwrap();
     let journal_len = || std::fs::metadata(journal_path(store.path())).unwrap().len();
-    assert_eq!(journal_len(), StoreOptions::MIN_JOURNAL_BYTES);
+    assert_eq!(journal_len(), RedbOptions::MIN_JOURNAL_BYTES);
     // About 32 KB each that compression cannot shrink: the journal
     // doubles twice, and no checkpoint comes in this crate's tests.
     let sent: Vec<String> = (0..6)
@@ -317,7 +321,7 @@ fn records_past_the_size_the_journal_started_at_replay_after_a_crash() {
         store.add_message(id, NewMessage::user(text)).unwrap();
     }
     assert!(
-        journal_len() >= 4 * StoreOptions::MIN_JOURNAL_BYTES,
+        journal_len() >= 4 * RedbOptions::MIN_JOURNAL_BYTES,
         "{}",
         journal_len()
     );
@@ -385,7 +389,10 @@ fn records_of_another_round_do_not_vouch_for_a_damaged_one() {
 
 fn open_error(disk: &Disk) -> crate::Error {
     let options = StoreOptions {
-        storage: Arc::new(disk.clone()),
+        redb: RedbOptions {
+            storage: Arc::new(disk.clone()),
+            ..RedbOptions::default()
+        },
         ..StoreOptions::default()
     };
     match SessionStore::open_with(STORE, options) {

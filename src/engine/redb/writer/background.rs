@@ -72,7 +72,7 @@ impl Shared {
 }
 /// A checkpoint (durable redb commit, then the journal starts over) follows
 /// this many journal records, or half the largest journal allowed
-/// (`StoreOptions::max_journal_bytes`),
+/// (`RedbOptions::max_journal_bytes`),
 pub(super) const CHECKPOINT_RECORDS: u32 = 256;
 /// or this long after the oldest record it would cover (in the crate's unit
 /// tests, never within a test: they inspect the journal a checkpoint resets).

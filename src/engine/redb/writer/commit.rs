@@ -159,7 +159,7 @@ impl Committer {
 /// (quick repair), so that an open after a crash need not walk the file.
 pub(crate) fn set_durability(txn: &mut redb::WriteTransaction, durability: RedbDurability) -> Result<()> {
     txn.set_durability(durability)
-        .map_err(|e| Error::Storage(Arc::new(e.into())))?;
+        .map_err(crate::engine::redb::storage_error)?;
     txn.set_quick_repair(matches!(durability, RedbDurability::Immediate));
     Ok(())
 }

@@ -2,7 +2,11 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 use std::thread::ThreadId;
 
-use crate::{Durability, Error, FileRole, NewMessage, SessionStore, StorageBackend, StorageFactory};
+use redb::StorageBackend;
+
+use crate::engine::redb::storage::{FileRole, FileStorage, StorageFactory};
+use crate::engine::redb::RedbOptions;
+use crate::{Durability, Error, NewMessage, SessionStore, StoreOptions};
 
 fn store() -> (tempfile::TempDir, SessionStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -116,7 +120,6 @@ impl super::IdleWork for PanickingIdleWork {
 
 #[test]
 fn a_panic_on_the_background_thread_stops_the_writer_without_hanging_a_caller() {
-    use crate::engine::redb::storage::{FileRole, FileStorage, StorageFactory};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let mut db = redb::Database::create(&path).unwrap();
@@ -157,7 +160,7 @@ struct RefusingSync {
 
 impl StorageFactory for RefusedSyncs {
     fn open(&self, path: &std::path::Path, role: FileRole) -> std::io::Result<Box<dyn StorageBackend>> {
-        let file = crate::FileStorage.open(path, role)?;
+        let file = FileStorage.open(path, role)?;
         Ok(match role {
             FileRole::Database => Box::new(RefusingSync {
                 file,
@@ -203,9 +206,12 @@ fn compact_fails_when_its_checkpoint_fails_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.redb");
     let storage = RefusedSyncs::default();
-    let options = crate::StoreOptions {
-        storage: Arc::new(storage.clone()),
-        ..crate::StoreOptions::default()
+    let options = StoreOptions {
+        redb: RedbOptions {
+            storage: Arc::new(storage.clone()),
+            ..RedbOptions::default()
+        },
+        ..StoreOptions::default()
     };
     let store = SessionStore::open_with(&path, options).unwrap();
     let id = store.create_session(Some("ana")).unwrap();
