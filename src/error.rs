@@ -187,22 +187,6 @@ pub enum Error {
         source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
     },
 
-    /// The database server of a store opened from a `postgres://` URL
-    /// failed the call or could not be reached. `code` is the server's
-    /// SQLSTATE when it answered one. Nothing of the call was committed,
-    /// unless the connection was lost while the commit was under way: then
-    /// the call may have been done, and a retry of an append with the same
-    /// idempotency key (`add_messages_idempotent`) is done once.
-    #[error("database: {action}: {why}")]
-    Database {
-        /// What was being done (`connect to`, `read`, `write`, ...).
-        action: &'static str,
-        /// The SQLSTATE the server answered, when it answered one.
-        code: Option<String>,
-        /// What went wrong, as the server or the connection said it.
-        why: String,
-    },
-
     /// The operation belongs to another storage engine than the store's
     /// (a redb file's `compact` or `backup_to` on a store opened from a
     /// `postgres://` URL): nothing was done; `why` says what to use instead.

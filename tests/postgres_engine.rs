@@ -107,13 +107,18 @@ fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
     assert!(
         matches!(
             down,
-            Error::Database {
-                action: "connect to",
+            Error::Storage {
+                engine: "postgres",
                 ..
             }
         ),
         "{down:?}"
     );
+    assert!(
+        down.to_string().starts_with("storage (postgres): connect to: "),
+        "{down}"
+    );
+    assert!(!down.to_string().contains("secret"), "{down}");
 }
 
 #[test]
@@ -684,7 +689,17 @@ fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
     assert!(killed, "the append never waited on the lock");
     lock.rollback().unwrap();
     let error = appending.join().unwrap().unwrap_err();
-    assert!(matches!(error, Error::Database { .. }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::Storage {
+                engine: "postgres",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("SQLSTATE 57P01"), "{error}");
     assert!(
         error.to_string().contains("connection to the server was lost"),
         "{error}"

@@ -290,7 +290,31 @@ fn connection_lost(error: &postgres::Error) -> bool {
             .is_some_and(|code| code.code().starts_with("08") || code.code().starts_with("57P0"))
 }
 
-/// [`Error::Database`] for `error`, raised while doing `action`.
+/// What the database server answered, or why it could not be reached: the
+/// source of an [`Error::Storage`] of the PostgreSQL engine.
+#[derive(Debug)]
+pub(crate) struct ServerError {
+    /// What was being done (`connect to`, `read`, `write`, ...).
+    action: &'static str,
+    /// The SQLSTATE the server answered, when it answered one.
+    code: Option<String>,
+    why: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.action, self.why)?;
+        match &self.code {
+            Some(code) => write!(f, " (SQLSTATE {code})"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// [`Error::Storage`] of the PostgreSQL engine for `error`, raised while
+/// doing `action`.
 pub(crate) fn server_error(action: &'static str, error: &postgres::Error) -> Error {
     let code = error.code().map(|code| code.code().to_owned());
     let why = if connection_lost(error) {
@@ -305,7 +329,10 @@ pub(crate) fn server_error(action: &'static str, error: &postgres::Error) -> Err
             None => error.to_string(),
         }
     };
-    Error::Database { action, code, why }
+    Error::Storage {
+        engine: "postgres",
+        source: std::sync::Arc::new(ServerError { action, code, why }),
+    }
 }
 
 /// `url` without its password, to be shown in errors.
