@@ -9,11 +9,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::maintenance::{CheckReport, CompactReport};
+use crate::model::Erased;
+use crate::model::{CheckReport, CompactReport};
 use crate::model::{
     Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
-use crate::store::{Erased, SessionStore};
+use crate::store::SessionStore;
 
 /// A [`SessionStore`] for async code: the same calls, under the same names,
 /// each run on tokio's blocking pool ([`tokio::task::spawn_blocking`]).

@@ -6,21 +6,8 @@ use uuid::Uuid;
 
 use crate::engine::{ImportSink, SnapshotSource};
 use crate::error::Result;
-use crate::model::{ExtraValue, Message, SessionInfo};
+use crate::model::{ExtraRow, Message, SessionInfo};
 use crate::store::SessionStore;
-
-/// A row of a SQLite table the store carries without interpreting it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExtraRow {
-    /// The SQLite table it came from.
-    pub table: String,
-    /// Its rowid (or position) there.
-    pub rowid: i64,
-    /// The session it belongs to: deleting that session deletes the row.
-    pub session: Option<Uuid>,
-    /// Its column values, in the table's column order.
-    pub values: Vec<ExtraValue>,
-}
 
 /// A consistent, read-only view of the whole store at one moment.
 ///

@@ -37,7 +37,6 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use crate::engine::redb::storage::FileRole;
 use crate::error::{Error, Result};
 
 /// What a temporary file's name adds to its destination's, before the pid.
@@ -229,22 +228,22 @@ impl Drop for MadeFolders {
     }
 }
 
-/// Opens the file of `role` at `path` for a store, creating it when
-/// missing: a journal gets the permissions of the database beside it, so
-/// that it is as private as the conversations in it, and its owner where
-/// the process may (root opening a chatbot's store leaves a journal the
-/// chatbot can open).
-pub(crate) fn open_store_file(path: &Path, role: FileRole) -> std::io::Result<File> {
+/// Opens the file at `path` for a store, creating it when missing; one
+/// created with a `source` (a journal: its database) gets the permissions
+/// of `source`, so that it is as private as the conversations in it, and
+/// its owner where the process may (root opening a chatbot's store leaves a
+/// journal the chatbot can open).
+pub(crate) fn open_store_file(path: &Path, source: Option<&Path>) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true);
-    if role == FileRole::Journal {
+    if let Some(source) = source {
         match options.open(path) {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             opened => return opened,
         }
-        // Without a database beside it (a journal opened on its own), it is
+        // Without a source beside it (a journal opened on its own), it is
         // created as any other file.
-        let database = match std::fs::metadata(crate::engine::redb::journal::database_path(path)) {
+        let database = match std::fs::metadata(source) {
             Ok(database) => Some(database),
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(e),

@@ -83,12 +83,11 @@ mod user_context;
 
 #[cfg(feature = "tokio")]
 pub use async_store::{AsyncSessionStore, AsyncUserView};
-pub use bulk::{ExtraRow, Importer, Snapshot};
+pub use bulk::{Importer, Snapshot};
 pub use engine::redb::hold::StoreHold;
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
 pub use json::JsonText;
-pub use maintenance::{CheckReport, CompactReport, Progress};
 pub mod redb_engine {
     //! The redb engine's settings ([`RedbOptions`], in
     //! [`StoreOptions::redb`](crate::StoreOptions)) and the storage it
@@ -98,13 +97,13 @@ pub mod redb_engine {
     pub use crate::engine::redb::{BackendError, RedbOptions, StorageBackend};
 }
 pub use model::{
-    Durability, ExtraColumns, ExtraValue, Message, NewMessage, Role, Session, SessionCursor, SessionInfo,
-    SessionPage, SessionSummary, Stats, StoreCounters,
+    CheckReport, CompactReport, Durability, Erased, ExtraColumns, ExtraRow, ExtraValue, Message, NewMessage,
+    Progress, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats, StoreCounters,
 };
 pub use rules::budget::TokenRule;
 #[cfg(all(feature = "socket", unix))]
 pub use socket::MAX_SOCKET_PATH;
-pub use store::{Erased, SessionStore, StoreOptions, UserView, FORMAT_VERSION};
+pub use store::{SessionStore, StoreOptions, UserView, FORMAT_VERSION};
 pub use timestamp::{Timestamp, TimestampError, TimestampForm};
 pub use uuid::Uuid;
 

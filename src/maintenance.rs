@@ -4,28 +4,8 @@
 use std::path::Path;
 
 use crate::error::Result;
+use crate::model::{CheckReport, CompactReport, Progress};
 use crate::store::SessionStore;
-
-/// Called as work advances: (entries done, entries in all).
-pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
-
-/// What [`SessionStore::check`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CheckReport {
-    /// Sessions read.
-    pub sessions: u64,
-    /// Messages read.
-    pub messages: u64,
-    /// Every rule found broken, one sentence each; empty when clean.
-    pub problems: Vec<String>,
-}
-
-impl CheckReport {
-    /// True when no rule is broken.
-    pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
 
 impl SessionStore {
     /// Checks the file: redb's page checksums, then every rule of the data
@@ -68,13 +48,4 @@ impl SessionStore {
     pub fn compact(&self, progress: Progress<'_>) -> Result<CompactReport> {
         self.engine().compact(progress)
     }
-}
-
-/// Sizes of the file around [`SessionStore::compact`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CompactReport {
-    /// Bytes before.
-    pub before: u64,
-    /// Bytes after.
-    pub after: u64,
 }

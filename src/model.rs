@@ -398,3 +398,55 @@ pub(crate) struct Settings {
     pub(crate) read_only: bool,
     pub(crate) serve_socket: bool,
 }
+
+/// What [`SessionStore::erase_user`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Sessions deleted.
+    pub sessions: u64,
+    /// Messages deleted.
+    pub messages: u64,
+}
+
+/// A row of a SQLite table the store carries without interpreting it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraRow {
+    /// The SQLite table it came from.
+    pub table: String,
+    /// Its rowid (or position) there.
+    pub rowid: i64,
+    /// The session it belongs to: deleting that session deletes the row.
+    pub session: Option<Uuid>,
+    /// Its column values, in the table's column order.
+    pub values: Vec<ExtraValue>,
+}
+
+/// Called as work advances: (entries done, entries in all).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// What [`SessionStore::check`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Sessions read.
+    pub sessions: u64,
+    /// Messages read.
+    pub messages: u64,
+    /// Every rule found broken, one sentence each; empty when clean.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when no rule is broken.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Sizes of the file around [`SessionStore::compact`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Bytes before.
+    pub before: u64,
+    /// Bytes after.
+    pub after: u64,
+}

@@ -36,7 +36,7 @@ use uuid::Uuid;
 
 use crate::bulk::Snapshot;
 use crate::error::{Error, Result};
-use crate::maintenance::Progress;
+use crate::model::Progress;
 use crate::model::{Message, Role, SessionInfo};
 use crate::store::SessionStore;
 use crate::timestamp::Timestamp;

@@ -13,10 +13,9 @@ use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
 use crate::engine::{Engine, MessagePage};
 use crate::error::{Error, Result};
-use crate::maintenance::Progress;
 use crate::model::{
-    Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary,
-    Settings, Stats, StoreCounters,
+    Durability, Erased, Message, NewMessage, Progress, Session, SessionCursor, SessionInfo, SessionPage,
+    SessionSummary, Settings, Stats, StoreCounters,
 };
 use crate::rules::{Access, Append};
 
@@ -685,15 +684,6 @@ impl SessionStore {
             .pop()
             .ok_or_else(|| Error::invalid("messages", "none to add"))
     }
-}
-
-/// What [`SessionStore::erase_user`] removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Erased {
-    /// Sessions deleted.
-    pub sessions: u64,
-    /// Messages deleted.
-    pub messages: u64,
 }
 
 /// A [`SessionStore`] seen by one user: every call behaves as if other users'

@@ -16,17 +16,15 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::bulk::ExtraRow;
 use crate::error::Result;
 use crate::json::JsonText;
-use crate::maintenance::{CheckReport, CompactReport, Progress};
 use crate::model::Durability;
 use crate::model::{
-    Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Settings, Stats, StoreCounters,
+    CheckReport, CompactReport, Erased, ExtraRow, Message, NewMessage, Progress, Session, SessionCursor,
+    SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
-use crate::store::Erased;
 
 /// Which messages of a session a page holds (see [`Engine::page_messages`]).
 #[derive(Clone, Copy, Debug)]

@@ -10,18 +10,15 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{not_supported, PgEngine};
-use crate::bulk::ExtraRow;
 use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
-use crate::maintenance::{CheckReport, CompactReport, Progress};
-use crate::model::Settings;
 use crate::model::{
-    Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreCounters,
+    CheckReport, CompactReport, Durability, Erased, ExtraRow, Message, NewMessage, Progress, Session,
+    SessionCursor, SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
-use crate::store::Erased;
 
 /// Why `snapshot` and `importer` are refused.
 const NO_BULK: &str = "the converter's snapshot and import read and write redb files only; \

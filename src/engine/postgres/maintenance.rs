@@ -10,9 +10,7 @@ use uuid::Uuid;
 use super::schema::TABLES;
 use super::{delete_sessions, not_supported, rows, PgEngine};
 use crate::error::Result;
-use crate::maintenance::{CheckReport, CompactReport, Progress};
-use crate::model::Durability;
-use crate::model::{Stats, StoreCounters};
+use crate::model::{CheckReport, CompactReport, Durability, Progress, Stats, StoreCounters};
 use crate::rules::expiry;
 use crate::timestamp::Timestamp;
 

@@ -51,8 +51,7 @@ use uuid::Uuid;
 
 use self::connection::{redacted, Pool, Step};
 use crate::error::{Error, Result};
-use crate::model::Durability;
-use crate::model::Settings;
+use crate::model::{Durability, Settings};
 use crate::rules::Access;
 
 /// True when `location` names a PostgreSQL database rather than a file.

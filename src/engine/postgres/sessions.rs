@@ -9,10 +9,8 @@ use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
 use super::{delete_sessions, lock_session, lock_writable, PgEngine};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
-use crate::model::Durability;
-use crate::model::{Session, SessionCursor, SessionInfo, SessionPage, SessionSummary};
+use crate::model::{Durability, Erased, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary};
 use crate::rules::{context, fork, message, title, Access};
-use crate::store::Erased;
 use crate::timestamp::Timestamp;
 
 impl PgEngine {

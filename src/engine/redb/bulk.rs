@@ -10,7 +10,6 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 use uuid::Uuid;
 
-use crate::bulk::ExtraRow;
 use crate::engine::redb::encoding::{
     decode, decode_bytes, Encoder, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
@@ -20,6 +19,7 @@ use crate::engine::redb::tables;
 use crate::engine::redb::writer;
 use crate::engine::{ImportSink, Rows, SnapshotSource};
 use crate::error::{Error, Result};
+use crate::model::ExtraRow;
 use crate::model::{Message, SessionInfo};
 
 /// A [`Snapshot`](crate::Snapshot) of a redb store: one read transaction.

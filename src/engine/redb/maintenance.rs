@@ -16,7 +16,7 @@ use crate::engine::redb::store::{guard_panics, open_error, RedbEngine};
 use crate::engine::redb::tables::{self, index_keys};
 use crate::error::{Error, Result};
 use crate::files::{self, NewFile};
-use crate::maintenance::{CheckReport, CompactReport, Progress};
+use crate::model::{CheckReport, CompactReport, Progress};
 
 /// Caps the problems listed, so that a badly damaged file gives a readable report.
 const MAX_PROBLEMS: usize = 100;

@@ -30,14 +30,12 @@ pub use self::store::FORMAT_VERSION;
 use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
-use crate::maintenance::{CheckReport, CompactReport, Progress};
 use crate::model::{
-    Durability, Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, Settings, Stats,
-    StoreCounters,
+    CheckReport, CompactReport, Durability, Erased, Message, NewMessage, Progress, Session, SessionCursor,
+    SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
-use crate::store::Erased;
 pub use ::redb::{BackendError, StorageBackend};
 
 /// Each operation is written in the file of its concern (`store.rs`,

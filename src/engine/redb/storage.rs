@@ -163,7 +163,8 @@ pub struct FileStorage;
 
 impl StorageFactory for FileStorage {
     fn open(&self, path: &Path, role: FileRole) -> std::io::Result<Box<dyn StorageBackend>> {
-        let file = crate::files::open_store_file(path, role)?;
+        let database = (role == FileRole::Journal).then(|| crate::engine::redb::journal::database_path(path));
+        let file = crate::files::open_store_file(path, database.as_deref())?;
         let backend = FileBackend::new(file).map_err(std::io::Error::other)?;
         Ok(Box::new(backend))
     }

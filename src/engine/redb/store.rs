@@ -21,14 +21,14 @@ use crate::engine::redb::writer::Writer;
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
 use crate::json::JsonText;
-use crate::maintenance::Progress;
+use crate::model::Erased;
+use crate::model::Progress;
 use crate::model::{
     Durability, Message, NewMessage, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary,
     Settings, Stats, StoreCounters,
 };
 use crate::rules::expiry as expiry_rule;
 use crate::rules::{append, context, message, title, Access, Append};
-use crate::store::Erased;
 use crate::timestamp::Timestamp;
 
 /// The store file format this build reads and writes.
