@@ -396,6 +396,8 @@ pub(crate) struct Settings {
     pub(crate) durability: Durability,
     pub(crate) create_if_missing: bool,
     pub(crate) read_only: bool,
+    /// Read where the library serves a socket (feature `socket`, Unix).
+    #[cfg_attr(not(all(feature = "socket", unix)), allow(dead_code))]
     pub(crate) serve_socket: bool,
 }
 

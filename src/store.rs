@@ -8,7 +8,8 @@ use std::time::Duration;
 use uuid::Uuid;
 
 #[cfg(feature = "postgres")]
-use crate::engine::postgres;
+use crate::engine::postgres::{is_url, PgEngine};
+use crate::engine::redb::hold::StoreHold;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
 use crate::engine::{Engine, MessagePage};
@@ -222,8 +223,8 @@ impl SessionStore {
     /// creating its schema when missing (see `create_if_missing`).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         #[cfg(feature = "postgres")]
-        if let Some(url) = path.as_ref().to_str().filter(|p| postgres::is_url(p)) {
-            let engine = postgres::PgEngine::connect(url, options.settings())?;
+        if let Some(url) = path.as_ref().to_str().filter(|p| is_url(p)) {
+            let engine = PgEngine::connect(url, options.settings())?;
             return Ok(Self::serving(Arc::new(engine)));
         }
         let config = RedbConfig {
@@ -265,6 +266,35 @@ impl SessionStore {
             }
         }
         store
+    }
+
+    /// Holds the store file at `path` for a caller about to replace it (a
+    /// conversion's `--force`), so that no store has it open meanwhile.
+    /// Refused when a store has it open, as [`SessionStore::open`] is
+    /// refused: [`Error::InUse`] (another process) or
+    /// [`Error::AlreadyOpen`] (this one); while the hold lives, opening it
+    /// is refused with [`Error::InUse`]. It only reads the file.
+    ///
+    /// A path where no file is, or a file no store could open as it is (not
+    /// a store, damaged, left by a crash until an open applies its
+    /// journal), is open nowhere: the hold then holds nothing.
+    ///
+    /// ```
+    /// use sessionstore::{Error, SessionStore};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("sessions.redb");
+    /// let store = SessionStore::open(&path)?;
+    /// let refused = SessionStore::hold_for_replacement(&path).unwrap_err();
+    /// assert!(matches!(refused, Error::AlreadyOpen { .. }));
+    /// drop(store);
+    /// let hold = SessionStore::hold_for_replacement(&path)?;
+    /// assert!(matches!(SessionStore::open(&path), Err(Error::InUse { .. })));
+    /// drop(hold);
+    /// SessionStore::open(&path)?;
+    /// # Ok::<(), sessionstore::Error>(())
+    /// ```
+    pub fn hold_for_replacement(path: impl AsRef<Path>) -> Result<StoreHold> {
+        crate::engine::redb::hold::hold(path.as_ref())
     }
 
     /// The store file's path.
@@ -651,6 +681,7 @@ impl SessionStore {
     }
 
     /// The settings the store was opened with.
+    #[cfg(feature = "server")]
     pub(crate) fn options(&self) -> &Settings {
         self.engine.settings()
     }
