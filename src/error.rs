@@ -187,6 +187,19 @@ pub enum Error {
         source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The operation belongs to another storage engine than the store's
+    /// (a redb file's `compact` or `backup_to` on a store opened from a
+    /// `postgres://` URL): nothing was done; `why` says what to use instead.
+    #[error("{operation} is not supported by the {engine} engine: {why}")]
+    NotSupported {
+        /// What was asked (`"compact"`, `"backup"`, ...).
+        operation: &'static str,
+        /// The store's engine (`"PostgreSQL"`).
+        engine: &'static str,
+        /// Why, and what does it instead.
+        why: &'static str,
+    },
+
     /// Another request committed in the same batch failed with a storage
     /// error, so nothing of this call was committed; it may be retried.
     #[error("not committed: another write in the same commit failed")]
@@ -273,6 +286,7 @@ impl Error {
                 | Error::SeqConflict { .. }
                 | Error::InvalidInput { .. }
                 | Error::ReadOnly { .. }
+                | Error::NotSupported { .. }
         )
     }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+#[cfg(feature = "postgres")]
+use crate::engine::postgres::{is_url, PgEngine};
 use crate::engine::redb::hold::StoreHold;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
@@ -215,7 +217,16 @@ impl SessionStore {
     /// cleanly and its journal is missing, cut short or another run's:
     /// [`Error::JournalLost`]) changes no file: it fails the same way when
     /// tried again.
+    ///
+    /// With the feature `postgres`, a `postgres://` or `postgresql://` URL
+    /// (given as the path) opens the store in that PostgreSQL database,
+    /// creating its schema when missing (see `create_if_missing`).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        #[cfg(feature = "postgres")]
+        if let Some(url) = path.as_ref().to_str().filter(|p| is_url(p)) {
+            let engine = PgEngine::connect(url, options.settings())?;
+            return Ok(Self::serving(Arc::new(engine)));
+        }
         let config = RedbConfig {
             settings: options.settings(),
             redb: options.redb,

@@ -6,6 +6,8 @@
 //!
 //! [`SessionStore`]: crate::SessionStore
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod redb;
 
 use std::path::Path;
@@ -33,6 +35,27 @@ pub(crate) enum MessagePage {
     After(u64),
     /// Before this seq, the nearest ones.
     Before(u64),
+}
+
+impl MessagePage {
+    /// The seqs of the page of at most `limit` messages in a session of
+    /// `count`.
+    pub(crate) fn range(self, limit: u64, count: u64) -> std::ops::Range<u64> {
+        match self {
+            MessagePage::From(seq) => {
+                let start = seq.min(count);
+                start..start.saturating_add(limit).min(count)
+            }
+            MessagePage::After(seq) => {
+                let start = seq.saturating_add(1).min(count);
+                start..start.saturating_add(limit).min(count)
+            }
+            MessagePage::Before(seq) => {
+                let end = seq.min(count);
+                end.saturating_sub(limit)..end
+            }
+        }
+    }
 }
 
 /// A storage engine: one method per operation of the store, each taking

@@ -7,6 +7,11 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+/// How long an idempotency key is remembered (24 hours).
+pub(crate) const IDEMPOTENCY_KEY_MICROS: i64 = 24 * 3600 * 1_000_000;
+/// How many idempotency keys a session keeps at most (the newest).
+pub(crate) const IDEMPOTENCY_KEYS_PER_SESSION: usize = 64;
+
 /// How an append is checked: the seq its first message must get, the
 /// idempotency key it is remembered under.
 #[derive(Clone, Debug)]

@@ -7,6 +7,7 @@ pub(crate) mod append;
 pub(crate) mod budget;
 pub(crate) mod context;
 pub(crate) mod expiry;
+pub(crate) mod fork;
 pub(crate) mod message;
 pub(crate) mod title;
 

@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::Durability;
 use crate::model::SessionInfo;
-use crate::rules::context;
 use crate::rules::Access;
+use crate::rules::{self, context};
 use crate::timestamp::Timestamp;
 
 impl RedbEngine {
@@ -35,15 +35,7 @@ impl RedbEngine {
         let access = access.to_owned();
         self.write(durability, move |tables| {
             let source = writable_session(tables, id, access.borrow())?;
-            if at_seq > source.message_count {
-                return Err(Error::invalid(
-                    "at_seq",
-                    format!(
-                        "{at_seq} is past the end of session {id}, which holds {} messages",
-                        source.message_count
-                    ),
-                ));
-            }
+            rules::fork::check_at_seq(id, at_seq, source.message_count)?;
             let (parent, key) = (id.as_u128(), fork.as_u128());
             if tables.session(key)?.is_some() {
                 return Err(Error::invalid("session_id", format!("{fork} exists already")));

@@ -668,21 +668,7 @@ impl RedbEngine {
             let Some(record) = self.active_session(txn, id, access)? else {
                 return Ok(None);
             };
-            let count = record.message_count;
-            let range = match page {
-                MessagePage::From(seq) => {
-                    let start = seq.min(count);
-                    start..start.saturating_add(limit).min(count)
-                }
-                MessagePage::After(seq) => {
-                    let start = seq.saturating_add(1).min(count);
-                    start..start.saturating_add(limit).min(count)
-                }
-                MessagePage::Before(seq) => {
-                    let end = seq.min(count);
-                    end.saturating_sub(limit)..end
-                }
-            };
+            let range = page.range(limit, record.message_count);
             self.session_messages(txn, ticket, id, &record, range).map(Some)
         })
     }

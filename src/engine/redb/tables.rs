@@ -59,10 +59,7 @@ pub(crate) const OPAQUE: TableDefinition<&str, &[u8]> = TableDefinition::new("op
 pub(crate) const IDEMPOTENCY_KEYS: TableDefinition<(u128, &str), &[u8]> =
     TableDefinition::new("idempotency_keys");
 
-/// How long an idempotency key is remembered (24 hours).
-pub(crate) const IDEMPOTENCY_KEY_MICROS: i64 = 24 * 3600 * 1_000_000;
-/// How many idempotency keys a session keeps at most (the newest).
-pub(crate) const IDEMPOTENCY_KEYS_PER_SESSION: usize = 64;
+pub(crate) use crate::rules::append::{IDEMPOTENCY_KEYS_PER_SESSION, IDEMPOTENCY_KEY_MICROS};
 
 /// What an idempotent append stored under its key.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
