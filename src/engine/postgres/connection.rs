@@ -115,6 +115,14 @@ impl Pool {
         }
     }
 
+    /// A connection of its own, outside the pool's bound: a snapshot or an
+    /// import holds one for its life.
+    pub(crate) fn dedicated(&self) -> Result<Client> {
+        self.config
+            .connect(NoTls)
+            .map_err(|e| server_error("connect to", &e))
+    }
+
     /// Gives `client` back; one whose connection broke is dropped.
     pub(crate) fn give_back(&self, client: Client) {
         let mut state = self.lock();

@@ -1,7 +1,6 @@
 //! [`Engine`] for [`PgEngine`]: each operation forwarded to the method of
-//! the same name (in `sessions.rs`, `messages.rs`, `maintenance.rs`); the
-//! bulk paths of the converter refused until it reads and writes
-//! PostgreSQL.
+//! the same name (in `sessions.rs`, `messages.rs`, `maintenance.rs`), the
+//! converter's snapshot and importer to `bulk.rs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,20 +8,17 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{not_supported, PgEngine};
+use super::bulk::{PgImporter, PgSnapshot};
+use super::PgEngine;
 use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::{
-    CheckReport, CompactReport, Durability, Erased, ExtraRow, Message, NewMessage, Progress, Session,
-    SessionCursor, SessionInfo, SessionPage, Settings, Stats, StoreCounters,
+    CheckReport, CompactReport, Durability, Erased, Message, NewMessage, Progress, Session, SessionCursor,
+    SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
 use crate::rules::{Access, Append};
-
-/// Why `snapshot` and `importer` are refused.
-const NO_BULK: &str = "the converter's snapshot and import read and write redb files only; \
-     copy a database with the server's tools (pg_dump)";
 
 impl Engine for PgEngine {
     fn path(&self) -> &Path {
@@ -185,41 +181,17 @@ impl Engine for PgEngine {
     }
 
     fn snapshot(&self) -> Result<Box<dyn SnapshotSource>> {
-        Err(not_supported("snapshot", NO_BULK))
+        Ok(Box::new(PgSnapshot::begin(self.pool.dedicated()?)?))
     }
 
     fn importer(&self) -> Box<dyn ImportSink> {
-        Box::new(RefusedImport)
-    }
-}
-
-/// The importer of a PostgreSQL store: refuses every row, writing nothing.
-struct RefusedImport;
-
-fn refused() -> Error {
-    not_supported("import", NO_BULK)
-}
-
-impl ImportSink for RefusedImport {
-    fn add_session(&mut self, _session: SessionInfo) -> Result<()> {
-        Err(refused())
-    }
-
-    fn add_messages(&mut self, _session: Uuid, _messages: Vec<Message>) -> Result<()> {
-        Err(refused())
-    }
-
-    fn add_extra_row(&mut self, _row: ExtraRow) -> Result<()> {
-        Err(refused())
-    }
-
-    fn set_opaque(&mut self, _key: &str, _value: Vec<u8>) -> Result<()> {
-        Err(refused())
-    }
-
-    fn raise_next_message_id(&mut self, _next: u64) {}
-
-    fn finish(self: Box<Self>) -> Result<()> {
-        Err(refused())
+        let client = if self.settings.read_only {
+            Err(Error::ReadOnly {
+                path: self.path.clone(),
+            })
+        } else {
+            self.pool.dedicated()
+        };
+        Box::new(PgImporter::begin(client))
     }
 }

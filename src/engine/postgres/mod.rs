@@ -35,6 +35,7 @@
 //! `sessions.rs`, `messages.rs`, `maintenance.rs` (the operations by
 //! concern).
 
+mod bulk;
 mod connection;
 mod engine;
 mod maintenance;

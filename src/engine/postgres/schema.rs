@@ -86,6 +86,18 @@ CREATE TABLE IF NOT EXISTS sessionstore_forks (
     PRIMARY KEY (parent_id, fork_id)
 );
 CREATE INDEX IF NOT EXISTS idx_forks_fork ON sessionstore_forks (fork_id);
+CREATE TABLE IF NOT EXISTS sessionstore_extra_rows (
+    table_name TEXT NOT NULL,
+    row_id BIGINT NOT NULL,
+    session_id UUID,
+    value_list BYTEA NOT NULL,
+    PRIMARY KEY (table_name, row_id)
+);
+CREATE INDEX IF NOT EXISTS idx_extra_rows_session ON sessionstore_extra_rows (session_id);
+CREATE TABLE IF NOT EXISTS sessionstore_opaque (
+    name TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sessionstore_user_contexts (
     user_id TEXT PRIMARY KEY,
     context TEXT NOT NULL
@@ -94,7 +106,8 @@ CREATE TABLE IF NOT EXISTS sessionstore_user_contexts (
 
 /// The library's tables, for [`stats`](super::PgEngine::stats)' size.
 pub(crate) const TABLES: &str = "'chat_sessions', 'chat_messages', 'sessionstore_meta', \
-     'sessionstore_idempotency_keys', 'sessionstore_forks', 'sessionstore_user_contexts'";
+     'sessionstore_idempotency_keys', 'sessionstore_forks', 'sessionstore_user_contexts', \
+     'sessionstore_extra_rows', 'sessionstore_opaque'";
 
 /// Creates the schema when the database has none, or checks the version of
 /// the one it has: a newer version is refused with

@@ -1,0 +1,457 @@
+//! The converter's side of the PostgreSQL engine: a consistent snapshot
+//! of everything, read a page at a time, and an importer that loads data
+//! as it is (ids, timestamps, extra rows), all in one transaction.
+//!
+//! - The snapshot holds one connection of its own in a `REPEATABLE READ
+//!   READ ONLY` transaction for its life: every page it reads, by any of
+//!   its iterators, sees the same state. Pages of 1,000 rows by key
+//!   (keyset paging), so memory stays bounded whatever the store holds.
+//! - The importer holds one connection of its own in one transaction:
+//!   nothing it loads is seen before `finish` commits it, and a refusal
+//!   or an error (a session loaded twice, a message id taken, a user name
+//!   PostgreSQL cannot hold) rolls all of it back.
+
+use std::sync::Mutex;
+
+use postgres::Client;
+use uuid::Uuid;
+
+use super::connection::server_error;
+use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
+use crate::engine::{ImportSink, Rows, SnapshotSource};
+use crate::error::{Error, Result};
+use crate::model::{ExtraColumns, ExtraRow, ExtraValue, Message, SessionInfo};
+
+/// Rows a page reads.
+const PAGE: i64 = 1_000;
+
+pub(crate) struct PgSnapshot {
+    client: Mutex<Client>,
+}
+
+impl PgSnapshot {
+    pub(crate) fn begin(mut client: Client) -> Result<PgSnapshot> {
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(|e| server_error("begin the snapshot of", &e))?;
+        Ok(PgSnapshot {
+            client: Mutex::new(client),
+        })
+    }
+
+    /// Runs `f` on the snapshot's connection (one query at a time).
+    fn with<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&mut Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut client).map_err(|e| server_error(action, &e))
+    }
+
+    /// The rows after `start`, a page at a time: `fetch` reads the page
+    /// after a key and gives each row with its key.
+    fn paged<'a, K: 'a, T: 'a>(
+        &'a self,
+        start: K,
+        mut fetch: impl FnMut(&mut Client, &K) -> Result<Vec<(K, T)>> + 'a,
+    ) -> Rows<'a, T> {
+        let mut after = Some(start);
+        let mut page = std::collections::VecDeque::new();
+        Box::new(std::iter::from_fn(move || loop {
+            if let Some(row) = page.pop_front() {
+                return Some(Ok(row));
+            }
+            let key = after.take()?;
+            let fetched = {
+                let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+                fetch(&mut client, &key)
+            };
+            match fetched {
+                Err(e) => return Some(Err(e)),
+                Ok(rows) => {
+                    let full = rows.len() as i64 == PAGE;
+                    for (key, row) in rows {
+                        after = Some(key);
+                        page.push_back(row);
+                    }
+                    if !full {
+                        after = None;
+                    }
+                    if page.is_empty() {
+                        return None;
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for PgSnapshot {
+    fn drop(&mut self) {
+        let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = client.batch_execute("ROLLBACK");
+    }
+}
+
+fn read_error(action: &'static str) -> impl Fn(postgres::Error) -> Error {
+    move |e| server_error(action, &e)
+}
+
+impl SnapshotSource for PgSnapshot {
+    fn sessions(&self) -> Result<Rows<'_, SessionInfo>> {
+        let query = format!(
+            "SELECT {SESSION_COLUMNS} FROM chat_sessions s WHERE s.session_id > $1 ORDER BY s.session_id LIMIT {PAGE}"
+        );
+        Ok(self.paged(Uuid::nil(), move |client, after| {
+            let found = client
+                .query(&query, &[after])
+                .map_err(read_error("read the sessions of"))?;
+            found
+                .iter()
+                .map(|row| rows::session_info(row).map(|info| (info.session_id, info)))
+                .collect()
+        }))
+    }
+
+    fn messages(&self, session: Uuid) -> Result<Rows<'_, Message>> {
+        let query = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM chat_messages m WHERE m.session_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT {PAGE}"
+        );
+        Ok(self.paged(-1i64, move |client, after| {
+            let found = client
+                .query(&query, &[&session, after])
+                .map_err(read_error("read the messages of"))?;
+            found
+                .iter()
+                .map(|row| rows::message(row).map(|m| (rows::bigint(m.seq), m)))
+                .collect()
+        }))
+    }
+
+    fn messages_by_id(&self) -> Result<Rows<'_, (Uuid, Message)>> {
+        let query = format!(
+            "SELECT {MESSAGE_COLUMNS}, m.session_id FROM chat_messages m WHERE m.id > $1 ORDER BY m.id LIMIT {PAGE}"
+        );
+        Ok(self.paged(0i64, move |client, after| {
+            let found = client
+                .query(&query, &[after])
+                .map_err(read_error("read the messages of"))?;
+            found
+                .iter()
+                .map(|row| {
+                    let session: Uuid = row.get(11);
+                    rows::message(row).map(|m| (rows::bigint(m.id), (session, m)))
+                })
+                .collect()
+        }))
+    }
+
+    fn extra_rows(&self) -> Result<Rows<'_, ExtraRow>> {
+        let query = format!(
+            "SELECT table_name, row_id, session_id, value_list FROM sessionstore_extra_rows
+             WHERE (table_name, row_id) > ($1, $2) ORDER BY table_name, row_id LIMIT {PAGE}"
+        );
+        Ok(
+            self.paged((String::new(), i64::MIN), move |client, (table, rowid)| {
+                let found = client
+                    .query(&query, &[table, rowid])
+                    .map_err(read_error("read the extra rows of"))?;
+                found
+                    .iter()
+                    .map(|row| {
+                        let table: String = row.get(0);
+                        let rowid: i64 = row.get(1);
+                        let bytes: Vec<u8> = row.get(3);
+                        let values: Vec<ExtraValue> =
+                            postcard::from_bytes(&bytes).map_err(|e| Error::CorruptRecord {
+                                table: "sessionstore_extra_rows",
+                                key: Some(format!("{table} row {rowid}")),
+                                why: e.to_string(),
+                            })?;
+                        let extra = ExtraRow {
+                            table: table.clone(),
+                            rowid,
+                            session: row.get(2),
+                            values,
+                        };
+                        Ok(((table, rowid), extra))
+                    })
+                    .collect()
+            }),
+        )
+    }
+
+    fn opaque(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.with("read the stored values of", |client| {
+            Ok(client
+                .query_opt("SELECT value FROM sessionstore_opaque WHERE name = $1", &[&key])?
+                .map(|row| row.get(0)))
+        })
+    }
+
+    fn next_message_id(&self) -> Result<u64> {
+        self.with("read the next message id of", |client| {
+            let row = client.query_one("SELECT last_value, is_called FROM chat_messages_id_seq", &[])?;
+            let (last, called): (i64, bool) = (row.get(0), row.get(1));
+            Ok(rows::count(if called { last + 1 } else { last }))
+        })
+    }
+
+    fn session_count(&self) -> Result<u64> {
+        self.count("SELECT count(*) FROM chat_sessions")
+    }
+
+    fn message_count(&self) -> Result<u64> {
+        self.count("SELECT count(*) FROM chat_messages")
+    }
+
+    fn extra_row_count(&self) -> Result<u64> {
+        self.count("SELECT count(*) FROM sessionstore_extra_rows")
+    }
+}
+
+impl PgSnapshot {
+    fn count(&self, query: &'static str) -> Result<u64> {
+        self.with("count the rows of", |client| {
+            Ok(rows::count(client.query_one(query, &[])?.get(0)))
+        })
+    }
+}
+
+/// Loads data as it is, in one transaction committed by `finish`.
+pub(crate) struct PgImporter {
+    /// The connection in its transaction, or why there is none (a failed
+    /// connect, which every call then answers).
+    client: std::result::Result<Client, Error>,
+    next_message_id: u64,
+}
+
+impl PgImporter {
+    pub(crate) fn begin(client: Result<Client>) -> PgImporter {
+        let client = client.and_then(|mut client| {
+            client
+                .batch_execute("BEGIN")
+                .map_err(|e| server_error("begin the import into", &e))?;
+            Ok(client)
+        });
+        PgImporter {
+            client,
+            next_message_id: 0,
+        }
+    }
+
+    fn run<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
+        match &mut self.client {
+            Ok(client) => f(client),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+fn write_error(e: postgres::Error) -> Error {
+    server_error("import into", &e)
+}
+
+/// Extra columns as stored: postcard of the (name, value) list, `NULL` when
+/// there are none.
+fn extra_bytes(extra: &ExtraColumns) -> Result<Option<Vec<u8>>> {
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    let list: Vec<(&String, &ExtraValue)> = extra.iter().collect();
+    postcard::to_stdvec(&list)
+        .map(Some)
+        .map_err(|e| Error::invalid("extra columns", e.to_string()))
+}
+
+impl ImportSink for PgImporter {
+    fn add_session(&mut self, session: SessionInfo) -> Result<()> {
+        if let Some(user) = &session.user_id {
+            rows::storable("user_id", user)?;
+        }
+        let (created, created_micros) = rows::columns(&session.created_at);
+        let (updated, updated_micros) = rows::columns(&session.updated_at);
+        let (expired, expired_micros) = match &session.expired_at {
+            Some(at) => {
+                let (text, micros) = rows::columns(at);
+                (Some(text), Some(micros))
+            }
+            None => (None, None),
+        };
+        let extra = extra_bytes(&session.extra)?;
+        self.run(|client| {
+            let inserted = client
+                .execute(
+                    "INSERT INTO chat_sessions
+                         (session_id, user_id, created_at, updated_at, expired_at, context, metadata,
+                          created_micros, updated_micros, expired_micros, message_count, extra)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11)
+                     ON CONFLICT (session_id) DO NOTHING",
+                    &[
+                        &session.session_id,
+                        &session.user_id,
+                        &created,
+                        &updated,
+                        &expired,
+                        &session.context.as_ref().map(|c| c.as_str()),
+                        &session.metadata.as_ref().map(|m| m.as_str()),
+                        &created_micros,
+                        &updated_micros,
+                        &expired_micros,
+                        &extra,
+                    ],
+                )
+                .map_err(write_error)?;
+            if inserted == 0 {
+                return Err(Error::invalid(
+                    "session_id",
+                    format!("session {} is loaded twice", session.session_id),
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
+        messages.sort_by_key(|m| (m.timestamp.micros(), m.id));
+        let ids: Vec<i64> = messages.iter().map(|m| rows::bigint(m.id)).collect();
+        let highest = messages.iter().map(|m| m.id.saturating_add(1)).max().unwrap_or(0);
+        self.next_message_id = self.next_message_id.max(highest);
+        self.run(|client| {
+            let count = client
+                .query_opt(
+                    "SELECT message_count FROM chat_sessions WHERE session_id = $1 FOR UPDATE",
+                    &[&session],
+                )
+                .map_err(write_error)?
+                .map(|row| rows::count(row.get(0)))
+                .ok_or(Error::SessionNotFound(session))?;
+            let taken = client
+                .query_opt("SELECT id FROM chat_messages WHERE id = ANY($1) LIMIT 1", &[&ids])
+                .map_err(write_error)?;
+            let mut unique = std::collections::HashSet::new();
+            let twice = taken
+                .map(|row| rows::count(row.get(0)))
+                .or_else(|| messages.iter().map(|m| m.id).find(|id| !unique.insert(*id)));
+            if let Some(id) = twice {
+                return Err(Error::invalid(
+                    "message id",
+                    format!("message {id} is loaded twice"),
+                ));
+            }
+            let insert = client
+                .prepare(
+                    "INSERT INTO chat_messages
+                         (session_id, seq, id, role, content, content_exact, query_plan, candidate_set,
+                          timestamp, timestamp_micros, tokens, extra)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .map_err(write_error)?;
+            for (seq, message) in (count..).zip(&messages) {
+                let (content, exact) = rows::content_columns(&message.content);
+                let (timestamp, micros) = rows::columns(&message.timestamp);
+                client
+                    .execute(
+                        &insert,
+                        &[
+                            &session,
+                            &rows::bigint(seq),
+                            &rows::bigint(message.id),
+                            &message.role.as_str(),
+                            &content.as_ref(),
+                            &exact,
+                            &message.query_plan.as_ref().map(|p| p.as_str()),
+                            &message.candidate_set.as_ref().map(|c| c.as_str()),
+                            &timestamp,
+                            &micros,
+                            &message.tokens.map(i64::from),
+                            &extra_bytes(&message.extra)?,
+                        ],
+                    )
+                    .map_err(write_error)?;
+            }
+            client
+                .execute(
+                    "UPDATE chat_sessions SET message_count = $2 WHERE session_id = $1",
+                    &[&session, &rows::bigint(count + messages.len() as u64)],
+                )
+                .map_err(write_error)?;
+            Ok(())
+        })
+    }
+
+    fn add_extra_row(&mut self, row: ExtraRow) -> Result<()> {
+        let values =
+            postcard::to_stdvec(&row.values).map_err(|e| Error::invalid("extra row", e.to_string()))?;
+        self.run(|client| {
+            if let Some(session) = row.session {
+                let found = client
+                    .query_opt("SELECT 1 FROM chat_sessions WHERE session_id = $1", &[&session])
+                    .map_err(write_error)?;
+                if found.is_none() {
+                    return Err(Error::SessionNotFound(session));
+                }
+            }
+            client
+                .execute(
+                    "INSERT INTO sessionstore_extra_rows (table_name, row_id, session_id, value_list)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (table_name, row_id) DO UPDATE
+                     SET session_id = EXCLUDED.session_id, value_list = EXCLUDED.value_list",
+                    &[&row.table, &row.rowid, &row.session, &values],
+                )
+                .map_err(write_error)?;
+            Ok(())
+        })
+    }
+
+    fn set_opaque(&mut self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.run(|client| {
+            client
+                .execute(
+                    "INSERT INTO sessionstore_opaque (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                    &[&key, &value],
+                )
+                .map_err(write_error)?;
+            Ok(())
+        })
+    }
+
+    fn raise_next_message_id(&mut self, next: u64) {
+        self.next_message_id = self.next_message_id.max(next);
+    }
+
+    /// Moves the id sequence past every id loaded (and the id raised to),
+    /// then commits.
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        let next = self.next_message_id;
+        self.run(|client| {
+            let row = client
+                .query_one("SELECT last_value, is_called FROM chat_messages_id_seq", &[])
+                .map_err(write_error)?;
+            let (last, called): (i64, bool) = (row.get(0), row.get(1));
+            let used = if called { last } else { last - 1 };
+            let wanted = rows::bigint(next).saturating_sub(1);
+            if wanted > used && wanted >= 1 {
+                client
+                    .execute("SELECT setval('chat_messages_id_seq', $1, true)", &[&wanted])
+                    .map_err(write_error)?;
+            }
+            client.batch_execute("COMMIT").map_err(write_error)
+        })
+    }
+}
+
+impl Drop for PgImporter {
+    fn drop(&mut self) {
+        // After a commit this is a no-op the server warns of; after an
+        // error or an abandoned import it takes everything back.
+        if let Ok(client) = &mut self.client {
+            if !client.is_closed() {
+                let _ = client.batch_execute("ROLLBACK");
+            }
+        }
+    }
+}
