@@ -699,7 +699,8 @@ fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
         ),
         "{error:?}"
     );
-    assert!(error.to_string().contains("SQLSTATE 57P01"), "{error}");
+    // The client sees either the server's notice (SQLSTATE 57P01) or the
+    // closed socket first: the message is the same either way.
     assert!(
         error.to_string().contains("connection to the server was lost"),
         "{error}"
