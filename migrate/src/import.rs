@@ -72,7 +72,8 @@ pub struct ImportReport {
 /// ([`Error::DatabaseNotEmpty`], nothing written) unless
 /// [`ImportOptions::force`], which loads into it (the library refuses an id
 /// it holds already). The source is opened and checked before the database
-/// is.
+/// is: a sessions.db is imported into a store file in a temporary folder
+/// first (every rule checked there), then copied.
 pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<ImportReport> {
     let started = Instant::now();
     let mut report = match location::database_url(dest) {
@@ -128,13 +129,17 @@ fn import_sqlite_into_file(source: &Path, dest: &Path, options: &ImportOptions) 
 fn import_into_database(source: &Path, url: &str, options: &ImportOptions) -> Result<ImportReport> {
     let dest = location::shown(Path::new(url));
     if location::is_sqlite(source)? {
-        let conn = sqlite::open_unchecked(source)?;
-        let _reading_ahead = read_ahead::Background::start(source);
-        let check = sqlite::QuickCheck::start(source)?;
-        // A damaged file is refused before the database is touched.
-        check.finish(source)?;
+        // The library checks every row into a store file staged in a
+        // temporary folder first: a damaged file or a refused row stops the
+        // import before the database is touched.
+        let staging = tempfile::tempdir()
+            .map_err(|e| Error::io("create a temporary folder in", &std::env::temp_dir(), e))?;
+        let staged = staging.path().join("staged.redb");
+        let report = import_sqlite_into_file(source, &staged, options)?;
+        let from = SessionStore::open_with(&staged, location::store_options(64 << 20)).in_file(&staged)?;
         let into = open_empty_database(url, &dest, options)?;
-        load(&conn, source, &dest, &into, options)
+        copy::copy(&from, source, &into, &dest, options)?;
+        Ok(report)
     } else {
         let from = location::open_import_source(source, location::store_options(64 << 20))?;
         let into = open_empty_database(url, &dest, options)?;

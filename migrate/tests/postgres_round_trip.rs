@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::path::Path;
 
-use common::{assert_same_rows, dump, migrate, UPGRADED, V1};
+use common::{assert_same_rows, broken_copy, dump, migrate, UPGRADED, V1};
 use sessionstore::{SessionStore, Uuid};
 use sessionstore_migrate::{export, import, verify, ExportOptions, ImportOptions};
 
@@ -219,4 +219,29 @@ fn a_store_file_imports_into_another_store_file_equal() {
     assert_equal(&first, &second);
     export(&second, &back, &ExportOptions::default()).unwrap();
     assert_eq!(dump(&back), dump(Path::new(UPGRADED)));
+}
+
+#[test]
+fn a_sessions_db_with_a_refused_row_leaves_the_database_untouched() {
+    let Some(database) = Database::fresh() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broken = broken_copy(
+        V1,
+        dir.path(),
+        "broken.db",
+        "UPDATE chat_messages SET timestamp = '13/01/2026 09:41' \
+         WHERE id = (SELECT max(id) FROM chat_messages)",
+    );
+    let error = import(&broken, database.location(), &quiet()).unwrap_err();
+    assert!(error.to_string().contains("not an ISO 8601 timestamp"), "{error}");
+    let tables: i64 = client(&database.url)
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "the database was touched: {error}");
 }
