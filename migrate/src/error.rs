@@ -34,6 +34,27 @@ pub enum Error {
         reason: String,
     },
 
+    /// The destination database of an import holds sessions already and
+    /// `--force` was not given: nothing was written.
+    #[error(
+        "{database} holds {sessions} sessions already: the import is refused, as it would mix two \
+         stores, and nothing was written; give an empty database, or pass --force to load into \
+         this one (an id it holds already is refused then)"
+    )]
+    DatabaseNotEmpty {
+        /// The database (its URL without the password).
+        database: PathBuf,
+        /// How many sessions it holds.
+        sessions: u64,
+    },
+
+    /// A database URL was given to a build without PostgreSQL.
+    #[error("{location}: a PostgreSQL database, but this sessionstore-migrate was built without its `postgres` feature")]
+    NoPostgres {
+        /// The URL without its password.
+        location: PathBuf,
+    },
+
     /// A SQLite file was given where a store file is expected.
     #[error("{path} is a SQLite file, not a store file (import it first)")]
     NotAStore {

@@ -1,10 +1,9 @@
-//! `export`: a sessions.db SQLite file from a store file.
+//! `export`: a sessions.db SQLite file from a store (a file or a database).
 //!
 //! Tables are made first, rows are loaded in one transaction (messages in
 //! id order, so SQLite appends), then indexes, views and triggers are made
 //! from the same DDL, and `sqlite_sequence` is written last.
 
-use sessionstore::redb_engine::RedbOptions;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,12 +11,10 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
-use sessionstore::client::{Opened, SocketClient};
-use sessionstore::{
-    ExtraColumns, ExtraValue, Message, SessionInfo, SessionStore, Snapshot, StoreOptions, Uuid,
-};
+use sessionstore::{ExtraColumns, ExtraValue, Message, SessionInfo, SessionStore, Snapshot, Uuid};
 
 use crate::error::{Error, InFile, Result};
+use crate::location;
 use crate::output::Output;
 use crate::progress::Progress;
 use crate::read_ahead;
@@ -59,66 +56,45 @@ pub struct ExportReport {
     pub elapsed: Duration,
 }
 
-/// Exports the store file `source` to a new SQLite file `dest`.
+/// Exports the store `source` (a store file, or a `postgres://` URL) to a
+/// new SQLite file `dest`.
 ///
 /// On any error nothing is left at `dest` (and no temporary file). An
 /// existing `dest` (replaced only with [`ExportOptions::force`]) is refused
-/// when it is `source` itself, or a store open elsewhere.
+/// when it is `source` itself, or a store open elsewhere. A store file
+/// another process holds (the chatbot, say) is exported from a consistent
+/// copy its holder writes (a backup, through its local socket) into a
+/// temporary folder beside it, removed after: the output is the same, byte
+/// for byte.
 pub fn export(source: &Path, dest: &Path, options: &ExportOptions) -> Result<ExportReport> {
-    sqlite::require_file(source)?;
-    replace::refuse_same_file(source, dest)?;
+    let file = location::database_url(source).is_none();
+    if file {
+        sqlite::require_file(source)?;
+        replace::refuse_same_file(source, dest)?;
+    }
     // Held until the new file is in place.
     let _held = replace::hold_destination(dest)?;
-    if sqlite::has_sqlite_header(source)? {
-        return Err(Error::NotAStore {
-            path: source.to_path_buf(),
-        });
-    }
-    let _reading_ahead = read_ahead::Background::start(source);
-    match Opened::open(source, &store_options(), Instant::now(), SOCKET_WAIT).in_file(source)? {
-        Opened::Local(store) => export_store(&store, source, dest, options),
-        Opened::Held(client) => export_held(&client, source, dest, options),
-    }
-}
-
-/// How long a store in use whose socket does not answer (its holder is
-/// opening or closing it) is tried again.
-const SOCKET_WAIT: Duration = Duration::from_secs(2);
-
-/// Exports a store another process holds (the chatbot, say): through its
-/// local socket, the holder writes a consistent copy (a backup) into a
-/// temporary folder beside `source`, which is exported as the store itself
-/// would be, then removed. The copy holds everything the export reads (the
-/// stored schema, rows of other tables, the highest message id given), so
-/// the output is the same, byte for byte.
-fn export_held(
-    client: &SocketClient,
-    source: &Path,
-    dest: &Path,
-    options: &ExportOptions,
-) -> Result<ExportReport> {
-    let copy = client.copy(store_options()).in_file(source)?;
-    export_store(&copy, source, dest, options)
-}
-
-/// The store options of an export: a larger cache, for one pass over
-/// everything.
-fn store_options() -> StoreOptions {
-    StoreOptions {
-        redb: RedbOptions {
-            cache_bytes: 64 << 20,
-            ..RedbOptions::default()
-        },
-        ..StoreOptions::default()
-    }
+    let store = location::open_source(source, location::store_options(64 << 20))?;
+    let _reading_ahead = file.then(|| read_ahead::Background::start(source));
+    export_store(
+        &store,
+        &location::shown(source),
+        dest,
+        options,
+        file.then_some(source),
+    )
 }
 
 /// Exports an open store.
+///
+/// `source` names the store in messages; `dest` takes the permissions of
+/// `mode_of` (the store file), else those of a new private file.
 pub(crate) fn export_store(
     store: &SessionStore,
     source: &Path,
     dest: &Path,
     options: &ExportOptions,
+    mode_of: Option<&Path>,
 ) -> Result<ExportReport> {
     let started = Instant::now();
     let snapshot = store.snapshot().in_file(source)?;
@@ -168,7 +144,7 @@ pub(crate) fn export_store(
         conn.close().map_err(|(_, e)| e).in_file(dest)?;
         report
     };
-    output.commit(Some(source))?;
+    output.commit(mode_of)?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -1,4 +1,5 @@
-//! `import`: a store file from a sessions.db SQLite file.
+//! `import`: a store (a file or a database) from a sessions.db SQLite file,
+//! or from another store (see `copy.rs`).
 //!
 //! Sessions are read in `session_id` order, and each session's messages are
 //! read beside it (SQLite walks its `(session_id, timestamp)` index), so only
@@ -6,7 +7,6 @@
 //! timestamp instant, then id, and numbers them. Every other table's rows,
 //! the schema's DDL and `sqlite_sequence` travel in the store unchanged.
 
-use sessionstore::redb_engine::RedbOptions;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,7 +18,9 @@ use sessionstore::{
     StoreOptions, Timestamp, Uuid,
 };
 
+use crate::copy;
 use crate::error::{Error, InFile, Result};
+use crate::location;
 use crate::output::Output;
 use crate::progress::Progress;
 use crate::read_ahead;
@@ -58,47 +60,117 @@ pub struct ImportReport {
     pub elapsed: Duration,
 }
 
-/// Imports the SQLite file `source` into a new store file `dest`.
+/// Imports `source` (a sessions.db SQLite file, or a store: a store file or
+/// a `postgres://` URL) into `dest` (a new store file, or a `postgres://`
+/// URL).
 ///
-/// On any error nothing is left at `dest` (and no temporary file). An
-/// existing `dest` (replaced only with [`ImportOptions::force`]) is refused
-/// when it is `source` itself, or a store open elsewhere.
+/// Into a file: on any error nothing is left at `dest` (and no temporary
+/// file). An existing `dest` (replaced only with [`ImportOptions::force`])
+/// is refused when it is `source` itself, or a store open elsewhere.
+///
+/// Into a database: one that holds sessions already is refused
+/// ([`Error::DatabaseNotEmpty`], nothing written) unless
+/// [`ImportOptions::force`], which loads into it (the library refuses an id
+/// it holds already). The source is opened and checked before the database
+/// is: a sessions.db is imported into a store file in a temporary folder
+/// first (every rule checked there), then copied.
 pub fn import(source: &Path, dest: &Path, options: &ImportOptions) -> Result<ImportReport> {
     let started = Instant::now();
-    replace::refuse_same_file(source, dest)?;
+    let mut report = match location::database_url(dest) {
+        Some(url) => import_into_database(source, url, options)?,
+        None => import_into_file(source, dest, options)?,
+    };
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// The store options of the store an import writes.
+fn dest_options() -> StoreOptions {
+    location::store_options(128 << 20)
+}
+
+fn import_into_file(source: &Path, dest: &Path, options: &ImportOptions) -> Result<ImportReport> {
+    let source_is_file = location::database_url(source).is_none();
+    if source_is_file {
+        replace::refuse_same_file(source, dest)?;
+    }
     // Held until the new store is in place.
     let _held = replace::hold_destination(dest)?;
+    if location::is_sqlite(source)? {
+        return import_sqlite_into_file(source, dest, options);
+    }
+    let from = location::open_import_source(source, location::store_options(64 << 20))?;
+    let mut output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
+    output.write_back_early()?;
+    let report = {
+        let into = SessionStore::open_with(output.path(), dest_options()).in_file(dest)?;
+        copy::copy(&from, &location::shown(source), &into, dest, options)?
+    };
+    output.commit(source_is_file.then_some(source))?;
+    Ok(report)
+}
+
+fn import_sqlite_into_file(source: &Path, dest: &Path, options: &ImportOptions) -> Result<ImportReport> {
     let conn = sqlite::open_unchecked(source)?;
     let _reading_ahead = read_ahead::Background::start(source);
     let check = sqlite::QuickCheck::start(source)?;
     let mut output = Output::create(dest, options.force)?.with_files_beside(SessionStore::files_beside);
     output.write_back_early()?;
-    let loaded = load(&conn, source, dest, output.path(), options);
+    let loaded = SessionStore::open_with(output.path(), dest_options())
+        .in_file(dest)
+        .and_then(|store| load(&conn, source, dest, &store, options));
     // A damaged file is reported as such, whatever reading it ran into.
     check.finish(source)?;
-    let mut report = loaded?;
+    let report = loaded?;
     output.commit(Some(source))?;
-    report.elapsed = started.elapsed();
     Ok(report)
 }
 
-/// Reads everything from `conn` into a new store at `path`.
+fn import_into_database(source: &Path, url: &str, options: &ImportOptions) -> Result<ImportReport> {
+    let dest = location::shown(Path::new(url));
+    if location::is_sqlite(source)? {
+        // The library checks every row into a store file staged in a
+        // temporary folder first: a damaged file or a refused row stops the
+        // import before the database is touched.
+        let staging = tempfile::tempdir()
+            .map_err(|e| Error::io("create a temporary folder in", &std::env::temp_dir(), e))?;
+        let staged = staging.path().join("staged.redb");
+        let report = import_sqlite_into_file(source, &staged, options)?;
+        let from = SessionStore::open_with(&staged, location::store_options(64 << 20)).in_file(&staged)?;
+        let into = open_empty_database(url, &dest, options)?;
+        copy::copy(&from, source, &into, &dest, options)?;
+        Ok(report)
+    } else {
+        let from = location::open_import_source(source, location::store_options(64 << 20))?;
+        let into = open_empty_database(url, &dest, options)?;
+        copy::copy(&from, &location::shown(source), &into, &dest, options)
+    }
+}
+
+/// Opens the database an import loads into, refusing one that holds
+/// sessions already unless `--force`.
+fn open_empty_database(url: &str, dest: &Path, options: &ImportOptions) -> Result<SessionStore> {
+    let into = location::open_database(url, true)?;
+    let stats = into.stats().in_file(dest)?;
+    let sessions = stats.active_sessions + stats.expired_sessions;
+    if sessions > 0 && !options.force {
+        return Err(Error::DatabaseNotEmpty {
+            database: dest.to_path_buf(),
+            sessions,
+        });
+    }
+    Ok(into)
+}
+
+/// Reads everything from `conn` into `store` (the store `dest` names).
 fn load(
     conn: &Connection,
     source: &Path,
     dest: &Path,
-    path: &Path,
+    store: &SessionStore,
     options: &ImportOptions,
 ) -> Result<ImportReport> {
     let schema = sqlite::read_schema(conn, source)?;
-    let store_options = StoreOptions {
-        redb: RedbOptions {
-            cache_bytes: 128 << 20,
-            ..RedbOptions::default()
-        },
-        ..StoreOptions::default()
-    };
-    let store = SessionStore::open_with(path, store_options).in_file(dest)?;
     let mut run = Run {
         conn,
         source,

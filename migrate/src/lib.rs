@@ -18,10 +18,12 @@
 #![deny(missing_docs)]
 
 mod builtin_schema;
+mod copy;
 mod error;
 mod export;
 pub mod generate;
 mod import;
+mod location;
 mod output;
 mod progress;
 mod read_ahead;
@@ -33,6 +35,7 @@ mod verify;
 pub use error::{Error, Result};
 pub use export::{export, ExportOptions, ExportReport};
 pub use import::{import, ImportOptions, ImportReport};
+pub use location::shown;
 pub use schema::SchemaChoice;
 pub use verify::{verify, Difference};
 

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sessionstore_migrate::{
-    export, import, peak_memory_bytes, verify, ExportOptions, ImportOptions, SchemaChoice,
+    export, import, peak_memory_bytes, shown, verify, ExportOptions, ImportOptions, SchemaChoice,
 };
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Convert sessions.db SQLite files to and from sessionstore files, losslessly"
+    about = "Convert sessions.db SQLite files to and from sessionstore stores (files or PostgreSQL databases), losslessly"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,14 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Make a store file from a sessions.db SQLite file.
+    /// Make a store (a file or a PostgreSQL database) from a sessions.db
+    /// SQLite file, or copy a store into another.
     Import {
-        /// The SQLite file (opened read-only).
+        /// The sessions.db SQLite file, a store file, or a store's
+        /// `postgres://` URL (all read only).
         source: PathBuf,
-        /// The store file to write.
+        /// The store file to write, or a `postgres://` URL of a database
+        /// holding no sessions.
         dest: PathBuf,
         /// Replace DEST if it exists; refused when DEST is SOURCE itself
         /// (by any path or link), or a store a running process has open.
+        /// A database DEST that holds sessions is loaded into instead (an
+        /// id it holds already is refused).
         #[arg(long)]
         force: bool,
         /// Carry rows the store cannot hold (messages of a missing session,
@@ -41,9 +46,10 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Make a sessions.db SQLite file from a store file.
+    /// Make a sessions.db SQLite file from a store (a file or a PostgreSQL
+    /// database).
     Export {
-        /// The store file.
+        /// The store file, or a store's `postgres://` URL.
         source: PathBuf,
         /// The SQLite file to write.
         dest: PathBuf,
@@ -61,12 +67,13 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Compare two files (SQLite or store, in any mix) by content; exit 0
-    /// when equal, 1 with the first differences otherwise.
+    /// Compare two stores (SQLite files, store files or `postgres://`
+    /// URLs, in any mix) by content; exit 0 when equal, 1 with the first
+    /// differences otherwise.
     Verify {
-        /// The first file (called A in the report).
+        /// The first (called A in the report).
         a: PathBuf,
-        /// The second file (called B in the report).
+        /// The second (called B in the report).
         b: PathBuf,
         /// How many differences to show at most.
         #[arg(long, default_value_t = 20)]
@@ -110,8 +117,8 @@ fn run(command: Command) -> sessionstore_migrate::Result<ExitCode> {
                 report.sessions,
                 report.messages,
                 report.extra_rows,
-                source.display(),
-                dest.display()
+                shown(&source).display(),
+                shown(&dest).display()
             );
             if report.carried > 0 {
                 println!(
@@ -145,7 +152,7 @@ fn run(command: Command) -> sessionstore_migrate::Result<ExitCode> {
                 report.sessions,
                 report.messages,
                 report.extra_rows,
-                source.display(),
+                shown(&source).display(),
                 dest.display(),
                 report.schema
             );
@@ -159,10 +166,18 @@ fn run(command: Command) -> sessionstore_migrate::Result<ExitCode> {
             let started = std::time::Instant::now();
             let differences = verify(&a, &b, max_differences.max(1))?;
             if differences.is_empty() {
-                println!("equal: {} and {} hold the same content", a.display(), b.display());
+                println!(
+                    "equal: {} and {} hold the same content",
+                    shown(&a).display(),
+                    shown(&b).display()
+                );
                 println!("{:.2} s{}", started.elapsed().as_secs_f64(), peak_memory());
             } else {
-                println!("A = {}, B = {}: they differ", a.display(), b.display());
+                println!(
+                    "A = {}, B = {}: they differ",
+                    shown(&a).display(),
+                    shown(&b).display()
+                );
                 for difference in &differences {
                     println!("  {difference}");
                 }

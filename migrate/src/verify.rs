@@ -1,7 +1,7 @@
-//! `verify`: compares two files, each a SQLite file or a store file, by
-//! content.
+//! `verify`: compares two stores, each a SQLite file, a store file or a
+//! PostgreSQL database (by URL), by content.
 //!
-//! A store is compared through the SQLite file `export` makes of it (in a
+//! A store (file or database) is compared through the SQLite file `export` makes of it (in a
 //! temporary folder), so "equal" means exactly "export would give this
 //! file": the same schema DDL, and in every table (`sqlite_sequence` too)
 //! the same rows, matched by primary key (rowid when there is none), with
@@ -15,6 +15,7 @@ use rusqlite::Connection;
 
 use crate::error::{Error, InFile, Result};
 use crate::export::{export, ExportOptions};
+use crate::location;
 use crate::sqlite::{self, quote, OwnedValue, TableLayout, SEQUENCE};
 
 /// One way in which the two files differ.
@@ -51,10 +52,10 @@ pub fn verify(a: &Path, b: &Path, limit: usize) -> Result<Vec<Difference>> {
     Ok(comparison.found)
 }
 
-/// The SQLite file to compare for `path`: itself, or its export.
+/// The SQLite file to compare for `path`: itself, or the export of the
+/// store (file or database) it names.
 fn as_sqlite(path: &Path, temp: &Path) -> Result<PathBuf> {
-    sqlite::require_file(path)?;
-    if sqlite::has_sqlite_header(path)? {
+    if location::is_sqlite(path)? {
         return Ok(path.to_path_buf());
     }
     export(path, temp, &ExportOptions::default())?;

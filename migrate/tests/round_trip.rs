@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{count, dump, UPGRADED, V1};
+use common::{assert_same_rows, count, dump, UPGRADED, V1};
 use rusqlite::types::Value;
 use rusqlite::Connection;
 use sessionstore::{NewMessage, Role, SessionStore, Timestamp, Uuid};
@@ -22,19 +22,7 @@ fn round_trip(fixture: &str) {
     export(&store, &back, &ExportOptions::default()).unwrap();
 
     let original = dump(Path::new(fixture));
-    let exported = dump(&back);
-    assert_eq!(exported.schema, original.schema, "schema DDL");
-    assert_eq!(
-        exported.tables.keys().collect::<Vec<_>>(),
-        original.tables.keys().collect::<Vec<_>>()
-    );
-    for (table, rows) in &original.tables {
-        let back_rows = &exported.tables[table];
-        assert_eq!(back_rows.len(), rows.len(), "rows of {table}");
-        for (i, (a, b)) in rows.iter().zip(back_rows).enumerate() {
-            assert_eq!(a, b, "table {table}, row {i}");
-        }
-    }
+    assert_same_rows(&original, &back);
     assert_eq!(imported.messages as usize, original.tables["chat_messages"].len());
     assert!(verify(Path::new(fixture), &back, 5).unwrap().is_empty());
     assert!(verify(Path::new(fixture), &store, 5).unwrap().is_empty());

@@ -61,6 +61,24 @@ pub fn dump(path: &Path) -> Dump {
     Dump { schema, tables }
 }
 
+/// Asserts that the SQLite file `back` holds `original`'s schema and rows,
+/// row by row (the first difference named).
+pub fn assert_same_rows(original: &Dump, back: &Path) {
+    let exported = dump(back);
+    assert_eq!(exported.schema, original.schema, "schema DDL");
+    assert_eq!(
+        exported.tables.keys().collect::<Vec<_>>(),
+        original.tables.keys().collect::<Vec<_>>()
+    );
+    for (table, rows) in &original.tables {
+        let back_rows = &exported.tables[table];
+        assert_eq!(back_rows.len(), rows.len(), "rows of {table}");
+        for (i, (a, b)) in rows.iter().zip(back_rows).enumerate() {
+            assert_eq!(a, b, "table {table}, row {i}");
+        }
+    }
+}
+
 /// One count query's answer.
 pub fn count(path: &Path, sql: &str) -> i64 {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
