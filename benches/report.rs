@@ -6,13 +6,15 @@
 //! three minutes); the full run loads 1,000,000 sessions and 1 GB stores.
 //! `--only get_session,open` runs only the named stages (get_session, cold,
 //! populated, recent_messages, add_message, threads, big_store, bytes,
-//! open, postgres), for profiling. The postgres stage runs last and fills
-//! the PostgreSQL column of the lines it measures.
+//! open, postgres), for profiling. The postgres stage (with `--features
+//! postgres`) runs last and fills the PostgreSQL column of the lines it
+//! measures.
 //! Files go to a temporary folder under `BENCH_DIR` when set (else the
 //! system's temporary folder): put it on the disk you mean to measure.
 
 mod cold;
 mod common;
+#[cfg(feature = "postgres")]
 mod postgres;
 
 use sessionstore::redb_engine::RedbOptions;
@@ -81,6 +83,7 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--child") {
         return child(&args[at + 1..]);
     }
+    #[cfg(feature = "postgres")]
     if let Some(at) = args.iter().position(|a| a == "--fleet-child") {
         return postgres::fleet_child(&args[at + 1..]);
     }
@@ -124,6 +127,12 @@ fn main() {
         rows.extend(stage(config, &mut notes));
         eprintln!("  {name}: {:.1} s", at.elapsed().as_secs_f64());
     }
+    #[cfg(not(feature = "postgres"))]
+    notes.push(
+        "\nPostgreSQL: not measured (run with `--features postgres` for its column and the fleet line)."
+            .into(),
+    );
+    #[cfg(feature = "postgres")]
     if only.is_empty() || only.contains(&"postgres") {
         let at = Instant::now();
         eprintln!("running postgres...");

@@ -222,6 +222,17 @@ impl SessionStore {
     /// (given as the path) opens the store in that PostgreSQL database,
     /// creating its schema when missing (see `create_if_missing`).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        #[cfg(not(feature = "postgres"))]
+        if path
+            .as_ref()
+            .to_str()
+            .is_some_and(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"))
+        {
+            return Err(Error::invalid(
+                "store location",
+                "a PostgreSQL URL, but sessionstore was built without its `postgres` feature",
+            ));
+        }
         #[cfg(feature = "postgres")]
         if let Some(url) = path.as_ref().to_str().filter(|p| is_url(p)) {
             let engine = PgEngine::connect(url, options.settings())?;
