@@ -8,6 +8,7 @@ pub(crate) mod budget;
 pub(crate) mod context;
 pub(crate) mod expiry;
 pub(crate) mod fork;
+pub(crate) mod import;
 pub(crate) mod message;
 pub(crate) mod title;
 

@@ -21,6 +21,7 @@ use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
 use crate::engine::{ImportSink, Rows, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::model::{ExtraColumns, ExtraRow, ExtraValue, Message, SessionInfo};
+use crate::rules;
 
 /// Rows a page reads.
 const PAGE: i64 = 1_000;
@@ -314,7 +315,7 @@ impl ImportSink for PgImporter {
     }
 
     fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
-        messages.sort_by_key(|m| (m.timestamp.micros(), m.id));
+        rules::import::order_for_seqs(&mut messages);
         let ids: Vec<i64> = messages.iter().map(|m| rows::bigint(m.id)).collect();
         let highest = messages.iter().map(|m| m.id.saturating_add(1)).max().unwrap_or(0);
         self.next_message_id = self.next_message_id.max(highest);

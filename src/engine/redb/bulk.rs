@@ -21,6 +21,7 @@ use crate::engine::{ImportSink, Rows, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::model::ExtraRow;
 use crate::model::{Message, SessionInfo};
+use crate::rules;
 
 /// A [`Snapshot`](crate::Snapshot) of a redb store: one read transaction.
 pub(crate) struct RedbSnapshot {
@@ -387,7 +388,7 @@ impl ImportSink for RedbImporter {
     }
 
     fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
-        messages.sort_by_key(|m| (m.timestamp.micros(), m.id));
+        rules::import::order_for_seqs(&mut messages);
         self.pending_bytes += messages.iter().map(message_bytes).sum::<usize>();
         self.pending.messages.push((session, messages));
         self.flush_if_full()
