@@ -52,14 +52,7 @@ fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
         .unwrap()
         .get(0);
     assert_eq!((active, messages), (1, 2));
-    let version: i64 = sql
-        .query_one(
-            "SELECT value FROM sessionstore_meta WHERE name = 'schema_version'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, 1);
+    assert_eq!(schema_version(&mut sql), 2);
     // A second open of the same schema keeps its data.
     drop(engine);
     assert_eq!(schema.store().stats().unwrap().messages, 2);
@@ -72,7 +65,7 @@ fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
             refused,
             Error::UnsupportedVersion {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -372,6 +365,194 @@ fn user_lists_pages_and_titles_follow_the_old_store() {
         matches!(refused, Error::InvalidInput { what: "user_id", .. }),
         "{refused:?}"
     );
+}
+
+/// The schema version the database records.
+fn schema_version(sql: &mut postgres::Client) -> i64 {
+    sql.query_one(
+        "SELECT value FROM sessionstore_meta WHERE name = 'schema_version'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// The title columns of session `id` as its row holds them: the title
+/// (from its exact bytes when there are some) and the seq it comes from.
+fn title_row(sql: &mut postgres::Client, id: Uuid) -> (Option<String>, Option<i64>) {
+    let row = sql
+        .query_one(
+            "SELECT title, title_exact, title_seq FROM chat_sessions WHERE session_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    let title = match row.get::<_, Option<Vec<u8>>>(1) {
+        Some(exact) => Some(String::from_utf8(exact).unwrap()),
+        None => row.get(0),
+    };
+    (title, row.get(2))
+}
+
+#[test]
+fn titles_live_in_the_session_row_through_appends_pops_forks_and_imports() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let mut sql = schema.sql();
+    let id = store.create_session(Some("ana")).unwrap();
+    assert_eq!(title_row(&mut sql, id), (None, None));
+    store
+        .add_messages(
+            id,
+            vec![NewMessage::system("be brief"), NewMessage::assistant("hello")],
+        )
+        .unwrap();
+    assert_eq!(title_row(&mut sql, id), (None, None));
+    store
+        .add_messages(
+            id,
+            vec![NewMessage::user("é".repeat(60)), NewMessage::user("second")],
+        )
+        .unwrap();
+    let long = format!("{}...", "é".repeat(47));
+    assert_eq!(title_row(&mut sql, id), (Some(long.clone()), Some(2)));
+    // A later user message leaves it; the list reads it from the row.
+    store.add_message(id, NewMessage::user("third")).unwrap();
+    assert_eq!(title_row(&mut sql, id), (Some(long.clone()), Some(2)));
+    assert_eq!(store.recent_sessions("ana", 5).unwrap()[0].title, long);
+
+    // A fork before the first user message has none, one after it the same.
+    let before = store.fork_session(id, 2).unwrap();
+    assert_eq!(title_row(&mut sql, before), (None, None));
+    let after = store.fork_session(id, 3).unwrap();
+    assert_eq!(title_row(&mut sql, after), (Some(long.clone()), Some(2)));
+
+    // Pops: the title stays while its message does, goes with it.
+    for _ in 0..2 {
+        store.pop_last_message(id).unwrap().unwrap();
+        assert_eq!(title_row(&mut sql, id), (Some(long.clone()), Some(2)));
+    }
+    store.pop_last_message(id).unwrap().unwrap();
+    assert_eq!(title_row(&mut sql, id), (None, None));
+    let listed = store.user_sessions_page("ana", false, None, 10).unwrap();
+    let summary = listed.sessions.iter().find(|s| s.session_id == id).unwrap();
+    assert_eq!(summary.title, "New conversation");
+    // The next user message gives the title again; NUL characters kept.
+    store.add_message(id, NewMessage::user("a\0b")).unwrap();
+    assert_eq!(title_row(&mut sql, id), (Some("a\0b".into()), Some(2)));
+    let listed = store.user_sessions_page("ana", false, None, 10).unwrap();
+    let summary = listed.sessions.iter().find(|s| s.session_id == id).unwrap();
+    assert_eq!(summary.title, "a\0b");
+
+    // An import writes the titles of what it loads.
+    let target = Schema::fresh().unwrap();
+    let copy = target.store();
+    let mut importer = copy.importer();
+    let snapshot = store.snapshot().unwrap();
+    for session in snapshot.sessions().unwrap() {
+        let session = session.unwrap();
+        let sid = session.session_id;
+        importer.add_session(session).unwrap();
+        let messages: Vec<_> = snapshot.messages(sid).unwrap().map(Result::unwrap).collect();
+        importer.add_messages(sid, messages).unwrap();
+    }
+    importer.finish().unwrap();
+    let mut target_sql = target.sql();
+    for sid in [id, before, after] {
+        assert_eq!(title_row(&mut target_sql, sid), title_row(&mut sql, sid));
+    }
+    assert!(copy.check(&mut |_, _| {}).unwrap().problems.is_empty());
+
+    // check() finds a title that is not its first user message's.
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+    sql.execute(
+        "UPDATE chat_sessions SET title_seq = 0 WHERE session_id = $1",
+        &[&after],
+    )
+    .unwrap();
+    let problems = store.check(&mut |_, _| {}).unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(&after.to_string()), "{problems:?}");
+}
+
+#[test]
+fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let titled = store.create_session(Some("ana")).unwrap();
+    store
+        .add_messages(
+            titled,
+            vec![NewMessage::assistant("hi"), NewMessage::user("x".repeat(80))],
+        )
+        .unwrap();
+    let nul = store.create_session(Some("ana")).unwrap();
+    store.add_message(nul, NewMessage::user("a\0b")).unwrap();
+    let untitled = store.create_session(Some("ana")).unwrap();
+    store
+        .add_message(untitled, NewMessage::assistant("only me"))
+        .unwrap();
+    drop(store);
+    // The schema as version 1 made it (version 2 added three columns),
+    // with more sessions than one page of the upgrade.
+    let mut sql = schema.sql();
+    sql.batch_execute(
+        "ALTER TABLE chat_sessions DROP COLUMN title, DROP COLUMN title_exact, DROP COLUMN title_seq;
+         UPDATE sessionstore_meta SET value = 1 WHERE name = 'schema_version';
+         INSERT INTO chat_sessions (session_id, user_id, created_at, updated_at, created_micros,
+                                    updated_micros, message_count)
+             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'bob',
+                    '2024-01-01T00:00:00', '2024-01-01T00:00:00', n, n, 1
+             FROM generate_series(1, 2500) AS n;
+         INSERT INTO chat_messages (session_id, seq, id, role, content, timestamp, timestamp_micros)
+             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 0,
+                    nextval('chat_messages_id_seq'), 'user', 'question ' || n,
+                    '2024-01-01T00:00:00', n
+             FROM generate_series(1, 2500) AS n;",
+    )
+    .unwrap();
+
+    // A read-only open cannot upgrade it: refused, nothing changed.
+    let refused = SessionStore::open_read_only(&schema.url).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::UnsupportedVersion {
+                found: 1,
+                supported: 2,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    // Opens at once: one upgrades, the others wait for it and go on.
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = schema.url.clone();
+            thread::spawn(move || SessionStore::open(&url).map(drop))
+        })
+        .collect();
+    for open in opened {
+        open.join().unwrap().unwrap();
+    }
+    assert_eq!(schema_version(&mut sql), 2);
+    assert_eq!(
+        title_row(&mut sql, titled),
+        (Some(format!("{}...", "x".repeat(47))), Some(1))
+    );
+    assert_eq!(title_row(&mut sql, nul), (Some("a\0b".into()), Some(0)));
+    assert_eq!(title_row(&mut sql, untitled), (None, None));
+    let store = schema.store();
+    let bob = store
+        .user_sessions_page("bob", false, None, 3000)
+        .unwrap()
+        .sessions;
+    assert_eq!(bob.len(), 2500);
+    for summary in &bob {
+        let n = summary.session_id.as_u128() & 0xffff_ffff_ffff;
+        let n: u64 = format!("{n:x}").parse().unwrap();
+        assert_eq!(summary.title, format!("question {n}"));
+    }
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use postgres::Client;
 use uuid::Uuid;
 
 use super::connection::server_error;
-use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
+use super::rows::{self, TitleColumns, MESSAGE_COLUMNS, SESSION_COLUMNS};
 use crate::engine::{ImportSink, Rows, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::model::{ExtraColumns, ExtraRow, ExtraValue, Message, SessionInfo};
@@ -372,10 +372,22 @@ impl ImportSink for PgImporter {
                     )
                     .map_err(write_error)?;
             }
+            let title =
+                TitleColumns::first_user(count, messages.iter().map(|m| (m.role, m.content.as_str())));
+            let (title, title_exact, title_seq) = TitleColumns::params(title.as_ref());
             client
                 .execute(
-                    "UPDATE chat_sessions SET message_count = $2 WHERE session_id = $1",
-                    &[&session, &rows::bigint(count + messages.len() as u64)],
+                    &format!(
+                        "UPDATE chat_sessions SET message_count = $2, {} WHERE session_id = $1",
+                        rows::set_title_if_none(3, 4, 5)
+                    ),
+                    &[
+                        &session,
+                        &rows::bigint(count + messages.len() as u64),
+                        &title,
+                        &title_exact,
+                        &title_seq,
+                    ],
                 )
                 .map_err(write_error)?;
             Ok(())

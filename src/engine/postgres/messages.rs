@@ -8,7 +8,7 @@ use postgres::Transaction;
 use uuid::Uuid;
 
 use super::connection::{server_error, Step};
-use super::rows::{self, MESSAGE_COLUMNS};
+use super::rows::{self, TitleColumns, MESSAGE_COLUMNS};
 use super::{active_count, lock_session, lock_writable, PgEngine};
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
@@ -60,15 +60,26 @@ impl PgEngine {
             let now = Timestamp::now();
             let ids = insert_messages(txn, id, session.message_count, &messages, &now)?;
             let (text, micros) = rows::columns(&now);
+            let title = TitleColumns::first_user(
+                session.message_count,
+                messages.iter().map(|m| (m.role, m.content.as_str())),
+            );
+            let (title, title_exact, title_seq) = TitleColumns::params(title.as_ref());
             txn.execute(
-                "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
-                     revision = revision + 1
-                 WHERE session_id = $1",
+                &format!(
+                    "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
+                         revision = revision + 1, {}
+                     WHERE session_id = $1",
+                    rows::set_title_if_none(5, 6, 7)
+                ),
                 &[
                     &id,
                     &rows::bigint(session.message_count + ids.len() as u64),
                     &text,
                     &micros,
+                    &title,
+                    &title_exact,
+                    &title_seq,
                 ],
             )?;
             if let Some(key) = key {
@@ -162,9 +173,14 @@ impl PgEngine {
                     Error::corrupt_record("chat_messages", "message count beyond the last message")
                 })?;
             let (now, micros) = rows::columns(&Timestamp::now());
+            // The message removed was the session's first user message
+            // when its seq is the title's: none is left then.
             txn.execute(
                 "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
-                     revision = revision + 1
+                     revision = revision + 1,
+                     title = CASE WHEN title_seq = $2 THEN NULL ELSE title END,
+                     title_exact = CASE WHEN title_seq = $2 THEN NULL ELSE title_exact END,
+                     title_seq = NULLIF(title_seq, $2)
                  WHERE session_id = $1",
                 &[&id, &rows::bigint(seq), &now, &micros],
             )?;

@@ -89,7 +89,7 @@ impl PgEngine {
     pub(crate) fn connect(url: &str, settings: Settings) -> Result<Self> {
         let (pool, mut client) = Pool::connect(url)?;
         let create = settings.create_if_missing && !settings.read_only;
-        let prepared = schema::prepare(&mut client, url, create);
+        let prepared = schema::prepare(&mut client, url, create, !settings.read_only);
         pool.give_back(client);
         prepared?;
         Ok(PgEngine {
