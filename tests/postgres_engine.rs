@@ -14,7 +14,8 @@ use std::thread;
 use std::time::Duration;
 
 use sessionstore::{
-    Durability, Error, NewMessage, Role, SessionCursor, SessionStore, StoreOptions, TokenRule, Uuid,
+    Durability, Error, ExtraRow, JsonText, Message, NewMessage, Role, SessionCursor, SessionInfo,
+    SessionStore, StoreOptions, Timestamp, TimestampForm, TokenRule, Uuid,
 };
 
 mod postgres_support;
@@ -552,6 +553,169 @@ fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
         let n: u64 = format!("{n:x}").parse().unwrap();
         assert_eq!(summary.title, format!("question {n}"));
     }
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+}
+
+/// A session of `user` as an import brings it, made at `micros`.
+fn imported_session(id: Uuid, user: &str, micros: i64) -> SessionInfo {
+    let at = Timestamp::from_micros(micros, TimestampForm::Utc);
+    SessionInfo {
+        session_id: id,
+        user_id: Some(user.into()),
+        created_at: at.clone(),
+        updated_at: at,
+        expired_at: None,
+        context: Some(JsonText::object("context", "{}").unwrap()),
+        metadata: None,
+        message_count: 0,
+        extra: Default::default(),
+    }
+}
+
+/// `n` messages as an import brings them, ids from `first_id`, user and
+/// assistant in turn.
+fn imported_messages(first_id: u64, n: u64, micros: i64) -> Vec<Message> {
+    (0..n)
+        .map(|k| Message {
+            id: first_id + k,
+            seq: 0,
+            role: if k % 2 == 0 { Role::User } else { Role::Assistant },
+            content: format!("message {} of the import", first_id + k),
+            query_plan: None,
+            candidate_set: None,
+            timestamp: Timestamp::from_micros(micros + k as i64, TimestampForm::Utc),
+            extra: Default::default(),
+            tokens: None,
+        })
+        .collect()
+}
+
+fn table_counts(sql: &mut postgres::Client) -> (i64, i64) {
+    let row = sql
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM chat_sessions), (SELECT COUNT(*) FROM chat_messages)",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn the_importer_copies_many_rows_fast_in_one_transaction_and_refuses_as_before() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let mut sql = schema.sql();
+    // 2,500 sessions of 10 messages: the batches of COPY fill and flush
+    // mid-import; one statement a row took about 40 s on this machine.
+    let sessions: Vec<Uuid> = (0..2_500u128)
+        .map(|n| Uuid::from_u128(0xa000 << 64 | n))
+        .collect();
+    let at = std::time::Instant::now();
+    let mut importer = store.importer();
+    for (n, &id) in sessions.iter().enumerate() {
+        let micros = 1_700_000_000_000_000 + n as i64 * 1_000;
+        importer
+            .add_session(imported_session(id, &format!("u{}", n % 7), micros))
+            .unwrap();
+        importer
+            .add_messages(id, imported_messages(1 + n as u64 * 10, 6, micros))
+            .unwrap();
+        // A session's messages in two calls: the second after another
+        // session, so its row is written already.
+        if n > 0 {
+            let previous = sessions[n - 1];
+            let micros = micros + 100;
+            importer
+                .add_messages(previous, imported_messages(7 + (n as u64 - 1) * 10, 4, micros))
+                .unwrap();
+        }
+    }
+    importer
+        .add_messages(
+            sessions[2_499],
+            imported_messages(7 + 2_499 * 10, 4, 1_800_000_000_000_000),
+        )
+        .unwrap();
+    // Nothing is seen before finish.
+    assert_eq!(table_counts(&mut sql), (0, 0));
+    importer.finish().unwrap();
+    let took = at.elapsed();
+    assert!(took < Duration::from_secs(15), "the import took {took:?}");
+    assert_eq!(table_counts(&mut sql), (2_500, 25_000));
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+    let last = store.get_session(sessions[2_499]).unwrap().unwrap();
+    let ids: Vec<u64> = last.messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids, (24_991..=25_000).collect::<Vec<_>>());
+    assert_eq!(last.info.message_count, 10);
+    let listed = store.user_sessions_page("u0", false, None, 1).unwrap().sessions;
+    assert_eq!(
+        listed[0].title,
+        format!("message {} of the import", 1 + 2_499 * 10)
+    );
+    // The id sequence is past every id loaded.
+    let fresh = store.create_session(Some("u0")).unwrap();
+    assert_eq!(store.add_message(fresh, NewMessage::user("new")).unwrap(), 25_001);
+
+    // A session loaded twice (the database holds it) ends the import with
+    // a refusal naming it, and nothing of it is written.
+    let before = table_counts(&mut sql);
+    let mut importer = store.importer();
+    let new = Uuid::from_u128(0xb000 << 64);
+    importer.add_session(imported_session(new, "u0", 1)).unwrap();
+    importer
+        .add_messages(new, imported_messages(900_000, 3, 1))
+        .unwrap();
+    importer
+        .add_session(imported_session(sessions[7], "u0", 1))
+        .unwrap();
+    let refused = importer.finish().unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::InvalidInput {
+                what: "session_id",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains(&sessions[7].to_string()),
+        "{refused}"
+    );
+    assert_eq!(table_counts(&mut sql), before);
+
+    // A message id taken: refused, named; later calls answer the same.
+    let mut importer = store.importer();
+    importer.add_session(imported_session(new, "u0", 1)).unwrap();
+    importer
+        .add_messages(new, imported_messages(24_990, 2, 1))
+        .unwrap();
+    importer
+        .add_extra_row(ExtraRow {
+            table: "notes".into(),
+            rowid: 1,
+            session: None,
+            values: Vec::new(),
+        })
+        .map(drop)
+        .expect_err("the batch's ids are checked before the row");
+    let refused = importer
+        .add_session(imported_session(Uuid::from_u128(1), "u0", 1))
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::InvalidInput {
+                what: "message id",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("24990"), "{refused}");
+    assert!(importer.finish().is_err());
+    assert_eq!(table_counts(&mut sql), before);
     assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
 }
 
