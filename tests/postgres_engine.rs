@@ -101,7 +101,7 @@ fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
     assert!(
         matches!(
             down,
-            Error::Storage {
+            Error::Unavailable {
                 engine: "postgres",
                 ..
             }
@@ -109,7 +109,8 @@ fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
         "{down:?}"
     );
     assert!(
-        down.to_string().starts_with("storage (postgres): connect to: "),
+        down.to_string()
+            .starts_with("storage (postgres) unavailable: connect to: "),
         "{down}"
     );
     assert!(!down.to_string().contains("secret"), "{down}");
@@ -1037,7 +1038,7 @@ fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
     assert!(
         matches!(
             error,
-            Error::Storage {
+            Error::Unavailable {
                 engine: "postgres",
                 ..
             }

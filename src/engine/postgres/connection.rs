@@ -298,8 +298,24 @@ fn connection_lost(error: &postgres::Error) -> bool {
             .is_some_and(|code| code.code().starts_with("08") || code.code().starts_with("57P0"))
 }
 
+/// The server could not be reached or the connection broke: an error of
+/// the connection ([`connection_lost`]), or of the socket under it (a
+/// refused connection, a reset, a timeout), rather than the server's
+/// answer to what was asked.
+fn unreachable(error: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    connection_lost(error)
+}
+
 /// What the database server answered, or why it could not be reached: the
-/// source of an [`Error::Storage`] of the PostgreSQL engine.
+/// source of an [`Error::Storage`] or [`Error::Unavailable`] of the
+/// PostgreSQL engine.
 #[derive(Debug)]
 pub(crate) struct ServerError {
     /// What was being done (`connect to`, `read`, `write`, ...).
@@ -321,8 +337,9 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// [`Error::Storage`] of the PostgreSQL engine for `error`, raised while
-/// doing `action`.
+/// The PostgreSQL engine's error for `error`, raised while doing `action`:
+/// [`Error::Unavailable`] when the server could not be reached or the
+/// connection broke, else [`Error::Storage`].
 pub(crate) fn server_error(action: &'static str, error: &postgres::Error) -> Error {
     let code = error.code().map(|code| code.code().to_owned());
     let why = if connection_lost(error) {
@@ -337,9 +354,17 @@ pub(crate) fn server_error(action: &'static str, error: &postgres::Error) -> Err
             None => error.to_string(),
         }
     };
-    Error::Storage {
-        engine: "postgres",
-        source: std::sync::Arc::new(ServerError { action, code, why }),
+    let source = std::sync::Arc::new(ServerError { action, code, why });
+    if unreachable(error) {
+        Error::Unavailable {
+            engine: "postgres",
+            source,
+        }
+    } else {
+        Error::Storage {
+            engine: "postgres",
+            source,
+        }
     }
 }
 
