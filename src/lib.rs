@@ -68,6 +68,7 @@ mod fork;
 #[doc(hidden)]
 pub mod fuzzing;
 mod json;
+mod location;
 mod maintenance;
 mod model;
 pub mod query;
@@ -88,6 +89,7 @@ pub use engine::redb::hold::StoreHold;
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
 pub use json::JsonText;
+pub use location::{is_postgres_url, redacted_location};
 pub mod redb_engine {
     //! The redb engine's settings ([`RedbOptions`], in
     //! [`StoreOptions::redb`](crate::StoreOptions)) and the storage it

@@ -15,6 +15,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 
 use crate::error::{Error, Result};
+use crate::location::redacted_location;
 use crate::model::Durability;
 
 /// Most connections one store holds at once.
@@ -68,7 +69,7 @@ impl Pool {
     pub(crate) fn connect(url: &str) -> Result<(Pool, Client)> {
         let config: Config = url
             .parse()
-            .map_err(|e| Error::invalid("database URL", format!("{}: {e}", redacted(url))))?;
+            .map_err(|e| Error::invalid("database URL", format!("{}: {e}", redacted_location(url))))?;
         let client = config
             .connect(NoTls)
             .map_err(|e| server_error("connect to", &e))?;
@@ -365,35 +366,5 @@ pub(crate) fn server_error(action: &'static str, error: &postgres::Error) -> Err
             engine: "postgres",
             source,
         }
-    }
-}
-
-/// `url` without its password, to be shown in errors.
-pub(crate) fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn urls_are_shown_without_their_password() {
-        assert_eq!(
-            redacted("postgres://ana:secret@db:5432/chat?sslmode=disable"),
-            "postgres://ana:***@db:5432/chat?sslmode=disable"
-        );
-        assert_eq!(redacted("postgres://ana@db/chat"), "postgres://ana@db/chat");
-        assert_eq!(redacted("postgres://db/chat"), "postgres://db/chat");
     }
 }

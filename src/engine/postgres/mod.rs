@@ -50,15 +50,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use postgres::Transaction;
 use uuid::Uuid;
 
-use self::connection::{redacted, Pool, Step};
+use self::connection::{Pool, Step};
 use crate::error::{Error, Result};
+use crate::location::redacted_location;
 use crate::model::{Durability, Settings};
 use crate::rules::Access;
-
-/// True when `location` names a PostgreSQL database rather than a file.
-pub(crate) fn is_url(location: &str) -> bool {
-    location.starts_with("postgres://") || location.starts_with("postgresql://")
-}
 
 /// A store in a PostgreSQL database (see the module's docs).
 pub(crate) struct PgEngine {
@@ -94,7 +90,7 @@ impl PgEngine {
         prepared?;
         Ok(PgEngine {
             pool,
-            path: redacted(url).into(),
+            path: redacted_location(url).into(),
             settings: Settings {
                 serve_socket: false,
                 ..settings

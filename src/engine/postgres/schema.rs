@@ -30,9 +30,10 @@ use postgres::{Client, Transaction};
 
 use uuid::Uuid;
 
-use super::connection::{redacted, server_error};
+use super::connection::server_error;
 use super::rows::{self, TitleColumns};
 use crate::error::{Error, Result};
+use crate::location::redacted_location;
 use crate::model::Role;
 
 /// The schema version this build creates and reads. A database of a
@@ -134,7 +135,7 @@ pub(crate) const TABLES: &str = "'chat_sessions', 'chat_messages', 'sessionstore
 /// Two processes creating or upgrading it at once both succeed.
 pub(crate) fn prepare(client: &mut Client, url: &str, create: bool, may_upgrade: bool) -> Result<()> {
     let refused = |why: String| Error::Corrupt {
-        path: redacted(url).into(),
+        path: redacted_location(url).into(),
         why,
     };
     let mut retried = false;
@@ -143,14 +144,14 @@ pub(crate) fn prepare(client: &mut Client, url: &str, create: bool, may_upgrade:
             Ok(Prepared::Version(found)) if found == SCHEMA_VERSION => return Ok(()),
             Ok(Prepared::Version(found)) => {
                 return Err(Error::UnsupportedVersion {
-                    path: redacted(url).into(),
+                    path: redacted_location(url).into(),
                     found: u32::try_from(found).unwrap_or(u32::MAX),
                     supported: SCHEMA_VERSION as u32,
                 })
             }
             Ok(Prepared::Missing) => {
                 return Err(Error::NoStore {
-                    path: redacted(url).into(),
+                    path: redacted_location(url).into(),
                     why: "the database holds no sessionstore schema",
                 })
             }
