@@ -302,7 +302,7 @@ pub(crate) fn snippet(content: &str, terms: &[String]) -> String {
 
 /// One message found by [`SessionStore::search`](crate::SessionStore::search);
 /// serialises to JSON as an object of these fields.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "server", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     /// The session it is in.
