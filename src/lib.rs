@@ -74,6 +74,7 @@ mod model;
 pub mod query;
 pub mod retrieval;
 mod rules;
+mod search;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(all(feature = "socket", unix))]
@@ -103,6 +104,7 @@ pub use model::{
     Progress, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats, StoreCounters,
 };
 pub use rules::budget::TokenRule;
+pub use rules::search::{SearchCursor, SearchHit, SearchPage};
 #[cfg(all(feature = "socket", unix))]
 pub use socket::MAX_SOCKET_PATH;
 pub use store::{SessionStore, StoreOptions, UserView, FORMAT_VERSION};

@@ -118,6 +118,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::pop_last_message))
         .routes(routes!(routes::get_message))
         .routes(routes!(routes::user_sessions))
+        .routes(routes!(routes::search))
         .routes(routes!(routes::erase_user))
 }
 

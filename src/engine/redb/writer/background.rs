@@ -13,6 +13,19 @@ pub(crate) trait IdleWork: Send + Sync {
     /// Does one small piece of it inside a commit.
     fn step(&self, tables: &mut WriteTables<'_>) -> Result<()>;
 }
+/// Kinds of idle work: due while one is; a step is the first due one's.
+impl IdleWork for Vec<Arc<dyn IdleWork>> {
+    fn due(&self) -> bool {
+        self.iter().any(|work| work.due())
+    }
+
+    fn step(&self, tables: &mut WriteTables<'_>) -> Result<()> {
+        match self.iter().find(|work| work.due()) {
+            Some(work) => work.step(tables),
+            None => Ok(()),
+        }
+    }
+}
 impl Shared {
     /// The background thread: checkpoints when due, and the idle work when
     /// no request waits; at close, the last checkpoint.
