@@ -53,7 +53,7 @@ fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
         .unwrap()
         .get(0);
     assert_eq!((active, messages), (1, 2));
-    assert_eq!(schema_version(&mut sql), 2);
+    assert_eq!(schema_version(&mut sql), 3);
     // A second open of the same schema keeps its data.
     drop(engine);
     assert_eq!(schema.store().stats().unwrap().messages, 2);
@@ -66,7 +66,7 @@ fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
             refused,
             Error::UnsupportedVersion {
                 found: 7,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -494,11 +494,14 @@ fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
         .add_message(untitled, NewMessage::assistant("only me"))
         .unwrap();
     drop(store);
-    // The schema as version 1 made it (version 2 added three columns),
-    // with more sessions than one page of the upgrade.
+    // The schema as version 1 made it (version 2 added three columns,
+    // version 3 search's column, index and table), with more sessions
+    // than one page of the upgrade.
     let mut sql = schema.sql();
     sql.batch_execute(
         "ALTER TABLE chat_sessions DROP COLUMN title, DROP COLUMN title_exact, DROP COLUMN title_seq;
+         ALTER TABLE chat_messages DROP COLUMN search_vector;
+         DROP TABLE sessionstore_search_stats;
          UPDATE sessionstore_meta SET value = 1 WHERE name = 'schema_version';
          INSERT INTO chat_sessions (session_id, user_id, created_at, updated_at, created_micros,
                                     updated_micros, message_count)
@@ -520,7 +523,7 @@ fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
             refused,
             Error::UnsupportedVersion {
                 found: 1,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -536,7 +539,7 @@ fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
     for open in opened {
         open.join().unwrap().unwrap();
     }
-    assert_eq!(schema_version(&mut sql), 2);
+    assert_eq!(schema_version(&mut sql), 3);
     assert_eq!(
         title_row(&mut sql, titled),
         (Some(format!("{}...", "x".repeat(47))), Some(1))
@@ -717,6 +720,193 @@ fn the_importer_copies_many_rows_fast_in_one_transaction_and_refuses_as_before()
     assert!(refused.to_string().contains("24990"), "{refused}");
     assert!(importer.finish().is_err());
     assert_eq!(table_counts(&mut sql), before);
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+}
+
+/// The search statistics of `user` as stored: (term, messages, words),
+/// by term (`""`: all words).
+fn search_stats(sql: &mut postgres::Client, user: &str) -> Vec<(String, i64, i64)> {
+    sql.query(
+        "SELECT term, docs, length FROM sessionstore_search_stats WHERE user_id = $1 ORDER BY term",
+        &[&user],
+    )
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1), row.get(2)))
+    .collect()
+}
+
+fn stat(term: &str, docs: i64, length: i64) -> (String, i64, i64) {
+    (term.to_owned(), docs, length)
+}
+
+#[test]
+fn search_statistics_follow_every_write_and_check_verifies_them() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let mut sql = schema.sql();
+    let id = store.create_session(Some("ana")).unwrap();
+    store
+        .add_messages(
+            id,
+            vec![
+                NewMessage::user("red apple red"),
+                NewMessage::assistant("green apple"),
+                NewMessage::user("!!"),
+            ],
+        )
+        .unwrap();
+    // A session without a user is never searched, nor counted.
+    let nobody = store.create_session(None).unwrap();
+    store
+        .add_message(nobody, NewMessage::user("red red red"))
+        .unwrap();
+    let both = vec![
+        stat("", 2, 5),
+        stat("apple", 2, 0),
+        stat("green", 1, 0),
+        stat("red", 1, 0),
+    ];
+    assert_eq!(search_stats(&mut sql, "ana"), both);
+    // A fork counts the messages it holds; deleting it takes them away.
+    let fork = store.fork_session(id, 1).unwrap();
+    assert_eq!(
+        search_stats(&mut sql, "ana"),
+        [
+            stat("", 3, 8),
+            stat("apple", 3, 0),
+            stat("green", 1, 0),
+            stat("red", 2, 0)
+        ]
+    );
+    store.delete_session(fork).unwrap();
+    assert_eq!(search_stats(&mut sql, "ana"), both);
+    // A pop of a message without words changes nothing; the next one does,
+    // and a word no message holds any more leaves.
+    store.pop_last_message(id).unwrap().unwrap();
+    assert_eq!(search_stats(&mut sql, "ana"), both);
+    store.pop_last_message(id).unwrap().unwrap();
+    assert_eq!(
+        search_stats(&mut sql, "ana"),
+        [stat("", 1, 3), stat("apple", 1, 0), stat("red", 1, 0)]
+    );
+    // Expired: still counted (as on redb) until purged, but not found.
+    store.expire_session(id).unwrap();
+    assert_eq!(search_stats(&mut sql, "ana").len(), 3);
+    assert!(store.search("ana", "apple", None, 10).unwrap().hits.is_empty());
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+    assert_eq!(store.purge_expired(Duration::ZERO).unwrap(), 1);
+    assert!(search_stats(&mut sql, "ana").is_empty());
+    // An import counts what it loads; erasure leaves nothing of the user.
+    let mut importer = store.importer();
+    let loaded = Uuid::from_u128(0xfeed);
+    importer.add_session(imported_session(loaded, "ana", 1)).unwrap();
+    importer
+        .add_messages(loaded, imported_messages(900, 2, 1))
+        .unwrap();
+    importer.finish().unwrap();
+    assert_eq!(search_stats(&mut sql, "ana")[0], stat("", 2, 10));
+    assert_eq!(store.search("ana", "import", None, 10).unwrap().hits.len(), 2);
+    store.add_message(loaded, NewMessage::user("more words")).unwrap();
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+    store.erase_user("ana").unwrap();
+    assert!(search_stats(&mut sql, "ana").is_empty());
+    let left: i64 = sql
+        .query_one("SELECT COUNT(*) FROM sessionstore_search_stats", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+
+    // check() finds statistics that are not what the messages give.
+    let id = store.create_session(Some("bo")).unwrap();
+    store.add_message(id, NewMessage::user("tea")).unwrap();
+    sql.execute(
+        "UPDATE sessionstore_search_stats SET docs = 5 WHERE user_id = 'bo' AND term = 'tea'",
+        &[],
+    )
+    .unwrap();
+    sql.execute(
+        "INSERT INTO sessionstore_search_stats VALUES ('ghost', 'boo', 1, 0)",
+        &[],
+    )
+    .unwrap();
+    let problems = store.check(&mut |_, _| {}).unwrap().problems;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("\"tea\"")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("\"ghost\"")), "{problems:?}");
+}
+
+#[test]
+fn search_scores_are_redbs_for_plain_words() {
+    let Some(schema) = Schema::fresh() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = SessionStore::open(dir.path().join("s.redb")).unwrap();
+    let database = schema.store();
+    let texts = [
+        "books by oxford university press",
+        "found fifteen books by oxford university press and oxford has more",
+        "nothing about them here",
+        "press the button",
+        "oxford oxford oxford",
+    ];
+    for store in [&file, &database] {
+        let mut importer = store.importer();
+        for (n, text) in texts.iter().enumerate() {
+            let id = Uuid::from_u128(n as u128 + 1);
+            importer.add_session(imported_session(id, "ana", 1)).unwrap();
+            let mut message = imported_messages(n as u64 * 2 + 1, 1, 1).remove(0);
+            message.content = (*text).to_owned();
+            importer.add_messages(id, vec![message]).unwrap();
+        }
+        importer.finish().unwrap();
+    }
+    for query in ["oxford", "oxford press", "books button", "zebra oxford"] {
+        let on_file = file.search("ana", query, None, 10).unwrap();
+        let on_database = database.search("ana", query, None, 10).unwrap();
+        assert_eq!(on_file.hits.len(), on_database.hits.len(), "{query}");
+        for (a, b) in on_file.hits.iter().zip(&on_database.hits) {
+            assert_eq!(
+                (a.session_id, a.seq, &a.snippet),
+                (b.session_id, b.seq, &b.snippet),
+                "{query}"
+            );
+            assert!(
+                (a.score - b.score).abs() < 1e-9,
+                "{query}: {} vs {}",
+                a.score,
+                b.score
+            );
+        }
+    }
+}
+
+#[test]
+fn a_version_2_schema_is_upgraded_to_search() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let id = store.create_session(Some("ana")).unwrap();
+    store
+        .add_messages(
+            id,
+            vec![NewMessage::user("alpha beta"), NewMessage::assistant("beta")],
+        )
+        .unwrap();
+    drop(store);
+    let mut sql = schema.sql();
+    sql.batch_execute(
+        "ALTER TABLE chat_messages DROP COLUMN search_vector;
+         DROP TABLE sessionstore_search_stats;
+         UPDATE sessionstore_meta SET value = 2 WHERE name = 'schema_version';",
+    )
+    .unwrap();
+    let store = schema.store();
+    assert_eq!(schema_version(&mut sql), 3);
+    assert_eq!(
+        search_stats(&mut sql, "ana"),
+        [stat("", 2, 3), stat("alpha", 1, 0), stat("beta", 2, 0)]
+    );
+    let hits = store.search("ana", "beta", None, 10).unwrap().hits;
+    assert_eq!(hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [1, 0]);
     assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
 }
 

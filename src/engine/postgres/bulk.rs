@@ -12,6 +12,7 @@
 //!   PostgreSQL cannot hold) rolls all of it back. Sessions and messages
 //!   go in by `COPY`, in batches of bounded size (see [`PgImporter`]).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 use super::connection::{server_error, Failure, Step};
 use super::rows::{self, TitleColumns, MESSAGE_COLUMNS, SESSION_COLUMNS};
+use super::search;
 use crate::engine::{ImportSink, Rows, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::model::{ExtraColumns, ExtraRow, ExtraValue, Message, SessionInfo};
@@ -294,6 +296,8 @@ pub(crate) struct PgImporter {
 #[derive(Default)]
 struct Batch {
     sessions: Vec<PendingSession>,
+    /// Where each session of `sessions` is in it.
+    pending: HashMap<Uuid, usize>,
     messages: Vec<PendingMessage>,
     /// Content bytes the batch holds.
     bytes: usize,
@@ -319,7 +323,8 @@ impl Batch {
 
     /// The session `id` when its row waits in the batch.
     fn session(&mut self, id: Uuid) -> Option<&mut PendingSession> {
-        self.sessions.last_mut().filter(|s| s.info.session_id == id)
+        let at = *self.pending.get(&id)?;
+        self.sessions.get_mut(at)
     }
 
     /// Adds `messages` of session `id` at seqs from `first_seq` on.
@@ -341,6 +346,7 @@ impl Batch {
     fn copy(&mut self, client: &mut Client) -> std::result::Result<(), CopyFailure> {
         if !self.sessions.is_empty() {
             let mut writer = BinaryCopyInWriter::new(client.copy_in(SESSION_COPY)?, &SESSION_TYPES);
+            self.pending.clear();
             for pending in self.sessions.drain(..) {
                 let info = &pending.info;
                 let (created, created_micros) = rows::columns(&info.created_at);
@@ -402,6 +408,7 @@ impl Batch {
                     format!("message {id} is loaded twice"),
                 )));
             }
+            search::count(client, 1, "m.id = ANY($1)", &[&ids])?;
         }
         self.bytes = 0;
         Ok(())
@@ -423,8 +430,11 @@ impl From<postgres::Error> for CopyFailure {
 impl PgImporter {
     pub(crate) fn begin(client: Result<Client>) -> PgImporter {
         let client = client.and_then(|mut client| {
+            // Every statement of the import reads by key; the planner's
+            // statistics know nothing of the rows loaded meanwhile, so it
+            // would scan whole tables that grow with each batch.
             client
-                .batch_execute("BEGIN")
+                .batch_execute("BEGIN; SET LOCAL enable_seqscan TO off")
                 .map_err(|e| server_error("begin the import into", &e))?;
             Ok(client)
         });
@@ -523,6 +533,11 @@ impl ImportSink for PgImporter {
         session.message_count = 0;
         self.alive()?;
         self.flush_if_full()?;
+        // A session given twice in one batch is its COPY's refusal.
+        self.batch
+            .pending
+            .entry(session.session_id)
+            .or_insert(self.batch.sessions.len());
         self.batch.sessions.push(PendingSession {
             info: session,
             extra,

@@ -163,12 +163,12 @@ impl Engine for PgEngine {
 
     fn search(
         &self,
-        _user: &str,
-        _query: &str,
-        _after: Option<SearchCursor>,
-        _limit: usize,
+        user: &str,
+        query: &str,
+        after: Option<SearchCursor>,
+        limit: usize,
     ) -> Result<SearchPage> {
-        Err(super::not_supported("search", "not written yet on PostgreSQL"))
+        PgEngine::search(self, user, query, after, limit)
     }
 
     fn stats(&self) -> Result<Stats> {

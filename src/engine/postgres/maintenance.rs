@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::schema::TABLES;
-use super::{delete_sessions, not_supported, rows, PgEngine};
+use super::{delete_sessions, not_supported, rows, search, PgEngine};
 use crate::error::Result;
 use crate::model::{CheckReport, CompactReport, Durability, Progress, Stats, StoreCounters};
 use crate::rules::expiry;
@@ -130,7 +130,8 @@ impl PgEngine {
     /// model's rules: each session's messages at seqs `0..message_count`
     /// exactly, its title's seq that of its first user message, every
     /// message, idempotency key and fork entry belonging to a session,
-    /// message ids unique and below the sequence's next value.
+    /// message ids unique and below the sequence's next value, the search
+    /// statistics of every user what the messages give.
     pub(crate) fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
         let report = self.read(|txn| {
             let counts = txn.query_one(
@@ -169,6 +170,17 @@ impl PgEngine {
                     "session {id}: its title is of the message at {}, but its first user message is at {}",
                     shown(title),
                     shown(first)
+                ));
+            }
+            for wrong in search::differences(txn, LISTED)? {
+                let word = match wrong.term.as_str() {
+                    "" => "all words".to_owned(),
+                    term => format!("word {term:?}"),
+                };
+                problems.push(format!(
+                    "search statistics of user {:?}, {word}: {} messages and {} words stored, \
+                     but the messages give {} and {}",
+                    wrong.user, wrong.stored.0, wrong.stored.1, wrong.fresh.0, wrong.fresh.1
                 ));
             }
             let orphans = [

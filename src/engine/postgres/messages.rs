@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::connection::{server_error, Step};
 use super::rows::{self, TitleColumns, MESSAGE_COLUMNS};
-use super::{active_count, lock_session, lock_writable, PgEngine};
+use super::{active_count, lock_session, lock_writable, search, PgEngine};
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
 use crate::json::JsonText;
@@ -82,6 +82,14 @@ impl PgEngine {
                     &title_seq,
                 ],
             )?;
+            if session.user_id.is_some() {
+                search::count(
+                    txn,
+                    1,
+                    "m.session_id = $1 AND m.seq >= $2",
+                    &[&id, &rows::bigint(session.message_count)],
+                )?;
+            }
             if let Some(key) = key {
                 remember_key(txn, id, key, &ids, micros)?;
             }
@@ -161,6 +169,14 @@ impl PgEngine {
             let Some(seq) = session.message_count.checked_sub(1) else {
                 return Ok(None);
             };
+            if session.user_id.is_some() {
+                search::count(
+                    txn,
+                    -1,
+                    "m.session_id = $1 AND m.seq = $2",
+                    &[&id, &rows::bigint(seq)],
+                )?;
+            }
             let row = txn
                 .query_opt(
                     &format!(

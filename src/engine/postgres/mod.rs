@@ -33,7 +33,9 @@
 //! Files: `schema.rs` (DDL and its version), `connection.rs` (pool,
 //! transactions, retries, errors), `rows.rs` (rows to the model's types),
 //! `sessions.rs`, `messages.rs`, `maintenance.rs` (the operations by
-//! concern).
+//! concern), `search.rs` (full-text search: a generated `tsvector`, a GIN
+//! index, per-user BM25 statistics kept by every write), `bulk.rs` (the
+//! converter's snapshot and importer).
 
 mod bulk;
 mod connection;
@@ -42,6 +44,7 @@ mod maintenance;
 mod messages;
 mod rows;
 mod schema;
+mod search;
 mod sessions;
 
 use std::path::PathBuf;
@@ -162,12 +165,14 @@ fn lock_writable(txn: &mut Transaction<'_>, id: Uuid, access: Access<'_>) -> Ste
     Ok(locked)
 }
 
-/// Deletes sessions `ids` with their messages, idempotency keys and fork
-/// entries; returns how many messages they held.
+/// Deletes sessions `ids` with their messages (taken out of their users'
+/// search statistics), idempotency keys and fork entries; returns how many
+/// messages they held.
 fn delete_sessions(txn: &mut Transaction<'_>, ids: &[Uuid]) -> Step<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
+    search::count(txn, -1, "m.session_id = ANY($1)", &[&ids])?;
     let messages = txn.execute("DELETE FROM chat_messages WHERE session_id = ANY($1)", &[&ids])?;
     txn.execute(
         "DELETE FROM sessionstore_idempotency_keys WHERE session_id = ANY($1)",

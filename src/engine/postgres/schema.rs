@@ -22,9 +22,12 @@
 //! Versions: 1, the first; 2 keeps each session's title in its row
 //! (`title`, `title_exact` when it holds a NUL character, and `title_seq`,
 //! the seq of the first user message it comes from), so a user's list is
-//! one query of `chat_sessions`. An open that may write upgrades an older
-//! schema in one transaction (`upgrade`), filling what the new version
-//! adds from the rows there.
+//! one query of `chat_sessions`; 3 adds full-text search (see
+//! `search.rs`): `chat_messages.search_vector`, a stored generated
+//! `tsvector` of the content with a GIN index, and the per-user
+//! statistics BM25 weighs by, `sessionstore_search_stats`. An open that
+//! may write upgrades an older schema in one transaction (`upgrade`),
+//! filling what the new version adds from the rows there.
 
 use postgres::{Client, Transaction};
 
@@ -32,19 +35,20 @@ use uuid::Uuid;
 
 use super::connection::server_error;
 use super::rows::{self, TitleColumns};
+use super::search;
 use crate::error::{Error, Result};
 use crate::location::redacted_location;
 use crate::model::Role;
 
 /// The schema version this build creates and reads. A database of a
 /// newer one is refused, one of an older one upgraded.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Sessions whose titles one statement of the upgrade to version 2 fills.
 const UPGRADE_PAGE: i64 = 1_000;
 
-/// The tables, sequence and indexes of [`SCHEMA_VERSION`], each created
-/// only if missing.
+/// The tables, sequence and indexes of [`SCHEMA_VERSION`] but search's
+/// ([`SEARCH`]), each created only if missing.
 const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS sessionstore_meta (
     name TEXT PRIMARY KEY,
@@ -122,10 +126,25 @@ CREATE TABLE IF NOT EXISTS sessionstore_user_contexts (
 );
 ";
 
+/// What version 3 adds for search (see `search.rs`), after [`CREATE`]
+/// or to a schema of an older version.
+const SEARCH: &str = "
+ALTER TABLE chat_messages ADD COLUMN IF NOT EXISTS search_vector TSVECTOR
+    GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED;
+CREATE INDEX IF NOT EXISTS idx_messages_search ON chat_messages USING GIN (search_vector);
+CREATE TABLE IF NOT EXISTS sessionstore_search_stats (
+    user_id TEXT NOT NULL,
+    term TEXT NOT NULL,
+    docs BIGINT NOT NULL,
+    length BIGINT NOT NULL,
+    PRIMARY KEY (user_id, term)
+);
+";
+
 /// The library's tables, for [`stats`](super::PgEngine::stats)' size.
 pub(crate) const TABLES: &str = "'chat_sessions', 'chat_messages', 'sessionstore_meta', \
      'sessionstore_idempotency_keys', 'sessionstore_forks', 'sessionstore_user_contexts', \
-     'sessionstore_extra_rows', 'sessionstore_opaque'";
+     'sessionstore_extra_rows', 'sessionstore_opaque', 'sessionstore_search_stats'";
 
 /// Creates the schema when the database has none, or checks the version of
 /// the one it has: a newer version is refused with
@@ -214,6 +233,7 @@ fn try_prepare(
         return Ok(Prepared::Missing);
     }
     txn.batch_execute(CREATE)?;
+    txn.batch_execute(SEARCH)?;
     txn.execute(
         "INSERT INTO sessionstore_meta (name, value) VALUES ('schema_version', $1)
          ON CONFLICT (name) DO NOTHING",
@@ -245,6 +265,10 @@ fn upgrade(txn: &mut Transaction<'_>, from: i64) -> std::result::Result<(), post
                  ADD COLUMN IF NOT EXISTS title_seq BIGINT",
         )?;
         fill_titles(txn)?;
+    }
+    if from < 3 {
+        txn.batch_execute(SEARCH)?;
+        search::count_all(txn)?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
-use super::{delete_sessions, lock_session, lock_writable, PgEngine};
+use super::{delete_sessions, lock_session, lock_writable, search, PgEngine};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::{Durability, Erased, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary};
@@ -151,6 +151,11 @@ impl PgEngine {
                 "DELETE FROM sessionstore_user_contexts WHERE user_id = $1",
                 &[&user],
             )?;
+            // Nothing of the user stays in the search statistics.
+            txn.execute(
+                "DELETE FROM sessionstore_search_stats WHERE user_id = $1",
+                &[&user],
+            )?;
             Ok(Erased {
                 sessions: ids.len() as u64,
                 messages,
@@ -284,6 +289,9 @@ impl PgEngine {
                  FROM chat_messages WHERE session_id = $1 AND seq < $3 ORDER BY seq",
                 &[&id, &fork, &rows::bigint(at_seq)],
             )?;
+            if source.user_id.is_some() {
+                search::count(txn, 1, "m.session_id = $1", &[&fork])?;
+            }
             txn.execute(
                 "INSERT INTO sessionstore_forks (parent_id, fork_id) VALUES ($1, $2)",
                 &[&id, &fork],
