@@ -881,6 +881,23 @@ fn search_scores_are_redbs_for_plain_words() {
 }
 
 #[test]
+fn a_message_with_more_words_than_a_tsvector_holds_is_stored_and_searched() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let id = store.create_session(Some("ana")).unwrap();
+    // 300,000 distinct words, 2.3 MB: their tsvector would pass 1 MiB.
+    let words: Vec<String> = (0..300_000).map(|n| format!("w{n:x}")).collect();
+    let content = words.join(" ");
+    store.add_message(id, NewMessage::user(content.clone())).unwrap();
+    let stored = store.get_session(id).unwrap().unwrap();
+    assert_eq!(stored.messages[0].content, content);
+    // Searched in its first 65,536 characters.
+    assert_eq!(store.search("ana", "w10", None, 10).unwrap().hits.len(), 1);
+    assert!(store.search("ana", "w40000", None, 10).unwrap().hits.is_empty());
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+}
+
+#[test]
 fn a_version_2_schema_is_upgraded_to_search() {
     let Some(schema) = Schema::fresh() else { return };
     let store = schema.store();

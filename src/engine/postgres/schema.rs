@@ -127,10 +127,13 @@ CREATE TABLE IF NOT EXISTS sessionstore_user_contexts (
 ";
 
 /// What version 3 adds for search (see `search.rs`), after [`CREATE`]
-/// or to a schema of an older version.
+/// or to a schema of an older version. The vector is of the content's
+/// first 65,536 characters: a `tsvector` holds at most 1 MiB, which the
+/// words of a longer content may pass (the insert would fail), and these
+/// cannot (at most 10 bytes a character).
 const SEARCH: &str = "
 ALTER TABLE chat_messages ADD COLUMN IF NOT EXISTS search_vector TSVECTOR
-    GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED;
+    GENERATED ALWAYS AS (to_tsvector('simple', left(content, 65536))) STORED;
 CREATE INDEX IF NOT EXISTS idx_messages_search ON chat_messages USING GIN (search_vector);
 CREATE TABLE IF NOT EXISTS sessionstore_search_stats (
     user_id TEXT NOT NULL,
