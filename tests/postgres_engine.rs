@@ -500,7 +500,8 @@ fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
     let mut sql = schema.sql();
     sql.batch_execute(
         "ALTER TABLE chat_sessions DROP COLUMN title, DROP COLUMN title_exact, DROP COLUMN title_seq;
-         ALTER TABLE chat_messages DROP COLUMN search_vector;
+         ALTER TABLE chat_messages DROP COLUMN search_vector, DROP COLUMN search_length;
+         DROP FUNCTION sessionstore_words;
          DROP TABLE sessionstore_search_stats;
          UPDATE sessionstore_meta SET value = 1 WHERE name = 'schema_version';
          INSERT INTO chat_sessions (session_id, user_id, created_at, updated_at, created_micros,
@@ -911,7 +912,8 @@ fn a_version_2_schema_is_upgraded_to_search() {
     drop(store);
     let mut sql = schema.sql();
     sql.batch_execute(
-        "ALTER TABLE chat_messages DROP COLUMN search_vector;
+        "ALTER TABLE chat_messages DROP COLUMN search_vector, DROP COLUMN search_length;
+         DROP FUNCTION sessionstore_words;
          DROP TABLE sessionstore_search_stats;
          UPDATE sessionstore_meta SET value = 2 WHERE name = 'schema_version';",
     )

@@ -126,14 +126,25 @@ CREATE TABLE IF NOT EXISTS sessionstore_user_contexts (
 );
 ";
 
+/// The function giving a `tsvector`'s words, repeats included (the count
+/// of its positions), for `chat_messages.search_length`; made by
+/// [`SEARCH`]'s step when missing.
+const WORDS_FUNCTION: &str = "
+CREATE FUNCTION sessionstore_words(vector TSVECTOR) RETURNS INTEGER
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS 'SELECT COALESCE(SUM(COALESCE(array_length(positions, 1), 1)), 0)::INTEGER FROM unnest(vector)'";
+
 /// What version 3 adds for search (see `search.rs`), after [`CREATE`]
-/// or to a schema of an older version. The vector is of the content's
-/// first 65,536 characters: a `tsvector` holds at most 1 MiB, which the
-/// words of a longer content may pass (the insert would fail), and these
-/// cannot (at most 10 bytes a character).
+/// or to a schema of an older version (and [`WORDS_FUNCTION`] before it).
+/// The vector is of the content's first 65,536 characters: a `tsvector`
+/// holds at most 1 MiB, which the words of a longer content may pass (the
+/// insert would fail), and these cannot (at most 10 bytes a character);
+/// `search_length` is how many words it holds, repeats included.
 const SEARCH: &str = "
 ALTER TABLE chat_messages ADD COLUMN IF NOT EXISTS search_vector TSVECTOR
     GENERATED ALWAYS AS (to_tsvector('simple', left(content, 65536))) STORED;
+ALTER TABLE chat_messages ADD COLUMN IF NOT EXISTS search_length INTEGER
+    GENERATED ALWAYS AS (sessionstore_words(to_tsvector('simple', left(content, 65536)))) STORED;
 CREATE INDEX IF NOT EXISTS idx_messages_search ON chat_messages USING GIN (search_vector);
 CREATE TABLE IF NOT EXISTS sessionstore_search_stats (
     user_id TEXT NOT NULL,
@@ -236,7 +247,7 @@ fn try_prepare(
         return Ok(Prepared::Missing);
     }
     txn.batch_execute(CREATE)?;
-    txn.batch_execute(SEARCH)?;
+    create_search(&mut txn)?;
     txn.execute(
         "INSERT INTO sessionstore_meta (name, value) VALUES ('schema_version', $1)
          ON CONFLICT (name) DO NOTHING",
@@ -257,6 +268,20 @@ fn version(txn: &mut Transaction<'_>, lock: &str) -> std::result::Result<Option<
         .map(|row| row.get(0)))
 }
 
+/// Makes what [`SEARCH`] makes, and the function it calls first.
+fn create_search(txn: &mut Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+    let missing: bool = txn
+        .query_one(
+            "SELECT to_regprocedure('sessionstore_words(tsvector)') IS NULL",
+            &[],
+        )?
+        .get(0);
+    if missing {
+        txn.batch_execute(WORDS_FUNCTION)?;
+    }
+    txn.batch_execute(SEARCH)
+}
+
 /// Brings a schema of version `from` to [`SCHEMA_VERSION`], in the
 /// caller's transaction: each step adds what its version adds, and fills it
 /// from the rows there.
@@ -270,7 +295,7 @@ fn upgrade(txn: &mut Transaction<'_>, from: i64) -> std::result::Result<(), post
         fill_titles(txn)?;
     }
     if from < 3 {
-        txn.batch_execute(SEARCH)?;
+        create_search(txn)?;
         search::count_all(txn)?;
     }
     Ok(())

@@ -29,15 +29,14 @@ use crate::rules::search::{self, SearchCursor, SearchHit, SearchPage, B, K1};
 
 /// Each message (`m`) of a session (`s`) as the rows `t(term, length)`
 /// BM25's statistics count: one per word it holds (length 0), and one of
-/// term `''` with its length in words, when it holds any. A message's
-/// length is the count of its `tsvector`'s positions.
+/// term `''` with its length in words (`search_length`: the count of its
+/// `tsvector`'s positions), when it holds any.
 const WORDS: &str = "FROM chat_messages m
      JOIN chat_sessions s ON s.session_id = m.session_id
      CROSS JOIN LATERAL (
          SELECT u.lexeme, 0::BIGINT FROM unnest(m.search_vector) u
          UNION ALL
-         SELECT '', (SELECT SUM(COALESCE(array_length(u.positions, 1), 1)) FROM unnest(m.search_vector) u)
-         WHERE length(m.search_vector) > 0
+         SELECT '', m.search_length::BIGINT WHERE m.search_length > 0
      ) t(term, length)";
 
 /// Adds to their users' statistics (`sign` 1), or takes away from them
@@ -175,36 +174,39 @@ impl PgEngine {
                      LEFT JOIN sessionstore_search_stats st ON st.user_id = $1 AND st.term = q.term
                  ),
                  matching AS (
-                     SELECT string_agg(
+                     SELECT array_agg(term) AS terms, string_agg(
                                 '''' || replace(replace(term, '\\', '\\\\'), '''', '''''') || '''', ' | '
                             )::TSQUERY AS tsq
                      FROM q
                  ),
                  scored AS (
-                     SELECT m.session_id, m.seq, m.id, m.content, m.content_exact,
+                     SELECT m.session_id, m.seq,
                             (SELECT SUM(w.idf * f.tf * ($7::FLOAT8 + 1)
                                         / (f.tf + $7::FLOAT8
-                                           * (1 - $8::FLOAT8 + $8::FLOAT8 * l.length / stats.average))
+                                           * (1 - $8::FLOAT8 + $8::FLOAT8 * m.search_length / stats.average))
                                         ORDER BY w.term)
-                             FROM unnest(m.search_vector) u
+                             FROM unnest(ts_filter(
+                                 setweight(setweight(m.search_vector, 'D'), 'A', matching.terms), '{a}'
+                             )) u
                              JOIN weights w ON w.term = u.lexeme
                              CROSS JOIN LATERAL (
                                  SELECT COALESCE(array_length(u.positions, 1), 1)::FLOAT8 AS tf
                              ) f) AS score
                      FROM matching, stats, chat_sessions s
                      JOIN chat_messages m ON m.session_id = s.session_id
-                     CROSS JOIN LATERAL (
-                         SELECT SUM(COALESCE(array_length(u.positions, 1), 1))::FLOAT8 AS length
-                         FROM unnest(m.search_vector) u
-                     ) l
                      WHERE s.user_id = $1 AND s.expired_micros IS NULL AND m.seq < s.message_count
                        AND m.search_vector @@ matching.tsq
+                 ),
+                 page AS (
+                     SELECT session_id, seq, score FROM scored
+                     WHERE $3::FLOAT8 IS NULL OR score < $3
+                        OR (score = $3 AND (session_id, seq) > ($4::UUID, $5::BIGINT))
+                     ORDER BY score DESC, session_id, seq
+                     LIMIT $6
                  )
-                 SELECT session_id, seq, id, content, content_exact, score FROM scored
-                 WHERE $3::FLOAT8 IS NULL OR score < $3
-                    OR (score = $3 AND (session_id, seq) > ($4::UUID, $5::BIGINT))
-                 ORDER BY score DESC, session_id, seq
-                 LIMIT $6",
+                 SELECT p.session_id, p.seq, m.id, m.content, m.content_exact, p.score
+                 FROM page p JOIN chat_messages m ON m.session_id = p.session_id AND m.seq = p.seq
+                 ORDER BY p.score DESC, p.session_id, p.seq",
                 &[&user, &query, &after_score, &after_session, &after_seq, &fetch, &K1, &B],
             )?;
             page(&found, limit, &terms)
