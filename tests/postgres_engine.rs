@@ -501,8 +501,8 @@ fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
     sql.batch_execute(
         "ALTER TABLE chat_sessions DROP COLUMN title, DROP COLUMN title_exact, DROP COLUMN title_seq;
          ALTER TABLE chat_messages DROP COLUMN search_vector, DROP COLUMN search_length;
+         ALTER TABLE chat_sessions DROP COLUMN search_docs, DROP COLUMN search_words;
          DROP FUNCTION sessionstore_words;
-         DROP TABLE sessionstore_search_stats;
          UPDATE sessionstore_meta SET value = 1 WHERE name = 'schema_version';
          INSERT INTO chat_sessions (session_id, user_id, created_at, updated_at, created_micros,
                                     updated_micros, message_count)
@@ -724,29 +724,25 @@ fn the_importer_copies_many_rows_fast_in_one_transaction_and_refuses_as_before()
     assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
 }
 
-/// The search statistics of `user` as stored: (term, messages, words),
-/// by term (`""`: all words).
-fn search_stats(sql: &mut postgres::Client, user: &str) -> Vec<(String, i64, i64)> {
-    sql.query(
-        "SELECT term, docs, length FROM sessionstore_search_stats WHERE user_id = $1 ORDER BY term",
-        &[&user],
-    )
-    .unwrap()
-    .iter()
-    .map(|row| (row.get(0), row.get(1), row.get(2)))
-    .collect()
-}
-
-fn stat(term: &str, docs: i64, length: i64) -> (String, i64, i64) {
-    (term.to_owned(), docs, length)
+/// The search counts of session `id` as stored: (messages holding words,
+/// their words).
+fn search_counts(sql: &mut postgres::Client, id: Uuid) -> (i64, i64) {
+    let row = sql
+        .query_one(
+            "SELECT search_docs, search_words FROM chat_sessions WHERE session_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
 }
 
 #[test]
-fn search_statistics_follow_every_write_and_check_verifies_them() {
+fn search_counts_follow_every_write_and_check_verifies_them() {
     let Some(schema) = Schema::fresh() else { return };
     let store = schema.store();
     let mut sql = schema.sql();
     let id = store.create_session(Some("ana")).unwrap();
+    assert_eq!(search_counts(&mut sql, id), (0, 0));
     store
         .add_messages(
             id,
@@ -757,48 +753,37 @@ fn search_statistics_follow_every_write_and_check_verifies_them() {
             ],
         )
         .unwrap();
-    // A session without a user is never searched, nor counted.
-    let nobody = store.create_session(None).unwrap();
-    store
-        .add_message(nobody, NewMessage::user("red red red"))
-        .unwrap();
-    let both = vec![
-        stat("", 2, 5),
-        stat("apple", 2, 0),
-        stat("green", 1, 0),
-        stat("red", 1, 0),
-    ];
-    assert_eq!(search_stats(&mut sql, "ana"), both);
-    // A fork counts the messages it holds; deleting it takes them away.
+    assert_eq!(search_counts(&mut sql, id), (2, 5));
+    // A fork counts the messages it holds.
     let fork = store.fork_session(id, 1).unwrap();
-    assert_eq!(
-        search_stats(&mut sql, "ana"),
-        [
-            stat("", 3, 8),
-            stat("apple", 3, 0),
-            stat("green", 1, 0),
-            stat("red", 2, 0)
-        ]
-    );
+    assert_eq!(search_counts(&mut sql, fork), (1, 3));
+    // The statistics count every session of the user: "red" is rarer
+    // beside the fork's copy of "red apple red" than without it.
+    let with_fork = store.search("ana", "green", None, 10).unwrap().hits[0].score;
     store.delete_session(fork).unwrap();
-    assert_eq!(search_stats(&mut sql, "ana"), both);
-    // A pop of a message without words changes nothing; the next one does,
-    // and a word no message holds any more leaves.
+    let without = store.search("ana", "green", None, 10).unwrap().hits[0].score;
+    assert!(with_fork > without, "{with_fork} {without}");
+    // A pop of a message without words changes nothing; the next one does.
     store.pop_last_message(id).unwrap().unwrap();
-    assert_eq!(search_stats(&mut sql, "ana"), both);
+    assert_eq!(search_counts(&mut sql, id), (2, 5));
     store.pop_last_message(id).unwrap().unwrap();
-    assert_eq!(
-        search_stats(&mut sql, "ana"),
-        [stat("", 1, 3), stat("apple", 1, 0), stat("red", 1, 0)]
-    );
+    assert_eq!(search_counts(&mut sql, id), (1, 3));
     // Expired: still counted (as on redb) until purged, but not found.
+    let other = store.create_session(Some("ana")).unwrap();
+    store.add_message(other, NewMessage::user("apple pie")).unwrap();
+    let before = store.search("ana", "pie", None, 10).unwrap().hits[0].score;
     store.expire_session(id).unwrap();
-    assert_eq!(search_stats(&mut sql, "ana").len(), 3);
-    assert!(store.search("ana", "apple", None, 10).unwrap().hits.is_empty());
-    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+    assert!(store.search("ana", "red", None, 10).unwrap().hits.is_empty());
+    assert_eq!(
+        store.search("ana", "pie", None, 10).unwrap().hits[0].score,
+        before
+    );
     assert_eq!(store.purge_expired(Duration::ZERO).unwrap(), 1);
-    assert!(search_stats(&mut sql, "ana").is_empty());
-    // An import counts what it loads; erasure leaves nothing of the user.
+    assert_ne!(
+        store.search("ana", "pie", None, 10).unwrap().hits[0].score,
+        before
+    );
+    // An import counts what it loads.
     let mut importer = store.importer();
     let loaded = Uuid::from_u128(0xfeed);
     importer.add_session(imported_session(loaded, "ana", 1)).unwrap();
@@ -806,35 +791,19 @@ fn search_statistics_follow_every_write_and_check_verifies_them() {
         .add_messages(loaded, imported_messages(900, 2, 1))
         .unwrap();
     importer.finish().unwrap();
-    assert_eq!(search_stats(&mut sql, "ana")[0], stat("", 2, 10));
+    assert_eq!(search_counts(&mut sql, loaded), (2, 10));
     assert_eq!(store.search("ana", "import", None, 10).unwrap().hits.len(), 2);
-    store.add_message(loaded, NewMessage::user("more words")).unwrap();
     assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
-    store.erase_user("ana").unwrap();
-    assert!(search_stats(&mut sql, "ana").is_empty());
-    let left: i64 = sql
-        .query_one("SELECT COUNT(*) FROM sessionstore_search_stats", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0);
 
-    // check() finds statistics that are not what the messages give.
-    let id = store.create_session(Some("bo")).unwrap();
-    store.add_message(id, NewMessage::user("tea")).unwrap();
+    // check() finds counts that are not what the messages give.
     sql.execute(
-        "UPDATE sessionstore_search_stats SET docs = 5 WHERE user_id = 'bo' AND term = 'tea'",
-        &[],
-    )
-    .unwrap();
-    sql.execute(
-        "INSERT INTO sessionstore_search_stats VALUES ('ghost', 'boo', 1, 0)",
-        &[],
+        "UPDATE chat_sessions SET search_words = 99 WHERE session_id = $1",
+        &[&other],
     )
     .unwrap();
     let problems = store.check(&mut |_, _| {}).unwrap().problems;
-    assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("\"tea\"")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("\"ghost\"")), "{problems:?}");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(&other.to_string()), "{problems:?}");
 }
 
 #[test]
@@ -913,17 +882,14 @@ fn a_version_2_schema_is_upgraded_to_search() {
     let mut sql = schema.sql();
     sql.batch_execute(
         "ALTER TABLE chat_messages DROP COLUMN search_vector, DROP COLUMN search_length;
+         ALTER TABLE chat_sessions DROP COLUMN search_docs, DROP COLUMN search_words;
          DROP FUNCTION sessionstore_words;
-         DROP TABLE sessionstore_search_stats;
          UPDATE sessionstore_meta SET value = 2 WHERE name = 'schema_version';",
     )
     .unwrap();
     let store = schema.store();
     assert_eq!(schema_version(&mut sql), 3);
-    assert_eq!(
-        search_stats(&mut sql, "ana"),
-        [stat("", 2, 3), stat("alpha", 1, 0), stat("beta", 2, 0)]
-    );
+    assert_eq!(search_counts(&mut sql, id), (2, 3));
     let hits = store.search("ana", "beta", None, 10).unwrap().hits;
     assert_eq!(hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [1, 0]);
     assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());

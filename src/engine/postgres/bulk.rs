@@ -408,7 +408,11 @@ impl Batch {
                     format!("message {id} is loaded twice"),
                 )));
             }
-            search::count(client, 1, "m.id = ANY($1)", &[&ids])?;
+            search::recount(
+                client,
+                "s.session_id IN (SELECT session_id FROM chat_messages WHERE id = ANY($1))",
+                &[&ids],
+            )?;
         }
         self.bytes = 0;
         Ok(())

@@ -130,8 +130,8 @@ impl PgEngine {
     /// model's rules: each session's messages at seqs `0..message_count`
     /// exactly, its title's seq that of its first user message, every
     /// message, idempotency key and fork entry belonging to a session,
-    /// message ids unique and below the sequence's next value, the search
-    /// statistics of every user what the messages give.
+    /// message ids unique and below the sequence's next value, each
+    /// session's search counts what its messages give.
     pub(crate) fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
         let report = self.read(|txn| {
             let counts = txn.query_one(
@@ -173,14 +173,10 @@ impl PgEngine {
                 ));
             }
             for wrong in search::differences(txn, LISTED)? {
-                let word = match wrong.term.as_str() {
-                    "" => "all words".to_owned(),
-                    term => format!("word {term:?}"),
-                };
                 problems.push(format!(
-                    "search statistics of user {:?}, {word}: {} messages and {} words stored, \
-                     but the messages give {} and {}",
-                    wrong.user, wrong.stored.0, wrong.stored.1, wrong.fresh.0, wrong.fresh.1
+                    "session {}: its search counts are {} messages holding words and {} words, \
+                     but its messages give {} and {}",
+                    wrong.session, wrong.stored.0, wrong.stored.1, wrong.counted.0, wrong.counted.1
                 ));
             }
             let orphans = [

@@ -68,9 +68,10 @@ impl PgEngine {
             txn.execute(
                 &format!(
                     "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
-                         revision = revision + 1, {}
+                         revision = revision + 1, {}, {}
                      WHERE session_id = $1",
-                    rows::set_title_if_none(5, 6, 7)
+                    rows::set_title_if_none(5, 6, 7),
+                    search::appended(8)
                 ),
                 &[
                     &id,
@@ -80,16 +81,9 @@ impl PgEngine {
                     &title,
                     &title_exact,
                     &title_seq,
+                    &rows::bigint(session.message_count),
                 ],
             )?;
-            if session.user_id.is_some() {
-                search::count(
-                    txn,
-                    1,
-                    "m.session_id = $1 AND m.seq >= $2",
-                    &[&id, &rows::bigint(session.message_count)],
-                )?;
-            }
             if let Some(key) = key {
                 remember_key(txn, id, key, &ids, micros)?;
             }
@@ -169,19 +163,11 @@ impl PgEngine {
             let Some(seq) = session.message_count.checked_sub(1) else {
                 return Ok(None);
             };
-            if session.user_id.is_some() {
-                search::count(
-                    txn,
-                    -1,
-                    "m.session_id = $1 AND m.seq = $2",
-                    &[&id, &rows::bigint(seq)],
-                )?;
-            }
             let row = txn
                 .query_opt(
                     &format!(
                         "DELETE FROM chat_messages m WHERE m.session_id = $1 AND m.seq = $2
-                         RETURNING {MESSAGE_COLUMNS}"
+                         RETURNING {MESSAGE_COLUMNS}, m.search_length"
                     ),
                     &[&id, &rows::bigint(seq)],
                 )?
@@ -196,9 +182,16 @@ impl PgEngine {
                      revision = revision + 1,
                      title = CASE WHEN title_seq = $2 THEN NULL ELSE title END,
                      title_exact = CASE WHEN title_seq = $2 THEN NULL ELSE title_exact END,
-                     title_seq = NULLIF(title_seq, $2)
+                     title_seq = NULLIF(title_seq, $2),
+                     search_docs = search_docs - ($5::BIGINT > 0)::INT, search_words = search_words - $5::BIGINT
                  WHERE session_id = $1",
-                &[&id, &rows::bigint(seq), &now, &micros],
+                &[
+                    &id,
+                    &rows::bigint(seq),
+                    &now,
+                    &micros,
+                    &i64::from(row.get::<_, i32>(11)),
+                ],
             )?;
             Ok(Some(rows::message(&row)?))
         })

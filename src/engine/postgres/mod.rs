@@ -165,14 +165,12 @@ fn lock_writable(txn: &mut Transaction<'_>, id: Uuid, access: Access<'_>) -> Ste
     Ok(locked)
 }
 
-/// Deletes sessions `ids` with their messages (taken out of their users'
-/// search statistics), idempotency keys and fork entries; returns how many
-/// messages they held.
+/// Deletes sessions `ids` with their messages, idempotency keys and fork
+/// entries; returns how many messages they held.
 fn delete_sessions(txn: &mut Transaction<'_>, ids: &[Uuid]) -> Step<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
-    search::count(txn, -1, "m.session_id = ANY($1)", &[&ids])?;
     let messages = txn.execute("DELETE FROM chat_messages WHERE session_id = ANY($1)", &[&ids])?;
     txn.execute(
         "DELETE FROM sessionstore_idempotency_keys WHERE session_id = ANY($1)",

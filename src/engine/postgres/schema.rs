@@ -24,10 +24,11 @@
 //! the seq of the first user message it comes from), so a user's list is
 //! one query of `chat_sessions`; 3 adds full-text search (see
 //! `search.rs`): `chat_messages.search_vector`, a stored generated
-//! `tsvector` of the content with a GIN index, and the per-user
-//! statistics BM25 weighs by, `sessionstore_search_stats`. An open that
-//! may write upgrades an older schema in one transaction (`upgrade`),
-//! filling what the new version adds from the rows there.
+//! `tsvector` of the content with a GIN index, and `search_length`, its
+//! words; each session's count of messages holding words and of their
+//! words (`chat_sessions.search_docs`, `search_words`). An open that may
+//! write upgrades an older schema in one transaction (`upgrade`), filling
+//! what the new version adds from the rows there.
 
 use postgres::{Client, Transaction};
 
@@ -139,26 +140,22 @@ AS 'SELECT COALESCE(SUM(COALESCE(array_length(positions, 1), 1)), 0)::INTEGER FR
 /// The vector is of the content's first 65,536 characters: a `tsvector`
 /// holds at most 1 MiB, which the words of a longer content may pass (the
 /// insert would fail), and these cannot (at most 10 bytes a character);
-/// `search_length` is how many words it holds, repeats included.
+/// `search_length` is how many words it holds, repeats included; a
+/// session's `search_docs` and `search_words` sum its messages'.
 const SEARCH: &str = "
 ALTER TABLE chat_messages ADD COLUMN IF NOT EXISTS search_vector TSVECTOR
     GENERATED ALWAYS AS (to_tsvector('simple', left(content, 65536))) STORED;
 ALTER TABLE chat_messages ADD COLUMN IF NOT EXISTS search_length INTEGER
     GENERATED ALWAYS AS (sessionstore_words(to_tsvector('simple', left(content, 65536)))) STORED;
 CREATE INDEX IF NOT EXISTS idx_messages_search ON chat_messages USING GIN (search_vector);
-CREATE TABLE IF NOT EXISTS sessionstore_search_stats (
-    user_id TEXT NOT NULL,
-    term TEXT NOT NULL,
-    docs BIGINT NOT NULL,
-    length BIGINT NOT NULL,
-    PRIMARY KEY (user_id, term)
-);
+ALTER TABLE chat_sessions ADD COLUMN IF NOT EXISTS search_docs BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS search_words BIGINT NOT NULL DEFAULT 0;
 ";
 
 /// The library's tables, for [`stats`](super::PgEngine::stats)' size.
 pub(crate) const TABLES: &str = "'chat_sessions', 'chat_messages', 'sessionstore_meta', \
      'sessionstore_idempotency_keys', 'sessionstore_forks', 'sessionstore_user_contexts', \
-     'sessionstore_extra_rows', 'sessionstore_opaque', 'sessionstore_search_stats'";
+     'sessionstore_extra_rows', 'sessionstore_opaque'";
 
 /// Creates the schema when the database has none, or checks the version of
 /// the one it has: a newer version is refused with
@@ -296,7 +293,7 @@ fn upgrade(txn: &mut Transaction<'_>, from: i64) -> std::result::Result<(), post
     }
     if from < 3 {
         create_search(txn)?;
-        search::count_all(txn)?;
+        search::recount(txn, "true", &[])?;
     }
     Ok(())
 }

@@ -5,19 +5,21 @@
 //! at most 1 MiB) under a GIN index, matched by `@@`, ranked by BM25
 //! computed in SQL with the constants of `rules::search`.
 //!
-//! BM25's statistics are kept per user in `sessionstore_search_stats`,
-//! changed in the transaction of every write that adds or removes
-//! messages (append, pop, fork, deletion, purge, erasure, import): the
-//! row of term `''` holds how many of the user's messages hold a word
-//! (`docs`) and their words in all (`length`), the row of each word how
-//! many of them hold it. As on every engine they count the user's stored
-//! sessions, expired ones included until purged; hits come from active
-//! sessions only. A message's length and a word's frequency in it are
-//! read from the `tsvector`'s positions (which the server caps: 256 a
-//! word, none past word 16,383), so a very long message may rank a
-//! little differently than on redb; words are the server's parser's
-//! (`Oxford's` holds `oxford` and `s`, as on redb; a URL or an e-mail
-//! address is also one word of its own).
+//! BM25's statistics count, as on every engine, the messages of the
+//! user's stored sessions, expired ones included until purged (hits come
+//! from active sessions only): how many hold a word and their words in
+//! all are each session's `search_docs` and `search_words`, changed under
+//! the session's row lock by the writes that add or remove its messages
+//! (append, pop, fork, each batch of the importer; a deleted session takes
+//! its counts with it), summed over the user's sessions at each search;
+//! how many hold each of the query's words is counted by the search, from
+//! the messages `@@` finds. So no row is shared by a user's sessions and
+//! appends to different sessions never wait for each other. A message's
+//! length and a word's frequency in it are read from the `tsvector`'s
+//! positions (which the server caps: 256 a word, none past word 16,383),
+//! so a very long message may rank a little differently than on redb;
+//! words are the server's parser's (`Oxford's` holds `oxford` and `s`, as
+//! on redb; a URL or an e-mail address is also one word of its own).
 
 use postgres::{GenericClient, Transaction};
 use uuid::Uuid;
@@ -27,105 +29,74 @@ use super::{rows, PgEngine};
 use crate::error::Result;
 use crate::rules::search::{self, SearchCursor, SearchHit, SearchPage, B, K1};
 
-/// Each message (`m`) of a session (`s`) as the rows `t(term, length)`
-/// BM25's statistics count: one per word it holds (length 0), and one of
-/// term `''` with its length in words (`search_length`: the count of its
-/// `tsvector`'s positions), when it holds any.
-const WORDS: &str = "FROM chat_messages m
-     JOIN chat_sessions s ON s.session_id = m.session_id
-     CROSS JOIN LATERAL (
-         SELECT u.lexeme, 0::BIGINT FROM unnest(m.search_vector) u
-         UNION ALL
-         SELECT '', m.search_length::BIGINT WHERE m.search_length > 0
-     ) t(term, length)";
+/// What an append adds to its session's counts, as `SET` items of the
+/// session's `UPDATE`: its messages are those of session `$1` from seq
+/// `$first_seq` on, inserted before in the transaction.
+pub(crate) fn appended(first_seq: u8) -> String {
+    format!(
+        "search_docs = search_docs + (SELECT COUNT(*) FROM chat_messages
+             WHERE session_id = $1 AND seq >= ${first_seq} AND search_length > 0),
+         search_words = search_words + (SELECT COALESCE(SUM(search_length), 0) FROM chat_messages
+             WHERE session_id = $1 AND seq >= ${first_seq})"
+    )
+}
 
-/// Adds to their users' statistics (`sign` 1), or takes away from them
-/// (`sign` -1), the messages of sessions with a user that `filter` (an SQL
-/// condition on `chat_messages m`, its parameters `params`) selects; a
-/// word no message of its user holds any more loses its row.
-pub(crate) fn count(
-    txn: &mut impl GenericClient,
-    sign: i8,
+/// Each session `s` with its counts as stored and as its messages give
+/// them (`docs`, `words`); a `WHERE` and `GROUP BY s.session_id` follow.
+const COUNTED: &str = "SELECT s.session_id, s.search_docs, s.search_words,
+         COUNT(m.seq) FILTER (WHERE m.search_length > 0) AS docs,
+         COALESCE(SUM(m.search_length), 0)::BIGINT AS words
+     FROM chat_sessions s LEFT JOIN chat_messages m ON m.session_id = s.session_id";
+
+/// Sets the counts of the sessions `filter` (an SQL condition on
+/// `chat_sessions s`, its parameters `params`) selects from their
+/// messages: a fork's, the upgrade's, and those of the sessions an
+/// importer's batch loaded messages into.
+pub(crate) fn recount(
+    client: &mut impl GenericClient,
     filter: &str,
     params: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> std::result::Result<(), postgres::Error> {
-    let changed = txn.query(
+    client.execute(
         &format!(
-            "INSERT INTO sessionstore_search_stats AS st (user_id, term, docs, length)
-             SELECT s.user_id, t.term, {sign} * COUNT(*), {sign} * SUM(t.length)
-             {WORDS}
-             WHERE s.user_id IS NOT NULL AND {filter}
-             GROUP BY s.user_id, t.term
-             ORDER BY s.user_id, t.term
-             ON CONFLICT (user_id, term) DO UPDATE
-             SET docs = st.docs + EXCLUDED.docs, length = st.length + EXCLUDED.length
-             RETURNING user_id, term, docs"
+            "UPDATE chat_sessions t SET search_docs = c.docs, search_words = c.words
+             FROM ({COUNTED} WHERE {filter} GROUP BY s.session_id) c
+             WHERE t.session_id = c.session_id"
         ),
         params,
     )?;
-    if sign < 0 {
-        let (users, terms): (Vec<String>, Vec<String>) = changed
-            .iter()
-            .filter(|row| row.get::<_, i64>(2) <= 0)
-            .map(|row| (row.get(0), row.get(1)))
-            .unzip();
-        if !users.is_empty() {
-            txn.execute(
-                "DELETE FROM sessionstore_search_stats
-                 WHERE (user_id, term) IN (SELECT * FROM unnest($1::TEXT[], $2::TEXT[]))",
-                &[&users, &terms],
-            )?;
-        }
-    }
     Ok(())
 }
 
-/// Counts every message of the database (the upgrade to schema 3).
-pub(crate) fn count_all(txn: &mut Transaction<'_>) -> std::result::Result<(), postgres::Error> {
-    count(txn, 1, "true", &[])
-}
-
-/// A row of the search statistics that is not what the messages give.
+/// A session whose counts are not what its messages give.
 pub(crate) struct Difference {
-    pub(crate) user: String,
-    /// The word; `""` for the row of all words.
-    pub(crate) term: String,
-    /// Messages, and words, as stored (0 for a missing row).
+    pub(crate) session: Uuid,
+    /// Messages holding words, and their words, as stored.
     pub(crate) stored: (i64, i64),
-    /// Messages, and words, as the messages give them.
-    pub(crate) fresh: (i64, i64),
+    /// The same, as the messages give them.
+    pub(crate) counted: (i64, i64),
 }
 
-/// The statistics as the messages give them, beside the ones stored:
-/// `check`'s look, the first `limit` rows that differ.
+/// `check`'s look: the first `limit` sessions whose counts are not what
+/// their messages give.
 pub(crate) fn differences(
     txn: &mut Transaction<'_>,
     limit: i64,
 ) -> std::result::Result<Vec<Difference>, postgres::Error> {
     let found = txn.query(
         &format!(
-            "WITH fresh AS (
-                 SELECT s.user_id, t.term, COUNT(*) AS docs, SUM(t.length)::BIGINT AS length
-                 {WORDS}
-                 WHERE s.user_id IS NOT NULL
-                 GROUP BY s.user_id, t.term
-             )
-         SELECT COALESCE(f.user_id, st.user_id), COALESCE(f.term, st.term),
-                COALESCE(st.docs, 0), COALESCE(f.docs, 0), COALESCE(st.length, 0), COALESCE(f.length, 0)
-         FROM fresh f FULL JOIN sessionstore_search_stats st
-             ON st.user_id = f.user_id AND st.term = f.term
-         WHERE st.docs IS DISTINCT FROM f.docs OR st.length IS DISTINCT FROM f.length
-         ORDER BY 1, 2 LIMIT $1"
+            "SELECT * FROM ({COUNTED} GROUP BY s.session_id) c
+             WHERE c.search_docs <> c.docs OR c.search_words <> c.words
+             ORDER BY c.session_id LIMIT $1"
         ),
         &[&limit],
     )?;
     Ok(found
         .iter()
         .map(|row| Difference {
-            user: row.get(0),
-            term: row.get(1),
-            stored: (row.get(2), row.get(4)),
-            fresh: (row.get(3), row.get(5)),
+            session: row.get(0),
+            stored: (row.get(1), row.get(2)),
+            counted: (row.get(3), row.get(4)),
         })
         .collect())
 }
@@ -135,7 +106,8 @@ impl PgEngine {
     /// words are the server's (`to_tsvector('simple', query)`), so they
     /// match the stored ones whatever their case or script; each matching
     /// message of the user's active sessions is scored in SQL (BM25 from
-    /// the statistics of `sessionstore_search_stats` and its `tsvector`),
+    /// the sessions' counts, the words' counts among the messages found,
+    /// and its `tsvector`),
     /// and the page is the next `limit` by score, session and seq after
     /// `after`.
     pub(crate) fn search(
@@ -161,41 +133,49 @@ impl PgEngine {
                 "WITH q AS (
                      SELECT DISTINCT u.lexeme AS term FROM unnest(to_tsvector('simple', $2)) u
                  ),
-                 stats AS (
-                     SELECT COALESCE(MAX(docs), 0)::FLOAT8 AS n,
-                            GREATEST(COALESCE(MAX(length), 0)::FLOAT8 / GREATEST(COALESCE(MAX(docs), 0), 1),
-                                     2.2250738585072014e-308) AS average
-                     FROM sessionstore_search_stats WHERE user_id = $1 AND term = ''
-                 ),
-                 weights AS (
-                     SELECT q.term,
-                            ln(1 + (stats.n - COALESCE(st.docs, 0) + 0.5) / (COALESCE(st.docs, 0) + 0.5)) AS idf
-                     FROM q CROSS JOIN stats
-                     LEFT JOIN sessionstore_search_stats st ON st.user_id = $1 AND st.term = q.term
-                 ),
                  matching AS (
                      SELECT array_agg(term) AS terms, string_agg(
                                 '''' || replace(replace(term, '\\', '\\\\'), '''', '''''') || '''', ' | '
                             )::TSQUERY AS tsq
                      FROM q
                  ),
+                 totals AS (
+                     SELECT COALESCE(SUM(search_docs), 0)::FLOAT8 AS n,
+                            GREATEST(COALESCE(SUM(search_words), 0)::FLOAT8
+                                     / GREATEST(COALESCE(SUM(search_docs), 0), 1),
+                                     2.2250738585072014e-308) AS average
+                     FROM chat_sessions WHERE user_id = $1
+                 ),
+                 found AS MATERIALIZED (
+                     SELECT m.session_id, m.seq, m.search_length,
+                            s.expired_micros IS NULL AND m.seq < s.message_count AS live,
+                            ts_filter(setweight(setweight(m.search_vector, 'D'), 'A', matching.terms), '{a}')
+                                AS words
+                     FROM matching, chat_sessions s
+                     JOIN chat_messages m ON m.session_id = s.session_id
+                     WHERE s.user_id = $1 AND m.search_vector @@ matching.tsq
+                 ),
+                 weights AS (
+                     SELECT q.term,
+                            ln(1 + (totals.n - COALESCE(d.df, 0) + 0.5) / (COALESCE(d.df, 0) + 0.5)) AS idf
+                     FROM q CROSS JOIN totals
+                     LEFT JOIN (
+                         SELECT u.lexeme, COUNT(*) AS df FROM found, unnest(found.words) u GROUP BY u.lexeme
+                     ) d ON d.lexeme = q.term
+                 ),
                  scored AS (
-                     SELECT m.session_id, m.seq,
-                            (SELECT SUM(w.idf * f.tf * ($7::FLOAT8 + 1)
-                                        / (f.tf + $7::FLOAT8
-                                           * (1 - $8::FLOAT8 + $8::FLOAT8 * m.search_length / stats.average))
+                     SELECT f.session_id, f.seq,
+                            (SELECT SUM(w.idf * t.tf * ($7::FLOAT8 + 1)
+                                        / (t.tf + $7::FLOAT8
+                                           * (1 - $8::FLOAT8 + $8::FLOAT8 * f.search_length / totals.average))
                                         ORDER BY w.term)
-                             FROM unnest(ts_filter(
-                                 setweight(setweight(m.search_vector, 'D'), 'A', matching.terms), '{a}'
-                             )) u
+                             FROM unnest(f.words) u
                              JOIN weights w ON w.term = u.lexeme
                              CROSS JOIN LATERAL (
                                  SELECT COALESCE(array_length(u.positions, 1), 1)::FLOAT8 AS tf
-                             ) f) AS score
-                     FROM matching, stats, chat_sessions s
-                     JOIN chat_messages m ON m.session_id = s.session_id
-                     WHERE s.user_id = $1 AND s.expired_micros IS NULL AND m.seq < s.message_count
-                       AND m.search_vector @@ matching.tsq
+                             ) t) AS score
+                     FROM found f, totals
+                     WHERE f.live
                  ),
                  page AS (
                      SELECT session_id, seq, score FROM scored
@@ -207,7 +187,16 @@ impl PgEngine {
                  SELECT p.session_id, p.seq, m.id, m.content, m.content_exact, p.score
                  FROM page p JOIN chat_messages m ON m.session_id = p.session_id AND m.seq = p.seq
                  ORDER BY p.score DESC, p.session_id, p.seq",
-                &[&user, &query, &after_score, &after_session, &after_seq, &fetch, &K1, &B],
+                &[
+                    &user,
+                    &query,
+                    &after_score,
+                    &after_session,
+                    &after_seq,
+                    &fetch,
+                    &K1,
+                    &B,
+                ],
             )?;
             page(&found, limit, &terms)
         })

@@ -151,11 +151,6 @@ impl PgEngine {
                 "DELETE FROM sessionstore_user_contexts WHERE user_id = $1",
                 &[&user],
             )?;
-            // Nothing of the user stays in the search statistics.
-            txn.execute(
-                "DELETE FROM sessionstore_search_stats WHERE user_id = $1",
-                &[&user],
-            )?;
             Ok(Erased {
                 sessions: ids.len() as u64,
                 messages,
@@ -289,9 +284,7 @@ impl PgEngine {
                  FROM chat_messages WHERE session_id = $1 AND seq < $3 ORDER BY seq",
                 &[&id, &fork, &rows::bigint(at_seq)],
             )?;
-            if source.user_id.is_some() {
-                search::count(txn, 1, "m.session_id = $1", &[&fork])?;
-            }
+            search::recount(txn, "s.session_id = $1", &[&fork])?;
             txn.execute(
                 "INSERT INTO sessionstore_forks (parent_id, fork_id) VALUES ($1, $2)",
                 &[&id, &fork],
