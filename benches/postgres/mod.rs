@@ -1,8 +1,8 @@
 //! The PostgreSQL engine beside redb and SQLite (issue 18): the report's
 //! workloads where they apply, on a cluster of the bench's own
 //! (`initdb` in /tmp, durable: fsync and synchronous commits on, the
-//! defaults), and the fleet line: 4 processes x 8 threads of durable
-//! appends to one database.
+//! defaults), the fleet line: 4 processes x 8 threads of durable
+//! appends to one database, and search over a user's 100,000 messages.
 //!
 //! Each value lands in the PostgreSQL column of the line of the same name;
 //! the fleet line is a note. Skipped, saying so, when this machine has no
@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sessionstore::{Durability, SessionStore, Uuid};
+use sessionstore::{Durability, SessionInfo, SessionStore, Timestamp, Uuid};
 
 use crate::common::{conversation, ss_session, BigStore, TARGET_USER};
 use crate::{median_micros, percentile, throughput, Config};
@@ -37,6 +37,7 @@ pub fn run(config: Config, notes: &mut Vec<String>) -> Figures {
     figures.extend(appends(config, &url, notes));
     figures.extend(big_store(config, &url, notes));
     figures.extend(bytes(config, &url));
+    figures.extend(search(config, &url, notes));
     notes.push(fleet(config, &url));
     notes.push(format!(
         "\nPostgreSQL: {}, a cluster of the bench's own on loopback TCP (fsync and synchronous_commit on), its stages {:.0} s.",
@@ -219,6 +220,59 @@ fn bytes(config: Config, url: &str) -> Figures {
         ),
         ("bytes_per_session", (with_sessions - empty) / sessions as f64),
     ]
+}
+
+/// Search (issue 21): a user of 100,000 messages (20,000 in a quick run),
+/// 1,000 (200) sessions of the bench's conversations loaded through the
+/// importer; p50 and p99 of a two-word query, a page of 10 hits.
+fn search(config: Config, url: &str, notes: &mut Vec<String>) -> Figures {
+    const PER_SESSION: u64 = 100;
+    let messages = config.pick(20_000, 100_000);
+    let store = fresh_store(url);
+    let mut importer = store.importer();
+    let mut next_id = 1;
+    for n in 0..messages / PER_SESSION {
+        let id = Uuid::new_v4();
+        let at = Timestamp::now();
+        importer
+            .add_session(SessionInfo {
+                session_id: id,
+                user_id: Some("searcher".into()),
+                created_at: at.clone(),
+                updated_at: at.clone(),
+                expired_at: None,
+                context: None,
+                metadata: None,
+                message_count: 0,
+                extra: Default::default(),
+            })
+            .expect("add session");
+        let turns = conversation(n, PER_SESSION)
+            .iter()
+            .map(|turn| {
+                next_id += 1;
+                turn.to_message(next_id - 1, at.clone())
+            })
+            .collect();
+        importer.add_messages(id, turns).expect("add messages");
+    }
+    importer.finish().expect("finish");
+    let mut times: Vec<Duration> = (0..config.pick(50, 300))
+        .map(|_| {
+            let at = Instant::now();
+            let page = store
+                .search("searcher", "vellum colophon", None, 10)
+                .expect("search");
+            assert_eq!(page.hits.len(), 10);
+            at.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    notes.push(format!(
+        "\nPostgreSQL search over a user of {messages} messages (\"vellum colophon\", a page of 10): p50 {p50:.0} µs, p99 {p99:.0} µs."
+    ));
+    vec![("search_p50", p50), ("search_p99", p99)]
 }
 
 /// The fleet: the bench binary run as PROCESSES children, each appending
