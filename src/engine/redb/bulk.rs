@@ -418,9 +418,10 @@ impl ImportSink for RedbImporter {
         if let Some(feeder) = self.feeder.take() {
             feeder.stop()?;
         }
+        self.store.maintain(sync)?;
         // The messages loaded wait for the search index.
-        self.store.search_indexer().queued();
-        self.store.maintain(sync)
+        let txn = self.store.read()?;
+        self.store.search_indexer().recount(&txn)
     }
 }
 

@@ -52,7 +52,7 @@ impl RedbEngine {
                 tables.put_message(key, seq, source.user_id.as_deref(), &message)?;
             }
             if source.user_id.is_some() && at_seq > 0 {
-                search.queued();
+                search.queued(at_seq);
             }
             tables.set_next_message_id(first_id + at_seq)?;
             let metadata = context::merged(source.metadata.as_deref(), &origin)?;

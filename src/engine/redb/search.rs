@@ -7,8 +7,10 @@
 //! session, seq): the messages not indexed yet. The commit that writes a
 //! message of a user's session (append, fork, import) adds only its
 //! pending entry, one small insert; the writer's idle work
-//! ([`SearchIndexer`]) moves pending messages into the postings, a few per
-//! relaxed commit, when no request waits. A search reads the postings of
+//! ([`SearchIndexer`]) moves pending messages into the postings, 16 per
+//! relaxed commit, when no request waits and 64 messages wait or none was
+//! queued for 50 ms (so that an append is seldom followed by an index
+//! commit the next append waits for). A search reads the postings of
 //! its terms and the user's pending messages whole (tokenised in its read
 //! transaction, and counted in BM25's statistics as indexed ones are): it
 //! finds exactly what the messages hold at every commit. Every removal
@@ -23,7 +25,8 @@
 //! a user's session queued at its open ([`queue_unindexed`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use uuid::Uuid;
@@ -38,6 +41,12 @@ use crate::rules::search::{self, Scored, SearchCursor, SearchHit, SearchPage, Ta
 /// Messages indexed per relaxed commit of the idle work: a write arriving
 /// meanwhile waits for at most one such commit.
 const IDLE_STEP: usize = 16;
+/// The idle work indexes once this many messages wait,
+const BACKLOG: u64 = 64;
+/// or once no message was queued for this long: a chatbot appending
+/// without pause does not wait for an index commit after each append,
+/// only after every [`IDLE_STEP`]-th or so.
+const QUIET: Duration = Duration::from_millis(50);
 
 /// Queues the message at (session, seq) of a session of `user` for the
 /// index (nothing for a session without a user: it is never searched).
@@ -91,8 +100,9 @@ fn user_counts(tables: &mut WriteTables<'_>, user: &str) -> Result<(u64, u64)> {
         .map_or((0, 0), |g| g.value()))
 }
 
-/// Indexes at most `limit` pending messages; whether some remain.
-fn index_pending(tables: &mut WriteTables<'_>, limit: usize) -> Result<bool> {
+/// Indexes at most `limit` pending messages; how many it indexed, and
+/// whether some remain.
+fn index_pending(tables: &mut WriteTables<'_>, limit: usize) -> Result<(usize, bool)> {
     let mut taken = Vec::with_capacity(limit.min(IDLE_STEP));
     for entry in tables.search_pending.table()?.range::<(&str, u128, u64)>(..)? {
         if taken.len() == limit {
@@ -126,7 +136,8 @@ fn index_pending(tables: &mut WriteTables<'_>, limit: usize) -> Result<bool> {
             .search_users
             .insert(user.as_str(), (old_docs + docs, old_length + length))?;
     }
-    Ok(taken.len() == limit && !tables.search_pending.table()?.is_empty()?)
+    let more = taken.len() == limit && !tables.search_pending.table()?.is_empty()?;
+    Ok((taken.len(), more))
 }
 
 /// Indexes every pending message, in one durable commit past the journal
@@ -139,38 +150,74 @@ pub(crate) fn index_everything(db: &Database) -> Result<()> {
     Ok(())
 }
 
-/// The writer's idle work for search: indexing the pending messages.
+/// The writer's idle work for search: indexing the pending messages, once
+/// [`BACKLOG`] wait or none was queued for [`QUIET`].
 #[derive(Debug)]
 pub(crate) struct SearchIndexer {
-    /// Messages may be pending.
-    pending: AtomicBool,
+    /// About how many messages are pending (removals are not counted):
+    /// 0 once a step found none left.
+    pending: AtomicU64,
+    /// When the last message was queued, in milliseconds since `started`.
+    last_queued: AtomicU64,
+    started: Instant,
 }
 
 impl SearchIndexer {
     /// The state of the store whose latest commit `txn` reads.
     pub(crate) fn load(txn: &ReadTransaction) -> Result<Self> {
-        let pending = !txn.open_table(tables::SEARCH_PENDING)?.is_empty()?;
-        Ok(SearchIndexer {
-            pending: AtomicBool::new(pending),
-        })
+        let indexer = SearchIndexer {
+            pending: AtomicU64::new(0),
+            last_queued: AtomicU64::new(0),
+            started: Instant::now(),
+        };
+        indexer.recount(txn)?;
+        Ok(indexer)
     }
 
-    /// Says that a write queued messages: work for the idle writer. Called
-    /// inside the write, so that the writer wakes for it after the commit.
-    pub(crate) fn queued(&self) {
-        self.pending.store(true, Ordering::SeqCst);
+    /// Says that a write queued `count` messages: work for the idle
+    /// writer. Called inside the write, so that the writer looks at the
+    /// work after the commit.
+    pub(crate) fn queued(&self, count: u64) {
+        self.pending.fetch_add(count, Ordering::SeqCst);
+        self.last_queued.store(self.now(), Ordering::SeqCst);
+    }
+
+    /// Counts the pending messages again (after an import, which queues
+    /// them past the writer).
+    pub(crate) fn recount(&self, txn: &ReadTransaction) -> Result<()> {
+        let pending = txn.open_table(tables::SEARCH_PENDING)?.len()?;
+        self.pending.store(pending, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 
 impl IdleWork for SearchIndexer {
     fn due(&self) -> bool {
-        self.pending.load(Ordering::SeqCst)
+        let pending = self.pending.load(Ordering::SeqCst);
+        let quiet = self.now().saturating_sub(self.last_queued.load(Ordering::SeqCst));
+        pending >= BACKLOG || (pending > 0 && u128::from(quiet) >= QUIET.as_millis())
+    }
+
+    fn due_at(&self) -> Option<Instant> {
+        let pending = self.pending.load(Ordering::SeqCst);
+        let last = Duration::from_millis(self.last_queued.load(Ordering::SeqCst));
+        (pending > 0).then(|| self.started + last + QUIET)
     }
 
     fn step(&self, tables: &mut WriteTables<'_>) -> Result<()> {
         let result = index_pending(tables, IDLE_STEP);
-        if !matches!(result, Ok(true)) {
-            self.pending.store(false, Ordering::SeqCst);
+        match result {
+            Ok((_, false)) | Err(_) => self.pending.store(0, Ordering::SeqCst),
+            Ok((indexed, true)) => {
+                let left = |pending: u64| Some(pending.saturating_sub(indexed as u64).max(1));
+                let _ = self
+                    .pending
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, left);
+            }
         }
         result.map(drop)
     }

@@ -496,7 +496,7 @@ impl RedbEngine {
                 added.push(Arc::new(record.into_message(seq)));
             }
             if old.user_id.is_some() {
-                search.queued();
+                search.queued(place.seqs.end - place.seqs.start);
             }
             let mut new = old.clone();
             new.message_count = place.seqs.end;
