@@ -6,7 +6,7 @@
 //! three minutes); the full run loads 1,000,000 sessions and 1 GB stores.
 //! `--only get_session,open` runs only the named stages (get_session, cold,
 //! populated, recent_messages, add_message, threads, big_store, bytes,
-//! open, postgres), for profiling. The postgres stage (with `--features
+//! open, features, postgres), for profiling. The postgres stage (with `--features
 //! postgres`) runs last and fills the PostgreSQL column of the lines it
 //! measures.
 //! Files go to a temporary folder under `BENCH_DIR` when set (else the
@@ -14,6 +14,7 @@
 
 mod cold;
 mod common;
+mod features;
 #[cfg(feature = "postgres")]
 mod postgres;
 
@@ -97,7 +98,7 @@ fn main() {
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    let stages: [(&str, Workload); 9] = [
+    let stages: [(&str, Workload); 10] = [
         ("get_session", get_session),
         ("cold", cold::get_session_cold),
         ("populated", cold::populated),
@@ -107,6 +108,7 @@ fn main() {
         ("big_store", big_store),
         ("bytes", bytes_on_disk),
         ("open", open_times),
+        ("features", features::features),
     ];
     let only: Vec<&str> = args
         .iter()

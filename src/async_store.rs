@@ -14,6 +14,7 @@ use crate::model::{CheckReport, CompactReport};
 use crate::model::{
     Message, NewMessage, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats,
 };
+use crate::rules::search::{SearchCursor, SearchPage};
 use crate::store::SessionStore;
 
 /// A [`SessionStore`] for async code: the same calls, under the same names,
@@ -147,6 +148,18 @@ impl AsyncSessionStore {
             .await
     }
 
+    /// As [`SessionStore::search`].
+    pub async fn search(
+        &self,
+        user: String,
+        query: String,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        self.run(move |store| store.search(&user, &query, after, limit))
+            .await
+    }
+
     /// As [`SessionStore::check`], without progress.
     pub async fn check(&self) -> Result<CheckReport> {
         self.run(|store| store.check(&mut |_, _| {})).await
@@ -247,6 +260,16 @@ impl AsyncUserView {
     /// As [`UserView::update_context`](crate::UserView::update_context).
     pub async fn update_context(&self, id: Uuid, context: String) -> Result<()> {
         self.run(move |view| view.update_context(id, &context)).await
+    }
+
+    /// As [`UserView::search`](crate::UserView::search).
+    pub async fn search(
+        &self,
+        query: String,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        self.run(move |view| view.search(&query, after, limit)).await
     }
 
     same_calls! {

@@ -45,8 +45,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::{
-    CheckReport, CompactReport, Erased, Error, Message, NewMessage, Result, Session, SessionCursor,
-    SessionInfo, SessionPage, SessionStore, SessionSummary, Stats, StoreOptions, Uuid,
+    CheckReport, CompactReport, Erased, Error, Message, NewMessage, Result, SearchCursor, SearchHit,
+    SearchPage, Session, SessionCursor, SessionInfo, SessionPage, SessionStore, SessionSummary, Stats,
+    StoreOptions, Uuid,
 };
 use std::sync::Arc;
 
@@ -432,6 +433,34 @@ impl SocketClient {
         let page: Page = self.call(Method::GET, &target, None)?;
         Ok(SessionPage {
             sessions: page.sessions,
+            next: page.next_cursor.map(|text| text.parse()).transpose()?,
+        })
+    }
+
+    /// As [`SessionStore::search`].
+    pub fn search(
+        &self,
+        user: &str,
+        query: &str,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        #[derive(Deserialize)]
+        struct Page {
+            hits: Vec<SearchHit>,
+            next_cursor: Option<String>,
+        }
+        let mut target = format!(
+            "/v1/users/{}/search?q={}&limit={limit}",
+            encode(user),
+            encode(query)
+        );
+        if let Some(cursor) = after {
+            target.push_str(&format!("&cursor={}", encode(&cursor.to_string())));
+        }
+        let page: Page = self.call(Method::GET, &target, None)?;
+        Ok(SearchPage {
+            hits: page.hits,
             next: page.next_cursor.map(|text| text.parse()).transpose()?,
         })
     }

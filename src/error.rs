@@ -187,6 +187,31 @@ pub enum Error {
         source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The storage could not be reached: a database server that is down,
+    /// refuses connections, or lost the connection during the call (a
+    /// network failure, a restart). A store file never answers this. Nothing
+    /// of the call was committed, unless the loss came during its commit;
+    /// retrying once the server is back is safe (an append retried with its
+    /// idempotency key is done once). The HTTP API answers it with 503 and
+    /// the kind `unavailable`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "postgres")] {
+    /// use sessionstore::{Error, SessionStore};
+    /// // Nothing listens on port 1.
+    /// let down = SessionStore::open("postgres://ana@127.0.0.1:1/chat?connect_timeout=2").unwrap_err();
+    /// assert!(matches!(down, Error::Unavailable { engine: "postgres", .. }), "{down}");
+    /// # }
+    /// ```
+    #[error("storage ({engine}) unavailable: {source}")]
+    Unavailable {
+        /// The engine that could not reach its storage: `postgres`.
+        engine: &'static str,
+        /// The engine's own error.
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The operation belongs to another storage engine than the store's
     /// (a redb file's `compact` or `backup_to` on a store opened from a
     /// `postgres://` URL): nothing was done; `why` says what to use instead.

@@ -68,11 +68,13 @@ mod fork;
 #[doc(hidden)]
 pub mod fuzzing;
 mod json;
+mod location;
 mod maintenance;
 mod model;
 pub mod query;
 pub mod retrieval;
 mod rules;
+mod search;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(all(feature = "socket", unix))]
@@ -88,6 +90,7 @@ pub use engine::redb::hold::StoreHold;
 pub use error::{Error, Result};
 pub use expiry::BackgroundExpiry;
 pub use json::JsonText;
+pub use location::{is_postgres_url, redacted_location};
 pub mod redb_engine {
     //! The redb engine's settings ([`RedbOptions`], in
     //! [`StoreOptions::redb`](crate::StoreOptions)) and the storage it
@@ -101,6 +104,7 @@ pub use model::{
     Progress, Role, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary, Stats, StoreCounters,
 };
 pub use rules::budget::TokenRule;
+pub use rules::search::{SearchCursor, SearchHit, SearchPage};
 #[cfg(all(feature = "socket", unix))]
 pub use socket::MAX_SOCKET_PATH;
 pub use store::{SessionStore, StoreOptions, UserView, FORMAT_VERSION};

@@ -8,12 +8,13 @@ use std::time::Duration;
 use uuid::Uuid;
 
 #[cfg(feature = "postgres")]
-use crate::engine::postgres::{is_url, PgEngine};
+use crate::engine::postgres::PgEngine;
 use crate::engine::redb::hold::StoreHold;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
 use crate::engine::{Engine, MessagePage};
 use crate::error::{Error, Result};
+use crate::location::is_postgres_url;
 use crate::model::{
     Durability, Erased, Message, NewMessage, Progress, Session, SessionCursor, SessionInfo, SessionPage,
     SessionSummary, Settings, Stats, StoreCounters,
@@ -223,18 +224,14 @@ impl SessionStore {
     /// creating its schema when missing (see `create_if_missing`).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         #[cfg(not(feature = "postgres"))]
-        if path
-            .as_ref()
-            .to_str()
-            .is_some_and(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"))
-        {
+        if path.as_ref().to_str().is_some_and(is_postgres_url) {
             return Err(Error::invalid(
                 "store location",
                 "a PostgreSQL URL, but sessionstore was built without its `postgres` feature",
             ));
         }
         #[cfg(feature = "postgres")]
-        if let Some(url) = path.as_ref().to_str().filter(|p| is_url(p)) {
+        if let Some(url) = path.as_ref().to_str().filter(|p| is_postgres_url(p)) {
             let engine = PgEngine::connect(url, options.settings())?;
             return Ok(Self::serving(Arc::new(engine)));
         }

@@ -69,3 +69,72 @@ fn chat_fork_past_the_end_or_of_an_unknown_session_is_refused_and_writes_nothing
     let store = SessionStore::open(&db).unwrap();
     assert_eq!(store.list_user_sessions("ana", true).unwrap(), [id]);
 }
+
+/// `chat-search` prints one line a hit, best first: session, seq, score,
+/// snippet; `--limit` bounds them; nothing found says so.
+#[test]
+fn chat_search_prints_a_line_a_hit_best_first() {
+    let (_dir, db, id) = scene();
+    let store = SessionStore::open(&db).unwrap();
+    store
+        .add_message(id, NewMessage::user("books by Oxford University Press"))
+        .unwrap();
+    store
+        .add_message(
+            id,
+            NewMessage::assistant("Found 15 books by Oxford; Oxford again"),
+        )
+        .unwrap();
+    drop(store);
+    let output = cli(&db)
+        .args(["chat-search", "--user-id", "ana", "oxford"])
+        .assert()
+        .success();
+    let text = String::from_utf8(output.get_output().stdout.clone()).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    // The reply holds the term twice: it ranks first.
+    assert_eq!(&lines[0][..2], [id.to_string().as_str(), "5"], "{text}");
+    assert_eq!(&lines[1][..2], [id.to_string().as_str(), "4"], "{text}");
+    let scores: Vec<f64> = lines.iter().map(|l| l[2].parse().unwrap()).collect();
+    assert!(scores[0] > scores[1] && scores[1] > 0.0, "{text}");
+    assert_eq!(lines[1][3..].join(" "), "books by Oxford University Press");
+    cli(&db)
+        .args([
+            "chat-search",
+            "--user-id",
+            "ana",
+            "oxford",
+            "books",
+            "--limit",
+            "1",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Oxford again").and(predicate::str::contains("University").not()));
+    cli(&db)
+        .args(["chat-search", "--user-id", "bob", "oxford"])
+        .assert()
+        .success()
+        .stdout("No messages found for user bob\n");
+}
+
+#[test]
+fn chat_search_without_a_word_or_with_a_limit_of_0_is_refused() {
+    let (_dir, db, _id) = scene();
+    cli(&db)
+        .args(["chat-search", "--user-id", "ana", "?!"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("invalid query"));
+    cli(&db)
+        .args(["chat-search", "--user-id", "ana", "q0", "--limit", "0"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("invalid limit"));
+    cli(&db)
+        .args(["chat-search", "--user-id", "ana"])
+        .assert()
+        .code(2);
+}

@@ -60,9 +60,14 @@ fn acknowledged_appends_survive_a_server_crash() {
                     let ids = loop {
                         match engine.add_messages_idempotent(session, &key, None, turn()) {
                             Ok(ids) => break ids,
-                            Err(Error::Storage {
-                                engine: "postgres", ..
-                            }) if Instant::now() < deadline => {
+                            Err(
+                                Error::Unavailable {
+                                    engine: "postgres", ..
+                                }
+                                | Error::Storage {
+                                    engine: "postgres", ..
+                                },
+                            ) if Instant::now() < deadline => {
                                 failures += 1;
                                 thread::sleep(Duration::from_millis(50));
                             }

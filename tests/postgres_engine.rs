@@ -14,7 +14,8 @@ use std::thread;
 use std::time::Duration;
 
 use sessionstore::{
-    Durability, Error, NewMessage, Role, SessionCursor, SessionStore, StoreOptions, TokenRule, Uuid,
+    Durability, Error, ExtraRow, JsonText, Message, NewMessage, Role, SessionCursor, SessionInfo,
+    SessionStore, StoreOptions, Timestamp, TimestampForm, TokenRule, Uuid,
 };
 
 mod postgres_support;
@@ -52,14 +53,7 @@ fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
         .unwrap()
         .get(0);
     assert_eq!((active, messages), (1, 2));
-    let version: i64 = sql
-        .query_one(
-            "SELECT value FROM sessionstore_meta WHERE name = 'schema_version'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(version, 1);
+    assert_eq!(schema_version(&mut sql), 3);
     // A second open of the same schema keeps its data.
     drop(engine);
     assert_eq!(schema.store().stats().unwrap().messages, 2);
@@ -72,7 +66,7 @@ fn the_schema_is_created_versioned_and_answers_the_old_monitoring_sql() {
             refused,
             Error::UnsupportedVersion {
                 found: 7,
-                supported: 1,
+                supported: 3,
                 ..
             }
         ),
@@ -107,7 +101,7 @@ fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
     assert!(
         matches!(
             down,
-            Error::Storage {
+            Error::Unavailable {
                 engine: "postgres",
                 ..
             }
@@ -115,7 +109,8 @@ fn a_bad_url_and_an_unreachable_server_are_clear_errors() {
         "{down:?}"
     );
     assert!(
-        down.to_string().starts_with("storage (postgres): connect to: "),
+        down.to_string()
+            .starts_with("storage (postgres) unavailable: connect to: "),
         "{down}"
     );
     assert!(!down.to_string().contains("secret"), "{down}");
@@ -372,6 +367,532 @@ fn user_lists_pages_and_titles_follow_the_old_store() {
         matches!(refused, Error::InvalidInput { what: "user_id", .. }),
         "{refused:?}"
     );
+}
+
+/// The schema version the database records.
+fn schema_version(sql: &mut postgres::Client) -> i64 {
+    sql.query_one(
+        "SELECT value FROM sessionstore_meta WHERE name = 'schema_version'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// The title columns of session `id` as its row holds them: the title
+/// (from its exact bytes when there are some) and the seq it comes from.
+fn title_row(sql: &mut postgres::Client, id: Uuid) -> (Option<String>, Option<i64>) {
+    let row = sql
+        .query_one(
+            "SELECT title, title_exact, title_seq FROM chat_sessions WHERE session_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    let title = match row.get::<_, Option<Vec<u8>>>(1) {
+        Some(exact) => Some(String::from_utf8(exact).unwrap()),
+        None => row.get(0),
+    };
+    (title, row.get(2))
+}
+
+#[test]
+fn titles_live_in_the_session_row_through_appends_pops_forks_and_imports() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let mut sql = schema.sql();
+    let id = store.create_session(Some("ana")).unwrap();
+    assert_eq!(title_row(&mut sql, id), (None, None));
+    store
+        .add_messages(
+            id,
+            vec![NewMessage::system("be brief"), NewMessage::assistant("hello")],
+        )
+        .unwrap();
+    assert_eq!(title_row(&mut sql, id), (None, None));
+    store
+        .add_messages(
+            id,
+            vec![NewMessage::user("é".repeat(60)), NewMessage::user("second")],
+        )
+        .unwrap();
+    let long = format!("{}...", "é".repeat(47));
+    assert_eq!(title_row(&mut sql, id), (Some(long.clone()), Some(2)));
+    // A later user message leaves it; the list reads it from the row.
+    store.add_message(id, NewMessage::user("third")).unwrap();
+    assert_eq!(title_row(&mut sql, id), (Some(long.clone()), Some(2)));
+    assert_eq!(store.recent_sessions("ana", 5).unwrap()[0].title, long);
+
+    // A fork before the first user message has none, one after it the same.
+    let before = store.fork_session(id, 2).unwrap();
+    assert_eq!(title_row(&mut sql, before), (None, None));
+    let after = store.fork_session(id, 3).unwrap();
+    assert_eq!(title_row(&mut sql, after), (Some(long.clone()), Some(2)));
+
+    // Pops: the title stays while its message does, goes with it.
+    for _ in 0..2 {
+        store.pop_last_message(id).unwrap().unwrap();
+        assert_eq!(title_row(&mut sql, id), (Some(long.clone()), Some(2)));
+    }
+    store.pop_last_message(id).unwrap().unwrap();
+    assert_eq!(title_row(&mut sql, id), (None, None));
+    let listed = store.user_sessions_page("ana", false, None, 10).unwrap();
+    let summary = listed.sessions.iter().find(|s| s.session_id == id).unwrap();
+    assert_eq!(summary.title, "New conversation");
+    // The next user message gives the title again; NUL characters kept.
+    store.add_message(id, NewMessage::user("a\0b")).unwrap();
+    assert_eq!(title_row(&mut sql, id), (Some("a\0b".into()), Some(2)));
+    let listed = store.user_sessions_page("ana", false, None, 10).unwrap();
+    let summary = listed.sessions.iter().find(|s| s.session_id == id).unwrap();
+    assert_eq!(summary.title, "a\0b");
+
+    // An import writes the titles of what it loads.
+    let target = Schema::fresh().unwrap();
+    let copy = target.store();
+    let mut importer = copy.importer();
+    let snapshot = store.snapshot().unwrap();
+    for session in snapshot.sessions().unwrap() {
+        let session = session.unwrap();
+        let sid = session.session_id;
+        importer.add_session(session).unwrap();
+        let messages: Vec<_> = snapshot.messages(sid).unwrap().map(Result::unwrap).collect();
+        importer.add_messages(sid, messages).unwrap();
+    }
+    importer.finish().unwrap();
+    let mut target_sql = target.sql();
+    for sid in [id, before, after] {
+        assert_eq!(title_row(&mut target_sql, sid), title_row(&mut sql, sid));
+    }
+    assert!(copy.check(&mut |_, _| {}).unwrap().problems.is_empty());
+
+    // check() finds a title that is not its first user message's.
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+    sql.execute(
+        "UPDATE chat_sessions SET title_seq = 0 WHERE session_id = $1",
+        &[&after],
+    )
+    .unwrap();
+    let problems = store.check(&mut |_, _| {}).unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(&after.to_string()), "{problems:?}");
+}
+
+#[test]
+fn a_version_1_schema_is_upgraded_at_open_with_every_title_filled() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let titled = store.create_session(Some("ana")).unwrap();
+    store
+        .add_messages(
+            titled,
+            vec![NewMessage::assistant("hi"), NewMessage::user("x".repeat(80))],
+        )
+        .unwrap();
+    let nul = store.create_session(Some("ana")).unwrap();
+    store.add_message(nul, NewMessage::user("a\0b")).unwrap();
+    let untitled = store.create_session(Some("ana")).unwrap();
+    store
+        .add_message(untitled, NewMessage::assistant("only me"))
+        .unwrap();
+    drop(store);
+    // The schema as version 1 made it (version 2 added three columns,
+    // version 3 search's column, index and table), with more sessions
+    // than one page of the upgrade.
+    let mut sql = schema.sql();
+    sql.batch_execute(
+        "ALTER TABLE chat_sessions DROP COLUMN title, DROP COLUMN title_exact, DROP COLUMN title_seq;
+         ALTER TABLE chat_messages DROP COLUMN search_vector, DROP COLUMN search_length;
+         ALTER TABLE chat_sessions DROP COLUMN search_docs, DROP COLUMN search_words;
+         DROP FUNCTION sessionstore_words;
+         UPDATE sessionstore_meta SET value = 1 WHERE name = 'schema_version';
+         INSERT INTO chat_sessions (session_id, user_id, created_at, updated_at, created_micros,
+                                    updated_micros, message_count)
+             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'bob',
+                    '2024-01-01T00:00:00', '2024-01-01T00:00:00', n, n, 1
+             FROM generate_series(1, 2500) AS n;
+         INSERT INTO chat_messages (session_id, seq, id, role, content, timestamp, timestamp_micros)
+             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 0,
+                    nextval('chat_messages_id_seq'), 'user', 'question ' || n,
+                    '2024-01-01T00:00:00', n
+             FROM generate_series(1, 2500) AS n;",
+    )
+    .unwrap();
+
+    // A read-only open cannot upgrade it: refused, nothing changed.
+    let refused = SessionStore::open_read_only(&schema.url).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::UnsupportedVersion {
+                found: 1,
+                supported: 3,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    // Opens at once: one upgrades, the others wait for it and go on.
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = schema.url.clone();
+            thread::spawn(move || SessionStore::open(&url).map(drop))
+        })
+        .collect();
+    for open in opened {
+        open.join().unwrap().unwrap();
+    }
+    assert_eq!(schema_version(&mut sql), 3);
+    assert_eq!(
+        title_row(&mut sql, titled),
+        (Some(format!("{}...", "x".repeat(47))), Some(1))
+    );
+    assert_eq!(title_row(&mut sql, nul), (Some("a\0b".into()), Some(0)));
+    assert_eq!(title_row(&mut sql, untitled), (None, None));
+    let store = schema.store();
+    let bob = store
+        .user_sessions_page("bob", false, None, 3000)
+        .unwrap()
+        .sessions;
+    assert_eq!(bob.len(), 2500);
+    for summary in &bob {
+        let n = summary.session_id.as_u128() & 0xffff_ffff_ffff;
+        let n: u64 = format!("{n:x}").parse().unwrap();
+        assert_eq!(summary.title, format!("question {n}"));
+    }
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+}
+
+/// A session of `user` as an import brings it, made at `micros`.
+fn imported_session(id: Uuid, user: &str, micros: i64) -> SessionInfo {
+    let at = Timestamp::from_micros(micros, TimestampForm::Utc);
+    SessionInfo {
+        session_id: id,
+        user_id: Some(user.into()),
+        created_at: at.clone(),
+        updated_at: at,
+        expired_at: None,
+        context: Some(JsonText::object("context", "{}").unwrap()),
+        metadata: None,
+        message_count: 0,
+        extra: Default::default(),
+    }
+}
+
+/// `n` messages as an import brings them, ids from `first_id`, user and
+/// assistant in turn.
+fn imported_messages(first_id: u64, n: u64, micros: i64) -> Vec<Message> {
+    (0..n)
+        .map(|k| Message {
+            id: first_id + k,
+            seq: 0,
+            role: if k % 2 == 0 { Role::User } else { Role::Assistant },
+            content: format!("message {} of the import", first_id + k),
+            query_plan: None,
+            candidate_set: None,
+            timestamp: Timestamp::from_micros(micros + k as i64, TimestampForm::Utc),
+            extra: Default::default(),
+            tokens: None,
+        })
+        .collect()
+}
+
+fn table_counts(sql: &mut postgres::Client) -> (i64, i64) {
+    let row = sql
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM chat_sessions), (SELECT COUNT(*) FROM chat_messages)",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn the_importer_copies_many_rows_fast_in_one_transaction_and_refuses_as_before() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let mut sql = schema.sql();
+    // 2,500 sessions of 10 messages: the batches of COPY fill and flush
+    // mid-import; one statement a row took about 40 s on this machine.
+    let sessions: Vec<Uuid> = (0..2_500u128)
+        .map(|n| Uuid::from_u128(0xa000 << 64 | n))
+        .collect();
+    let at = std::time::Instant::now();
+    let mut importer = store.importer();
+    for (n, &id) in sessions.iter().enumerate() {
+        let micros = 1_700_000_000_000_000 + n as i64 * 1_000;
+        importer
+            .add_session(imported_session(id, &format!("u{}", n % 7), micros))
+            .unwrap();
+        importer
+            .add_messages(id, imported_messages(1 + n as u64 * 10, 6, micros))
+            .unwrap();
+        // A session's messages in two calls: the second after another
+        // session, so its row is written already.
+        if n > 0 {
+            let previous = sessions[n - 1];
+            let micros = micros + 100;
+            importer
+                .add_messages(previous, imported_messages(7 + (n as u64 - 1) * 10, 4, micros))
+                .unwrap();
+        }
+    }
+    importer
+        .add_messages(
+            sessions[2_499],
+            imported_messages(7 + 2_499 * 10, 4, 1_800_000_000_000_000),
+        )
+        .unwrap();
+    // Nothing is seen before finish.
+    assert_eq!(table_counts(&mut sql), (0, 0));
+    importer.finish().unwrap();
+    let took = at.elapsed();
+    assert!(took < Duration::from_secs(15), "the import took {took:?}");
+    assert_eq!(table_counts(&mut sql), (2_500, 25_000));
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+    let last = store.get_session(sessions[2_499]).unwrap().unwrap();
+    let ids: Vec<u64> = last.messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids, (24_991..=25_000).collect::<Vec<_>>());
+    assert_eq!(last.info.message_count, 10);
+    let listed = store.user_sessions_page("u0", false, None, 1).unwrap().sessions;
+    assert_eq!(
+        listed[0].title,
+        format!("message {} of the import", 1 + 2_499 * 10)
+    );
+    // The id sequence is past every id loaded.
+    let fresh = store.create_session(Some("u0")).unwrap();
+    assert_eq!(store.add_message(fresh, NewMessage::user("new")).unwrap(), 25_001);
+
+    // A session loaded twice (the database holds it) ends the import with
+    // a refusal naming it, and nothing of it is written.
+    let before = table_counts(&mut sql);
+    let mut importer = store.importer();
+    let new = Uuid::from_u128(0xb000 << 64);
+    importer.add_session(imported_session(new, "u0", 1)).unwrap();
+    importer
+        .add_messages(new, imported_messages(900_000, 3, 1))
+        .unwrap();
+    importer
+        .add_session(imported_session(sessions[7], "u0", 1))
+        .unwrap();
+    let refused = importer.finish().unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::InvalidInput {
+                what: "session_id",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains(&sessions[7].to_string()),
+        "{refused}"
+    );
+    assert_eq!(table_counts(&mut sql), before);
+
+    // A message id taken: refused, named; later calls answer the same.
+    let mut importer = store.importer();
+    importer.add_session(imported_session(new, "u0", 1)).unwrap();
+    importer
+        .add_messages(new, imported_messages(24_990, 2, 1))
+        .unwrap();
+    importer
+        .add_extra_row(ExtraRow {
+            table: "notes".into(),
+            rowid: 1,
+            session: None,
+            values: Vec::new(),
+        })
+        .map(drop)
+        .expect_err("the batch's ids are checked before the row");
+    let refused = importer
+        .add_session(imported_session(Uuid::from_u128(1), "u0", 1))
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::InvalidInput {
+                what: "message id",
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("24990"), "{refused}");
+    assert!(importer.finish().is_err());
+    assert_eq!(table_counts(&mut sql), before);
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+}
+
+/// The search counts of session `id` as stored: (messages holding words,
+/// their words).
+fn search_counts(sql: &mut postgres::Client, id: Uuid) -> (i64, i64) {
+    let row = sql
+        .query_one(
+            "SELECT search_docs, search_words FROM chat_sessions WHERE session_id = $1",
+            &[&id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn search_counts_follow_every_write_and_check_verifies_them() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let mut sql = schema.sql();
+    let id = store.create_session(Some("ana")).unwrap();
+    assert_eq!(search_counts(&mut sql, id), (0, 0));
+    store
+        .add_messages(
+            id,
+            vec![
+                NewMessage::user("red apple red"),
+                NewMessage::assistant("green apple"),
+                NewMessage::user("!!"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(search_counts(&mut sql, id), (2, 5));
+    // A fork counts the messages it holds.
+    let fork = store.fork_session(id, 1).unwrap();
+    assert_eq!(search_counts(&mut sql, fork), (1, 3));
+    // The statistics count every session of the user: "red" is rarer
+    // beside the fork's copy of "red apple red" than without it.
+    let with_fork = store.search("ana", "green", None, 10).unwrap().hits[0].score;
+    store.delete_session(fork).unwrap();
+    let without = store.search("ana", "green", None, 10).unwrap().hits[0].score;
+    assert!(with_fork > without, "{with_fork} {without}");
+    // A pop of a message without words changes nothing; the next one does.
+    store.pop_last_message(id).unwrap().unwrap();
+    assert_eq!(search_counts(&mut sql, id), (2, 5));
+    store.pop_last_message(id).unwrap().unwrap();
+    assert_eq!(search_counts(&mut sql, id), (1, 3));
+    // Expired: still counted (as on redb) until purged, but not found.
+    let other = store.create_session(Some("ana")).unwrap();
+    store.add_message(other, NewMessage::user("apple pie")).unwrap();
+    let before = store.search("ana", "pie", None, 10).unwrap().hits[0].score;
+    store.expire_session(id).unwrap();
+    assert!(store.search("ana", "red", None, 10).unwrap().hits.is_empty());
+    assert_eq!(
+        store.search("ana", "pie", None, 10).unwrap().hits[0].score,
+        before
+    );
+    assert_eq!(store.purge_expired(Duration::ZERO).unwrap(), 1);
+    assert_ne!(
+        store.search("ana", "pie", None, 10).unwrap().hits[0].score,
+        before
+    );
+    // An import counts what it loads.
+    let mut importer = store.importer();
+    let loaded = Uuid::from_u128(0xfeed);
+    importer.add_session(imported_session(loaded, "ana", 1)).unwrap();
+    importer
+        .add_messages(loaded, imported_messages(900, 2, 1))
+        .unwrap();
+    importer.finish().unwrap();
+    assert_eq!(search_counts(&mut sql, loaded), (2, 10));
+    assert_eq!(store.search("ana", "import", None, 10).unwrap().hits.len(), 2);
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+
+    // check() finds counts that are not what the messages give.
+    sql.execute(
+        "UPDATE chat_sessions SET search_words = 99 WHERE session_id = $1",
+        &[&other],
+    )
+    .unwrap();
+    let problems = store.check(&mut |_, _| {}).unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(&other.to_string()), "{problems:?}");
+}
+
+#[test]
+fn search_scores_are_redbs_for_plain_words() {
+    let Some(schema) = Schema::fresh() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = SessionStore::open(dir.path().join("s.redb")).unwrap();
+    let database = schema.store();
+    let texts = [
+        "books by oxford university press",
+        "found fifteen books by oxford university press and oxford has more",
+        "nothing about them here",
+        "press the button",
+        "oxford oxford oxford",
+    ];
+    for store in [&file, &database] {
+        let mut importer = store.importer();
+        for (n, text) in texts.iter().enumerate() {
+            let id = Uuid::from_u128(n as u128 + 1);
+            importer.add_session(imported_session(id, "ana", 1)).unwrap();
+            let mut message = imported_messages(n as u64 * 2 + 1, 1, 1).remove(0);
+            message.content = (*text).to_owned();
+            importer.add_messages(id, vec![message]).unwrap();
+        }
+        importer.finish().unwrap();
+    }
+    for query in ["oxford", "oxford press", "books button", "zebra oxford"] {
+        let on_file = file.search("ana", query, None, 10).unwrap();
+        let on_database = database.search("ana", query, None, 10).unwrap();
+        assert_eq!(on_file.hits.len(), on_database.hits.len(), "{query}");
+        for (a, b) in on_file.hits.iter().zip(&on_database.hits) {
+            assert_eq!(
+                (a.session_id, a.seq, &a.snippet),
+                (b.session_id, b.seq, &b.snippet),
+                "{query}"
+            );
+            assert!(
+                (a.score - b.score).abs() < 1e-9,
+                "{query}: {} vs {}",
+                a.score,
+                b.score
+            );
+        }
+    }
+}
+
+#[test]
+fn a_message_with_more_words_than_a_tsvector_holds_is_stored_and_searched() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let id = store.create_session(Some("ana")).unwrap();
+    // 300,000 distinct words, 2.3 MB: their tsvector would pass 1 MiB.
+    let words: Vec<String> = (0..300_000).map(|n| format!("w{n:x}")).collect();
+    let content = words.join(" ");
+    store.add_message(id, NewMessage::user(content.clone())).unwrap();
+    let stored = store.get_session(id).unwrap().unwrap();
+    assert_eq!(stored.messages[0].content, content);
+    // Searched in its first 65,536 characters.
+    assert_eq!(store.search("ana", "w10", None, 10).unwrap().hits.len(), 1);
+    assert!(store.search("ana", "w40000", None, 10).unwrap().hits.is_empty());
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
+}
+
+#[test]
+fn a_version_2_schema_is_upgraded_to_search() {
+    let Some(schema) = Schema::fresh() else { return };
+    let store = schema.store();
+    let id = store.create_session(Some("ana")).unwrap();
+    store
+        .add_messages(
+            id,
+            vec![NewMessage::user("alpha beta"), NewMessage::assistant("beta")],
+        )
+        .unwrap();
+    drop(store);
+    let mut sql = schema.sql();
+    sql.batch_execute(
+        "ALTER TABLE chat_messages DROP COLUMN search_vector, DROP COLUMN search_length;
+         ALTER TABLE chat_sessions DROP COLUMN search_docs, DROP COLUMN search_words;
+         DROP FUNCTION sessionstore_words;
+         UPDATE sessionstore_meta SET value = 2 WHERE name = 'schema_version';",
+    )
+    .unwrap();
+    let store = schema.store();
+    assert_eq!(schema_version(&mut sql), 3);
+    assert_eq!(search_counts(&mut sql, id), (2, 3));
+    let hits = store.search("ana", "beta", None, 10).unwrap().hits;
+    assert_eq!(hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [1, 0]);
+    assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
 }
 
 #[test]
@@ -692,7 +1213,7 @@ fn a_connection_killed_mid_transaction_is_a_clear_error_and_a_safe_retry() {
     assert!(
         matches!(
             error,
-            Error::Storage {
+            Error::Unavailable {
                 engine: "postgres",
                 ..
             }

@@ -126,9 +126,10 @@ fn a_user_token_sees_only_its_user() {
             );
         }
     }
-    // Another user's list and every admin route are forbidden.
+    // Another user's list and search, and every admin route, are forbidden.
     for (method, path) in [
         ("GET", "/v1/users/ana/sessions"),
+        ("GET", "/v1/users/ana/search?q=books"),
         ("DELETE", "/v1/users/ana"),
         ("DELETE", "/v1/users/bob"),
         ("GET", "/v1/admin/stats"),

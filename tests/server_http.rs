@@ -96,6 +96,7 @@ fn the_openapi_document_matches_the_routes() {
         "GET /v1/openapi.json",
         "GET /v1/sessions/{id}",
         "GET /v1/sessions/{id}/messages",
+        "GET /v1/users/{user}/search",
         "GET /v1/users/{user}/sessions",
         "PATCH /v1/sessions/{id}/context",
         "POST /v1/admin/backup",

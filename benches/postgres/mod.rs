@@ -1,8 +1,8 @@
 //! The PostgreSQL engine beside redb and SQLite (issue 18): the report's
 //! workloads where they apply, on a cluster of the bench's own
 //! (`initdb` in /tmp, durable: fsync and synchronous commits on, the
-//! defaults), and the fleet line: 4 processes x 8 threads of durable
-//! appends to one database.
+//! defaults), the fleet line: 4 processes x 8 threads of durable
+//! appends to one database, and search over a user's 100,000 messages.
 //!
 //! Each value lands in the PostgreSQL column of the line of the same name;
 //! the fleet line is a note. Skipped, saying so, when this machine has no
@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sessionstore::{Durability, SessionStore, Uuid};
+use sessionstore::{Durability, SessionInfo, SessionStore, Timestamp, Uuid};
 
 use crate::common::{conversation, ss_session, BigStore, TARGET_USER};
 use crate::{median_micros, percentile, throughput, Config};
@@ -37,6 +37,7 @@ pub fn run(config: Config, notes: &mut Vec<String>) -> Figures {
     figures.extend(appends(config, &url, notes));
     figures.extend(big_store(config, &url, notes));
     figures.extend(bytes(config, &url));
+    figures.extend(search(config, &url, notes));
     notes.push(fleet(config, &url));
     notes.push(format!(
         "\nPostgreSQL: {}, a cluster of the bench's own on loopback TCP (fsync and synchronous_commit on), its stages {:.0} s.",
@@ -218,6 +219,78 @@ fn bytes(config: Config, url: &str) -> Figures {
             (full - with_sessions) / (with_messages * per_session) as f64,
         ),
         ("bytes_per_session", (with_sessions - empty) / sessions as f64),
+    ]
+}
+
+/// Search (issue 21), in the shape of the features stage's lines: one
+/// user's 100 sessions (20 in a quick run) of the same 1,000 turns, loaded
+/// through the importer; p50 and p99 over queries of one and two words
+/// the turns hold, a page of 10 hits.
+fn search(config: Config, url: &str, notes: &mut Vec<String>) -> Figures {
+    let sessions = config.pick(20, 100);
+    let turns = conversation(2121, 1_000);
+    let store = fresh_store(url);
+    let mut importer = store.importer();
+    let mut next_id = 1;
+    for _ in 0..sessions {
+        let id = Uuid::new_v4();
+        let at = Timestamp::now();
+        importer
+            .add_session(SessionInfo {
+                session_id: id,
+                user_id: Some("searcher".into()),
+                created_at: at.clone(),
+                updated_at: at.clone(),
+                expired_at: None,
+                context: None,
+                metadata: None,
+                message_count: 0,
+                extra: Default::default(),
+            })
+            .expect("add session");
+        let messages = turns
+            .iter()
+            .map(|turn| {
+                next_id += 1;
+                turn.to_message(next_id - 1, at.clone())
+            })
+            .collect();
+        importer.add_messages(id, messages).expect("add messages");
+    }
+    importer.finish().expect("finish");
+    // Words of four letters or more of the first 200 turns.
+    let words: Vec<&str> = turns[..200]
+        .iter()
+        .flat_map(|turn| turn.content.split(|c: char| !c.is_alphanumeric()))
+        .filter(|word| word.len() > 3)
+        .collect();
+    let mut times: Vec<Duration> = (0..config.pick(200, 1000))
+        .map(|i| {
+            let first = words[(i * 7919) % words.len()];
+            let query = match i % 2 {
+                0 => first.to_owned(),
+                _ => format!("{first} {}", words[(i * 104_729 + 13) % words.len()]),
+            };
+            let at = Instant::now();
+            store.search("searcher", &query, None, 10).expect("search");
+            at.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    let messages = sessions * 1_000;
+    notes.push(format!(
+        "\nPostgreSQL search over a user of {messages} messages (queries of one and two words, a page of 10): p50 {p50:.0} µs, p99 {p99:.0} µs."
+    ));
+    vec![
+        (
+            config.pick("search_20k_messages_p50", "search_100k_messages_p50"),
+            p50,
+        ),
+        (
+            config.pick("search_20k_messages_p99", "search_100k_messages_p99"),
+            p99,
+        ),
     ]
 }
 

@@ -14,9 +14,7 @@ use crate::sqlite;
 
 /// The URL, when `location` names a PostgreSQL database rather than a file.
 pub(crate) fn database_url(location: &Path) -> Option<&str> {
-    location
-        .to_str()
-        .filter(|l| l.starts_with("postgres://") || l.starts_with("postgresql://"))
+    location.to_str().filter(|l| sessionstore::is_postgres_url(l))
 }
 
 /// `location` as messages show it: a file's path as it is, a database URL
@@ -29,17 +27,9 @@ pub(crate) fn database_url(location: &Path) -> Option<&str> {
 /// assert_eq!(sessionstore_migrate::shown(Path::new("s.redb")), Path::new("s.redb"));
 /// ```
 pub fn shown(location: &Path) -> PathBuf {
-    let Some(url) = database_url(location) else {
-        return location.to_path_buf();
-    };
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split_once(':').map_or(user, |(name, _)| name);
-            PathBuf::from(format!("{scheme}://{name}:***@{host}{tail}"))
-        }
-        _ => location.to_path_buf(),
+    match database_url(location) {
+        Some(url) => PathBuf::from(sessionstore::redacted_location(url)),
+        None => location.to_path_buf(),
     }
 }
 

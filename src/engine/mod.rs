@@ -24,6 +24,7 @@ use crate::model::{
     SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
+use crate::rules::search::{SearchCursor, SearchPage};
 use crate::rules::{Access, Append};
 
 /// Which messages of a session a page holds (see [`Engine::page_messages`]).
@@ -159,6 +160,19 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     // ---- users ----
     fn user_context(&self, user: &str) -> Result<Option<JsonText>>;
     fn update_user_context(&self, user: &str, context: &str, durability: Durability) -> Result<()>;
+    /// Full-text search over the messages of `user`'s active sessions:
+    /// arguments checked by `rules::search::check`, hits ranked and paged
+    /// by `rules::search` (`Tally`, `page`), exact at every instant: every
+    /// write that adds or removes a message (append, fork, pop, deletion,
+    /// purge, erasure, import) changes what a search finds in its own
+    /// commit.
+    fn search(
+        &self,
+        user: &str,
+        query: &str,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage>;
 
     // ---- monitoring, maintenance, bulk ----
     fn stats(&self) -> Result<Stats>;

@@ -10,6 +10,7 @@ pub(crate) mod expiry;
 pub(crate) mod fork;
 pub(crate) mod import;
 pub(crate) mod message;
+pub(crate) mod search;
 pub(crate) mod title;
 
 pub(crate) use access::Access;

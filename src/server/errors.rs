@@ -125,7 +125,7 @@ impl From<Error> for ApiError {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message).with_field(what)
             }
             Error::SnapshotOpen { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
-            Error::WriterStopped | Error::BatchAborted | Error::InUse { .. } => {
+            Error::WriterStopped | Error::BatchAborted | Error::InUse { .. } | Error::Unavailable { .. } => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
             other => {

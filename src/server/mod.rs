@@ -118,6 +118,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::pop_last_message))
         .routes(routes!(routes::get_message))
         .routes(routes!(routes::user_sessions))
+        .routes(routes!(routes::search))
         .routes(routes!(routes::erase_user))
 }
 
@@ -154,7 +155,10 @@ const COMMON_ERRORS: [(&str, &str); 7] = [
     ("413", "The body is over the size limit"),
     ("415", "A body that is not application/json"),
     ("422", "A value breaks a rule; `field` names it"),
-    ("503", "The store's writer has stopped, or the request timed out"),
+    (
+        "503",
+        "The store's writer has stopped, its database cannot be reached, or the request timed out",
+    ),
 ];
 
 /// Documents [`COMMON_ERRORS`] on every operation that does not already.

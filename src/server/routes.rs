@@ -19,7 +19,10 @@ use super::auth::Caller;
 use super::errors::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
 use super::AppState;
-use crate::{AsyncSessionStore, AsyncUserView, Error, Message, NewMessage, Role, Session, SessionCursor};
+use crate::{
+    AsyncSessionStore, AsyncUserView, Error, Message, NewMessage, Role, SearchCursor, SearchHit, Session,
+    SessionCursor,
+};
 
 type Answer<T> = std::result::Result<T, ApiError>;
 
@@ -470,6 +473,66 @@ pub async fn user_sessions(
         "sessions": page.sessions,
         "next_cursor": page.next.map(|next| next.to_string()),
     })))
+}
+
+/// The search asked of `GET /v1/users/{user}/search`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The words to search for: runs of letters and digits, matched whole
+    /// and without case (at most 1024 bytes).
+    #[serde(default)]
+    pub q: String,
+    /// At most this many hits (default 10, at most 1000).
+    pub limit: Option<u64>,
+    /// Where to start: the `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of search hits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchAnswer {
+    /// The hits, best first.
+    pub hits: Vec<SearchHit>,
+    /// Where the next page starts; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Full-text search over a user's messages (active sessions), ranked by
+/// BM25: session, message, seq, score and a snippet for each hit.
+#[utoipa::path(get, path = "/v1/users/{user}/search", tag = "users",
+    params(("user" = String, Path, description = "The user"), SearchQuery),
+    responses(
+        (status = 200, description = "One page of hits and the next cursor", body = SearchAnswer),
+        (status = 400, description = "A query string that does not parse", body = ErrorBody),
+        (status = 403, description = "A user token for another user", body = ErrorBody),
+        (status = 422, description = "No word in q, a q too long, a bad cursor or limit", body = ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user): Path<String>,
+    Query(query): Query<SearchQuery>,
+) -> Answer<axum::Json<SearchAnswer>> {
+    caller.may_act_for(&user)?;
+    let limit = usize::try_from(query.limit.unwrap_or(10)).unwrap_or(usize::MAX);
+    let cursor = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<SearchCursor>()?),
+    };
+    let page = state
+        .store
+        .search(user, query.q, cursor, limit)
+        .await
+        .map_err(|error| match error {
+            // The library's `query` is this route's `q` (the message stays
+            // the library's, as the CLI prints it through the socket).
+            Error::InvalidInput { what: "query", .. } => ApiError::from(error).with_field("q"),
+            other => other.into(),
+        })?;
+    Ok(axum::Json(SearchAnswer {
+        hits: page.hits,
+        next_cursor: page.next.map(|next| next.to_string()),
+    }))
 }
 
 /// Deletes every session of a user, with their messages (erasure; admin).

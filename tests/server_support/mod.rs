@@ -230,6 +230,12 @@ impl Server {
     pub fn start_with(config: ServerConfig, options: StoreOptions) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = SessionStore::open_with(dir.path().join("s.redb"), options).unwrap();
+        Self::serving(store, dir, config)
+    }
+
+    /// A server over `store` (a database's, say), keeping `dir` for the
+    /// test's files.
+    pub fn serving(store: SessionStore, dir: tempfile::TempDir, config: ServerConfig) -> Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();

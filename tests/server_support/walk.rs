@@ -84,6 +84,25 @@ pub fn every_route(client: &Client, backup_dir: &std::path::Path) {
     assert_eq!(rest["sessions"][0]["title"], "books by Oxford");
     assert_eq!(rest["sessions"][0]["message_count"], 2);
 
+    // Search: hits ranked, one a page here, the cursor to the next.
+    let first = client.get("/v1/users/ana/search?q=BOOKS%20oxford&limit=1").json();
+    assert_eq!(first["hits"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first["hits"][0]["session_id"], id.as_str());
+    assert_eq!(first["hits"][0]["seq"], 0);
+    assert_eq!(first["hits"][0]["message_id"], ids[0]);
+    assert_eq!(first["hits"][0]["snippet"], "books by Oxford");
+    assert!(first["hits"][0]["score"].as_f64().unwrap() > 0.0);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = client
+        .get(&format!(
+            "/v1/users/ana/search?q=BOOKS%20oxford&limit=1&cursor={cursor}"
+        ))
+        .json();
+    assert_eq!(second["hits"][0]["snippet"], "Found 15 books");
+    assert_eq!(second["next_cursor"], Value::Null);
+    let nobody = client.get("/v1/users/nobody/search?q=books").json();
+    assert_eq!(nobody, json!({"hits": [], "next_cursor": null}));
+
     let expired = client.post(&format!("/v1/sessions/{id}/expire"), &json!({}));
     assert_eq!(expired.json(), json!({"expired": true}));
     assert_eq!(
@@ -326,6 +345,42 @@ pub fn bad_requests(client: &Client, store: &SessionStore, over_body_limit: usiz
             client.get("/v1/users/ana/sessions?cursor=zzz"),
         ),
         (
+            "a search without a word",
+            422,
+            "invalid_input",
+            client.get("/v1/users/ana/search?q=%20%2C"),
+        ),
+        (
+            "a search without q",
+            422,
+            "invalid_input",
+            client.get("/v1/users/ana/search"),
+        ),
+        (
+            "a search with a bad cursor",
+            422,
+            "invalid_input",
+            client.get("/v1/users/ana/search?q=x&cursor=zzz"),
+        ),
+        (
+            "a search of 0 hits a page",
+            422,
+            "invalid_input",
+            client.get("/v1/users/ana/search?q=x&limit=0"),
+        ),
+        (
+            "a search of too many hits a page",
+            422,
+            "invalid_input",
+            client.get("/v1/users/ana/search?q=x&limit=1001"),
+        ),
+        (
+            "a search limit that is no number",
+            400,
+            "bad_request",
+            client.get("/v1/users/ana/search?q=x&limit=-1"),
+        ),
+        (
             "a context that is no object",
             422,
             "invalid_input",
@@ -385,6 +440,14 @@ pub fn bad_requests(client: &Client, store: &SessionStore, over_body_limit: usiz
         &json!({"messages": [{"role": "user", "content": "x"}], "expected_next_seq": 7}),
     );
     assert_eq!(conflict.json()["error"]["actual_next_seq"], 0);
+    // A search's refusal names its field.
+    for (path, field) in [
+        ("/v1/users/ana/search?q=%21", "q"),
+        ("/v1/users/ana/search?q=x&cursor=zzz", "cursor"),
+        ("/v1/users/ana/search?q=x&limit=0", "limit"),
+    ] {
+        assert_eq!(client.get(path).json()["error"]["field"], field, "{path}");
+    }
     // The message names the field at fault.
     let wrong_type = client.post(&messages, &json!({"messages": [{"role": "user", "content": 5}]}));
     assert_eq!(wrong_type.status, 422);

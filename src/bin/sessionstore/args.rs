@@ -114,6 +114,24 @@ pub enum Command {
         limit: Option<usize>,
     },
 
+    /// Search a user's messages (active sessions), best first: one line a
+    /// hit, with its session, seq, score and a snippet.
+    #[command(
+        after_help = "Example:\n  sessionstore chat-search --user-id user123 oxford books --limit 5\n\n\
+                            Prints one line a hit:\n  <session> <seq> <score> <snippet>"
+    )]
+    ChatSearch {
+        /// Whose messages.
+        #[arg(long, value_name = "U")]
+        user_id: String,
+        /// The words to search for (several arguments are joined by spaces).
+        #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+        text: Vec<String>,
+        /// At most N hits.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        limit: usize,
+    },
+
     /// Expire a session (soft delete: its data stays until purged).
     #[command(after_help = "Example:\n  sessionstore chat-expire 550e8400-e29b-41d4-a716-446655440000")]
     ChatExpire {
@@ -263,9 +281,11 @@ impl Command {
             | Command::ExportRetrieval { .. } => true,
             #[cfg(feature = "server")]
             Command::Serve { .. } | Command::Token(_) => true,
-            Command::ChatHistory { .. } | Command::ChatSessions { .. } | Command::Stats | Command::Check => {
-                false
-            }
+            Command::ChatHistory { .. }
+            | Command::ChatSessions { .. }
+            | Command::ChatSearch { .. }
+            | Command::Stats
+            | Command::Check => false,
         }
     }
 }

@@ -55,6 +55,9 @@ fn dispatch(out: &mut Output, cli: Cli) -> Result<(), Failure> {
             include_expired,
             limit,
         } => chat_sessions(out, &open_to_read(db)?, &user_id, include_expired, limit)?,
+        Command::ChatSearch { user_id, text, limit } => {
+            chat_search(out, &open_to_read(db)?, &user_id, &text.join(" "), limit)?
+        }
         Command::ChatExpire { session_id } => chat_expire(out, &open(db)?, session_id)?,
         Command::ChatDelete { session_id, yes } => chat_delete(out, &open(db)?, session_id, yes)?,
         Command::ChatEraseUser { user_id, yes } => chat_erase_user(out, &open(db)?, &user_id, yes)?,
@@ -337,6 +340,36 @@ fn chat_cleanup(
 
 fn hours(hours: u64) -> Duration {
     Duration::from_secs(hours.saturating_mul(3600))
+}
+
+/// Up to `limit` hits, a page at a time, one line each (a `limit` of 0
+/// is the library's refusal).
+fn chat_search(
+    out: &mut Output,
+    store: &Store,
+    user: &str,
+    query: &str,
+    limit: usize,
+) -> Result<(), Failure> {
+    let mut left = limit;
+    let mut cursor = None;
+    let mut found = 0u64;
+    loop {
+        let page = store.search(user, query, cursor, left.min(PAGE))?;
+        for hit in &page.hits {
+            output::search_line(out, hit)?;
+        }
+        found += page.hits.len() as u64;
+        left -= page.hits.len();
+        match page.next {
+            Some(next) if left > 0 => cursor = Some(next),
+            _ => break,
+        }
+    }
+    if found == 0 {
+        say!(out, "No messages found for user {user}");
+    }
+    Ok(())
 }
 
 fn chat_sessions(

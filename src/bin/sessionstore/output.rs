@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, IsTerminal, StdoutLock, Write};
 use std::sync::Arc;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressFinish, ProgressStyle};
-use sessionstore::{Message, SessionInfo, SessionSummary};
+use sessionstore::{Message, SearchHit, SessionInfo, SessionSummary};
 
 use crate::Failure;
 
@@ -141,6 +141,19 @@ pub fn history(out: &mut Output, info: &SessionInfo, messages: &[Arc<Message>]) 
         say!(out, "   Time: {}", message.timestamp);
         say!(out, "");
     }
+    Ok(())
+}
+
+/// One line of `chat-search`: session, seq, score, snippet.
+pub fn search_line(out: &mut Output, hit: &SearchHit) -> Result<(), Failure> {
+    say!(
+        out,
+        "{}  {:>5}  {:>7.3}  {}",
+        hit.session_id,
+        hit.seq,
+        hit.score,
+        hit.snippet
+    );
     Ok(())
 }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use sessionstore::client::{holder_gone, Opened};
 use sessionstore::retrieval::{RetrievalExport, RetrievalFilter, RetrievalFormat};
 use sessionstore::{
-    CheckReport, CompactReport, Erased, Message, NewMessage, Progress, Result, Session, SessionCursor,
-    SessionInfo, SessionPage, Stats, StoreOptions, Uuid,
+    CheckReport, CompactReport, Erased, Message, NewMessage, Progress, Result, SearchCursor, SearchPage,
+    Session, SessionCursor, SessionInfo, SessionPage, Stats, StoreOptions, Uuid,
 };
 
 /// How long a file in use whose socket does not answer is tried again.
@@ -101,6 +101,16 @@ impl Store {
         limit: usize,
     ) -> Result<SessionPage> {
         either!(self, user_sessions_page(user, include_expired, cursor, limit))
+    }
+
+    pub fn search(
+        &self,
+        user: &str,
+        query: &str,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        either!(self, search(user, query, after, limit))
     }
 
     pub fn expire_session(&self, id: Uuid) -> Result<bool> {

@@ -9,15 +9,21 @@
 //! - The importer holds one connection of its own in one transaction:
 //!   nothing it loads is seen before `finish` commits it, and a refusal
 //!   or an error (a session loaded twice, a message id taken, a user name
-//!   PostgreSQL cannot hold) rolls all of it back.
+//!   PostgreSQL cannot hold) rolls all of it back. Sessions and messages
+//!   go in by `COPY`, in batches of bounded size (see [`PgImporter`]).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::error::SqlState;
+use postgres::types::Type;
 use postgres::Client;
 use uuid::Uuid;
 
-use super::connection::server_error;
-use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
+use super::connection::{server_error, Failure, Step};
+use super::rows::{self, TitleColumns, MESSAGE_COLUMNS, SESSION_COLUMNS};
+use super::search;
 use crate::engine::{ImportSink, Rows, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::model::{ExtraColumns, ExtraRow, ExtraValue, Message, SessionInfo};
@@ -220,38 +226,294 @@ impl PgSnapshot {
     }
 }
 
+/// Messages (or sessions) one `COPY` of the importer writes at most.
+const COPY_ROWS: usize = 10_000;
+/// Bytes of content one `COPY` of the importer holds at most.
+const COPY_BYTES: usize = 16 << 20;
+
+/// The columns of `chat_sessions` the importer writes, and their types.
+const SESSION_COPY: &str = "COPY chat_sessions (session_id, user_id, created_at, updated_at, expired_at, \
+     context, metadata, created_micros, updated_micros, expired_micros, message_count, extra, \
+     title, title_exact, title_seq) FROM STDIN BINARY";
+const SESSION_TYPES: [Type; 15] = [
+    Type::UUID,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::INT8,
+];
+/// The columns of `chat_messages` the importer writes, and their types.
+const MESSAGE_COPY: &str = "COPY chat_messages (session_id, seq, id, role, content, content_exact, \
+     query_plan, candidate_set, timestamp, timestamp_micros, tokens, extra) FROM STDIN BINARY";
+const MESSAGE_TYPES: [Type; 12] = [
+    Type::UUID,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::BYTEA,
+];
+
 /// Loads data as it is, in one transaction committed by `finish`.
+///
+/// Sessions and messages are written by `COPY ... FROM STDIN BINARY`, a
+/// batch of at most [`COPY_ROWS`] rows or [`COPY_BYTES`] of content at a
+/// time (so memory stays bounded whatever is loaded): a session's row
+/// waits in the batch, its message count and title kept up to date by the
+/// messages added to it while it waits. Messages of a session whose row
+/// is written already (loaded earlier, or in the database before) take
+/// its count under a lock of its row, as before. The rules the server
+/// checks are checked at each batch's `COPY` (a session loaded twice: its
+/// primary key; a message id taken: a query of the batch's ids after it),
+/// and any error ends the import: every later call answers it, and
+/// nothing is committed.
 pub(crate) struct PgImporter {
     /// The connection in its transaction, or why there is none (a failed
-    /// connect, which every call then answers).
+    /// connect, an error that ended the import), which every call then
+    /// answers.
     client: std::result::Result<Client, Error>,
+    batch: Batch,
     next_message_id: u64,
+}
+
+/// Rows waiting for their `COPY`.
+#[derive(Default)]
+struct Batch {
+    sessions: Vec<PendingSession>,
+    /// Where each session of `sessions` is in it.
+    pending: HashMap<Uuid, usize>,
+    messages: Vec<PendingMessage>,
+    /// Content bytes the batch holds.
+    bytes: usize,
+}
+
+struct PendingSession {
+    info: SessionInfo,
+    extra: Option<Vec<u8>>,
+    title: Option<TitleColumns>,
+}
+
+struct PendingMessage {
+    session: Uuid,
+    seq: u64,
+    message: Message,
+    extra: Option<Vec<u8>>,
+}
+
+impl Batch {
+    fn is_full(&self) -> bool {
+        self.sessions.len() >= COPY_ROWS || self.messages.len() >= COPY_ROWS || self.bytes >= COPY_BYTES
+    }
+
+    /// The session `id` when its row waits in the batch.
+    fn session(&mut self, id: Uuid) -> Option<&mut PendingSession> {
+        let at = *self.pending.get(&id)?;
+        self.sessions.get_mut(at)
+    }
+
+    /// Adds `messages` of session `id` at seqs from `first_seq` on.
+    fn add_messages(&mut self, id: Uuid, first_seq: u64, messages: Vec<Message>) -> Result<()> {
+        for (seq, message) in (first_seq..).zip(messages) {
+            self.bytes += message.content.len();
+            self.messages.push(PendingMessage {
+                session: id,
+                seq,
+                extra: extra_bytes(&message.extra)?,
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the batch by two `COPY`s, then checks that no id of its
+    /// messages is held twice.
+    fn copy(&mut self, client: &mut Client) -> std::result::Result<(), CopyFailure> {
+        if !self.sessions.is_empty() {
+            let mut writer = BinaryCopyInWriter::new(client.copy_in(SESSION_COPY)?, &SESSION_TYPES);
+            self.pending.clear();
+            for pending in self.sessions.drain(..) {
+                let info = &pending.info;
+                let (created, created_micros) = rows::columns(&info.created_at);
+                let (updated, updated_micros) = rows::columns(&info.updated_at);
+                let expired = info.expired_at.as_ref().map(rows::columns);
+                let (title, title_exact, title_seq) = TitleColumns::params(pending.title.as_ref());
+                writer.write(&[
+                    &info.session_id,
+                    &info.user_id,
+                    &created,
+                    &updated,
+                    &expired.as_ref().map(|(text, _)| text),
+                    &info.context.as_ref().map(|c| c.as_str()),
+                    &info.metadata.as_ref().map(|m| m.as_str()),
+                    &created_micros,
+                    &updated_micros,
+                    &expired.as_ref().map(|(_, micros)| *micros),
+                    &rows::bigint(info.message_count),
+                    &pending.extra,
+                    &title,
+                    &title_exact,
+                    &title_seq,
+                ])?;
+            }
+            writer.finish()?;
+        }
+        if !self.messages.is_empty() {
+            let ids: Vec<i64> = self.messages.iter().map(|m| rows::bigint(m.message.id)).collect();
+            let mut writer = BinaryCopyInWriter::new(client.copy_in(MESSAGE_COPY)?, &MESSAGE_TYPES);
+            for pending in self.messages.drain(..) {
+                let message = &pending.message;
+                let (content, exact) = rows::content_columns(&message.content);
+                let (timestamp, micros) = rows::columns(&message.timestamp);
+                writer.write(&[
+                    &pending.session,
+                    &rows::bigint(pending.seq),
+                    &rows::bigint(message.id),
+                    &message.role.as_str(),
+                    &content.as_ref(),
+                    &exact,
+                    &message.query_plan.as_ref().map(|p| p.as_str()),
+                    &message.candidate_set.as_ref().map(|c| c.as_str()),
+                    &timestamp,
+                    &micros,
+                    &message.tokens.map(i64::from),
+                    &pending.extra,
+                ])?;
+            }
+            writer.finish()?;
+            let twice = client.query_opt(
+                "SELECT id FROM chat_messages WHERE id = ANY($1) GROUP BY id HAVING COUNT(*) > 1
+                 ORDER BY id LIMIT 1",
+                &[&ids],
+            )?;
+            if let Some(row) = twice {
+                let id: i64 = row.get(0);
+                return Err(CopyFailure::Refused(Error::invalid(
+                    "message id",
+                    format!("message {id} is loaded twice"),
+                )));
+            }
+            search::recount(
+                client,
+                "s.session_id IN (SELECT session_id FROM chat_messages WHERE id = ANY($1))",
+                &[&ids],
+            )?;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// Why a batch's `COPY` failed.
+enum CopyFailure {
+    Server(postgres::Error),
+    Refused(Error),
+}
+
+impl From<postgres::Error> for CopyFailure {
+    fn from(e: postgres::Error) -> Self {
+        CopyFailure::Server(e)
+    }
 }
 
 impl PgImporter {
     pub(crate) fn begin(client: Result<Client>) -> PgImporter {
         let client = client.and_then(|mut client| {
+            // Every statement of the import reads by key; the planner's
+            // statistics know nothing of the rows loaded meanwhile, so it
+            // would scan whole tables that grow with each batch.
             client
-                .batch_execute("BEGIN")
+                .batch_execute("BEGIN; SET LOCAL enable_seqscan TO off")
                 .map_err(|e| server_error("begin the import into", &e))?;
             Ok(client)
         });
         PgImporter {
             client,
+            batch: Batch::default(),
             next_message_id: 0,
         }
     }
 
-    fn run<T>(&mut self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        match &mut self.client {
-            Ok(client) => f(client),
-            Err(e) => Err(e.clone()),
+    /// Refuses every call once the import has ended by an error.
+    fn alive(&self) -> Result<()> {
+        self.client.as_ref().map(|_| ()).map_err(Error::clone)
+    }
+
+    /// Runs `f` on the connection; an error of the server ends the import
+    /// (the connection is closed, which rolls its transaction back).
+    fn run<T>(&mut self, f: impl FnOnce(&mut Client, &mut Batch) -> Step<T>) -> Result<T> {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(e) => return Err(e.clone()),
+        };
+        match f(client, &mut self.batch) {
+            Ok(value) => Ok(value),
+            Err(Failure::Store(refusal)) => Err(refusal),
+            Err(Failure::Server(e)) => {
+                let error = write_error(e);
+                self.client = Err(error.clone());
+                Err(error)
+            }
         }
+    }
+
+    /// Writes the batch; any error ends the import (a refusal found by the
+    /// server too: the transaction holds part of the batch).
+    fn flush(&mut self) -> Result<()> {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(e) => return Err(e.clone()),
+        };
+        let error = match self.batch.copy(client) {
+            Ok(()) => return Ok(()),
+            Err(CopyFailure::Refused(refusal)) => refusal,
+            Err(CopyFailure::Server(e)) => loaded_twice(&e).unwrap_or_else(|| write_error(e)),
+        };
+        self.client = Err(error.clone());
+        self.batch = Batch::default();
+        Err(error)
+    }
+
+    fn flush_if_full(&mut self) -> Result<()> {
+        if self.batch.is_full() {
+            self.flush()?;
+        }
+        Ok(())
     }
 }
 
 fn write_error(e: postgres::Error) -> Error {
     server_error("import into", &e)
+}
+
+/// The refusal of a session loaded twice (its id's primary key violated),
+/// naming it as the server did.
+fn loaded_twice(e: &postgres::Error) -> Option<Error> {
+    let db = e.as_db_error()?;
+    (*db.code() == SqlState::UNIQUE_VIOLATION && db.constraint() == Some("chat_sessions_pkey")).then(|| {
+        Error::invalid(
+            "session_id",
+            format!(
+                "a session is loaded twice: {}",
+                db.detail().unwrap_or(db.message())
+            ),
+        )
+    })
 }
 
 /// Extra columns as stored: postcard of the (name, value) list, `NULL` when
@@ -267,155 +529,107 @@ fn extra_bytes(extra: &ExtraColumns) -> Result<Option<Vec<u8>>> {
 }
 
 impl ImportSink for PgImporter {
-    fn add_session(&mut self, session: SessionInfo) -> Result<()> {
+    fn add_session(&mut self, mut session: SessionInfo) -> Result<()> {
         if let Some(user) = &session.user_id {
             rows::storable("user_id", user)?;
         }
-        let (created, created_micros) = rows::columns(&session.created_at);
-        let (updated, updated_micros) = rows::columns(&session.updated_at);
-        let (expired, expired_micros) = match &session.expired_at {
-            Some(at) => {
-                let (text, micros) = rows::columns(at);
-                (Some(text), Some(micros))
-            }
-            None => (None, None),
-        };
         let extra = extra_bytes(&session.extra)?;
-        self.run(|client| {
-            let inserted = client
-                .execute(
-                    "INSERT INTO chat_sessions
-                         (session_id, user_id, created_at, updated_at, expired_at, context, metadata,
-                          created_micros, updated_micros, expired_micros, message_count, extra)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11)
-                     ON CONFLICT (session_id) DO NOTHING",
-                    &[
-                        &session.session_id,
-                        &session.user_id,
-                        &created,
-                        &updated,
-                        &expired,
-                        &session.context.as_ref().map(|c| c.as_str()),
-                        &session.metadata.as_ref().map(|m| m.as_str()),
-                        &created_micros,
-                        &updated_micros,
-                        &expired_micros,
-                        &extra,
-                    ],
-                )
-                .map_err(write_error)?;
-            if inserted == 0 {
-                return Err(Error::invalid(
-                    "session_id",
-                    format!("session {} is loaded twice", session.session_id),
-                ));
-            }
-            Ok(())
-        })
+        session.message_count = 0;
+        self.alive()?;
+        self.flush_if_full()?;
+        // A session given twice in one batch is its COPY's refusal.
+        self.batch
+            .pending
+            .entry(session.session_id)
+            .or_insert(self.batch.sessions.len());
+        self.batch.sessions.push(PendingSession {
+            info: session,
+            extra,
+            title: None,
+        });
+        Ok(())
     }
 
     fn add_messages(&mut self, session: Uuid, mut messages: Vec<Message>) -> Result<()> {
         rules::import::order_for_seqs(&mut messages);
-        let ids: Vec<i64> = messages.iter().map(|m| rows::bigint(m.id)).collect();
         let highest = messages.iter().map(|m| m.id.saturating_add(1)).max().unwrap_or(0);
         self.next_message_id = self.next_message_id.max(highest);
-        self.run(|client| {
+        let title_of = |first_seq: u64, messages: &[Message]| {
+            TitleColumns::first_user(first_seq, messages.iter().map(|m| (m.role, m.content.as_str())))
+        };
+        self.alive()?;
+        if let Some(pending) = self.batch.session(session) {
+            // The session's row waits in the batch: its count and title
+            // are kept there.
+            let first_seq = pending.info.message_count;
+            pending.info.message_count += messages.len() as u64;
+            if pending.title.is_none() {
+                pending.title = title_of(first_seq, &messages);
+            }
+            self.batch.add_messages(session, first_seq, messages)?;
+            return self.flush_if_full();
+        }
+        // The session's row is written: its count read under its lock.
+        self.flush()?;
+        self.run(|client, batch| {
             let count = client
                 .query_opt(
                     "SELECT message_count FROM chat_sessions WHERE session_id = $1 FOR UPDATE",
                     &[&session],
-                )
-                .map_err(write_error)?
+                )?
                 .map(|row| rows::count(row.get(0)))
                 .ok_or(Error::SessionNotFound(session))?;
-            let taken = client
-                .query_opt("SELECT id FROM chat_messages WHERE id = ANY($1) LIMIT 1", &[&ids])
-                .map_err(write_error)?;
-            let mut unique = std::collections::HashSet::new();
-            let twice = taken
-                .map(|row| rows::count(row.get(0)))
-                .or_else(|| messages.iter().map(|m| m.id).find(|id| !unique.insert(*id)));
-            if let Some(id) = twice {
-                return Err(Error::invalid(
-                    "message id",
-                    format!("message {id} is loaded twice"),
-                ));
-            }
-            let insert = client
-                .prepare(
-                    "INSERT INTO chat_messages
-                         (session_id, seq, id, role, content, content_exact, query_plan, candidate_set,
-                          timestamp, timestamp_micros, tokens, extra)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .map_err(write_error)?;
-            for (seq, message) in (count..).zip(&messages) {
-                let (content, exact) = rows::content_columns(&message.content);
-                let (timestamp, micros) = rows::columns(&message.timestamp);
-                client
-                    .execute(
-                        &insert,
-                        &[
-                            &session,
-                            &rows::bigint(seq),
-                            &rows::bigint(message.id),
-                            &message.role.as_str(),
-                            &content.as_ref(),
-                            &exact,
-                            &message.query_plan.as_ref().map(|p| p.as_str()),
-                            &message.candidate_set.as_ref().map(|c| c.as_str()),
-                            &timestamp,
-                            &micros,
-                            &message.tokens.map(i64::from),
-                            &extra_bytes(&message.extra)?,
-                        ],
-                    )
-                    .map_err(write_error)?;
-            }
-            client
-                .execute(
-                    "UPDATE chat_sessions SET message_count = $2 WHERE session_id = $1",
-                    &[&session, &rows::bigint(count + messages.len() as u64)],
-                )
-                .map_err(write_error)?;
+            let title = title_of(count, &messages);
+            let (title, title_exact, title_seq) = TitleColumns::params(title.as_ref());
+            client.execute(
+                &format!(
+                    "UPDATE chat_sessions SET message_count = $2, {} WHERE session_id = $1",
+                    rows::set_title_if_none(3, 4, 5)
+                ),
+                &[
+                    &session,
+                    &rows::bigint(count + messages.len() as u64),
+                    &title,
+                    &title_exact,
+                    &title_seq,
+                ],
+            )?;
+            batch.add_messages(session, count, messages)?;
             Ok(())
-        })
+        })?;
+        self.flush_if_full()
     }
 
     fn add_extra_row(&mut self, row: ExtraRow) -> Result<()> {
         let values =
             postcard::to_stdvec(&row.values).map_err(|e| Error::invalid("extra row", e.to_string()))?;
-        self.run(|client| {
+        self.flush()?;
+        self.run(|client, _| {
             if let Some(session) = row.session {
-                let found = client
-                    .query_opt("SELECT 1 FROM chat_sessions WHERE session_id = $1", &[&session])
-                    .map_err(write_error)?;
+                let found =
+                    client.query_opt("SELECT 1 FROM chat_sessions WHERE session_id = $1", &[&session])?;
                 if found.is_none() {
-                    return Err(Error::SessionNotFound(session));
+                    return Err(Error::SessionNotFound(session).into());
                 }
             }
-            client
-                .execute(
-                    "INSERT INTO sessionstore_extra_rows (table_name, row_id, session_id, value_list)
-                     VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (table_name, row_id) DO UPDATE
-                     SET session_id = EXCLUDED.session_id, value_list = EXCLUDED.value_list",
-                    &[&row.table, &row.rowid, &row.session, &values],
-                )
-                .map_err(write_error)?;
+            client.execute(
+                "INSERT INTO sessionstore_extra_rows (table_name, row_id, session_id, value_list)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (table_name, row_id) DO UPDATE
+                 SET session_id = EXCLUDED.session_id, value_list = EXCLUDED.value_list",
+                &[&row.table, &row.rowid, &row.session, &values],
+            )?;
             Ok(())
         })
     }
 
     fn set_opaque(&mut self, key: &str, value: Vec<u8>) -> Result<()> {
-        self.run(|client| {
-            client
-                .execute(
-                    "INSERT INTO sessionstore_opaque (name, value) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                    &[&key, &value],
-                )
-                .map_err(write_error)?;
+        self.run(|client, _| {
+            client.execute(
+                "INSERT INTO sessionstore_opaque (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                &[&key, &value],
+            )?;
             Ok(())
         })
     }
@@ -424,23 +638,21 @@ impl ImportSink for PgImporter {
         self.next_message_id = self.next_message_id.max(next);
     }
 
-    /// Moves the id sequence past every id loaded (and the id raised to),
-    /// then commits.
+    /// Writes the last batch, moves the id sequence past every id loaded
+    /// (and the id raised to), then commits.
     fn finish(mut self: Box<Self>) -> Result<()> {
+        self.flush()?;
         let next = self.next_message_id;
-        self.run(|client| {
-            let row = client
-                .query_one("SELECT last_value, is_called FROM chat_messages_id_seq", &[])
-                .map_err(write_error)?;
+        self.run(|client, _| {
+            let row = client.query_one("SELECT last_value, is_called FROM chat_messages_id_seq", &[])?;
             let (last, called): (i64, bool) = (row.get(0), row.get(1));
             let used = if called { last } else { last - 1 };
             let wanted = rows::bigint(next).saturating_sub(1);
             if wanted > used && wanted >= 1 {
-                client
-                    .execute("SELECT setval('chat_messages_id_seq', $1, true)", &[&wanted])
-                    .map_err(write_error)?;
+                client.execute("SELECT setval('chat_messages_id_seq', $1, true)", &[&wanted])?;
             }
-            client.batch_execute("COMMIT").map_err(write_error)
+            client.batch_execute("COMMIT")?;
+            Ok(())
         })
     }
 }

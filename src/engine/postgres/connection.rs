@@ -15,6 +15,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
 
 use crate::error::{Error, Result};
+use crate::location::redacted_location;
 use crate::model::Durability;
 
 /// Most connections one store holds at once.
@@ -68,7 +69,7 @@ impl Pool {
     pub(crate) fn connect(url: &str) -> Result<(Pool, Client)> {
         let config: Config = url
             .parse()
-            .map_err(|e| Error::invalid("database URL", format!("{}: {e}", redacted(url))))?;
+            .map_err(|e| Error::invalid("database URL", format!("{}: {e}", redacted_location(url))))?;
         let client = config
             .connect(NoTls)
             .map_err(|e| server_error("connect to", &e))?;
@@ -298,8 +299,24 @@ fn connection_lost(error: &postgres::Error) -> bool {
             .is_some_and(|code| code.code().starts_with("08") || code.code().starts_with("57P0"))
 }
 
+/// The server could not be reached or the connection broke: an error of
+/// the connection ([`connection_lost`]), or of the socket under it (a
+/// refused connection, a reset, a timeout), rather than the server's
+/// answer to what was asked.
+fn unreachable(error: &postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    connection_lost(error)
+}
+
 /// What the database server answered, or why it could not be reached: the
-/// source of an [`Error::Storage`] of the PostgreSQL engine.
+/// source of an [`Error::Storage`] or [`Error::Unavailable`] of the
+/// PostgreSQL engine.
 #[derive(Debug)]
 pub(crate) struct ServerError {
     /// What was being done (`connect to`, `read`, `write`, ...).
@@ -321,8 +338,9 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-/// [`Error::Storage`] of the PostgreSQL engine for `error`, raised while
-/// doing `action`.
+/// The PostgreSQL engine's error for `error`, raised while doing `action`:
+/// [`Error::Unavailable`] when the server could not be reached or the
+/// connection broke, else [`Error::Storage`].
 pub(crate) fn server_error(action: &'static str, error: &postgres::Error) -> Error {
     let code = error.code().map(|code| code.code().to_owned());
     let why = if connection_lost(error) {
@@ -337,38 +355,16 @@ pub(crate) fn server_error(action: &'static str, error: &postgres::Error) -> Err
             None => error.to_string(),
         }
     };
-    Error::Storage {
-        engine: "postgres",
-        source: std::sync::Arc::new(ServerError { action, code, why }),
-    }
-}
-
-/// `url` without its password, to be shown in errors.
-pub(crate) fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn urls_are_shown_without_their_password() {
-        assert_eq!(
-            redacted("postgres://ana:secret@db:5432/chat?sslmode=disable"),
-            "postgres://ana:***@db:5432/chat?sslmode=disable"
-        );
-        assert_eq!(redacted("postgres://ana@db/chat"), "postgres://ana@db/chat");
-        assert_eq!(redacted("postgres://db/chat"), "postgres://db/chat");
+    let source = std::sync::Arc::new(ServerError { action, code, why });
+    if unreachable(error) {
+        Error::Unavailable {
+            engine: "postgres",
+            source,
+        }
+    } else {
+        Error::Storage {
+            engine: "postgres",
+            source,
+        }
     }
 }

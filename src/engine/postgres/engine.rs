@@ -18,6 +18,7 @@ use crate::model::{
     SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
+use crate::rules::search::{SearchCursor, SearchPage};
 use crate::rules::{Access, Append};
 
 impl Engine for PgEngine {
@@ -158,6 +159,16 @@ impl Engine for PgEngine {
 
     fn update_user_context(&self, user: &str, context: &str, durability: Durability) -> Result<()> {
         PgEngine::update_user_context(self, user, context, durability)
+    }
+
+    fn search(
+        &self,
+        user: &str,
+        query: &str,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        PgEngine::search(self, user, query, after, limit)
     }
 
     fn stats(&self) -> Result<Stats> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::schema::TABLES;
-use super::{delete_sessions, not_supported, rows, PgEngine};
+use super::{delete_sessions, not_supported, rows, search, PgEngine};
 use crate::error::Result;
 use crate::model::{CheckReport, CompactReport, Durability, Progress, Stats, StoreCounters};
 use crate::rules::expiry;
@@ -128,8 +128,10 @@ impl PgEngine {
     /// As `SessionStore::check`, mapped to what a database holds: the
     /// server keeps its own pages' checksums, so the check is of the
     /// model's rules: each session's messages at seqs `0..message_count`
-    /// exactly, every message, idempotency key and fork entry belonging to
-    /// a session, message ids unique and below the sequence's next value.
+    /// exactly, its title's seq that of its first user message, every
+    /// message, idempotency key and fork entry belonging to a session,
+    /// message ids unique and below the sequence's next value, each
+    /// session's search counts what its messages give.
     pub(crate) fn check(&self, progress: Progress<'_>) -> Result<CheckReport> {
         let report = self.read(|txn| {
             let counts = txn.query_one(
@@ -149,6 +151,32 @@ impl PgEngine {
                     (row.get(0), row.get(1), row.get(2), row.get(3));
                 problems.push(format!(
                     "session {id}: message_count {count}, but it holds {held} messages, the last at seq {last}"
+                ));
+            }
+            for row in txn.query(
+                "SELECT s.session_id, s.title_seq, t.seq FROM chat_sessions s
+                 LEFT JOIN LATERAL (
+                     SELECT m.seq FROM chat_messages m
+                     WHERE m.session_id = s.session_id AND m.role = 'user'
+                     ORDER BY m.seq LIMIT 1
+                 ) t ON true
+                 WHERE s.title_seq IS DISTINCT FROM t.seq OR (s.title IS NULL) <> (s.title_seq IS NULL)
+                 LIMIT $1",
+                &[&LISTED],
+            )? {
+                let (id, title, first): (Uuid, Option<i64>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+                let shown = |seq: Option<i64>| seq.map_or("none".to_owned(), |seq| format!("seq {seq}"));
+                problems.push(format!(
+                    "session {id}: its title is of the message at {}, but its first user message is at {}",
+                    shown(title),
+                    shown(first)
+                ));
+            }
+            for wrong in search::differences(txn, LISTED)? {
+                problems.push(format!(
+                    "session {}: its search counts are {} messages holding words and {} words, \
+                     but its messages give {} and {}",
+                    wrong.session, wrong.stored.0, wrong.stored.1, wrong.counted.0, wrong.counted.1
                 ));
             }
             let orphans = [

@@ -8,8 +8,8 @@ use postgres::Transaction;
 use uuid::Uuid;
 
 use super::connection::{server_error, Step};
-use super::rows::{self, MESSAGE_COLUMNS};
-use super::{active_count, lock_session, lock_writable, PgEngine};
+use super::rows::{self, TitleColumns, MESSAGE_COLUMNS};
+use super::{active_count, lock_session, lock_writable, search, PgEngine};
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
 use crate::json::JsonText;
@@ -60,15 +60,28 @@ impl PgEngine {
             let now = Timestamp::now();
             let ids = insert_messages(txn, id, session.message_count, &messages, &now)?;
             let (text, micros) = rows::columns(&now);
+            let title = TitleColumns::first_user(
+                session.message_count,
+                messages.iter().map(|m| (m.role, m.content.as_str())),
+            );
+            let (title, title_exact, title_seq) = TitleColumns::params(title.as_ref());
             txn.execute(
-                "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
-                     revision = revision + 1
-                 WHERE session_id = $1",
+                &format!(
+                    "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
+                         revision = revision + 1, {}, {}
+                     WHERE session_id = $1",
+                    rows::set_title_if_none(5, 6, 7),
+                    search::appended(8)
+                ),
                 &[
                     &id,
                     &rows::bigint(session.message_count + ids.len() as u64),
                     &text,
                     &micros,
+                    &title,
+                    &title_exact,
+                    &title_seq,
+                    &rows::bigint(session.message_count),
                 ],
             )?;
             if let Some(key) = key {
@@ -154,7 +167,7 @@ impl PgEngine {
                 .query_opt(
                     &format!(
                         "DELETE FROM chat_messages m WHERE m.session_id = $1 AND m.seq = $2
-                         RETURNING {MESSAGE_COLUMNS}"
+                         RETURNING {MESSAGE_COLUMNS}, m.search_length"
                     ),
                     &[&id, &rows::bigint(seq)],
                 )?
@@ -162,11 +175,23 @@ impl PgEngine {
                     Error::corrupt_record("chat_messages", "message count beyond the last message")
                 })?;
             let (now, micros) = rows::columns(&Timestamp::now());
+            // The message removed was the session's first user message
+            // when its seq is the title's: none is left then.
             txn.execute(
                 "UPDATE chat_sessions SET message_count = $2, updated_at = $3, updated_micros = $4,
-                     revision = revision + 1
+                     revision = revision + 1,
+                     title = CASE WHEN title_seq = $2 THEN NULL ELSE title END,
+                     title_exact = CASE WHEN title_seq = $2 THEN NULL ELSE title_exact END,
+                     title_seq = NULLIF(title_seq, $2),
+                     search_docs = search_docs - ($5::BIGINT > 0)::INT, search_words = search_words - $5::BIGINT
                  WHERE session_id = $1",
-                &[&id, &rows::bigint(seq), &now, &micros],
+                &[
+                    &id,
+                    &rows::bigint(seq),
+                    &now,
+                    &micros,
+                    &i64::from(row.get::<_, i32>(11)),
+                ],
             )?;
             Ok(Some(rows::message(&row)?))
         })

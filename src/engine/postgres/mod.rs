@@ -33,7 +33,9 @@
 //! Files: `schema.rs` (DDL and its version), `connection.rs` (pool,
 //! transactions, retries, errors), `rows.rs` (rows to the model's types),
 //! `sessions.rs`, `messages.rs`, `maintenance.rs` (the operations by
-//! concern).
+//! concern), `search.rs` (full-text search: a generated `tsvector`, a GIN
+//! index, per-user BM25 statistics kept by every write), `bulk.rs` (the
+//! converter's snapshot and importer).
 
 mod bulk;
 mod connection;
@@ -42,6 +44,7 @@ mod maintenance;
 mod messages;
 mod rows;
 mod schema;
+mod search;
 mod sessions;
 
 use std::path::PathBuf;
@@ -50,15 +53,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use postgres::Transaction;
 use uuid::Uuid;
 
-use self::connection::{redacted, Pool, Step};
+use self::connection::{Pool, Step};
 use crate::error::{Error, Result};
+use crate::location::redacted_location;
 use crate::model::{Durability, Settings};
 use crate::rules::Access;
-
-/// True when `location` names a PostgreSQL database rather than a file.
-pub(crate) fn is_url(location: &str) -> bool {
-    location.starts_with("postgres://") || location.starts_with("postgresql://")
-}
 
 /// A store in a PostgreSQL database (see the module's docs).
 pub(crate) struct PgEngine {
@@ -89,12 +88,12 @@ impl PgEngine {
     pub(crate) fn connect(url: &str, settings: Settings) -> Result<Self> {
         let (pool, mut client) = Pool::connect(url)?;
         let create = settings.create_if_missing && !settings.read_only;
-        let prepared = schema::prepare(&mut client, url, create);
+        let prepared = schema::prepare(&mut client, url, create, !settings.read_only);
         pool.give_back(client);
         prepared?;
         Ok(PgEngine {
             pool,
-            path: redacted(url).into(),
+            path: redacted_location(url).into(),
             settings: Settings {
                 serve_socket: false,
                 ..settings

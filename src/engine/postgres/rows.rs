@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::json::JsonText;
-use crate::model::{ExtraColumns, ExtraValue, Message, SessionInfo};
+use crate::model::{ExtraColumns, ExtraValue, Message, Role, SessionInfo};
+use crate::rules::title;
 use crate::timestamp::{Timestamp, TimestampForm};
 
 /// The columns [`session_info`] reads, in its order.
@@ -98,6 +99,80 @@ pub(crate) fn content_columns(content: &str) -> (Cow<'_, str>, Option<&[u8]>) {
     } else {
         (Cow::Borrowed(content), None)
     }
+}
+
+/// Text stored as `text` and, when it holds a NUL character, its exact
+/// bytes in `exact` (see [`content_columns`]); bytes that are not UTF-8
+/// are read as U+FFFD.
+pub(crate) fn exact_text(text: String, exact: Option<Vec<u8>>) -> String {
+    match exact {
+        Some(bytes) => {
+            String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }
+        None => text,
+    }
+}
+
+/// A session's title as its row keeps it: `title` (the text),
+/// `title_exact` (its exact bytes when it holds a NUL character) and
+/// `title_seq` (the seq of the first user message it comes from); all
+/// three `NULL` while the session has no user message.
+pub(crate) struct TitleColumns {
+    pub(crate) text: String,
+    pub(crate) exact: Option<Vec<u8>>,
+    pub(crate) seq: i64,
+}
+
+impl TitleColumns {
+    /// The title of a first user message `content` at `seq`.
+    pub(crate) fn of(seq: u64, content: &str) -> Self {
+        let title = title::title(Some(content));
+        let (text, exact) = content_columns(&title);
+        TitleColumns {
+            text: text.into_owned(),
+            exact: exact.map(<[u8]>::to_vec),
+            seq: bigint(seq),
+        }
+    }
+
+    /// The title of the first user message of `messages` (role and
+    /// content, in seq order, from `first_seq` on), if they hold one.
+    pub(crate) fn first_user<'a>(
+        first_seq: u64,
+        messages: impl IntoIterator<Item = (Role, &'a str)>,
+    ) -> Option<Self> {
+        (first_seq..)
+            .zip(messages)
+            .find(|(_, (role, _))| *role == Role::User)
+            .map(|(seq, (_, content))| TitleColumns::of(seq, content))
+    }
+
+    /// The title columns as parameters: `title`, `title_exact`, `title_seq`.
+    pub(crate) fn params(this: Option<&Self>) -> (Option<&str>, Option<&[u8]>, Option<i64>) {
+        match this {
+            Some(t) => (Some(&t.text), t.exact.as_deref(), Some(t.seq)),
+            None => (None, None, None),
+        }
+    }
+}
+
+/// The title a list shows for the columns `title` and `title_exact`.
+pub(crate) fn title(text: Option<String>, exact: Option<Vec<u8>>) -> String {
+    match text {
+        Some(text) => exact_text(text, exact),
+        None => title::title(None),
+    }
+}
+
+/// Sets the title columns of the session row being updated to `$title`,
+/// `$title_exact`, `$title_seq` (the numbers given) when it has none yet:
+/// an append's, whose parameters are the first user message it adds.
+pub(crate) fn set_title_if_none(title: u8, exact: u8, seq: u8) -> String {
+    format!(
+        "title = CASE WHEN title_seq IS NULL THEN ${title}::TEXT ELSE title END,
+         title_exact = CASE WHEN title_seq IS NULL THEN ${exact}::BYTEA ELSE title_exact END,
+         title_seq = COALESCE(title_seq, ${seq}::BIGINT)"
+    )
 }
 
 /// Whether `text` can be stored in (so found in) a `TEXT` column: a

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::rows::{self, MESSAGE_COLUMNS, SESSION_COLUMNS};
-use super::{delete_sessions, lock_session, lock_writable, PgEngine};
+use super::{delete_sessions, lock_session, lock_writable, search, PgEngine};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::{Durability, Erased, Session, SessionCursor, SessionInfo, SessionPage, SessionSummary};
-use crate::rules::{context, fork, message, title, Access};
+use crate::rules::{context, fork, message, Access};
 use crate::timestamp::Timestamp;
 
 impl PgEngine {
@@ -203,14 +203,8 @@ impl PgEngine {
         self.read(|txn| {
             let found = txn.query(
                 "SELECT s.session_id, s.updated_at, s.updated_micros, s.expired_micros IS NOT NULL,
-                        s.message_count, t.content, t.content_exact
+                        s.message_count, s.title, s.title_exact
                  FROM chat_sessions s
-                 LEFT JOIN LATERAL (
-                     SELECT m.content, m.content_exact FROM chat_messages m
-                     WHERE m.session_id = s.session_id AND m.role = 'user'
-                       AND m.seq < s.message_count
-                     ORDER BY m.seq LIMIT 1
-                 ) t ON true
                  WHERE s.user_id = $1 AND ($2 OR s.expired_micros IS NULL)
                    AND ($3::BIGINT IS NULL OR (s.updated_micros, s.session_id) < ($3, $4::UUID))
                  ORDER BY s.updated_micros DESC, s.session_id DESC
@@ -222,13 +216,9 @@ impl PgEngine {
             for row in found.iter().take(limit) {
                 let session_id: Uuid = row.get(0);
                 let updated_micros: i64 = row.get(2);
-                let title = match (row.get::<_, Option<Vec<u8>>>(6), row.get::<_, Option<String>>(5)) {
-                    (Some(exact), _) => title::title(Some(&String::from_utf8_lossy(&exact))),
-                    (None, content) => title::title(content.as_deref()),
-                };
                 sessions.push(SessionSummary {
                     session_id,
-                    title,
+                    title: rows::title(row.get(5), row.get(6)),
                     message_count: rows::count(row.get(4)),
                     last_activity: rows::timestamp(row.get(1), updated_micros),
                     expired: row.get(3),
@@ -261,17 +251,22 @@ impl PgEngine {
             fork::check_at_seq(id, at_seq, source.message_count)?;
             let metadata = context::merged(source.metadata.as_deref(), &origin)?;
             let (now, micros) = rows::columns(&Timestamp::now());
+            // The parent's title, when its first user message is among
+            // the messages the fork holds.
             let inserted = txn.execute(
                 "INSERT INTO chat_sessions
                      (session_id, user_id, created_at, updated_at, context, metadata,
-                      created_micros, updated_micros, message_count)
-                 VALUES ($1, $2, $3, $3, $4, $5, $6, $6, $7)
+                      created_micros, updated_micros, message_count, title, title_exact, title_seq)
+                 SELECT $1, p.user_id, $3, $3, p.context, $4, $5, $5, $6,
+                        CASE WHEN p.title_seq < $6 THEN p.title END,
+                        CASE WHEN p.title_seq < $6 THEN p.title_exact END,
+                        CASE WHEN p.title_seq < $6 THEN p.title_seq END
+                 FROM chat_sessions p WHERE p.session_id = $2
                  ON CONFLICT (session_id) DO NOTHING",
                 &[
                     &fork,
-                    &source.user_id,
+                    &id,
                     &now,
-                    &source.context,
                     &metadata.as_str(),
                     &micros,
                     &rows::bigint(at_seq),
@@ -289,6 +284,7 @@ impl PgEngine {
                  FROM chat_messages WHERE session_id = $1 AND seq < $3 ORDER BY seq",
                 &[&id, &fork, &rows::bigint(at_seq)],
             )?;
+            search::recount(txn, "s.session_id = $1", &[&fork])?;
             txn.execute(
                 "INSERT INTO sessionstore_forks (parent_id, fork_id) VALUES ($1, $2)",
                 &[&id, &fork],

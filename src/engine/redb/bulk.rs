@@ -418,7 +418,10 @@ impl ImportSink for RedbImporter {
         if let Some(feeder) = self.feeder.take() {
             feeder.stop()?;
         }
-        self.store.maintain(sync)
+        self.store.maintain(sync)?;
+        // The messages loaded wait for the search index.
+        let txn = self.store.read()?;
+        self.store.search_indexer().recount(&txn)
     }
 }
 
@@ -501,6 +504,11 @@ fn apply(
         }
     }
     let mut next_id = tables.next_message_id()?;
+    let users: HashMap<u128, Option<&str>> = batch
+        .sessions
+        .iter()
+        .map(|s| (s.session_id.as_u128(), s.user_id.as_deref()))
+        .collect();
     for (session, messages) in batch.messages {
         let key = session.as_u128();
         let (mut seq, old) = match new_counts.get(&key) {
@@ -510,9 +518,13 @@ fn apply(
                 (old.message_count, Some(old))
             }
         };
+        let user = match &old {
+            Some(old) => old.user_id.as_deref(),
+            None => users.get(&key).copied().flatten(),
+        };
         for (id, record) in messages {
             next_id = next_id.max(id.saturating_add(1));
-            tables.put_encoded_message(key, seq, record)?;
+            tables.put_encoded_message(key, seq, user, record)?;
             unindexed.push((id, (key, seq)));
             seq += 1;
         }

@@ -2,7 +2,8 @@
 //! ("edit this message and regenerate", "branch in a new chat").
 //!
 //! A fork copies the messages it keeps, under new ids: each copy costs
-//! what the original costs (its record and its `message_ids` entry).
+//! what the original costs (its record, its `message_ids` entry and its
+//! entry in `search_pending`, indexed for search by the idle writer).
 //! Sharing them would need every read of a message to follow an
 //! indirection, and `pop_last_message`, deletion and erasure to count the
 //! sessions that share it; a copy keeps each session's messages its own.
@@ -33,6 +34,7 @@ impl RedbEngine {
             "forked_from": {"session": id.to_string(), "at_seq": at_seq}
         }));
         let access = access.to_owned();
+        let search = self.search_indexer();
         self.write(durability, move |tables| {
             let source = writable_session(tables, id, access.borrow())?;
             rules::fork::check_at_seq(id, at_seq, source.message_count)?;
@@ -47,7 +49,10 @@ impl RedbEngine {
                         Error::corrupt_record("messages", "message count beyond the last message")
                     })?;
                 message.id = first_id + seq;
-                tables.put_message(key, seq, &message)?;
+                tables.put_message(key, seq, source.user_id.as_deref(), &message)?;
+            }
+            if source.user_id.is_some() && at_seq > 0 {
+                search.queued(at_seq);
             }
             tables.set_next_message_id(first_id + at_seq)?;
             let metadata = context::merged(source.metadata.as_deref(), &origin)?;

@@ -10,6 +10,7 @@ use redb::{
 
 use crate::engine::redb::encoding::{decode, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord};
 use crate::engine::redb::journal::journal_path;
+use crate::engine::redb::search;
 use crate::engine::redb::storage::FileRole;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::store::{guard_panics, open_error, RedbEngine};
@@ -77,8 +78,11 @@ impl RedbEngine {
         let permissions = files::permissions_of(&path)?;
         progress(0, 1);
         let after = self.maintain(move |db| {
+            verify(&db.begin_read()?, &path, "compact", &mut |_, _| {})?;
+            // The rewritten file holds the search index whole: its size
+            // does not depend on how far the idle writer got.
+            search::index_everything(db)?;
             let txn = db.begin_read()?;
-            verify(&txn, &path, "compact", &mut |_, _| {})?;
             let fresh = NewFile::create(&path, permissions)?;
             write_copy_to(&txn, fresh.path(), &mut |_, _| {})?;
             drop(txn);
@@ -172,6 +176,9 @@ fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> 
     copier.copy(tables::FORKS)?;
     copier.copy(tables::FORK_PARENTS)?;
     copier.copy(tables::USER_CONTEXTS)?;
+    copier.copy(tables::SEARCH_PENDING)?;
+    copier.copy(tables::SEARCH_POSTINGS)?;
+    copier.copy(tables::SEARCH_USERS)?;
     drop(db);
     Ok(())
 }
@@ -400,6 +407,9 @@ fn check_model(txn: &ReadTransaction, progress: Progress<'_>) -> Result<CheckRep
         problem(&mut report, text);
     }
     for text in crate::engine::redb::user_context::check(txn)? {
+        problem(&mut report, text);
+    }
+    for text in crate::engine::redb::search::check(txn)? {
         problem(&mut report, text);
     }
     progress(total, total);

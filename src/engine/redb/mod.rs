@@ -12,6 +12,7 @@ pub(crate) mod journal;
 pub(crate) mod maintenance;
 pub(crate) mod open_files;
 pub(crate) mod options;
+pub(crate) mod search;
 pub(crate) mod storage;
 pub(crate) mod store;
 pub(crate) mod tables;
@@ -35,6 +36,7 @@ use crate::model::{
     SessionInfo, SessionPage, Settings, Stats, StoreCounters,
 };
 use crate::rules::budget::TokenRule;
+use crate::rules::search::{SearchCursor, SearchPage};
 use crate::rules::{Access, Append};
 pub use ::redb::{BackendError, StorageBackend};
 
@@ -157,6 +159,15 @@ impl Engine for RedbEngine {
     }
     fn update_user_context(&self, user: &str, context: &str, durability: Durability) -> Result<()> {
         RedbEngine::update_user_context(self, user, context, durability)
+    }
+    fn search(
+        &self,
+        user: &str,
+        query: &str,
+        after: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        RedbEngine::search(self, user, query, after, limit)
     }
     fn stats(&self) -> Result<Stats> {
         RedbEngine::stats(self)

@@ -17,9 +17,10 @@ use crate::engine::redb::encoding::{
 use crate::engine::redb::expiry::{self, Expiry, ExpiryState};
 use crate::engine::redb::journal::{journal_path, Journal};
 use crate::engine::redb::options::RedbOptions;
+use crate::engine::redb::search::{self, SearchIndexer};
 use crate::engine::redb::storage::{DatabaseFile, FileRole};
 use crate::engine::redb::tables::{self, IdempotencyRecord, WriteTables};
-use crate::engine::redb::writer::Writer;
+use crate::engine::redb::writer::{IdleWork, Writer};
 use crate::engine::MessagePage;
 use crate::error::{Error, Result};
 use crate::json::JsonText;
@@ -207,6 +208,7 @@ struct Inner {
     writer: Option<Writer>,
     options: RedbConfig,
     expiry: Arc<ExpiryState>,
+    search: Arc<SearchIndexer>,
     cache: Arc<MessageCache>,
     /// Marks the file held by this process; last, so that it is released
     /// once the file is closed.
@@ -240,7 +242,7 @@ impl RedbEngine {
         {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
-        let (db, journal, expiry, held) = guard_panics(&path, || {
+        let (db, journal, expiry, search, held) = guard_panics(&path, || {
             let (mut db, file) = options.open_database(&path)?;
             let held = crate::engine::redb::open_files::hold(&path);
             initialise(&path, &db)?;
@@ -271,13 +273,18 @@ impl RedbEngine {
                     tables::replay_batches,
                 )?)
             };
+            search::queue_unindexed(&db)?;
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
-            Ok((db, journal, expiry, held))
+            let search = Arc::new(SearchIndexer::load(&db.begin_read()?)?);
+            Ok((db, journal, expiry, search, held))
         })?;
         let db = Arc::new(RwLock::new(db));
         let cache = Arc::new(MessageCache::new(options.redb.message_cache_bytes));
         let writer = journal
-            .map(|journal| Writer::start(&path, db.clone(), journal, expiry.clone(), cache.clone()))
+            .map(|journal| {
+                let idle: Vec<Arc<dyn IdleWork>> = vec![expiry.clone(), search.clone()];
+                Writer::start(&path, db.clone(), journal, Arc::new(idle), cache.clone())
+            })
             .transpose()?;
         Ok(RedbEngine {
             inner: Arc::new(Inner {
@@ -286,6 +293,7 @@ impl RedbEngine {
                 writer,
                 options,
                 expiry,
+                search,
                 cache,
                 _held: held,
             }),
@@ -346,6 +354,11 @@ impl RedbEngine {
         self.inner.writer.as_ref().ok_or_else(|| Error::ReadOnly {
             path: self.inner.path.clone(),
         })
+    }
+
+    /// The search index's idle work, told by writes that queue messages.
+    pub(crate) fn search_indexer(&self) -> Arc<SearchIndexer> {
+        self.inner.search.clone()
     }
 
     pub(crate) fn expiry_state(&self) -> Arc<ExpiryState> {
@@ -454,6 +467,7 @@ impl RedbEngine {
     ) -> Result<Vec<u64>> {
         message::check_new(&messages, self.inner.options.settings.max_content_bytes)?;
         let access = access.to_owned();
+        let search = self.search_indexer();
         self.write(durability, move |tables| {
             let key = id.as_u128();
             let visible = visible_session(tables, id, access.borrow())?;
@@ -478,8 +492,11 @@ impl RedbEngine {
                     extra: Vec::new(),
                     tokens: message.tokens,
                 };
-                tables.put_message(key, seq, &record)?;
+                tables.put_message(key, seq, old.user_id.as_deref(), &record)?;
                 added.push(Arc::new(record.into_message(seq)));
+            }
+            if old.user_id.is_some() {
+                search.queued(place.seqs.end - place.seqs.start);
             }
             let mut new = old.clone();
             new.message_count = place.seqs.end;
@@ -708,7 +725,7 @@ impl RedbEngine {
             };
             let key = id.as_u128();
             let record = tables
-                .remove_message(key, seq)?
+                .remove_message(key, seq, old.user_id.as_deref())?
                 .ok_or_else(|| Error::corrupt_record("messages", "message count beyond the last message"))?;
             let mut new = old.clone();
             new.message_count = seq;
@@ -868,6 +885,7 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
             let mut tables = WriteTables::open(&txn);
             tables.open_all()?;
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
+            tables.set_meta(tables::META_SEARCH_INDEX, &[1])?;
             tables.set_next_message_id(1)?;
         }
         txn.commit()?;

@@ -17,7 +17,7 @@ use crate::engine::redb::cache::{Edit, Notes};
 use crate::engine::redb::encoding::{
     decode, encode, encode_unsealed, ExtraRowRecord, MessageRecord, RecordKey, SessionRecord, Unsealed,
 };
-use crate::engine::redb::expiry;
+use crate::engine::redb::{expiry, search};
 use crate::error::{Error, Result};
 
 /// Store-wide values: format version, next message id.
@@ -81,10 +81,28 @@ pub(crate) const FORK_PARENTS: TableDefinition<u128, u128> = TableDefinition::ne
 /// state that follows a user across sessions.
 pub(crate) const USER_CONTEXTS: TableDefinition<&str, &[u8]> = TableDefinition::new("user_contexts");
 
+/// (user, session, seq) of each message of a user's session that the
+/// search index does not hold yet: written in the commit that writes the
+/// message, moved into [`SEARCH_POSTINGS`] by the writer's idle work (see
+/// `search.rs`). A search reads these messages whole.
+pub(crate) const SEARCH_PENDING: TableDefinition<(&str, u128, u64), ()> =
+    TableDefinition::new("search_pending");
+/// (user, term, session, seq) -> (how many times the message holds the
+/// term, its length in terms): the search index.
+pub(crate) const SEARCH_POSTINGS: TableDefinition<(&str, &str, u128, u64), (u32, u32)> =
+    TableDefinition::new("search_postings");
+/// User -> (messages indexed that hold a term, their total length in
+/// terms): BM25's statistics of the messages in [`SEARCH_POSTINGS`].
+pub(crate) const SEARCH_USERS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("search_users");
+
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
 /// The lsn of the last journal record the database holds (see `journal.rs`).
 pub(crate) const META_JOURNAL_LSN: &str = "journal_lsn";
+/// Present once every message of a user's session is indexed or pending
+/// for search: written at a store's creation, or by the open that queues
+/// the messages of a file written before search (see `search.rs`).
+pub(crate) const META_SEARCH_INDEX: &str = "search_index";
 
 /// Index entries a session record implies.
 pub(crate) struct IndexKeys<'a> {
@@ -133,12 +151,15 @@ pub(crate) struct WriteTables<'txn> {
     pub forks: Logged<'txn, (u128, u128), ()>,
     pub fork_parents: Logged<'txn, u128, u128>,
     pub user_contexts: Logged<'txn, &'static str, &'static [u8]>,
+    pub search_pending: Logged<'txn, (&'static str, u128, u64), ()>,
+    pub search_postings: Logged<'txn, (&'static str, &'static str, u128, u64), (u32, u32)>,
+    pub search_users: Logged<'txn, &'static str, (u64, u64)>,
     notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 16] = [
+const TABLE_TAGS: [&str; 19] = [
     "meta",
     "sessions",
     "messages",
@@ -155,6 +176,9 @@ const TABLE_TAGS: [&str; 16] = [
     "forks",
     "fork_parents",
     "user_contexts",
+    "search_pending",
+    "search_postings",
+    "search_users",
 ];
 
 impl<'txn> WriteTables<'txn> {
@@ -187,6 +211,9 @@ impl<'txn> WriteTables<'txn> {
             forks: Logged::new(txn, FORKS, 13, logging),
             fork_parents: Logged::new(txn, FORK_PARENTS, 14, logging),
             user_contexts: Logged::new(txn, USER_CONTEXTS, 15, logging),
+            search_pending: Logged::new(txn, SEARCH_PENDING, 16, logging),
+            search_postings: Logged::new(txn, SEARCH_POSTINGS, 17, logging),
+            search_users: Logged::new(txn, SEARCH_USERS, 18, logging),
             notes: Notes::default(),
         }
     }
@@ -199,7 +226,7 @@ impl<'txn> WriteTables<'txn> {
     }
 
     /// Every table, in the order of its tag (see [`TABLE_TAGS`]).
-    fn all(&mut self) -> [&mut dyn AnyLogged; 16] {
+    fn all(&mut self) -> [&mut dyn AnyLogged; 19] {
         [
             &mut self.meta,
             &mut self.sessions,
@@ -217,6 +244,9 @@ impl<'txn> WriteTables<'txn> {
             &mut self.forks,
             &mut self.fork_parents,
             &mut self.user_contexts,
+            &mut self.search_pending,
+            &mut self.search_postings,
+            &mut self.search_users,
         ]
     }
 
@@ -349,9 +379,16 @@ impl<'txn> WriteTables<'txn> {
         Ok(())
     }
 
-    /// Stores a message at `seq` and maps its global id to it.
-    pub fn put_message(&mut self, session: u128, seq: u64, record: &MessageRecord) -> Result<()> {
-        self.put_encoded_message(session, seq, encode_unsealed("messages", record)?)?;
+    /// Stores a message at `seq` of a session of `user` and maps its
+    /// global id to it; a user's message waits for the search index.
+    pub fn put_message(
+        &mut self,
+        session: u128,
+        seq: u64,
+        user: Option<&str>,
+        record: &MessageRecord,
+    ) -> Result<()> {
+        self.put_encoded_message(session, seq, user, encode_unsealed("messages", record)?)?;
         self.message_ids.insert(record.id, (session, seq))?;
         Ok(())
     }
@@ -360,9 +397,16 @@ impl<'txn> WriteTables<'txn> {
     /// feeder thread), sealed here with the key it gets, without its
     /// `message_ids` entry: the importer adds those later, in id order,
     /// with [`WriteTables::index_message_ids`].
-    pub fn put_encoded_message(&mut self, session: u128, seq: u64, record: Unsealed) -> Result<()> {
+    pub fn put_encoded_message(
+        &mut self,
+        session: u128,
+        seq: u64,
+        user: Option<&str>,
+        record: Unsealed,
+    ) -> Result<()> {
         let record = record.seal(RecordKey::Message(session, seq));
-        self.messages.insert((session, seq), record.as_slice())
+        self.messages.insert((session, seq), record.as_slice())?;
+        search::queue(self, user, session, seq)
     }
 
     /// Adds `message_ids` entries (message id, (session, seq)), given in id
@@ -374,18 +418,26 @@ impl<'txn> WriteTables<'txn> {
         Ok(())
     }
 
-    /// Removes the message at `seq`; returns it.
-    pub fn remove_message(&mut self, session: u128, seq: u64) -> Result<Option<MessageRecord>> {
+    /// Removes the message at `seq` of a session of `user`, and its
+    /// search entries; returns it.
+    pub fn remove_message(
+        &mut self,
+        session: u128,
+        seq: u64,
+        user: Option<&str>,
+    ) -> Result<Option<MessageRecord>> {
         let Some(record) = message_record(self.messages.table()?, session, seq)? else {
             return Ok(None);
         };
         self.messages.remove((session, seq))?;
         self.message_ids.remove(record.id)?;
+        search::forget(self, user, session, seq, &record.content)?;
         Ok(Some(record))
     }
 
-    /// Removes a session, its index entries, its messages and the extra rows
-    /// that belong to it. Returns how many messages it held.
+    /// Removes a session, its index entries, its messages (and their search
+    /// entries) and the extra rows that belong to it. Returns how many
+    /// messages it held.
     pub fn remove_session(&mut self, id: u128, record: &SessionRecord) -> Result<u64> {
         self.remove_index(&index_keys(id, record))?;
         self.sessions.remove(id)?;
@@ -395,11 +447,12 @@ impl<'txn> WriteTables<'txn> {
             let (key, value) = entry?;
             let seq = key.value().1;
             let message: MessageRecord = decode(RecordKey::Message(id, seq), value.value())?;
-            messages.push((seq, message.id));
+            messages.push((seq, message.id, message.content));
         }
-        for (seq, message_id) in &messages {
+        for (seq, message_id, content) in &messages {
             self.messages.remove((id, *seq))?;
             self.message_ids.remove(message_id)?;
+            search::forget(self, record.user_id.as_deref(), id, *seq, content)?;
         }
         let mut rows = Vec::new();
         let end = match id.checked_add(1) {
@@ -565,6 +618,9 @@ pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<bool, r
         table(txn, FORKS)?,
         table(txn, FORK_PARENTS)?,
         table(txn, USER_CONTEXTS)?,
+        table(txn, SEARCH_PENDING)?,
+        table(txn, SEARCH_POSTINGS)?,
+        table(txn, SEARCH_USERS)?,
     ]
     .into_iter()
     .all(|present| present))

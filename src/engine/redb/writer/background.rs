@@ -12,6 +12,28 @@ pub(crate) trait IdleWork: Send + Sync {
     fn due(&self) -> bool;
     /// Does one small piece of it inside a commit.
     fn step(&self, tables: &mut WriteTables<'_>) -> Result<()>;
+    /// When work not yet due becomes due, if it will without a write: the
+    /// background thread wakes then to look.
+    fn due_at(&self) -> Option<Instant> {
+        None
+    }
+}
+/// Kinds of idle work: due while one is; a step is the first due one's.
+impl IdleWork for Vec<Arc<dyn IdleWork>> {
+    fn due(&self) -> bool {
+        self.iter().any(|work| work.due())
+    }
+
+    fn step(&self, tables: &mut WriteTables<'_>) -> Result<()> {
+        match self.iter().find(|work| work.due()) {
+            Some(work) => work.step(tables),
+            None => Ok(()),
+        }
+    }
+
+    fn due_at(&self) -> Option<Instant> {
+        self.iter().filter_map(|work| work.due_at()).min()
+    }
 }
 impl Shared {
     /// The background thread: checkpoints when due, and the idle work when
@@ -54,7 +76,15 @@ impl Shared {
                 queue.idle_failed |= !succeeded;
                 continue;
             }
-            queue = match queue.checkpoint_at {
+            // Work due already waits for the commit under way, which wakes
+            // this thread when it ends.
+            let idle_at = self.idle.due_at().filter(|at| *at > now && !queue.idle_failed);
+            queue.idle_wake_at = idle_at;
+            let wake_at = match (queue.checkpoint_at, idle_at) {
+                (Some(checkpoint), Some(idle)) => Some(checkpoint.min(idle)),
+                (checkpoint, idle) => checkpoint.or(idle),
+            };
+            queue = match wake_at {
                 None => wait(&self.background, queue),
                 Some(at) => {
                     self.background

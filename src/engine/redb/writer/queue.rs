@@ -118,6 +118,9 @@ pub(super) struct Queue {
     pub(super) checkpointing: bool,
     /// The idle work failed: retried after the next successful batch.
     pub(super) idle_failed: bool,
+    /// When the background thread, waiting, wakes to look at idle work
+    /// that becomes due with time (see `IdleWork::due_at`).
+    pub(super) idle_wake_at: Option<Instant>,
     /// The store is closing: the background thread ends (no writer is left).
     pub(super) closing: bool,
 }
@@ -217,6 +220,11 @@ impl Shared {
                 wake = true;
             }
             wake |= self.idle.due();
+            // Idle work that will become due: wake the background thread
+            // if it waits past then.
+            if let Some(at) = self.idle.due_at() {
+                wake |= queue.idle_wake_at.is_none_or(|waking| at < waking);
+            }
         }
         match queue.waiting.front() {
             Some((next, _)) => next.lead(),
