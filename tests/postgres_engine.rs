@@ -606,16 +606,15 @@ fn table_counts(sql: &mut postgres::Client) -> (i64, i64) {
 }
 
 #[test]
-fn the_importer_copies_many_rows_fast_in_one_transaction_and_refuses_as_before() {
+fn the_importer_loads_many_batches_in_one_transaction_and_refuses_as_before() {
     let Some(schema) = Schema::fresh() else { return };
     let store = schema.store();
     let mut sql = schema.sql();
     // 2,500 sessions of 10 messages: the batches of COPY fill and flush
-    // mid-import; one statement a row took about 40 s on this machine.
+    // mid-import (its speed is the report's big_store load, not a test's).
     let sessions: Vec<Uuid> = (0..2_500u128)
         .map(|n| Uuid::from_u128(0xa000 << 64 | n))
         .collect();
-    let at = std::time::Instant::now();
     let mut importer = store.importer();
     for (n, &id) in sessions.iter().enumerate() {
         let micros = 1_700_000_000_000_000 + n as i64 * 1_000;
@@ -644,8 +643,6 @@ fn the_importer_copies_many_rows_fast_in_one_transaction_and_refuses_as_before()
     // Nothing is seen before finish.
     assert_eq!(table_counts(&mut sql), (0, 0));
     importer.finish().unwrap();
-    let took = at.elapsed();
-    assert!(took < Duration::from_secs(15), "the import took {took:?}");
     assert_eq!(table_counts(&mut sql), (2_500, 25_000));
     assert!(store.check(&mut |_, _| {}).unwrap().problems.is_empty());
     let last = store.get_session(sessions[2_499]).unwrap().unwrap();
