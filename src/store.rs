@@ -12,7 +12,7 @@ use crate::engine::postgres::{is_url, PgEngine};
 use crate::engine::redb::hold::StoreHold;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
-use crate::engine::{Engine, MessagePage};
+use crate::engine::{Engine, MessagePage, Reply};
 use crate::error::{Error, Result};
 use crate::model::{
     Durability, Erased, Message, NewMessage, Progress, Session, SessionCursor, SessionInfo, SessionPage,
@@ -347,6 +347,12 @@ impl SessionStore {
     /// The session with all its messages; `None` when missing or expired.
     pub fn get_session(&self, id: Uuid) -> Result<Option<Session>> {
         self.engine.get_session(id, Access::Any)
+    }
+
+    /// [`get_session`](Self::get_session) if the engine answers it without
+    /// waiting (see `Engine::get_session_now`), for async callers.
+    pub(crate) fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
+        self.engine.get_session_now(id, access)
     }
 
     /// The session's own fields, expired or not; `None` only when missing.
@@ -708,7 +714,7 @@ impl SessionStore {
     }
 
     /// Every append: all of `messages` in one commit, or none.
-    fn append(
+    pub(crate) fn append(
         &self,
         id: Uuid,
         append: Append,
@@ -717,6 +723,25 @@ impl SessionStore {
     ) -> Result<Vec<u64>> {
         self.engine
             .add_messages(id, append, messages, access, self.durability)
+    }
+
+    /// Whether [`Self::submit_append`] returns at once (see
+    /// `Engine::submits_writes`).
+    pub(crate) fn submits_writes(&self) -> bool {
+        self.engine.submits_writes()
+    }
+
+    /// [`Self::append`], answered through `reply` (for async callers).
+    pub(crate) fn submit_append(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        reply: Reply<Vec<u64>>,
+    ) {
+        self.engine
+            .submit_add_messages(id, append, messages, access, self.durability, reply)
     }
 
     /// An append of one message; its id.

@@ -200,23 +200,7 @@ impl MessageCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return read(seqs).map(shared);
         }
-        let mut cached = Vec::new();
-        let mut missing = seqs.clone();
-        {
-            let mut state = self.state();
-            let tick = state.tick();
-            if let Some(entry) = state.entries.get_mut(&session) {
-                if entry.revision == revision && entry.end() == count && seqs.end <= count {
-                    entry.used = tick;
-                    let first = seqs.start.max(entry.start);
-                    if first < seqs.end {
-                        let at = (first - entry.start) as usize..(seqs.end - entry.start) as usize;
-                        cached.extend_from_slice(&entry.messages[at]);
-                        missing.end = first;
-                    }
-                }
-            }
-        }
+        let (cached, missing) = self.lookup(session, revision, count, seqs.clone());
         if missing.is_empty() {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(cached);
@@ -231,6 +215,57 @@ impl MessageCache {
             self.keep(ticket, session, revision, seqs.start, &messages);
         }
         Ok(messages)
+    }
+
+    /// The messages `seqs` of `session` at `revision`, when it holds
+    /// `count` messages, if the cache holds them all (a hit); else `None`,
+    /// counting nothing: the caller reads them with [`Self::messages`].
+    pub fn held(
+        &self,
+        session: u128,
+        revision: u64,
+        count: u64,
+        seqs: Range<u64>,
+    ) -> Option<Vec<Arc<Message>>> {
+        if seqs.is_empty() {
+            return Some(Vec::new());
+        }
+        let (cached, missing) = self.lookup(session, revision, count, seqs);
+        if !missing.is_empty() {
+            return None;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(cached)
+    }
+
+    /// The end of `seqs` the cache holds (`session` at `revision`, of
+    /// `count` messages), and the seqs before them it lacks.
+    fn lookup(
+        &self,
+        session: u128,
+        revision: u64,
+        count: u64,
+        seqs: Range<u64>,
+    ) -> (Vec<Arc<Message>>, Range<u64>) {
+        let mut cached = Vec::new();
+        let mut missing = seqs.clone();
+        if self.budget == 0 {
+            return (cached, missing);
+        }
+        let mut state = self.state();
+        let tick = state.tick();
+        if let Some(entry) = state.entries.get_mut(&session) {
+            if entry.revision == revision && entry.end() == count && seqs.end <= count {
+                entry.used = tick;
+                let first = seqs.start.max(entry.start);
+                if first < seqs.end {
+                    let at = (first - entry.start) as usize..(seqs.end - entry.start) as usize;
+                    cached.extend_from_slice(&entry.messages[at]);
+                    missing.end = first;
+                }
+            }
+        }
+        (cached, missing)
     }
 
     /// Keeps `messages` (seqs `start..`, the last of the session at

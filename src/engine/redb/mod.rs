@@ -27,7 +27,7 @@ use uuid::Uuid;
 pub use self::options::RedbOptions;
 pub(crate) use self::store::RedbEngine;
 pub use self::store::FORMAT_VERSION;
-use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
+use crate::engine::{Engine, ImportSink, MessagePage, Reply, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::{
@@ -53,6 +53,9 @@ impl Engine for RedbEngine {
     }
     fn get_session(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
         RedbEngine::get_session(self, id, access)
+    }
+    fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
+        RedbEngine::get_session_now(self, id, access)
     }
     fn session_info(&self, id: Uuid, access: Access<'_>) -> Result<Option<SessionInfo>> {
         RedbEngine::session_info(self, id, access)
@@ -122,6 +125,20 @@ impl Engine for RedbEngine {
         durability: Durability,
     ) -> Result<Vec<u64>> {
         RedbEngine::add_messages(self, id, append, messages, access, durability)
+    }
+    fn submits_writes(&self) -> bool {
+        true
+    }
+    fn submit_add_messages(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+        reply: Reply<Vec<u64>>,
+    ) {
+        RedbEngine::submit_add_messages(self, id, append, messages, access, durability, reply)
     }
     fn page_messages(
         &self,

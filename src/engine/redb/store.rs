@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, TryLockError};
 use std::time::Duration;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
@@ -20,7 +20,7 @@ use crate::engine::redb::options::RedbOptions;
 use crate::engine::redb::storage::{DatabaseFile, FileRole};
 use crate::engine::redb::tables::{self, IdempotencyRecord, WriteTables};
 use crate::engine::redb::writer::Writer;
-use crate::engine::MessagePage;
+use crate::engine::{MessagePage, Reply};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::Erased;
@@ -430,6 +430,39 @@ impl RedbEngine {
         })
     }
 
+    /// [`Self::get_session`] when it answers without waiting: the
+    /// database free (no maintenance holds it) and the session's messages
+    /// in the message cache at its record's revision, or the session
+    /// missing. `None` otherwise, having waited for nothing and read no
+    /// message.
+    pub(crate) fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
+        let txn = match self.inner.db.try_read() {
+            Ok(db) => db.begin_read().map_err(Error::from),
+            Err(TryLockError::WouldBlock) => return None,
+            Err(TryLockError::Poisoned(_)) => Err(Error::WriterStopped),
+        };
+        let answer = guard_panics(&self.inner.path, || {
+            let txn = txn?;
+            let Some(record) = self.active_session(&txn, id, access)? else {
+                return Ok(Some(None));
+            };
+            let cache = &self.inner.cache;
+            let held = cache.held(
+                id.as_u128(),
+                record.revision,
+                record.message_count,
+                0..record.message_count,
+            );
+            Ok(held.map(|messages| {
+                Some(Session {
+                    info: record.into_info(id),
+                    messages,
+                })
+            }))
+        });
+        answer.transpose()
+    }
+
     pub(crate) fn session_info(&self, id: Uuid, access: Access<'_>) -> Result<Option<SessionInfo>> {
         self.reading(|txn| {
             let sessions = txn.open_table(tables::SESSIONS)?;
@@ -452,9 +485,41 @@ impl RedbEngine {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
+        let op = self.append_op(id, append, messages, access)?;
+        self.write(durability, op)
+    }
+
+    /// As [`Self::add_messages`], answered through `reply` from the
+    /// writer's threads; the caller waits for nothing.
+    pub(crate) fn submit_add_messages(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+        reply: Reply<Vec<u64>>,
+    ) {
+        match self
+            .writer()
+            .and_then(|writer| Ok((writer, self.append_op(id, append, messages, access)?)))
+        {
+            Ok((writer, op)) => writer.submit(durability, op, reply),
+            Err(refused) => reply(Err(refused)),
+        }
+    }
+
+    /// The write of an append, once its messages are checked.
+    fn append_op(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+    ) -> Result<impl FnOnce(&mut WriteTables<'_>) -> Result<Vec<u64>> + Send + 'static> {
         message::check_new(&messages, self.inner.options.settings.max_content_bytes)?;
         let access = access.to_owned();
-        self.write(durability, move |tables| {
+        Ok(move |tables: &mut WriteTables<'_>| {
             let key = id.as_u128();
             let visible = visible_session(tables, id, access.borrow())?;
             if let Some(idempotency_key) = &append.idempotency_key {
