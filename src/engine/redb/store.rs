@@ -708,9 +708,19 @@ impl RedbEngine {
                     Error::corrupt_record("user_active_sessions", "entry without a session")
                 })?;
                 expiry.apply(&mut record)?;
+                let cached = self.inner.cache.first_user_message(
+                    key,
+                    record.revision,
+                    record.message_count,
+                    title::title,
+                );
+                let title = match cached {
+                    Some(title) => title,
+                    None => session_title(&messages_table, key, record.message_count)?,
+                };
                 sessions.push(SessionSummary {
                     session_id: Uuid::from_u128(key),
-                    title: session_title(&messages_table, key, record.message_count)?,
+                    title,
                     message_count: record.message_count,
                     last_activity: record.updated_at.into(),
                     expired: record.expired_at.is_some(),
