@@ -206,7 +206,10 @@ impl AsyncSessionStore {
         self.run(move |store| store.recent_sessions(&user, limit)).await
     }
 
-    /// As [`SessionStore::user_sessions_page`].
+    /// As [`SessionStore::user_sessions_page`]; answered on the calling
+    /// worker when the store can without waiting (every title from the
+    /// message cache, no maintenance holding the database), else on the
+    /// blocking pool.
     pub async fn user_sessions_page(
         &self,
         user: String,
@@ -214,6 +217,12 @@ impl AsyncSessionStore {
         after: Option<SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage> {
+        if let Some(page) = self
+            .store
+            .user_sessions_page_now(&user, include_expired, after, limit)
+        {
+            return page;
+        }
         self.run(move |store| store.user_sessions_page(&user, include_expired, after, limit))
             .await
     }
@@ -309,6 +318,22 @@ impl AsyncUserView {
 
     append_calls!("UserView");
 
+    /// As [`UserView::sessions_page`](crate::UserView::sessions_page),
+    /// answered as [`AsyncSessionStore::user_sessions_page`] is.
+    pub async fn sessions_page(
+        &self,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<SessionPage> {
+        let (store, user) = (&self.store, &self.user);
+        if let Some(page) = store.user_sessions_page_now(user, include_expired, after, limit) {
+            return page;
+        }
+        self.run(move |view| view.sessions_page(include_expired, after, limit))
+            .await
+    }
+
     /// As [`UserView::update_context`](crate::UserView::update_context).
     pub async fn update_context(&self, id: Uuid, context: String) -> Result<()> {
         self.run(move |view| view.update_context(id, &context)).await
@@ -348,8 +373,6 @@ impl AsyncUserView {
         fn list_sessions(include_expired: bool) -> Vec<Uuid>;
         /// As [`UserView::recent_sessions`](crate::UserView::recent_sessions).
         fn recent_sessions(limit: usize) -> Vec<SessionSummary>;
-        /// As [`UserView::sessions_page`](crate::UserView::sessions_page).
-        fn sessions_page(include_expired: bool, after: Option<SessionCursor>, limit: usize) -> SessionPage;
     }
 }
 
@@ -393,8 +416,20 @@ mod tests {
             let read = tokio::time::timeout(Duration::from_secs(2), store.get_session(id)).await;
             let view = store.for_user("ana");
             let read_as_ana = tokio::time::timeout(Duration::from_secs(2), view.get_session(id)).await;
+            let listed = tokio::time::timeout(
+                Duration::from_secs(2),
+                store.user_sessions_page("ana".into(), false, None, 10),
+            )
+            .await;
+            let listed_by_ana =
+                tokio::time::timeout(Duration::from_secs(2), view.sessions_page(false, None, 10)).await;
             release.send(()).unwrap();
             taken.await.unwrap().unwrap();
+            for page in [listed, listed_by_ana] {
+                let page = page.expect("listed without the blocking pool").unwrap();
+                let titles: Vec<&str> = page.sessions.iter().map(|s| s.title.as_str()).collect();
+                assert_eq!(titles, ["m0"]);
+            }
             let session = read
                 .expect("answered without the blocking pool")
                 .unwrap()
@@ -477,12 +512,18 @@ mod tests {
                 let store = store.clone();
                 async move { store.get_session(id).await }
             });
+            let listed = tokio::spawn({
+                let store = store.clone();
+                async move { store.user_sessions_page("ana".into(), false, None, 10).await }
+            });
             tokio::time::sleep(Duration::from_millis(200)).await;
             assert!(
                 !read.is_finished(),
                 "a read while maintenance holds the database waits"
             );
+            assert!(!listed.is_finished(), "so does a listing");
             release.send(()).unwrap();
+            assert_eq!(listed.await.unwrap().unwrap().sessions.len(), 1);
             let session = read.await.unwrap().unwrap().unwrap();
             assert_eq!(session.messages.len(), 3);
         });

@@ -584,6 +584,19 @@ impl SessionStore {
             .user_sessions_page(user, include_expired, after, limit)
     }
 
+    /// [`user_sessions_page`](Self::user_sessions_page) if the engine
+    /// answers it without waiting, for async callers.
+    pub(crate) fn user_sessions_page_now(
+        &self,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        self.engine
+            .user_sessions_page_now(user, include_expired, after, limit)
+    }
+
     /// The last `n` messages of an active session, oldest first; reads only
     /// those. `None` when the session is missing or expired (a read: see
     /// the [crate docs](crate#missing-none-for-a-read-an-error-for-a-write)).

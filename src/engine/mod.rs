@@ -129,6 +129,17 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         after: Option<SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage>;
+    /// `user_sessions_page` if the engine can answer at once, as
+    /// [`Engine::get_session_now`] does; `None` otherwise.
+    fn user_sessions_page_now(
+        &self,
+        _user: &str,
+        _include_expired: bool,
+        _after: Option<SessionCursor>,
+        _limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        None
+    }
     fn fork_session(&self, id: Uuid, at_seq: u64, access: Access<'_>, durability: Durability)
         -> Result<Uuid>;
     fn forks(&self, id: Uuid, access: Access<'_>) -> Result<Option<Vec<SessionInfo>>>;

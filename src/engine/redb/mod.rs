@@ -104,6 +104,15 @@ impl Engine for RedbEngine {
     ) -> Result<SessionPage> {
         RedbEngine::user_sessions_page(self, user, include_expired, after, limit)
     }
+    fn user_sessions_page_now(
+        &self,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        RedbEngine::user_sessions_page_now(self, user, include_expired, after, limit)
+    }
     fn fork_session(
         &self,
         id: Uuid,

@@ -328,6 +328,16 @@ impl RedbEngine {
             })
     }
 
+    /// A read transaction if one begins without waiting for the
+    /// database's lock (maintenance holds it); `None` otherwise.
+    fn read_now(&self) -> Option<Result<ReadTransaction>> {
+        match self.inner.db.try_read() {
+            Ok(db) => Some(db.begin_read().map_err(Error::from)),
+            Err(TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(_)) => Some(Err(Error::WriterStopped)),
+        }
+    }
+
     pub(crate) fn read(&self) -> Result<ReadTransaction> {
         let db = self.inner.db.read().map_err(|_| Error::WriterStopped)?;
         Ok(db.begin_read()?)
@@ -436,11 +446,7 @@ impl RedbEngine {
     /// missing. `None` otherwise, having waited for nothing and read no
     /// message.
     pub(crate) fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
-        let txn = match self.inner.db.try_read() {
-            Ok(db) => db.begin_read().map_err(Error::from),
-            Err(TryLockError::WouldBlock) => return None,
-            Err(TryLockError::Poisoned(_)) => Err(Error::WriterStopped),
-        };
+        let txn = self.read_now()?;
         let answer = guard_panics(&self.inner.path, || {
             let txn = txn?;
             let Some(record) = self.active_session(&txn, id, access)? else {
@@ -684,50 +690,86 @@ impl RedbEngine {
         after: Option<SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage> {
-        if limit == 0 {
-            return Err(Error::invalid("limit", "a page holds at least one session"));
-        }
         self.reading(|txn| {
-            let mut keys =
-                self.user_session_keys(txn, user, include_expired, after, limit.saturating_add(1))?;
-            let next = if keys.len() > limit {
-                keys.truncate(limit);
-                keys.last().map(|&(updated_micros, session)| SessionCursor {
-                    updated_micros,
-                    session,
-                })
-            } else {
-                None
-            };
-            let sessions_table = txn.open_table(tables::SESSIONS)?;
+            let (records, next) = self.page_records(txn, user, include_expired, after, limit)?;
             let messages_table = txn.open_table(tables::MESSAGES)?;
-            let mut expiry = self.expiry(txn);
-            let mut sessions = Vec::with_capacity(keys.len());
-            for (_, key) in keys {
-                let mut record = tables::session_record(&sessions_table, key)?.ok_or_else(|| {
-                    Error::corrupt_record("user_active_sessions", "entry without a session")
-                })?;
-                expiry.apply(&mut record)?;
-                let cached = self.inner.cache.first_user_message(
-                    key,
-                    record.revision,
-                    record.message_count,
-                    title::title,
-                );
-                let title = match cached {
+            let mut sessions = Vec::with_capacity(records.len());
+            for (key, record) in records {
+                let title = match self.cached_title(key, &record) {
                     Some(title) => title,
                     None => session_title(&messages_table, key, record.message_count)?,
                 };
-                sessions.push(SessionSummary {
-                    session_id: Uuid::from_u128(key),
-                    title,
-                    message_count: record.message_count,
-                    last_activity: record.updated_at.into(),
-                    expired: record.expired_at.is_some(),
-                });
+                sessions.push(summary(key, record, title));
             }
             Ok(SessionPage { sessions, next })
         })
+    }
+
+    /// [`Self::user_sessions_page`] when it answers without waiting: the
+    /// database free (no maintenance holds it) and every title in the
+    /// message cache. `None` otherwise, having waited for nothing and read
+    /// no message.
+    pub(crate) fn user_sessions_page_now(
+        &self,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        let txn = self.read_now()?;
+        let answer = guard_panics(&self.inner.path, || {
+            let (records, next) = self.page_records(&txn?, user, include_expired, after, limit)?;
+            let sessions = records.into_iter().map(|(key, record)| {
+                let title = self.cached_title(key, &record)?;
+                Some(summary(key, record, title))
+            });
+            Ok(sessions
+                .collect::<Option<Vec<_>>>()
+                .map(|sessions| SessionPage { sessions, next }))
+        });
+        answer.transpose()
+    }
+
+    /// The records of a page of `user`'s sessions, and the cursor of the
+    /// next page.
+    fn page_records(
+        &self,
+        txn: &ReadTransaction,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, Option<SessionCursor>)> {
+        if limit == 0 {
+            return Err(Error::invalid("limit", "a page holds at least one session"));
+        }
+        let mut keys = self.user_session_keys(txn, user, include_expired, after, limit.saturating_add(1))?;
+        let next = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().map(|&(updated_micros, session)| SessionCursor {
+                updated_micros,
+                session,
+            })
+        } else {
+            None
+        };
+        let sessions_table = txn.open_table(tables::SESSIONS)?;
+        let mut expiry = self.expiry(txn);
+        let mut records = Vec::with_capacity(keys.len());
+        for (_, key) in keys {
+            let mut record = tables::session_record(&sessions_table, key)?
+                .ok_or_else(|| Error::corrupt_record("user_active_sessions", "entry without a session"))?;
+            expiry.apply(&mut record)?;
+            records.push((key, record));
+        }
+        Ok((records, next))
+    }
+
+    /// The title of session `key` from its messages in the message cache,
+    /// if it holds them at `record`'s revision.
+    fn cached_title(&self, key: u128, record: &SessionRecord) -> Option<String> {
+        let cache = &self.inner.cache;
+        cache.first_user_message(key, record.revision, record.message_count, title::title)
     }
 
     // ---- messages -------------------------------------------------------
@@ -1031,6 +1073,17 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
 
 /// The session's title (see [`title::title`]): read up to its first user
 /// message.
+/// A sidebar's line for session `key`.
+fn summary(key: u128, record: SessionRecord, title: String) -> SessionSummary {
+    SessionSummary {
+        session_id: Uuid::from_u128(key),
+        title,
+        message_count: record.message_count,
+        last_activity: record.updated_at.into(),
+        expired: record.expired_at.is_some(),
+    }
+}
+
 fn session_title(
     messages: &impl ReadableTable<(u128, u64), &'static [u8]>,
     session: u128,
@@ -1047,6 +1100,9 @@ fn session_title(
 }
 
 type UserKey = (i64, u128);
+
+/// A listed session: its key and record.
+type Listed = (u128, SessionRecord);
 
 fn user_range(user: &str) -> std::ops::RangeInclusive<(&str, i64, u128)> {
     (user, i64::MIN, 0)..=(user, i64::MAX, u128::MAX)
