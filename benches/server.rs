@@ -632,6 +632,10 @@ struct Measured {
     /// The CPUs (in cores) that programs other than this one and Redis
     /// used during the measured time: the machine was shared when above 0.
     others_cpu: Option<f64>,
+    /// CPU time per answered request, in microseconds, of the serving
+    /// side: the server's threads (its runtime, blocking pool and the
+    /// store's writer), or redis-server with its children.
+    server_cpu_micros: Option<f64>,
 }
 
 impl Measured {
@@ -687,19 +691,31 @@ async fn run_line(target: Target, line: Line, data: Arc<Data>, timing: Timing) -
     tokio::time::sleep_until(from.into()).await;
     let before = CpuTicks::now(timing.redis_pid);
     tokio::time::sleep_until(until.into()).await;
+    let after = CpuTicks::now(timing.redis_pid);
     let others_cpu = before
-        .zip(CpuTicks::now(timing.redis_pid))
-        .map(|(before, after)| after.others_since(&before) / timing.measured.as_secs_f64());
+        .as_ref()
+        .zip(after.as_ref())
+        .map(|(before, after)| after.others_since(before) / timing.measured.as_secs_f64());
+    let serving = |ticks: &CpuTicks| match target {
+        Target::Sessionstore(_) => ticks.server,
+        Target::Redis(_) => ticks.redis,
+    };
+    let served = before
+        .as_ref()
+        .zip(after.as_ref())
+        .map(|(before, after)| serving(after).saturating_sub(serving(before)) as f64 / TICKS_PER_SECOND);
     let mut latencies = Vec::new();
     for worker in workers {
         let worker = worker.await.map_err(|e| format!("a worker failed: {e}"))?;
         latencies.extend(worker?);
     }
     latencies.sort_unstable();
+    let server_cpu_micros = served.map(|seconds| seconds * 1e6 / latencies.len().max(1) as f64);
     Ok(Measured {
         requests_per_second: latencies.len() as f64 / timing.measured.as_secs_f64(),
         latencies,
         others_cpu,
+        server_cpu_micros,
     })
 }
 
@@ -751,7 +767,15 @@ const TICKS_PER_SECOND: f64 = 100.0;
 struct CpuTicks {
     machine: u64,
     ours: u64,
+    /// The server's threads in this process (see [`SERVER_THREADS`]).
+    server: u64,
+    /// redis-server's, with its children that ended.
+    redis: u64,
 }
+
+/// The names (as `/proc` cuts them, 15 bytes) of the threads that serve
+/// the HTTP API: the server's runtime and blocking pool, the store's writer.
+const SERVER_THREADS: [&str; 2] = ["bench-server", "sessionstore-wr"];
 
 /// The flag of a kernel thread in `/proc/PID/stat` (`PF_KTHREAD`).
 const KERNEL_THREAD: u64 = 0x0020_0000;
@@ -769,7 +793,7 @@ impl CpuTicks {
             .take(3)
             .map(|field| field.parse::<u64>().unwrap_or(0))
             .sum();
-        let mut ours = 0;
+        let (mut ours, mut redis) = (0, 0);
         for entry in std::fs::read_dir("/proc").ok()?.flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -785,13 +809,28 @@ impl CpuTicks {
             if Some(pid) == redis_pid {
                 // With its children that ended (AOF rewrites).
                 ours += process.own + process.children;
+                redis = process.own + process.children;
             } else if kernel || Some(process.parent) == redis_pid {
                 ours += process.own;
+            }
+        }
+        let mut server = 0;
+        for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let task = entry.path();
+            let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if SERVER_THREADS
+                .iter()
+                .any(|prefix| name.trim_end().starts_with(prefix))
+            {
+                let tid = format!("self/task/{}", entry.file_name().to_string_lossy());
+                server += ProcessTicks::read(&tid).map_or(0, |thread| thread.own);
             }
         }
         Some(CpuTicks {
             machine,
             ours: ours + ProcessTicks::read("self")?.own,
+            server,
+            redis,
         })
     }
 
@@ -941,6 +980,18 @@ fn main() -> Outcome<()> {
             None => None,
         };
         rows.push((line, ours, theirs));
+    }
+    for (line, ours, theirs) in &rows {
+        let micros = |m: &Measured| {
+            m.server_cpu_micros
+                .map_or("n/a".to_owned(), |us| format!("{us:.0}"))
+        };
+        let redis_micros = theirs.as_ref().map_or("skipped".to_owned(), micros);
+        notes.push(format!(
+            "{}: CPU a request of the serving side, µs: sessionstore's server threads {}, redis-server {redis_micros}",
+            line.name(),
+            micros(ours),
+        ));
     }
     if let Some(redis) = &redis {
         notes.push(clients.block_on(aof_rewrites(&redis.client))?);

@@ -12,7 +12,7 @@ use crate::engine::postgres::PgEngine;
 use crate::engine::redb::hold::StoreHold;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
-use crate::engine::{Engine, MessagePage};
+use crate::engine::{Engine, MessagePage, Reply};
 use crate::error::{Error, Result};
 use crate::location::is_postgres_url;
 use crate::model::{
@@ -346,6 +346,12 @@ impl SessionStore {
         self.engine.get_session(id, Access::Any)
     }
 
+    /// [`get_session`](Self::get_session) if the engine answers it without
+    /// waiting (see `Engine::get_session_now`), for async callers.
+    pub(crate) fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
+        self.engine.get_session_now(id, access)
+    }
+
     /// The session's own fields, expired or not; `None` only when missing.
     pub fn session_info(&self, id: Uuid) -> Result<Option<SessionInfo>> {
         self.engine.session_info(id, Access::Any)
@@ -575,6 +581,19 @@ impl SessionStore {
             .user_sessions_page(user, include_expired, after, limit)
     }
 
+    /// [`user_sessions_page`](Self::user_sessions_page) if the engine
+    /// answers it without waiting, for async callers.
+    pub(crate) fn user_sessions_page_now(
+        &self,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        self.engine
+            .user_sessions_page_now(user, include_expired, after, limit)
+    }
+
     /// The last `n` messages of an active session, oldest first; reads only
     /// those. `None` when the session is missing or expired (a read: see
     /// the [crate docs](crate#missing-none-for-a-read-an-error-for-a-write)).
@@ -705,7 +724,7 @@ impl SessionStore {
     }
 
     /// Every append: all of `messages` in one commit, or none.
-    fn append(
+    pub(crate) fn append(
         &self,
         id: Uuid,
         append: Append,
@@ -714,6 +733,25 @@ impl SessionStore {
     ) -> Result<Vec<u64>> {
         self.engine
             .add_messages(id, append, messages, access, self.durability)
+    }
+
+    /// Whether [`Self::submit_append`] returns at once (see
+    /// `Engine::submits_writes`).
+    pub(crate) fn submits_writes(&self) -> bool {
+        self.engine.submits_writes()
+    }
+
+    /// [`Self::append`], answered through `reply` (for async callers).
+    pub(crate) fn submit_append(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        reply: Reply<Vec<u64>>,
+    ) {
+        self.engine
+            .submit_add_messages(id, append, messages, access, self.durability, reply)
     }
 
     /// An append of one message; its id.

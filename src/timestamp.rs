@@ -157,22 +157,14 @@ fn parse_micros(text: &str) -> Option<i64> {
 }
 
 fn render(micros: i64, form: &TimestampForm) -> String {
+    let mut out = [0; PYTHON_TEXT];
+    if let Some(text) = render_python(micros, form, &mut out) {
+        return text.to_owned();
+    }
     let Some(instant) = DateTime::from_timestamp_micros(micros) else {
         return micros.to_string();
     };
-    let mut text = if (0..=9999).contains(&instant.year()) {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            instant.year(),
-            instant.month(),
-            instant.day(),
-            instant.hour(),
-            instant.minute(),
-            instant.second()
-        )
-    } else {
-        instant.format("%Y-%m-%dT%H:%M:%S").to_string()
-    };
+    let mut text = instant.format("%Y-%m-%dT%H:%M:%S").to_string();
     let fraction = micros.rem_euclid(1_000_000);
     if fraction != 0 {
         text.push_str(&format!(".{fraction:06}"));
@@ -181,6 +173,59 @@ fn render(micros: i64, form: &TimestampForm) -> String {
         text.push_str("+00:00");
     }
     text
+}
+
+/// The longest text [`render_python`] writes:
+/// `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`.
+const PYTHON_TEXT: usize = 32;
+
+/// [`render`] for the years 0 to 9999, written into `out` (no allocation:
+/// a session's answer renders two timestamps a message); `None` for other
+/// years and for the verbatim form.
+fn render_python<'a>(micros: i64, form: &TimestampForm, out: &'a mut [u8; PYTHON_TEXT]) -> Option<&'a str> {
+    let utc = match form {
+        TimestampForm::Naive => false,
+        TimestampForm::Utc => true,
+        TimestampForm::Verbatim(_) => return None,
+    };
+    let instant = DateTime::from_timestamp_micros(micros)?;
+    let year = u32::try_from(instant.year()).ok().filter(|year| *year <= 9999)?;
+    let fields = [
+        (year, 4, b'-'),
+        (instant.month(), 2, b'-'),
+        (instant.day(), 2, b'T'),
+        (instant.hour(), 2, b':'),
+        (instant.minute(), 2, b':'),
+        (instant.second(), 2, b'.'),
+    ];
+    let mut at = 0;
+    for (n, width, separator) in fields {
+        write_digits(&mut out[at..at + width], n);
+        out[at + width] = separator;
+        at += width + 1;
+    }
+    // The fraction, only when not zero: else the `.` written is dropped.
+    let fraction = micros.rem_euclid(1_000_000) as u32;
+    if fraction == 0 {
+        at -= 1;
+    } else {
+        write_digits(&mut out[at..at + 6], fraction);
+        at += 6;
+    }
+    if utc {
+        out[at..at + 6].copy_from_slice(b"+00:00");
+        at += 6;
+    }
+    // Only ASCII digits and separators were written.
+    std::str::from_utf8(&out[..at]).ok()
+}
+
+/// `n` in decimal, filling `out` with leading zeros.
+fn write_digits(out: &mut [u8], mut n: u32) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -198,7 +243,11 @@ impl std::str::FromStr for Timestamp {
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_text())
+        let mut out = [0; PYTHON_TEXT];
+        match render_python(self.micros, &self.form, &mut out) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_str(&self.to_text()),
+        }
     }
 }
 
@@ -212,6 +261,47 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The direct rendering writes what chrono's formatting wrote, for
+    /// instants over the years 0 to 9999, with and without a fraction,
+    /// and through serde as through `to_text`.
+    #[test]
+    fn the_python_forms_render_as_chrono_formats_them() {
+        let first: i64 = -62_167_219_200_000_000; // 0000-01-01T00:00:00
+        let last: i64 = 253_402_300_799_999_999; // 9999-12-31T23:59:59.999999
+        let check = |micros: i64| {
+            let instant = DateTime::from_timestamp_micros(micros).unwrap();
+            let mut chrono_text = instant.format("%Y-%m-%dT%H:%M:%S").to_string();
+            if micros.rem_euclid(1_000_000) != 0 {
+                chrono_text.push_str(&format!(".{:06}", micros.rem_euclid(1_000_000)));
+            }
+            for (form, suffix) in [(TimestampForm::Naive, ""), (TimestampForm::Utc, "+00:00")] {
+                let expected = format!("{chrono_text}{suffix}");
+                let ts = Timestamp::from_micros(micros, form);
+                assert_eq!(ts.to_text(), expected);
+                assert_eq!(serde_json::to_string(&ts).unwrap(), format!("\"{expected}\""));
+            }
+        };
+        check(first);
+        check(last);
+        check(0);
+        let span = (last - first) as u64;
+        let mut draw: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..50_000 {
+            draw = draw
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let micros = first + (draw % span) as i64;
+            // Half of them on a whole second: no fraction.
+            check(if i % 2 == 0 {
+                micros - micros.rem_euclid(1_000_000)
+            } else {
+                micros
+            });
+        }
+        let after = Timestamp::from_micros(last + 1, TimestampForm::Utc);
+        assert_eq!(after.to_text(), "+10000-01-01T00:00:00+00:00");
+    }
 
     #[test]
     fn python_forms_round_trip() {

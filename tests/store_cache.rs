@@ -266,3 +266,45 @@ fn readers_see_only_committed_sessions_with_the_default_budget() {
 fn readers_see_only_committed_sessions_with_a_budget_that_evicts() {
     readers_see_only_committed_sessions(16 << 10);
 }
+
+/// A sidebar's titles come from the message cache when it holds the
+/// session (read lately): they follow appends and undos as the messages
+/// do, and equal those of a store that reads them from the file.
+#[test]
+fn titles_from_the_cache_follow_appends_and_undos() {
+    let (dir, store) = temp_store();
+    let id = store.create_session(Some("ana")).unwrap();
+    let titles = |store: &SessionStore| -> Vec<String> {
+        let page = store.user_sessions_page("ana", false, None, 10).unwrap();
+        page.sessions.into_iter().map(|s| s.title).collect()
+    };
+    store
+        .add_message(id, NewMessage::assistant("Hello, what are you looking for?"))
+        .unwrap();
+    store.get_session(id).unwrap().unwrap();
+    assert_eq!(titles(&store), ["New conversation"]);
+    store
+        .add_message(
+            id,
+            NewMessage::user("books by Aldus Manutius printed in Venice before 1500"),
+        )
+        .unwrap();
+    assert_eq!(
+        titles(&store),
+        ["books by Aldus Manutius printed in Venice befor..."]
+    );
+    store.pop_last_message(id).unwrap().unwrap();
+    assert_eq!(
+        titles(&store),
+        ["New conversation"],
+        "the undo took the title's message"
+    );
+    store.add_message(id, NewMessage::user("maps")).unwrap();
+    store.add_message(id, NewMessage::user("atlases")).unwrap();
+    assert_eq!(titles(&store), ["maps"]);
+    let path = store.path().to_path_buf();
+    drop(store);
+    let reopened = SessionStore::open(&path).unwrap();
+    assert_eq!(titles(&reopened), ["maps"], "read from the file");
+    drop(dir);
+}

@@ -27,6 +27,10 @@ use crate::rules::budget::TokenRule;
 use crate::rules::search::{SearchCursor, SearchPage};
 use crate::rules::{Access, Append};
 
+/// How a write submitted without waiting is answered: called once, with
+/// the write's result, from the thread that finished it.
+pub(crate) type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
 /// Which messages of a session a page holds (see [`Engine::page_messages`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum MessagePage {
@@ -91,6 +95,14 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     // ---- sessions ----
     fn create_session(&self, user_id: Option<&str>, durability: Durability) -> Result<Uuid>;
     fn get_session(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>>;
+    /// `get_session` if the engine can answer at once, waiting for no lock
+    /// held across I/O and reading no message from the disk (an async
+    /// worker calls it);
+    /// `None` when it cannot, and the caller calls `get_session` where it
+    /// may block. An engine that always needs to wait answers `None`.
+    fn get_session_now(&self, _id: Uuid, _access: Access<'_>) -> Option<Result<Option<Session>>> {
+        None
+    }
     fn session_info(&self, id: Uuid, access: Access<'_>) -> Result<Option<SessionInfo>>;
     fn update_context(
         &self,
@@ -118,6 +130,17 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         after: Option<SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage>;
+    /// `user_sessions_page` if the engine can answer at once, as
+    /// [`Engine::get_session_now`] does; `None` otherwise.
+    fn user_sessions_page_now(
+        &self,
+        _user: &str,
+        _include_expired: bool,
+        _after: Option<SessionCursor>,
+        _limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        None
+    }
     fn fork_session(&self, id: Uuid, at_seq: u64, access: Access<'_>, durability: Durability)
         -> Result<Uuid>;
     fn forks(&self, id: Uuid, access: Access<'_>) -> Result<Option<Vec<SessionInfo>>>;
@@ -133,6 +156,25 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>>;
+    /// Whether [`Engine::submit_add_messages`] returns at once (the write
+    /// runs on threads of the engine's own) rather than blocking.
+    fn submits_writes(&self) -> bool {
+        false
+    }
+    /// `add_messages`, answered through `reply`: at once where the engine
+    /// [`submits_writes`](Engine::submits_writes), the caller waiting for
+    /// nothing; otherwise this blocks as `add_messages` does.
+    fn submit_add_messages(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+        reply: Reply<Vec<u64>>,
+    ) {
+        reply(self.add_messages(id, append, messages, access, durability));
+    }
     /// `get_recent_messages`, `messages_after`, `messages_from`,
     /// `messages_before`: up to `limit` messages of `page`, oldest first.
     fn page_messages(

@@ -27,6 +27,7 @@ mod export;
 mod extract;
 mod metrics;
 mod routes;
+mod session_json;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::auth::Caller;
 use super::errors::{ApiError, ErrorBody};
 use super::extract::{Json, Path, Query};
+use super::session_json;
 use super::AppState;
 use crate::{
     AsyncSessionStore, AsyncUserView, Error, Message, NewMessage, Role, SearchCursor, SearchHit, Session,
@@ -138,18 +139,18 @@ pub async fn get_session(
     caller: Caller,
     Path(id): Path<Uuid>,
     Query(query): Query<SessionQuery>,
-) -> Answer<axum::Json<Session>> {
+) -> Answer<Response> {
     let scope = scope(&state, &caller);
     let Some(last) = query.last else {
-        let session = as_caller!(scope, get_session(id))?;
-        return session.map(axum::Json).ok_or_else(ApiError::session_not_found);
+        let session = as_caller!(scope, get_session(id))?.ok_or_else(ApiError::session_not_found)?;
+        return Ok(session_json::response(&session));
     };
     let info = as_caller!(&scope, session_info(id))?
         .filter(|info| !info.is_expired())
         .ok_or_else(ApiError::session_not_found)?;
     let messages =
         as_caller!(scope, get_recent_messages(id, last))?.ok_or_else(ApiError::session_not_found)?;
-    Ok(axum::Json(Session { info, messages }))
+    Ok(session_json::response(&Session { info, messages }))
 }
 
 /// Deletes a session, expired or not, with its messages.

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::Result;
-use crate::model::{ExtraValue, Message, StoreCounters};
+use crate::model::{ExtraValue, Message, Role, StoreCounters};
 use crate::timestamp::TimestampForm;
 
 /// What a write did to a session's messages, from the revision of its record
@@ -200,23 +200,7 @@ impl MessageCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return read(seqs).map(shared);
         }
-        let mut cached = Vec::new();
-        let mut missing = seqs.clone();
-        {
-            let mut state = self.state();
-            let tick = state.tick();
-            if let Some(entry) = state.entries.get_mut(&session) {
-                if entry.revision == revision && entry.end() == count && seqs.end <= count {
-                    entry.used = tick;
-                    let first = seqs.start.max(entry.start);
-                    if first < seqs.end {
-                        let at = (first - entry.start) as usize..(seqs.end - entry.start) as usize;
-                        cached.extend_from_slice(&entry.messages[at]);
-                        missing.end = first;
-                    }
-                }
-            }
-        }
+        let (cached, missing) = self.lookup(session, revision, count, seqs.clone());
         if missing.is_empty() {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(cached);
@@ -231,6 +215,77 @@ impl MessageCache {
             self.keep(ticket, session, revision, seqs.start, &messages);
         }
         Ok(messages)
+    }
+
+    /// The messages `seqs` of `session` at `revision`, when it holds
+    /// `count` messages, if the cache holds them all (a hit); else `None`,
+    /// counting nothing: the caller reads them with [`Self::messages`].
+    pub fn held(
+        &self,
+        session: u128,
+        revision: u64,
+        count: u64,
+        seqs: Range<u64>,
+    ) -> Option<Vec<Arc<Message>>> {
+        if seqs.is_empty() {
+            return Some(Vec::new());
+        }
+        let (cached, missing) = self.lookup(session, revision, count, seqs);
+        if !missing.is_empty() {
+            return None;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(cached)
+    }
+
+    /// `f` of the content of the first user message of `session` at
+    /// `revision`, when it holds `count` messages (`None`: it has none),
+    /// if the cache holds the session's messages from the first up to
+    /// that one; else `None`. Counts nothing: a listing's title, not a read.
+    pub fn first_user_message<R>(
+        &self,
+        session: u128,
+        revision: u64,
+        count: u64,
+        f: impl FnOnce(Option<&str>) -> R,
+    ) -> Option<R> {
+        let state = self.state();
+        let entry = state.entries.get(&session)?;
+        if entry.revision != revision || entry.end() != count || entry.start != 0 {
+            return None;
+        }
+        let first = entry.messages.iter().find(|message| message.role == Role::User);
+        Some(f(first.map(|message| message.content.as_str())))
+    }
+
+    /// The end of `seqs` the cache holds (`session` at `revision`, of
+    /// `count` messages), and the seqs before them it lacks.
+    fn lookup(
+        &self,
+        session: u128,
+        revision: u64,
+        count: u64,
+        seqs: Range<u64>,
+    ) -> (Vec<Arc<Message>>, Range<u64>) {
+        let mut cached = Vec::new();
+        let mut missing = seqs.clone();
+        if self.budget == 0 {
+            return (cached, missing);
+        }
+        let mut state = self.state();
+        let tick = state.tick();
+        if let Some(entry) = state.entries.get_mut(&session) {
+            if entry.revision == revision && entry.end() == count && seqs.end <= count {
+                entry.used = tick;
+                let first = seqs.start.max(entry.start);
+                if first < seqs.end {
+                    let at = (first - entry.start) as usize..(seqs.end - entry.start) as usize;
+                    cached.extend_from_slice(&entry.messages[at]);
+                    missing.end = first;
+                }
+            }
+        }
+        (cached, missing)
     }
 
     /// Keeps `messages` (seqs `start..`, the last of the session at
@@ -527,6 +582,50 @@ mod tests {
         assert_eq!(cache.bytes(), 0);
         read(&cache, 0, 2, 0..2, &from_table);
         assert!(cache.bytes() > 0);
+    }
+
+    /// `held` and `first_user_message` answer only from an entry of the
+    /// session at the revision and count asked; `held` counts a hit, the
+    /// title nothing.
+    #[test]
+    fn held_messages_and_the_first_user_message_come_only_from_an_exact_entry() {
+        let cache = MessageCache::new(1 << 20);
+        let fill = |session: u128, seqs: Range<u64>| {
+            cache
+                .messages(cache.ticket(), session, 3, 4, seqs, |seqs| {
+                    Ok(seqs
+                        .map(|seq| Message {
+                            role: if seq == 0 { Role::Assistant } else { Role::User },
+                            ..message(seq, &format!("m{seq}"))
+                        })
+                        .collect())
+                })
+                .unwrap()
+        };
+        fill(1, 0..4);
+        fill(2, 2..4);
+        let seqs = |messages: Option<Vec<Arc<Message>>>| {
+            messages.map(|m| m.iter().map(|m| m.seq).collect::<Vec<_>>())
+        };
+        let mut counters = StoreCounters::default();
+        cache.count(&mut counters);
+        let hits = counters.message_cache_hits;
+        assert_eq!(seqs(cache.held(1, 3, 4, 1..4)), Some(vec![1, 2, 3]));
+        assert_eq!(seqs(cache.held(2, 3, 4, 2..4)), Some(vec![2, 3]));
+        assert_eq!(seqs(cache.held(1, 3, 4, 4..4)), Some(vec![]));
+        assert_eq!(seqs(cache.held(2, 3, 4, 1..4)), None, "seq 1 is not held");
+        assert_eq!(seqs(cache.held(1, 4, 4, 0..4)), None, "another revision");
+        assert_eq!(seqs(cache.held(1, 3, 5, 0..4)), None, "another count");
+        assert_eq!(seqs(cache.held(9, 3, 4, 0..4)), None, "another session");
+        cache.count(&mut counters);
+        assert_eq!(counters.message_cache_hits - hits, 2, "the two non-empty hits");
+        let first =
+            |session, revision| cache.first_user_message(session, revision, 4, |c| c.map(str::to_owned));
+        assert_eq!(first(1, 3), Some(Some("m1".to_owned())), "the first user message");
+        assert_eq!(first(1, 2), None, "another revision");
+        assert_eq!(first(2, 3), None, "the entry lacks the first messages");
+        cache.count(&mut counters);
+        assert_eq!(counters.message_cache_hits - hits, 2, "titles count nothing");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use uuid::Uuid;
 pub use self::options::RedbOptions;
 pub(crate) use self::store::RedbEngine;
 pub use self::store::FORMAT_VERSION;
-use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
+use crate::engine::{Engine, ImportSink, MessagePage, Reply, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::{
@@ -55,6 +55,9 @@ impl Engine for RedbEngine {
     }
     fn get_session(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
         RedbEngine::get_session(self, id, access)
+    }
+    fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
+        RedbEngine::get_session_now(self, id, access)
     }
     fn session_info(&self, id: Uuid, access: Access<'_>) -> Result<Option<SessionInfo>> {
         RedbEngine::session_info(self, id, access)
@@ -103,6 +106,15 @@ impl Engine for RedbEngine {
     ) -> Result<SessionPage> {
         RedbEngine::user_sessions_page(self, user, include_expired, after, limit)
     }
+    fn user_sessions_page_now(
+        &self,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        RedbEngine::user_sessions_page_now(self, user, include_expired, after, limit)
+    }
     fn fork_session(
         &self,
         id: Uuid,
@@ -124,6 +136,20 @@ impl Engine for RedbEngine {
         durability: Durability,
     ) -> Result<Vec<u64>> {
         RedbEngine::add_messages(self, id, append, messages, access, durability)
+    }
+    fn submits_writes(&self) -> bool {
+        true
+    }
+    fn submit_add_messages(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+        reply: Reply<Vec<u64>>,
+    ) {
+        RedbEngine::submit_add_messages(self, id, append, messages, access, durability, reply)
     }
     fn page_messages(
         &self,

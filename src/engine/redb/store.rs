@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, TryLockError};
 use std::time::Duration;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
@@ -21,7 +21,7 @@ use crate::engine::redb::search::{self, SearchIndexer};
 use crate::engine::redb::storage::{DatabaseFile, FileRole};
 use crate::engine::redb::tables::{self, IdempotencyRecord, WriteTables};
 use crate::engine::redb::writer::{IdleWork, Writer};
-use crate::engine::MessagePage;
+use crate::engine::{MessagePage, Reply};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::Erased;
@@ -336,6 +336,16 @@ impl RedbEngine {
             })
     }
 
+    /// A read transaction if one begins without waiting for the
+    /// database's lock (maintenance holds it); `None` otherwise.
+    fn read_now(&self) -> Option<Result<ReadTransaction>> {
+        match self.inner.db.try_read() {
+            Ok(db) => Some(db.begin_read().map_err(Error::from)),
+            Err(TryLockError::WouldBlock) => None,
+            Err(TryLockError::Poisoned(_)) => Some(Err(Error::WriterStopped)),
+        }
+    }
+
     pub(crate) fn read(&self) -> Result<ReadTransaction> {
         let db = self.inner.db.read().map_err(|_| Error::WriterStopped)?;
         Ok(db.begin_read()?)
@@ -443,6 +453,35 @@ impl RedbEngine {
         })
     }
 
+    /// [`Self::get_session`] when it answers without waiting: the
+    /// database free (no maintenance holds it) and the session's messages
+    /// in the message cache at its record's revision, or the session
+    /// missing. `None` otherwise, having waited for nothing and read no
+    /// message.
+    pub(crate) fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
+        let txn = self.read_now()?;
+        let answer = guard_panics(&self.inner.path, || {
+            let txn = txn?;
+            let Some(record) = self.active_session(&txn, id, access)? else {
+                return Ok(Some(None));
+            };
+            let cache = &self.inner.cache;
+            let held = cache.held(
+                id.as_u128(),
+                record.revision,
+                record.message_count,
+                0..record.message_count,
+            );
+            Ok(held.map(|messages| {
+                Some(Session {
+                    info: record.into_info(id),
+                    messages,
+                })
+            }))
+        });
+        answer.transpose()
+    }
+
     pub(crate) fn session_info(&self, id: Uuid, access: Access<'_>) -> Result<Option<SessionInfo>> {
         self.reading(|txn| {
             let sessions = txn.open_table(tables::SESSIONS)?;
@@ -465,10 +504,42 @@ impl RedbEngine {
         access: Access<'_>,
         durability: Durability,
     ) -> Result<Vec<u64>> {
+        let op = self.append_op(id, append, messages, access)?;
+        self.write(durability, op)
+    }
+
+    /// As [`Self::add_messages`], answered through `reply` from the
+    /// writer's threads; the caller waits for nothing.
+    pub(crate) fn submit_add_messages(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+        durability: Durability,
+        reply: Reply<Vec<u64>>,
+    ) {
+        match self
+            .writer()
+            .and_then(|writer| Ok((writer, self.append_op(id, append, messages, access)?)))
+        {
+            Ok((writer, op)) => writer.submit(durability, op, reply),
+            Err(refused) => reply(Err(refused)),
+        }
+    }
+
+    /// The write of an append, once its messages are checked.
+    fn append_op(
+        &self,
+        id: Uuid,
+        append: Append,
+        messages: Vec<NewMessage>,
+        access: Access<'_>,
+    ) -> Result<impl FnOnce(&mut WriteTables<'_>) -> Result<Vec<u64>> + Send + 'static> {
         message::check_new(&messages, self.inner.options.settings.max_content_bytes)?;
         let access = access.to_owned();
         let search = self.search_indexer();
-        self.write(durability, move |tables| {
+        Ok(move |tables: &mut WriteTables<'_>| {
             let key = id.as_u128();
             let visible = visible_session(tables, id, access.borrow())?;
             if let Some(idempotency_key) = &append.idempotency_key {
@@ -636,40 +707,86 @@ impl RedbEngine {
         after: Option<SessionCursor>,
         limit: usize,
     ) -> Result<SessionPage> {
-        if limit == 0 {
-            return Err(Error::invalid("limit", "a page holds at least one session"));
-        }
         self.reading(|txn| {
-            let mut keys =
-                self.user_session_keys(txn, user, include_expired, after, limit.saturating_add(1))?;
-            let next = if keys.len() > limit {
-                keys.truncate(limit);
-                keys.last().map(|&(updated_micros, session)| SessionCursor {
-                    updated_micros,
-                    session,
-                })
-            } else {
-                None
-            };
-            let sessions_table = txn.open_table(tables::SESSIONS)?;
+            let (records, next) = self.page_records(txn, user, include_expired, after, limit)?;
             let messages_table = txn.open_table(tables::MESSAGES)?;
-            let mut expiry = self.expiry(txn);
-            let mut sessions = Vec::with_capacity(keys.len());
-            for (_, key) in keys {
-                let mut record = tables::session_record(&sessions_table, key)?.ok_or_else(|| {
-                    Error::corrupt_record("user_active_sessions", "entry without a session")
-                })?;
-                expiry.apply(&mut record)?;
-                sessions.push(SessionSummary {
-                    session_id: Uuid::from_u128(key),
-                    title: session_title(&messages_table, key, record.message_count)?,
-                    message_count: record.message_count,
-                    last_activity: record.updated_at.into(),
-                    expired: record.expired_at.is_some(),
-                });
+            let mut sessions = Vec::with_capacity(records.len());
+            for (key, record) in records {
+                let title = match self.cached_title(key, &record) {
+                    Some(title) => title,
+                    None => session_title(&messages_table, key, record.message_count)?,
+                };
+                sessions.push(summary(key, record, title));
             }
             Ok(SessionPage { sessions, next })
         })
+    }
+
+    /// [`Self::user_sessions_page`] when it answers without waiting: the
+    /// database free (no maintenance holds it) and every title in the
+    /// message cache. `None` otherwise, having waited for nothing and read
+    /// no message.
+    pub(crate) fn user_sessions_page_now(
+        &self,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Option<Result<SessionPage>> {
+        let txn = self.read_now()?;
+        let answer = guard_panics(&self.inner.path, || {
+            let (records, next) = self.page_records(&txn?, user, include_expired, after, limit)?;
+            let sessions = records.into_iter().map(|(key, record)| {
+                let title = self.cached_title(key, &record)?;
+                Some(summary(key, record, title))
+            });
+            Ok(sessions
+                .collect::<Option<Vec<_>>>()
+                .map(|sessions| SessionPage { sessions, next }))
+        });
+        answer.transpose()
+    }
+
+    /// The records of a page of `user`'s sessions, and the cursor of the
+    /// next page.
+    fn page_records(
+        &self,
+        txn: &ReadTransaction,
+        user: &str,
+        include_expired: bool,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, Option<SessionCursor>)> {
+        if limit == 0 {
+            return Err(Error::invalid("limit", "a page holds at least one session"));
+        }
+        let mut keys = self.user_session_keys(txn, user, include_expired, after, limit.saturating_add(1))?;
+        let next = if keys.len() > limit {
+            keys.truncate(limit);
+            keys.last().map(|&(updated_micros, session)| SessionCursor {
+                updated_micros,
+                session,
+            })
+        } else {
+            None
+        };
+        let sessions_table = txn.open_table(tables::SESSIONS)?;
+        let mut expiry = self.expiry(txn);
+        let mut records = Vec::with_capacity(keys.len());
+        for (_, key) in keys {
+            let mut record = tables::session_record(&sessions_table, key)?
+                .ok_or_else(|| Error::corrupt_record("user_active_sessions", "entry without a session"))?;
+            expiry.apply(&mut record)?;
+            records.push((key, record));
+        }
+        Ok((records, next))
+    }
+
+    /// The title of session `key` from its messages in the message cache,
+    /// if it holds them at `record`'s revision.
+    fn cached_title(&self, key: u128, record: &SessionRecord) -> Option<String> {
+        let cache = &self.inner.cache;
+        cache.first_user_message(key, record.revision, record.message_count, title::title)
     }
 
     // ---- messages -------------------------------------------------------
@@ -974,6 +1091,17 @@ fn read_messages(txn: &ReadTransaction, session: u128, seqs: std::ops::Range<u64
 
 /// The session's title (see [`title::title`]): read up to its first user
 /// message.
+/// A sidebar's line for session `key`.
+fn summary(key: u128, record: SessionRecord, title: String) -> SessionSummary {
+    SessionSummary {
+        session_id: Uuid::from_u128(key),
+        title,
+        message_count: record.message_count,
+        last_activity: record.updated_at.into(),
+        expired: record.expired_at.is_some(),
+    }
+}
+
 fn session_title(
     messages: &impl ReadableTable<(u128, u64), &'static [u8]>,
     session: u128,
@@ -990,6 +1118,9 @@ fn session_title(
 }
 
 type UserKey = (i64, u128);
+
+/// A listed session: its key and record.
+type Listed = (u128, SessionRecord);
 
 fn user_range(user: &str) -> std::ops::RangeInclusive<(&str, i64, u128)> {
     (user, i64::MIN, 0)..=(user, i64::MAX, u128::MAX)

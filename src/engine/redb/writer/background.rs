@@ -1,6 +1,7 @@
 //! The background thread: checkpoints (a durable redb commit, then the
-//! journal starts over) and the idle work when no request waits; the close's
-//! last checkpoint.
+//! journal starts over), the commits of submitted requests no caller waits
+//! to lead, and the idle work when no request waits; the close's last
+//! checkpoint.
 
 use super::*;
 
@@ -41,7 +42,9 @@ impl Shared {
     pub(super) fn run_background(&self) {
         let mut queue = lock(&self.queue);
         loop {
-            if queue.closing {
+            // Requests submitted without a waiting caller are committed
+            // before the close.
+            if queue.closing && !queue.background_leads {
                 break;
             }
             let now = Instant::now();
@@ -62,6 +65,14 @@ impl Shared {
                 queue.checkpointing = false;
                 queue.checkpoint_at = queue.checkpoint_at.or(next);
                 self.checkpointed.notify_all();
+                continue;
+            }
+            if queue.background_leads {
+                // After any checkpoint due (above): a leader waits for it.
+                queue.background_leads = false;
+                drop(queue);
+                self.lead();
+                queue = lock(&self.queue);
                 continue;
             }
             let idle = !queue.idle_failed && queue.waiting.is_empty() && !queue.leading && self.idle.due();
@@ -121,7 +132,7 @@ impl Committer {
         let job = Box::new(Pending {
             op: Some(move |tables: &mut WriteTables<'_>| work.step(tables)),
             result: None,
-            slot: slot.clone(),
+            answer: slot.clone(),
         });
         let (jobs, committed) = self.commit_batch(vec![(job, false)], &mut |_| Vec::new());
         for job in jobs {

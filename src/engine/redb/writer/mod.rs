@@ -30,6 +30,10 @@
 //! By concern: `queue.rs` (requests, their slots, the lead handed on),
 //! `commit.rs` (a batch's transaction, journal record and commit),
 //! `background.rs` (checkpoints, idle work, the close).
+//!
+//! A request submitted without a waiting caller ([`Writer::submit`], an
+//! async caller's) is answered through a callback; it cannot lead, so
+//! when the lead would fall to it, the background thread leads instead.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -43,6 +47,7 @@ use redb::{Database, Durability as RedbDurability};
 use crate::engine::redb::cache::MessageCache;
 use crate::engine::redb::journal::Journal;
 use crate::engine::redb::tables::WriteTables;
+use crate::engine::Reply;
 use crate::error::{Error, Result};
 use crate::model::{Durability, StoreCounters};
 
@@ -140,7 +145,7 @@ impl Writer {
         let job = Box::new(Pending {
             op: Some(op),
             result: None,
-            slot: slot.clone(),
+            answer: slot.clone(),
         });
         let mut leads = {
             let mut queue = lock(&self.shared.queue);
@@ -155,6 +160,32 @@ impl Writer {
                 Ok(result) => return result,
                 Err(()) => leads = true,
             }
+        }
+    }
+
+    /// As [`Writer::write`], without waiting: `reply` gets the answer, once,
+    /// from the thread that answers the batch (the one that committed it).
+    /// When no commit is under way, the background thread leads one: the
+    /// calling thread never commits, so an async worker may call this.
+    pub fn submit<T, F>(&self, durability: Durability, op: F, reply: Reply<T>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTables<'_>) -> Result<T> + Send + 'static,
+    {
+        let job = Box::new(Pending {
+            op: Some(op),
+            result: None,
+            answer: Some(reply),
+        });
+        let wake = {
+            let mut queue = lock(&self.shared.queue);
+            queue.waiting.push_back((job, durability == Durability::Durable));
+            let idle = !std::mem::replace(&mut queue.leading, true);
+            queue.background_leads |= idle;
+            idle
+        };
+        if wake {
+            self.shared.background.notify_one();
         }
     }
 

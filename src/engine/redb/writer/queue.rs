@@ -13,8 +13,10 @@ pub(super) trait Job: Send {
     fn run(&mut self, tables: &mut WriteTables<'_>) -> bool;
     /// Answers the caller once the batch's commit is decided.
     fn finish(self: Box<Self>, commit: Option<&Error>);
-    /// Tells the caller, still waiting, that it leads the next commit.
-    fn lead(&self);
+    /// Tells the caller, still waiting, that it leads the next commit;
+    /// false when the caller waits in no thread (a request answered by
+    /// [`Reply`]): the background thread leads instead.
+    fn lead(&self) -> bool;
 }
 /// Where a waiting caller finds its answer, or its turn to lead.
 pub(super) struct Slot<T> {
@@ -55,15 +57,47 @@ impl<T> Slot<T> {
         }
     }
 }
-pub(super) struct Pending<T, F> {
+/// How a request's caller gets its answer.
+pub(super) trait Answer<T>: Send {
+    /// Gives `result`; only the first one given counts.
+    fn give(&mut self, result: Result<T>);
+    /// As [`Job::lead`].
+    fn lead(&self) -> bool;
+}
+/// A caller waiting in its slot, which may be handed the lead.
+impl<T: Send> Answer<T> for Arc<Slot<T>> {
+    fn give(&mut self, result: Result<T>) {
+        self.set(SlotState::Done(result));
+    }
+
+    fn lead(&self) -> bool {
+        self.set(SlotState::Lead);
+        true
+    }
+}
+/// A caller that does not wait (see [`Writer::submit`]): its reply, taken
+/// when given.
+impl<T> Answer<T> for Option<Reply<T>> {
+    fn give(&mut self, result: Result<T>) {
+        if let Some(reply) = self.take() {
+            reply(result);
+        }
+    }
+
+    fn lead(&self) -> bool {
+        false
+    }
+}
+pub(super) struct Pending<T, F, A: Answer<T>> {
     pub(super) op: Option<F>,
     pub(super) result: Option<Result<T>>,
-    pub(super) slot: Arc<Slot<T>>,
+    pub(super) answer: A,
 }
-impl<T, F> Job for Pending<T, F>
+impl<T, F, A> Job for Pending<T, F, A>
 where
     T: Send,
     F: FnOnce(&mut WriteTables<'_>) -> Result<T> + Send,
+    A: Answer<T>,
 {
     fn run(&mut self, tables: &mut WriteTables<'_>) -> bool {
         let Some(op) = self.op.take() else {
@@ -85,18 +119,18 @@ where
             (Some(error), _) => Err(error.clone()),
             (None, None) => Err(Error::WriterStopped),
         };
-        self.slot.set(SlotState::Done(result));
+        self.answer.give(result);
     }
 
-    fn lead(&self) {
-        self.slot.set(SlotState::Lead);
+    fn lead(&self) -> bool {
+        self.answer.lead()
     }
 }
-impl<T, F> Drop for Pending<T, F> {
+impl<T, F, A: Answer<T>> Drop for Pending<T, F, A> {
     /// A request dropped unanswered (a panic during its commit) answers
     /// [`Error::WriterStopped`], so that its caller never waits forever.
     fn drop(&mut self) {
-        self.slot.set(SlotState::Done(Err(Error::WriterStopped)));
+        self.answer.give(Err(Error::WriterStopped));
     }
 }
 /// The requests waiting for a commit, and what the background thread is
@@ -121,6 +155,9 @@ pub(super) struct Queue {
     /// When the background thread, waiting, wakes to look at idle work
     /// that becomes due with time (see `IdleWork::due_at`).
     pub(super) idle_wake_at: Option<Instant>,
+    /// The lead was handed to a request whose caller waits in no thread:
+    /// the background thread leads.
+    pub(super) background_leads: bool,
     /// The store is closing: the background thread ends (no writer is left).
     pub(super) closing: bool,
 }
@@ -227,7 +264,12 @@ impl Shared {
             }
         }
         match queue.waiting.front() {
-            Some((next, _)) => next.lead(),
+            Some((next, _)) => {
+                if !next.lead() {
+                    queue.background_leads = true;
+                    wake = true;
+                }
+            }
             None => queue.leading = false,
         }
         drop(queue);

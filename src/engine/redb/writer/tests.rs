@@ -1,5 +1,5 @@
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::sync::{Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread::ThreadId;
 
 use redb::StorageBackend;
@@ -118,8 +118,8 @@ impl super::IdleWork for PanickingIdleWork {
     }
 }
 
-#[test]
-fn a_panic_on_the_background_thread_stops_the_writer_without_hanging_a_caller() {
+/// A writer of its own over a new database, with `idle` as its idle work.
+fn writer(idle: Arc<dyn super::IdleWork>) -> (tempfile::TempDir, super::Writer) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
     let mut db = redb::Database::create(&path).unwrap();
@@ -130,10 +130,107 @@ fn a_panic_on_the_background_thread_stops_the_writer_without_hanging_a_caller() 
         &path,
         Arc::new(std::sync::RwLock::new(db)),
         journal,
-        Arc::new(PanickingIdleWork),
+        idle,
         Arc::new(crate::engine::redb::cache::MessageCache::new(0)),
     )
     .unwrap();
+    (dir, writer)
+}
+
+/// No idle work.
+struct NoIdleWork;
+
+impl super::IdleWork for NoIdleWork {
+    fn due(&self) -> bool {
+        false
+    }
+    fn step(&self, _: &mut crate::engine::redb::tables::WriteTables<'_>) -> crate::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a submitted request answered: what it was asked, and its result.
+type Answered<T> = (usize, crate::Result<T>);
+
+/// Submits `op` as request `asked`, its answer sent to `answers`.
+fn submit<T, F>(writer: &super::Writer, asked: usize, answers: &mpsc::Sender<Answered<T>>, op: F)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut crate::engine::redb::tables::WriteTables<'_>) -> crate::Result<T> + Send + 'static,
+{
+    let answers = answers.clone();
+    let reply = Box::new(move |result| answers.send((asked, result)).unwrap());
+    writer.submit(Durability::Durable, op, reply);
+}
+
+/// Requests submitted from many threads, none of which waits: each is
+/// answered once, with its own result, and committed on a thread that is
+/// not its caller's.
+#[test]
+fn submitted_requests_are_each_answered_once_off_their_callers_thread() {
+    let (_dir, writer) = writer(Arc::new(NoIdleWork));
+    let (answers, answered) = mpsc::channel();
+    let threads = 8;
+    let callers: Vec<ThreadId> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (writer, answers) = (&writer, answers.clone());
+                scope.spawn(move || {
+                    for i in 0..50 {
+                        submit(writer, t * 1000 + i, &answers, move |_| {
+                            Ok((t * 1000 + i, std::thread::current().id()))
+                        });
+                    }
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    drop(answers);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..threads * 50 {
+        let (asked, result) = answered
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("every submitted request is answered");
+        let (ran, thread) = result.unwrap();
+        assert_eq!(asked, ran);
+        assert!(!callers.contains(&thread), "a caller committed");
+        assert!(seen.insert(asked), "request {asked} answered twice");
+    }
+    drop(writer);
+    assert!(answered.recv().is_err(), "an answer more than the requests");
+}
+
+/// A submitted request whose batch fails is answered with the failure; one
+/// that panics stops the writer and is answered `WriterStopped`, as is any
+/// submitted after.
+#[test]
+fn submitted_requests_are_answered_when_the_writer_fails() {
+    let (_dir, writer) = writer(Arc::new(NoIdleWork));
+    let (answers, answered) = mpsc::channel();
+    let wait = || answered.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    submit(&writer, 0, &answers, |_| -> crate::Result<()> {
+        Err(Error::corrupt_record("messages", "the test's damaged record"))
+    });
+    let (_, failed) = wait();
+    assert!(matches!(failed, Err(Error::CorruptRecord { .. })), "{failed:?}");
+    submit(&writer, 1, &answers, |_| -> crate::Result<()> {
+        panic!("a damaged page")
+    });
+    let (_, panicked) = wait();
+    assert!(matches!(panicked, Err(Error::WriterStopped)), "{panicked:?}");
+    submit(&writer, 2, &answers, |_| Ok(()));
+    let (_, later) = wait();
+    assert!(matches!(later, Err(Error::WriterStopped)), "{later:?}");
+    drop(writer);
+    drop(answers);
+    assert!(answered.recv().is_err(), "an answer more than the requests");
+}
+
+#[test]
+fn a_panic_on_the_background_thread_stops_the_writer_without_hanging_a_caller() {
+    let (_dir, writer) = writer(Arc::new(PanickingIdleWork));
     // The idle work runs as soon as nothing waits; writes keep coming
     // until they see the writer stopped (or the test times out).
     let answer = loop {
