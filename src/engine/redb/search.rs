@@ -9,7 +9,7 @@
 //! pending entry, one small insert; the writer's idle work
 //! ([`SearchIndexer`]) moves pending messages into the postings, 16 per
 //! relaxed commit, when no request waits and 64 messages wait or none was
-//! queued for 50 ms (so that an append is seldom followed by an index
+//! queued for 500 ms (so that an append is seldom followed by an index
 //! commit the next append waits for). A search reads the postings of
 //! its terms and the user's pending messages whole (tokenised in its read
 //! transaction, and counted in BM25's statistics as indexed ones are): it
@@ -43,10 +43,12 @@ use crate::rules::search::{self, Scored, SearchCursor, SearchHit, SearchPage, Ta
 const IDLE_STEP: usize = 16;
 /// The idle work indexes once this many messages wait,
 const BACKLOG: u64 = 64;
-/// or once no message was queued for this long: a chatbot appending
-/// without pause does not wait for an index commit after each append,
-/// only after every [`IDLE_STEP`]-th or so.
-const QUIET: Duration = Duration::from_millis(50);
+/// or once no message was queued for this long (as long as a checkpoint
+/// waits for records): a chatbot appending without pause does not wait
+/// for an index commit after each append, only after every
+/// [`IDLE_STEP`]-th or so, and a short burst of writes is followed by the
+/// same commits whatever its pace.
+const QUIET: Duration = Duration::from_millis(500);
 
 /// Queues the message at (session, seq) of a session of `user` for the
 /// index (nothing for a session without a user: it is never searched).
