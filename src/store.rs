@@ -12,7 +12,9 @@ use crate::engine::postgres::PgEngine;
 use crate::engine::redb::hold::StoreHold;
 use crate::engine::redb::store::RedbConfig;
 use crate::engine::redb::{RedbEngine, RedbOptions};
-use crate::engine::{Engine, MessagePage, Reply};
+#[cfg(feature = "tokio")]
+use crate::engine::Reply;
+use crate::engine::{Engine, MessagePage};
 use crate::error::{Error, Result};
 use crate::location::is_postgres_url;
 use crate::model::{
@@ -348,6 +350,7 @@ impl SessionStore {
 
     /// [`get_session`](Self::get_session) if the engine answers it without
     /// waiting (see `Engine::get_session_now`), for async callers.
+    #[cfg(feature = "tokio")]
     pub(crate) fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
         self.engine.get_session_now(id, access)
     }
@@ -583,6 +586,7 @@ impl SessionStore {
 
     /// [`user_sessions_page`](Self::user_sessions_page) if the engine
     /// answers it without waiting, for async callers.
+    #[cfg(feature = "tokio")]
     pub(crate) fn user_sessions_page_now(
         &self,
         user: &str,
@@ -737,11 +741,13 @@ impl SessionStore {
 
     /// Whether [`Self::submit_append`] returns at once (see
     /// `Engine::submits_writes`).
+    #[cfg(feature = "tokio")]
     pub(crate) fn submits_writes(&self) -> bool {
         self.engine.submits_writes()
     }
 
     /// [`Self::append`], answered through `reply` (for async callers).
+    #[cfg(feature = "tokio")]
     pub(crate) fn submit_append(
         &self,
         id: Uuid,

@@ -100,6 +100,7 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     /// worker calls it);
     /// `None` when it cannot, and the caller calls `get_session` where it
     /// may block. An engine that always needs to wait answers `None`.
+    #[cfg(feature = "tokio")]
     fn get_session_now(&self, _id: Uuid, _access: Access<'_>) -> Option<Result<Option<Session>>> {
         None
     }
@@ -132,6 +133,7 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     ) -> Result<SessionPage>;
     /// `user_sessions_page` if the engine can answer at once, as
     /// [`Engine::get_session_now`] does; `None` otherwise.
+    #[cfg(feature = "tokio")]
     fn user_sessions_page_now(
         &self,
         _user: &str,
@@ -158,12 +160,14 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<u64>>;
     /// Whether [`Engine::submit_add_messages`] returns at once (the write
     /// runs on threads of the engine's own) rather than blocking.
+    #[cfg(feature = "tokio")]
     fn submits_writes(&self) -> bool {
         false
     }
     /// `add_messages`, answered through `reply`: at once where the engine
     /// [`submits_writes`](Engine::submits_writes), the caller waiting for
     /// nothing; otherwise this blocks as `add_messages` does.
+    #[cfg(feature = "tokio")]
     fn submit_add_messages(
         &self,
         id: Uuid,

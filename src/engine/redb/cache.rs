@@ -220,6 +220,7 @@ impl MessageCache {
     /// The messages `seqs` of `session` at `revision`, when it holds
     /// `count` messages, if the cache holds them all (a hit); else `None`,
     /// counting nothing: the caller reads them with [`Self::messages`].
+    #[cfg(feature = "tokio")]
     pub fn held(
         &self,
         session: u128,
@@ -588,6 +589,7 @@ mod tests {
     /// session at the revision and count asked; `held` counts a hit, the
     /// title nothing.
     #[test]
+    #[cfg(feature = "tokio")]
     fn held_messages_and_the_first_user_message_come_only_from_an_exact_entry() {
         let cache = MessageCache::new(1 << 20);
         let fill = |session: u128, seqs: Range<u64>| {

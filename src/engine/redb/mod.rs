@@ -28,7 +28,9 @@ use uuid::Uuid;
 pub use self::options::RedbOptions;
 pub(crate) use self::store::RedbEngine;
 pub use self::store::FORMAT_VERSION;
-use crate::engine::{Engine, ImportSink, MessagePage, Reply, SnapshotSource};
+#[cfg(feature = "tokio")]
+use crate::engine::Reply;
+use crate::engine::{Engine, ImportSink, MessagePage, SnapshotSource};
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::{
@@ -56,6 +58,7 @@ impl Engine for RedbEngine {
     fn get_session(&self, id: Uuid, access: Access<'_>) -> Result<Option<Session>> {
         RedbEngine::get_session(self, id, access)
     }
+    #[cfg(feature = "tokio")]
     fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
         RedbEngine::get_session_now(self, id, access)
     }
@@ -106,6 +109,7 @@ impl Engine for RedbEngine {
     ) -> Result<SessionPage> {
         RedbEngine::user_sessions_page(self, user, include_expired, after, limit)
     }
+    #[cfg(feature = "tokio")]
     fn user_sessions_page_now(
         &self,
         user: &str,
@@ -137,9 +141,11 @@ impl Engine for RedbEngine {
     ) -> Result<Vec<u64>> {
         RedbEngine::add_messages(self, id, append, messages, access, durability)
     }
+    #[cfg(feature = "tokio")]
     fn submits_writes(&self) -> bool {
         true
     }
+    #[cfg(feature = "tokio")]
     fn submit_add_messages(
         &self,
         id: Uuid,

@@ -4,7 +4,9 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, TryLockError};
+#[cfg(feature = "tokio")]
+use std::sync::TryLockError;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
@@ -21,7 +23,9 @@ use crate::engine::redb::search::{self, SearchIndexer};
 use crate::engine::redb::storage::{DatabaseFile, FileRole};
 use crate::engine::redb::tables::{self, IdempotencyRecord, WriteTables};
 use crate::engine::redb::writer::{IdleWork, Writer};
-use crate::engine::{MessagePage, Reply};
+use crate::engine::MessagePage;
+#[cfg(feature = "tokio")]
+use crate::engine::Reply;
 use crate::error::{Error, Result};
 use crate::json::JsonText;
 use crate::model::Erased;
@@ -338,6 +342,7 @@ impl RedbEngine {
 
     /// A read transaction if one begins without waiting for the
     /// database's lock (maintenance holds it); `None` otherwise.
+    #[cfg(feature = "tokio")]
     fn read_now(&self) -> Option<Result<ReadTransaction>> {
         match self.inner.db.try_read() {
             Ok(db) => Some(db.begin_read().map_err(Error::from)),
@@ -458,6 +463,7 @@ impl RedbEngine {
     /// in the message cache at its record's revision, or the session
     /// missing. `None` otherwise, having waited for nothing and read no
     /// message.
+    #[cfg(feature = "tokio")]
     pub(crate) fn get_session_now(&self, id: Uuid, access: Access<'_>) -> Option<Result<Option<Session>>> {
         let txn = self.read_now()?;
         let answer = guard_panics(&self.inner.path, || {
@@ -510,6 +516,7 @@ impl RedbEngine {
 
     /// As [`Self::add_messages`], answered through `reply` from the
     /// writer's threads; the caller waits for nothing.
+    #[cfg(feature = "tokio")]
     pub(crate) fn submit_add_messages(
         &self,
         id: Uuid,
@@ -726,6 +733,7 @@ impl RedbEngine {
     /// database free (no maintenance holds it) and every title in the
     /// message cache. `None` otherwise, having waited for nothing and read
     /// no message.
+    #[cfg(feature = "tokio")]
     pub(crate) fn user_sessions_page_now(
         &self,
         user: &str,

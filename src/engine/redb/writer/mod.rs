@@ -167,6 +167,7 @@ impl Writer {
     /// from the thread that answers the batch (the one that committed it).
     /// When no commit is under way, the background thread leads one: the
     /// calling thread never commits, so an async worker may call this.
+    #[cfg(feature = "tokio")]
     pub fn submit<T, F>(&self, durability: Durability, op: F, reply: Reply<T>)
     where
         T: Send + 'static,

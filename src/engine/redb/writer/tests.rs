@@ -1,5 +1,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Barrier};
+#[cfg(feature = "tokio")]
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
 use std::thread::ThreadId;
 
 use redb::StorageBackend;
@@ -138,8 +140,10 @@ fn writer(idle: Arc<dyn super::IdleWork>) -> (tempfile::TempDir, super::Writer) 
 }
 
 /// No idle work.
+#[cfg(feature = "tokio")]
 struct NoIdleWork;
 
+#[cfg(feature = "tokio")]
 impl super::IdleWork for NoIdleWork {
     fn due(&self) -> bool {
         false
@@ -150,9 +154,11 @@ impl super::IdleWork for NoIdleWork {
 }
 
 /// What a submitted request answered: what it was asked, and its result.
+#[cfg(feature = "tokio")]
 type Answered<T> = (usize, crate::Result<T>);
 
 /// Submits `op` as request `asked`, its answer sent to `answers`.
+#[cfg(feature = "tokio")]
 fn submit<T, F>(writer: &super::Writer, asked: usize, answers: &mpsc::Sender<Answered<T>>, op: F)
 where
     T: Send + 'static,
@@ -167,6 +173,7 @@ where
 /// answered once, with its own result, and committed on a thread that is
 /// not its caller's.
 #[test]
+#[cfg(feature = "tokio")]
 fn submitted_requests_are_each_answered_once_off_their_callers_thread() {
     let (_dir, writer) = writer(Arc::new(NoIdleWork));
     let (answers, answered) = mpsc::channel();
@@ -206,6 +213,7 @@ fn submitted_requests_are_each_answered_once_off_their_callers_thread() {
 /// that panics stops the writer and is answered `WriterStopped`, as is any
 /// submitted after.
 #[test]
+#[cfg(feature = "tokio")]
 fn submitted_requests_are_answered_when_the_writer_fails() {
     let (_dir, writer) = writer(Arc::new(NoIdleWork));
     let (answers, answered) = mpsc::channel();
