@@ -744,28 +744,17 @@ fn load_bytes(bytes: u64, ss_path: &Path, sq_path: &Path) -> [(Uuid, String); 2]
     let ids: Vec<Uuid> = (0..sessions).map(|i| Uuid::from_u128(i as u128 + 1)).collect();
     for id in &ids {
         importer
-            .add_session(sessionstore::SessionInfo {
-                session_id: *id,
-                user_id: Some(format!("user-{}", id.as_u128() % 1000)),
-                created_at: now.clone(),
-                updated_at: now.clone(),
-                expired_at: None,
-                context: None,
-                metadata: None,
-                message_count: 0,
-                extra: Default::default(),
-            })
+            .add_session(common::imported_session(
+                *id,
+                format!("user-{}", id.as_u128() % 1000),
+                &now,
+            ))
             .expect("add session");
-        let messages = turns
-            .iter()
-            .map(|turn| {
-                next_id += 1;
-                turn.to_message(
-                    next_id - 1,
-                    Timestamp::from_micros(now.micros(), TimestampForm::Utc),
-                )
-            })
-            .collect();
+        let messages = common::imported_messages(
+            &turns,
+            &mut next_id,
+            &Timestamp::from_micros(now.micros(), TimestampForm::Utc),
+        );
         importer.add_messages(*id, messages).expect("add messages");
     }
     importer.finish().expect("finish");

@@ -220,6 +220,34 @@ impl Turn {
 }
 
 /// `n` turns of one conversation.
+/// A session row for an importer, created and updated at `at`, without
+/// context or metadata; its messages come after.
+pub fn imported_session(id: Uuid, user: String, at: &Timestamp) -> SessionInfo {
+    SessionInfo {
+        session_id: id,
+        user_id: Some(user),
+        created_at: at.clone(),
+        updated_at: at.clone(),
+        expired_at: None,
+        context: None,
+        metadata: None,
+        message_count: 0,
+        extra: Default::default(),
+    }
+}
+
+/// `turns` as messages for an importer, at `at`, their ids from
+/// `*next_id` on (left past the last).
+pub fn imported_messages(turns: &[Turn], next_id: &mut u64, at: &Timestamp) -> Vec<Message> {
+    turns
+        .iter()
+        .map(|turn| {
+            *next_id += 1;
+            turn.to_message(*next_id - 1, at.clone())
+        })
+        .collect()
+}
+
 pub fn conversation(seed: u64, n: u64) -> Vec<Turn> {
     let mut rng = Rng::new(seed);
     (0..n).map(|i| Turn::new(&mut rng, i)).collect()
@@ -649,25 +677,13 @@ impl BigStore {
             );
             importer
                 .add_session(SessionInfo {
-                    session_id: id,
-                    user_id: Some(user),
-                    created_at: at.clone(),
-                    updated_at: at.clone(),
-                    expired_at: None,
                     context: Some(sessionstore::JsonText::object("context", "{}").expect("json")),
                     metadata: Some(sessionstore::JsonText::object("metadata", "{}").expect("json")),
-                    message_count: 0,
-                    extra: Default::default(),
+                    ..imported_session(id, user, &at)
                 })
                 .expect("add session");
             if target {
-                let messages = turns
-                    .iter()
-                    .map(|turn| {
-                        next_id += 1;
-                        turn.to_message(next_id - 1, at.clone())
-                    })
-                    .collect();
+                let messages = imported_messages(&turns, &mut next_id, &at);
                 importer.add_messages(id, messages).expect("add messages");
             }
         }

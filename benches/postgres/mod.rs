@@ -17,9 +17,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sessionstore::{Durability, SessionInfo, SessionStore, Timestamp, Uuid};
+use sessionstore::{Durability, SessionStore, Timestamp, Uuid};
 
-use crate::common::{conversation, ss_session, BigStore, TARGET_USER};
+use crate::common::{conversation, imported_messages, imported_session, ss_session, BigStore, TARGET_USER};
 use crate::{median_micros, percentile, throughput, Config};
 
 /// The PostgreSQL figure of each workload measured, by the report's names.
@@ -236,25 +236,9 @@ fn search(config: Config, url: &str, notes: &mut Vec<String>) -> Figures {
         let id = Uuid::new_v4();
         let at = Timestamp::now();
         importer
-            .add_session(SessionInfo {
-                session_id: id,
-                user_id: Some("searcher".into()),
-                created_at: at.clone(),
-                updated_at: at.clone(),
-                expired_at: None,
-                context: None,
-                metadata: None,
-                message_count: 0,
-                extra: Default::default(),
-            })
+            .add_session(imported_session(id, "searcher".into(), &at))
             .expect("add session");
-        let messages = turns
-            .iter()
-            .map(|turn| {
-                next_id += 1;
-                turn.to_message(next_id - 1, at.clone())
-            })
-            .collect();
+        let messages = imported_messages(&turns, &mut next_id, &at);
         importer.add_messages(id, messages).expect("add messages");
     }
     importer.finish().expect("finish");
