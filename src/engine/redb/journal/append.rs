@@ -31,6 +31,7 @@ impl Journal {
         self.write_blocks(&record, sync && !self.unsynced)
             .map_err(|e| self.io("append to", e))?;
         self.last_start = Some(self.end);
+        self.marked = false;
         self.end += record.len() as u64;
         self.next_lsn += 1;
         self.unsynced = true;

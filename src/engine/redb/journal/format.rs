@@ -18,6 +18,17 @@ pub(super) const ALIGN: u64 = 8;
 pub(super) type Replayed = (u64, Vec<u8>);
 /// The payload of the record [`Journal::mark_checkpointed`] writes.
 pub(super) const CHECKPOINT_MARKER: &[u8] = b"checkpointed";
+/// What a journal starts with, as an open finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Start {
+    /// Zeros (no record, no marker), or no file.
+    Zeros,
+    /// The checkpoint marker (see [`Journal::mark_checkpointed`]) of a
+    /// round the database holds.
+    Marker,
+    /// Anything else: a record, or damage.
+    Records,
+}
 /// Record `lsn` of `round` holding `payload`, padded to a multiple of
 /// [`ALIGN`].
 pub(super) fn record(lsn: u64, synced: u64, round: u64, payload: &[u8]) -> Result<Vec<u8>> {

@@ -176,6 +176,9 @@ pub(crate) struct Journal {
     upcoming: u64,
     /// What the database says durably of the journal.
     announced: Announced,
+    /// The file starts with the checkpoint marker, and nothing was
+    /// appended since it was written or found.
+    marked: bool,
 }
 
 impl Journal {
@@ -198,6 +201,7 @@ impl Journal {
             round: new_round(),
             upcoming: new_round(),
             announced: Announced::Nothing,
+            marked: false,
         }
     }
 

@@ -20,9 +20,9 @@ pub(super) enum Slot {
 }
 impl Journal {
     /// The records of the current round with lsn above `durable`, in order,
-    /// and whether the file starts with zeros (no record, no marker).
+    /// and what the file starts with.
     /// `written`: the file's size before [`Journal::grow_to`] filled it.
-    pub(super) fn read_after(&self, durable: u64, written: u64) -> Result<(Vec<Replayed>, bool)> {
+    pub(super) fn read_after(&self, durable: u64, written: u64) -> Result<(Vec<Replayed>, Start)> {
         let mut records = Vec::new();
         let mut at = 0u64;
         let mut expected: Option<u64> = None;
@@ -33,6 +33,7 @@ impl Journal {
         // end needs no look for damage, which spares a clean open reading
         // the whole file.
         let mut checkpointed = false;
+        let mut start = Start::Records;
         let check_end = |at, wanted, round, records: &Vec<_>, checkpointed| {
             if checkpointed && records.is_empty() {
                 return Ok(());
@@ -53,7 +54,7 @@ impl Journal {
                 }
                 Slot::Empty if at == 0 => {
                     check_end(at, wanted, round, &records, checkpointed)?;
-                    return Ok((records, true));
+                    return Ok((records, Start::Zeros));
                 }
                 // A record of another round is where this one ends.
                 Slot::Record { .. } | Slot::Empty | Slot::Bad => {
@@ -61,7 +62,12 @@ impl Journal {
                     break;
                 }
             };
-            checkpointed |= at == 0 && lsn <= durable;
+            if at == 0 && lsn <= durable {
+                checkpointed = true;
+                if payload == CHECKPOINT_MARKER {
+                    start = Start::Marker;
+                }
+            }
             match expected {
                 Some(lsn_wanted) if lsn != lsn_wanted => {
                     check_end(at, wanted, round, &records, checkpointed)?;
@@ -85,7 +91,7 @@ impl Journal {
             expected = Some(lsn + 1);
             at = next;
         }
-        Ok((records, false))
+        Ok((records, start))
     }
 
     /// The current round of the journal ended at `at`, where record `lsn`

@@ -8,8 +8,8 @@ use super::*;
 pub(crate) struct Recovery {
     path: PathBuf,
     records: Vec<Replayed>,
-    /// The file starts with zeros (no record, no marker), or is missing.
-    starts_empty: bool,
+    /// What the file starts with ([`Start::Zeros`] when it is missing).
+    start: Start,
     /// The database says a round may hold records it lacks.
     announced: bool,
 }
@@ -59,7 +59,7 @@ impl Journal {
             return Ok(Recovery {
                 path,
                 records: Vec::new(),
-                starts_empty: true,
+                start: Start::Zeros,
                 announced: false,
             });
         };
@@ -78,7 +78,7 @@ impl Journal {
         if let Some(outstanding) = outstanding {
             journal.check_round(outstanding.round, durable)?;
         }
-        let (records, starts_empty) = journal.read_after(durable, written)?;
+        let (records, start) = journal.read_after(durable, written)?;
         if verify && !records.is_empty() {
             tracing::info!(
                 path = %journal.path.display(),
@@ -90,7 +90,7 @@ impl Journal {
         Ok(Recovery {
             path: journal.path,
             records,
-            starts_empty,
+            start,
             announced: outstanding.is_some(),
         })
     }
@@ -148,7 +148,9 @@ impl Journal {
         self.file
             .write(0, &record)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| self.io("mark the start of", e))
+            .map_err(|e| self.io("mark the start of", e))?;
+        self.marked = true;
+        Ok(())
     }
 }
 impl Recovery {
@@ -214,8 +216,10 @@ impl Recovery {
         journal.capacity = journal.grow_to(crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES, written)?;
         journal.synced = journal.last_appended();
         journal.cut_to(max)?;
-        if self.starts_empty {
-            journal.mark_checkpointed()?;
+        match self.start {
+            Start::Zeros => journal.mark_checkpointed()?,
+            Start::Marker => journal.marked = true,
+            Start::Records => {}
         }
         Ok(journal)
     }

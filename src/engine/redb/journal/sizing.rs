@@ -86,12 +86,23 @@ impl Journal {
         }
     }
 
-    /// Cuts the journal to the smallest size once the store's last commit
-    /// holds every record durably and says the database needs the journal
-    /// no more (the store closes): a store at rest takes little room.
-    pub fn shrink_to_smallest(&mut self) {
+    /// The store closes, its last commit holding every record durably and
+    /// saying the database needs the journal no more: cuts the journal to
+    /// the smallest size (a store at rest takes little room) and marks its
+    /// start checkpointed (see [`Journal::mark_checkpointed`]), unless it
+    /// is marked already. The next open then reads the marker and nothing
+    /// after it, where it would read whatever record of the last round
+    /// lies at the start (a batch as large as the journal, or one the cut
+    /// ran through, which has it look for damage through the whole file).
+    /// A failure is logged: the next open reads further, no harm done.
+    pub fn close_cleanly(&mut self) {
         if let Err(error) = self.cut_to(crate::engine::redb::RedbOptions::MIN_JOURNAL_BYTES) {
             tracing::warn!(path = %self.path.display(), %error, "the journal could not be made smaller");
+        }
+        if !self.marked {
+            if let Err(error) = self.mark_checkpointed() {
+                tracing::warn!(path = %self.path.display(), %error, "the journal's start could not be marked");
+            }
         }
     }
 

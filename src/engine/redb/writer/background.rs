@@ -206,7 +206,7 @@ impl Committer {
                 return;
             }
         }
-        self.journal.shrink_to_smallest();
+        self.journal.close_cleanly();
     }
 
     pub(super) fn checkpoint_logged(&mut self) {
