@@ -1037,11 +1037,7 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
         });
     }
     tables::next_message_id(&meta).map_err(|e| corrupt(e.to_string()))?;
-    let complete = match tables::check_layout(&txn) {
-        Ok(complete) => complete,
-        Err(redb::TableError::Storage(e)) => return Err(e.into()),
-        Err(e) => return Err(corrupt(e.to_string())),
-    };
+    let complete = tables::check_layout(&txn)?;
     if !complete {
         // Tables are opened as used: a file must have every one before.
         drop((meta, txn));
