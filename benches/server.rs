@@ -65,6 +65,11 @@ const REDIS_PREFIX: &str = "agents:session";
 
 type Outcome<T> = std::result::Result<T, String>;
 
+/// The allocator `sessionstore serve` runs with (see its `main.rs`): the
+/// server measured here is that one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // ---- data ---------------------------------------------------------------
 
 const WORDS: [&str; 48] = [
