@@ -1,10 +1,12 @@
 //! `cargo bench --bench server`: sessionstore's HTTP API against Redis,
 //! side by side in one run, on loopback with 64 keep-alive connections a
-//! side (one per worker task on a tokio runtime), for three lines:
+//! side (one per worker task on a tokio runtime), for four lines:
 //!
 //! 1. reading a session of 20 messages, spread over 1,000 sessions;
 //! 2. durable appends of one message;
-//! 3. listing a user's sessions for a sidebar (20 at most).
+//! 3. listing a user's sessions for a sidebar (20 at most);
+//! 4. durable appends of one message to sessions without a user, which the
+//!    search index leaves out (on Redis: without the user index's `ZADD`).
 //!
 //! sessionstore: `sessionstore::server::serve` (the router of `sessionstore
 //! serve`) in this process on a tokio runtime of its own, on TCP 127.0.0.1,
@@ -21,7 +23,9 @@
 //! `redis-server` the Redis side is skipped, loudly.
 //!
 //! Both sides hold the same data: 1,000 sessions of 20 messages (200 bytes
-//! to 2 KB of text each) over 100 users. The lines run in turn, each first
+//! to 2 KB of text each) over 100 users, and 1,000 sessions without a user
+//! holding the same messages. The lines run in turn (those named in
+//! `SESSIONSTORE_BENCH_LINES`, e.g. `append,anonymous-append`, when set), each first
 //! on sessionstore, then on Redis: a warm-up (a fifth of the measured time,
 //! at least a second), then `SESSIONSTORE_BENCH_SECS` seconds (default 10)
 //! measured. Only successful answers count; any error answer fails the run.
@@ -64,6 +68,11 @@ const APPEND_POOL: usize = 512;
 const REDIS_PREFIX: &str = "agents:session";
 
 type Outcome<T> = std::result::Result<T, String>;
+
+/// The allocator `sessionstore serve` runs with (see its `main.rs`): the
+/// server measured here is that one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // ---- data ---------------------------------------------------------------
 
@@ -155,6 +164,14 @@ impl Message {
         }
     }
 
+    fn copy(&self) -> Message {
+        Message {
+            role: self.role,
+            content: self.content.clone(),
+            item: self.item.clone(),
+        }
+    }
+
     fn to_new_message(&self) -> NewMessage {
         NewMessage::new(self.role, self.content.clone())
     }
@@ -173,7 +190,8 @@ fn title(first_user_message: &str) -> String {
 
 struct Session {
     id: Uuid,
-    user: usize,
+    /// `None`: a session without a user, which the search index leaves out.
+    user: Option<usize>,
     messages: Vec<Message>,
 }
 
@@ -199,6 +217,8 @@ fn redis_user_key(user: &str) -> String {
 /// What both sides hold, and what the appends add.
 struct Data {
     sessions: Vec<Session>,
+    /// As many sessions without a user, holding the same messages.
+    anonymous: Vec<Session>,
     appends: Vec<Message>,
 }
 
@@ -214,12 +234,31 @@ fn load_sessionstore(store: &SessionStore, rng: &mut Rng) -> sessionstore::Resul
             .collect();
         let id = relaxed.create_session(Some(&user_name(user)))?;
         relaxed.add_messages(id, messages.iter().map(Message::to_new_message).collect())?;
-        sessions.push(Session { id, user, messages });
+        sessions.push(Session {
+            id,
+            user: Some(user),
+            messages,
+        });
+    }
+    let mut anonymous = Vec::with_capacity(SESSIONS);
+    for session in &sessions {
+        let id = relaxed.create_session(None)?;
+        relaxed.add_messages(id, session.messages.iter().map(Message::to_new_message).collect())?;
+        let messages = session.messages.iter().map(Message::copy).collect();
+        anonymous.push(Session {
+            id,
+            user: None,
+            messages,
+        });
     }
     let appends = (0..APPEND_POOL)
         .map(|i| Message::new(rng, if i % 2 == 0 { Role::User } else { Role::Assistant }))
         .collect();
-    Ok(Data { sessions, appends })
+    Ok(Data {
+        sessions,
+        anonymous,
+        appends,
+    })
 }
 
 fn unix_now() -> Duration {
@@ -227,11 +266,12 @@ fn unix_now() -> Duration {
 }
 
 /// The same sessions in Redis, as `RedisSession.add_items` leaves them,
-/// with the title a sidebar shows and the user index.
+/// with the title a sidebar shows and the user index (of the sessions with
+/// a user).
 async fn load_redis(client: &redis::Client, data: &Data) -> Outcome<()> {
     let mut connection = redis_connection(client).await?;
     let now = unix_now();
-    for chunk in data.sessions.chunks(50) {
+    for chunk in data.sessions.chunks(50).chain(data.anonymous.chunks(50)) {
         let mut pipe = redis::pipe();
         for session in chunk {
             let key = session.redis_key();
@@ -248,10 +288,12 @@ async fn load_redis(client: &redis::Client, data: &Data) -> Outcome<()> {
                 .arg("title")
                 .arg(title(first_user.map_or("", |m| m.content.as_str())));
             pipe.cmd("RPUSH").arg(redis_messages_key(&key)).arg(items);
-            pipe.cmd("ZADD")
-                .arg(redis_user_key(&user_name(session.user)))
-                .arg(now.as_secs_f64())
-                .arg(session.id.to_string());
+            if let Some(user) = session.user {
+                pipe.cmd("ZADD")
+                    .arg(redis_user_key(&user_name(user)))
+                    .arg(now.as_secs_f64())
+                    .arg(session.id.to_string());
+            }
         }
         pipe.query_async::<()>(&mut connection)
             .await
@@ -394,14 +436,32 @@ enum Line {
     Read,
     Append,
     List,
+    /// Appends to sessions without a user: what an append costs without
+    /// the search index (Redis: the same, without the user index).
+    AnonymousAppend,
 }
 
 impl Line {
+    /// The order they run in: the appends without a user before those with
+    /// one, whose messages the search index is still indexing afterwards.
+    const ALL: [Line; 4] = [Line::Read, Line::AnonymousAppend, Line::Append, Line::List];
+
     fn name(self) -> &'static str {
         match self {
             Line::Read => "read a 20-message session",
             Line::Append => "durable append (1 message)",
             Line::List => "list a user's sessions (limit 20)",
+            Line::AnonymousAppend => "durable append, session without a user",
+        }
+    }
+
+    /// Its name in `SESSIONSTORE_BENCH_LINES`.
+    fn key(self) -> &'static str {
+        match self {
+            Line::Read => "read",
+            Line::Append => "append",
+            Line::List => "list",
+            Line::AnonymousAppend => "anonymous-append",
         }
     }
 }
@@ -514,8 +574,13 @@ fn expect_count(what: &str, got: usize, expected: usize) -> Outcome<()> {
 
 /// One request of `line`, its session or user drawn from `rng`.
 async fn request(connection: &mut Connection, line: Line, data: &Data, rng: &mut Rng) -> Outcome<()> {
-    let session = &data.sessions[rng.below(SESSIONS as u64) as usize];
+    let sessions = match line {
+        Line::AnonymousAppend => &data.anonymous,
+        Line::Read | Line::Append | Line::List => &data.sessions,
+    };
+    let session = &sessions[rng.below(SESSIONS as u64) as usize];
     let sessions_per_user = SESSIONS / USERS;
+    let user = session.user.map(user_name).unwrap_or_default();
     match (connection, line) {
         (Connection::Http(sender), Line::Read) => {
             let path = format!("/v1/sessions/{}", session.id);
@@ -523,7 +588,7 @@ async fn request(connection: &mut Connection, line: Line, data: &Data, rng: &mut
             let answer: SessionAnswer = parse(&path, &body)?;
             expect_count(&path, answer.messages.len(), MESSAGES_PER_SESSION)
         }
-        (Connection::Http(sender), Line::Append) => {
+        (Connection::Http(sender), Line::Append | Line::AnonymousAppend) => {
             let message = &data.appends[rng.below(APPEND_POOL as u64) as usize];
             let path = format!("/v1/sessions/{}/messages", session.id);
             let body = format!("{{\"messages\":[{}]}}", message.item);
@@ -532,7 +597,7 @@ async fn request(connection: &mut Connection, line: Line, data: &Data, rng: &mut
             expect_count(&path, answer.ids.len(), 1)
         }
         (Connection::Http(sender), Line::List) => {
-            let path = format!("/v1/users/{}/sessions?limit={SIDEBAR}", user_name(session.user));
+            let path = format!("/v1/users/{user}/sessions?limit={SIDEBAR}");
             let body = http(sender, Method::GET, &path, None, StatusCode::OK).await?;
             let answer: SidebarAnswer = parse(&path, &body)?;
             expect_count(&path, answer.sessions.len(), sessions_per_user.min(SIDEBAR))
@@ -552,15 +617,15 @@ async fn request(connection: &mut Connection, line: Line, data: &Data, rng: &mut
             }
             expect_count(&key, items.len(), MESSAGES_PER_SESSION)
         }
-        (Connection::Redis(connection), Line::Append) => {
+        (Connection::Redis(connection), Line::Append | Line::AnonymousAppend) => {
             // RedisSession.add_items(): one MULTI/EXEC pipeline, plus the
-            // user index.
+            // user index of a session with a user.
             let message = &data.appends[rng.below(APPEND_POOL as u64) as usize];
             let key = session.redis_key();
             let now = unix_now();
             let id = session.id.to_string();
-            redis::pipe()
-                .atomic()
+            let mut pipe = redis::pipe();
+            pipe.atomic()
                 .cmd("HSET")
                 .arg(&key)
                 .arg("session_id")
@@ -575,19 +640,21 @@ async fn request(connection: &mut Connection, line: Line, data: &Data, rng: &mut
                 .cmd("HSET")
                 .arg(&key)
                 .arg("updated_at")
-                .arg(now.as_secs())
-                .cmd("ZADD")
-                .arg(redis_user_key(&user_name(session.user)))
-                .arg(now.as_secs_f64())
-                .arg(&id)
-                .query_async::<()>(connection)
+                .arg(now.as_secs());
+            if session.user.is_some() {
+                pipe.cmd("ZADD")
+                    .arg(redis_user_key(&user))
+                    .arg(now.as_secs_f64())
+                    .arg(&id);
+            }
+            pipe.query_async::<()>(connection)
                 .await
                 .map_err(|e| format!("append to {key}: {e}"))
         }
         (Connection::Redis(connection), Line::List) => {
             // The sidebar: the user's latest sessions, then title, last
             // activity and count of each in one pipeline.
-            let user_key = redis_user_key(&user_name(session.user));
+            let user_key = redis_user_key(&user);
             let ids: Vec<String> = redis::cmd("ZREVRANGE")
                 .arg(&user_key)
                 .arg(0)
@@ -728,7 +795,7 @@ fn counters_note(line: Line, before: &StoreCounters, after: &StoreCounters) -> S
     let misses = after.message_cache_misses - before.message_cache_misses;
     let checkpoints = after.checkpoints - before.checkpoints;
     match line {
-        Line::Append => format!(
+        Line::Append | Line::AnonymousAppend => format!(
             "{}: sessionstore made {commits} group commits of {requests} appends ({:.1} a commit), {checkpoints} checkpoints",
             line.name(),
             requests as f64 / commits.max(1) as f64
@@ -881,6 +948,29 @@ fn seconds_from_env() -> Outcome<u64> {
     }
 }
 
+/// The lines `SESSIONSTORE_BENCH_LINES` names (comma-separated keys, see
+/// [`Line::key`]), in the bench's order; all of them when it is not set.
+fn lines_from_env() -> Outcome<Vec<Line>> {
+    let Ok(text) = std::env::var("SESSIONSTORE_BENCH_LINES") else {
+        return Ok(Line::ALL.to_vec());
+    };
+    let keys: Vec<&str> = text.split(',').map(str::trim).collect();
+    if let Some(unknown) = keys
+        .iter()
+        .find(|k| !Line::ALL.iter().any(|line| line.key() == **k))
+    {
+        let known: Vec<&str> = Line::ALL.iter().map(|line| line.key()).collect();
+        return Err(format!(
+            "SESSIONSTORE_BENCH_LINES: no line {unknown:?} (the lines: {})",
+            known.join(", ")
+        ));
+    }
+    Ok(Line::ALL
+        .into_iter()
+        .filter(|line| keys.contains(&line.key()))
+        .collect())
+}
+
 fn report_path() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -947,7 +1037,7 @@ fn main() -> Outcome<()> {
         clients.block_on(load_redis(&redis.client, &data))?;
     }
     eprintln!(
-        "loaded {SESSIONS} sessions x {MESSAGES_PER_SESSION} messages over {USERS} users into {} in {:.1} s; \
+        "loaded {SESSIONS} sessions x {MESSAGES_PER_SESSION} messages over {USERS} users, and as many without a user, into {} in {:.1} s; \
          {CONNECTIONS} connections a side, {} s warm-up + {} s measured per line and side",
         if redis.is_some() { "sessionstore and Redis" } else { "sessionstore" },
         loaded.elapsed().as_secs_f64(),
@@ -957,7 +1047,7 @@ fn main() -> Outcome<()> {
 
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for line in [Line::Read, Line::Append, Line::List] {
+    for line in lines_from_env()? {
         eprintln!("{}: sessionstore...", line.name());
         let before = observed.counters();
         let ours = clients.block_on(run_line(

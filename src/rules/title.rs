@@ -5,8 +5,12 @@
 /// conversation` when it has none.
 pub(crate) fn title(first_user_message: Option<&str>) -> String {
     match first_user_message {
-        Some(content) if content.chars().count() > 50 => {
-            let mut title: String = content.chars().take(47).collect();
+        // Over 50 characters: a 51st exists (looked for, not counted: a
+        // message may run to megabytes).
+        Some(content) if content.char_indices().nth(50).is_some() => {
+            let cut = content.char_indices().nth(47).map_or(content.len(), |(at, _)| at);
+            let mut title = String::with_capacity(cut + 3);
+            title.push_str(&content[..cut]);
             title.push_str("...");
             title
         }
@@ -23,6 +27,7 @@ mod tests {
     fn titles_cut_like_the_old_store() {
         assert_eq!(title(Some(&"x".repeat(50))), "x".repeat(50));
         assert_eq!(title(Some(&"é".repeat(51))), format!("{}...", "é".repeat(47)));
+        assert_eq!(title(Some(&"é".repeat(50))), "é".repeat(50));
         assert_eq!(title(None), "New conversation");
     }
 }

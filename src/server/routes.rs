@@ -22,7 +22,7 @@ use super::session_json;
 use super::AppState;
 use crate::{
     AsyncSessionStore, AsyncUserView, Error, Message, NewMessage, Role, SearchCursor, SearchHit, Session,
-    SessionCursor,
+    SessionCursor, SessionSummary,
 };
 
 type Answer<T> = std::result::Result<T, ApiError>;
@@ -459,7 +459,7 @@ pub async fn user_sessions(
     caller: Caller,
     Path(user): Path<String>,
     Query(query): Query<SessionsQuery>,
-) -> Answer<axum::Json<Value>> {
+) -> Answer<axum::Json<SessionsAnswer>> {
     caller.may_act_for(&user)?;
     let limit = limit(query.limit, 20)? as usize;
     let cursor = match query.cursor.as_deref() {
@@ -470,10 +470,19 @@ pub async fn user_sessions(
         .store
         .user_sessions_page(user, query.include_expired, cursor, limit)
         .await?;
-    Ok(axum::Json(json!({
-        "sessions": page.sessions,
-        "next_cursor": page.next.map(|next| next.to_string()),
-    })))
+    Ok(axum::Json(SessionsAnswer {
+        sessions: page.sessions,
+        next_cursor: page.next.map(|next| next.to_string()),
+    }))
+}
+
+/// One page of a user's sessions, serialised as it is (no `Value` built).
+#[derive(Debug, Serialize)]
+pub struct SessionsAnswer {
+    /// The sessions, the latest activity first.
+    pub sessions: Vec<SessionSummary>,
+    /// Where the next page starts; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// The search asked of `GET /v1/users/{user}/search`.
