@@ -15,12 +15,12 @@ use crate::rules::search::Terms;
 /// Segments merge this many at a time,
 pub(super) const FANIN: usize = 8;
 /// those of one tier (a tier spans a factor of [`FANIN`] in messages),
-/// and only into a segment of at most this many messages: merging or
-/// rewriting one such segment takes about a millisecond (64-word
-/// messages, measured in the unit tests' release runs), so no idle commit
-/// holds the writer long. A user's history of n messages lies in about
-/// n / 4096 segments that large, and up to 7 per tier below.
-pub(super) const MAX_SEGMENT_DOCS: usize = 8192;
+/// and only into a segment of at most this many messages: merging into,
+/// or rewriting, one such segment takes a few milliseconds (messages of
+/// 5 to 65 words, about 40 distinct), so no idle commit holds the writer
+/// long. A user's history of n messages lies in about n / 2,000
+/// segments, 7 at most in each smaller tier.
+pub(super) const MAX_SEGMENT_DOCS: usize = 4096;
 
 /// A user's row of `search_stats`: BM25's statistics of the live indexed
 /// messages, and the number the next segment gets.
@@ -233,6 +233,21 @@ fn segments(tables: &mut WriteTables<'_>, user: u64) -> Result<Vec<(u64, Vec<Doc
     Ok(found)
 }
 
+/// The segments of a user, with how many messages each holds.
+fn segment_sizes(tables: &mut WriteTables<'_>, user: u64) -> Result<Vec<(u64, usize)>> {
+    let mut found = Vec::new();
+    for entry in tables
+        .search_segments
+        .table()?
+        .range((user, 0)..=(user, u64::MAX))?
+    {
+        let (key, value) = entry?;
+        let number = key.value().1;
+        found.push((number, segment::header_docs(user, number, value.value())?));
+    }
+    Ok(found)
+}
+
 /// The tier of a segment of `docs` messages: segments of one tier merge.
 fn tier(docs: usize) -> u32 {
     docs.max(1).ilog2() / FANIN.ilog2()
@@ -246,8 +261,8 @@ fn tier(docs: usize) -> u32 {
 /// (another piece may be due).
 pub(super) fn tidy(tables: &mut WriteTables<'_>, user: u64) -> Result<bool> {
     let tombstones = tombstones(tables.search_tombstones.table()?, user)?;
-    let all = segments(tables, user)?;
     if !tombstones.is_empty() {
+        let all = segments(tables, user)?;
         let holding = all
             .iter()
             .position(|(number, docs)| docs.iter().any(|doc| is_dead(&tombstones, doc, *number)));
@@ -261,20 +276,26 @@ pub(super) fn tidy(tables: &mut WriteTables<'_>, user: u64) -> Result<bool> {
         }
         return Ok(true);
     }
-    let mut tiers: BTreeMap<u32, Vec<&(u64, Vec<Doc>)>> = BTreeMap::new();
-    for segment in &all {
-        tiers.entry(tier(segment.1.len())).or_default().push(segment);
+    let mut tiers: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
+    for (number, docs) in segment_sizes(tables, user)? {
+        tiers.entry(tier(docs)).or_default().push((number, docs));
     }
     for members in tiers.values_mut() {
         if members.len() < FANIN {
             continue;
         }
-        members.sort_by_key(|(_, docs)| docs.len());
-        let chosen: Vec<(u64, Vec<Doc>)> = members[..FANIN].iter().map(|s| (*s).clone()).collect();
-        if chosen.iter().map(|(_, docs)| docs.len()).sum::<usize>() > MAX_SEGMENT_DOCS {
+        members.sort_by_key(|&(_, docs)| docs);
+        let chosen = &members[..FANIN];
+        if chosen.iter().map(|&(_, docs)| docs).sum::<usize>() > MAX_SEGMENT_DOCS {
             break;
         }
-        merge(tables, user, &chosen, &tombstones)?;
+        let mut inputs = Vec::with_capacity(FANIN);
+        for &(number, _) in chosen {
+            let value = tables.search_segments.table()?.get((user, number))?;
+            let value = value.ok_or_else(|| Error::corrupt_record("search_segments", "a segment gone"))?;
+            inputs.push((number, segment::decode_header(user, number, value.value())?));
+        }
+        merge(tables, user, &inputs, &tombstones)?;
         return Ok(true);
     }
     Ok(false)

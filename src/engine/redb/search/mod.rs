@@ -75,11 +75,11 @@ use crate::rules::search::Terms;
 pub(crate) const INDEX_VERSION: u8 = 2;
 
 /// Pending messages indexed per relaxed commit of the idle work, at most,
-const IDLE_STEP: usize = 256;
+const IDLE_STEP: usize = 128;
 /// and no more once their contents reach this many bytes: a write
 /// arriving meanwhile waits for at most one such commit (a few
 /// milliseconds).
-const IDLE_STEP_BYTES: usize = 512 * 1024;
+const IDLE_STEP_BYTES: usize = 256 * 1024;
 /// The idle work indexes once this many messages wait,
 const BACKLOG: u64 = 64;
 /// or once no message was queued for this long: a chatbot appending

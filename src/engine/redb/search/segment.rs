@@ -157,6 +157,22 @@ impl Reader<'_, '_> {
         Ok(bytes.try_into().expect("N bytes"))
     }
 
+    /// A header's format byte and list of sessions.
+    fn sessions(&mut self) -> Result<Vec<u128>> {
+        if self.array::<1>()? != [HEADER_FORMAT] {
+            return Err(self.key.damaged("an unknown format"));
+        }
+        let count = self.count(16)?;
+        let mut sessions = Vec::with_capacity(count);
+        for _ in 0..count {
+            sessions.push(u128::from_le_bytes(self.array()?));
+        }
+        if sessions.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(self.key.damaged("sessions out of order"));
+        }
+        Ok(sessions)
+    }
+
     fn end(&self) -> Result<()> {
         if self.at == self.bytes.len() {
             Ok(())
@@ -199,21 +215,20 @@ pub(crate) fn encode_header(user: u64, segment: u64, docs: &[Doc]) -> Vec<u8> {
     Key::Header { user, segment }.seal(out)
 }
 
+/// How many messages a header lists (its checksum verified, its list
+/// not read).
+pub(crate) fn header_docs(user: u64, segment: u64, value: &[u8]) -> Result<usize> {
+    let key = Key::Header { user, segment };
+    let mut reader = key.open(value)?;
+    reader.sessions()?;
+    reader.count(3)
+}
+
 /// The messages of a header, as [`encode_header`] wrote them.
 pub(crate) fn decode_header(user: u64, segment: u64, value: &[u8]) -> Result<Vec<Doc>> {
     let key = Key::Header { user, segment };
     let mut reader = key.open(value)?;
-    if reader.array::<1>()? != [HEADER_FORMAT] {
-        return Err(key.damaged("an unknown format"));
-    }
-    let count = reader.count(16)?;
-    let mut sessions = Vec::with_capacity(count);
-    for _ in 0..count {
-        sessions.push(u128::from_le_bytes(reader.array()?));
-    }
-    if sessions.windows(2).any(|pair| pair[0] >= pair[1]) {
-        return Err(key.damaged("sessions out of order"));
-    }
+    let sessions = reader.sessions()?;
     let count = reader.count(3)?;
     let mut docs: Vec<Doc> = Vec::with_capacity(count);
     let mut place = 0usize;
@@ -334,6 +349,7 @@ mod tests {
     fn headers_and_postings_round_trip() {
         let header = encode_header(5, 11, &docs());
         assert_eq!(decode_header(5, 11, &header).unwrap(), docs());
+        assert_eq!(header_docs(5, 11, &header).unwrap(), 4);
         assert_eq!(decode_header(5, 11, &encode_header(5, 11, &[])).unwrap(), []);
         let postings = [(0, 1), (2, 9), (3, u32::MAX)];
         let bytes = encode_postings(5, 11, "word", &postings);
