@@ -34,9 +34,17 @@
 //! tier (their sizes within a factor of 8) into one, up to
 //! [`build::MAX_SEGMENT_DOCS`] messages, so that a user's history lies in
 //! a few segments, each term's postings gathered in one value. Every
-//! commit of it is small (about a millisecond) and journaled like any
-//! write, so a crash leaves each message pending or live in exactly one
-//! segment. An erasure removes the user's whole key ranges.
+//! commit of it is bounded (a few milliseconds: an indexing step of 128
+//! messages, a merge into at most 4,096) and journaled like any write, so
+//! a crash leaves each message pending or live in exactly one segment. An
+//! erasure removes the user's whole key ranges.
+//!
+//! Chosen over the sketch's alternatives: tombstones rather than
+//! rewriting a segment in the removal's commit (a pop stays one small
+//! commit, whatever the segment's size); tiers by message count rather
+//! than bytes (a header's count is read without decoding it); a user
+//! number found again once erased (the highest in use plus one: an
+//! erasure leaves no key of the number behind).
 //!
 //! A search (`query.rs`) reads the user's tombstones, the postings of its
 //! terms in each segment, and the user's pending messages whole
