@@ -218,8 +218,13 @@ pub(super) fn index_pending(tables: &mut WriteTables<'_>, limit: usize, bytes: u
     })
 }
 
-/// The segments of a user, with their messages.
-fn segments(tables: &mut WriteTables<'_>, user: u64) -> Result<Vec<(u64, Vec<Doc>)>> {
+/// The segments of a user, each as `read` gives it from its number and
+/// header.
+fn segments<T>(
+    tables: &mut WriteTables<'_>,
+    user: u64,
+    read: impl Fn(u64, u64, &[u8]) -> Result<T>,
+) -> Result<Vec<(u64, T)>> {
     let mut found = Vec::new();
     for entry in tables
         .search_segments
@@ -228,22 +233,7 @@ fn segments(tables: &mut WriteTables<'_>, user: u64) -> Result<Vec<(u64, Vec<Doc
     {
         let (key, value) = entry?;
         let number = key.value().1;
-        found.push((number, segment::decode_header(user, number, value.value())?));
-    }
-    Ok(found)
-}
-
-/// The segments of a user, with how many messages each holds.
-fn segment_sizes(tables: &mut WriteTables<'_>, user: u64) -> Result<Vec<(u64, usize)>> {
-    let mut found = Vec::new();
-    for entry in tables
-        .search_segments
-        .table()?
-        .range((user, 0)..=(user, u64::MAX))?
-    {
-        let (key, value) = entry?;
-        let number = key.value().1;
-        found.push((number, segment::header_docs(user, number, value.value())?));
+        found.push((number, read(user, number, value.value())?));
     }
     Ok(found)
 }
@@ -262,7 +252,7 @@ fn tier(docs: usize) -> u32 {
 pub(super) fn tidy(tables: &mut WriteTables<'_>, user: u64) -> Result<bool> {
     let tombstones = tombstones(tables.search_tombstones.table()?, user)?;
     if !tombstones.is_empty() {
-        let all = segments(tables, user)?;
+        let all = segments(tables, user, segment::decode_header)?;
         let holding = all
             .iter()
             .position(|(number, docs)| docs.iter().any(|doc| is_dead(&tombstones, doc, *number)));
@@ -277,7 +267,7 @@ pub(super) fn tidy(tables: &mut WriteTables<'_>, user: u64) -> Result<bool> {
         return Ok(true);
     }
     let mut tiers: BTreeMap<u32, Vec<(u64, usize)>> = BTreeMap::new();
-    for (number, docs) in segment_sizes(tables, user)? {
+    for (number, docs) in segments(tables, user, segment::header_docs)? {
         tiers.entry(tier(docs)).or_default().push((number, docs));
     }
     for members in tiers.values_mut() {
