@@ -338,7 +338,7 @@ fn an_open_creates_the_tables_a_file_lacks() {
         names
     };
     let all = tables(&path);
-    assert_eq!(all.len(), 19, "{all:?}");
+    assert_eq!(all.len(), 22, "{all:?}");
     {
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();

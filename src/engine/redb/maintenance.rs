@@ -79,8 +79,9 @@ impl RedbEngine {
         progress(0, 1);
         let after = self.maintain(move |db| {
             verify(&db.begin_read()?, &path, "compact", &mut |_, _| {})?;
-            // The rewritten file holds the search index whole: its size
-            // does not depend on how far the idle writer got.
+            // The rewritten file holds the search index whole and tidy
+            // (no removed message in any segment): its size does not
+            // depend on how far the idle writer got.
             search::index_everything(db)?;
             let txn = db.begin_read()?;
             let fresh = NewFile::create(&path, permissions)?;
@@ -177,8 +178,11 @@ fn write_copy_to(txn: &ReadTransaction, temp: &Path, progress: Progress<'_>) -> 
     copier.copy(tables::FORK_PARENTS)?;
     copier.copy(tables::USER_CONTEXTS)?;
     copier.copy(tables::SEARCH_PENDING)?;
-    copier.copy(tables::SEARCH_POSTINGS)?;
-    copier.copy(tables::SEARCH_USERS)?;
+    copier.copy(tables::SEARCH_USER_NUMBERS)?;
+    copier.copy(tables::SEARCH_STATS)?;
+    copier.copy(tables::SEARCH_SEGMENTS)?;
+    copier.copy(tables::SEARCH_TERMS)?;
+    copier.copy(tables::SEARCH_TOMBSTONES)?;
     drop(db);
     Ok(())
 }

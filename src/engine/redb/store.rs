@@ -277,7 +277,7 @@ impl RedbEngine {
                     tables::replay_batches,
                 )?)
             };
-            search::queue_unindexed(&db)?;
+            search::upgrade(&db)?;
             let expiry = Arc::new(ExpiryState::load(&db.begin_read()?)?);
             let search = Arc::new(SearchIndexer::load(&db.begin_read()?)?);
             Ok((db, journal, expiry, search, held))
@@ -687,6 +687,9 @@ impl RedbEngine {
                     ids.push(entry?.0.value().2);
                 }
             }
+            // The user's whole index goes first: the removals below then
+            // find no index entry to forget one by one.
+            search::erase(tables, &user)?;
             let mut erased = Erased::default();
             for key in ids {
                 let record = tables.session(key)?.ok_or_else(|| {
@@ -1010,7 +1013,7 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
             let mut tables = WriteTables::open(&txn);
             tables.open_all()?;
             tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
-            tables.set_meta(tables::META_SEARCH_INDEX, &[1])?;
+            tables.set_meta(tables::META_SEARCH_INDEX, &[search::INDEX_VERSION])?;
             tables.set_next_message_id(1)?;
         }
         txn.commit()?;

@@ -83,25 +83,49 @@ pub(crate) const USER_CONTEXTS: TableDefinition<&str, &[u8]> = TableDefinition::
 
 /// (user, session, seq) of each message of a user's session that the
 /// search index does not hold yet: written in the commit that writes the
-/// message, moved into [`SEARCH_POSTINGS`] by the writer's idle work (see
-/// `search.rs`). A search reads these messages whole.
+/// message, moved into a segment by the writer's idle work (see
+/// `search/mod.rs`). A search reads these messages whole.
 pub(crate) const SEARCH_PENDING: TableDefinition<(&str, u128, u64), ()> =
     TableDefinition::new("search_pending");
-/// (user, term, session, seq) -> (how many times the message holds the
-/// term, its length in terms): the search index.
-pub(crate) const SEARCH_POSTINGS: TableDefinition<(&str, &str, u128, u64), (u32, u32)> =
+/// User -> the user's number in the search index: the other search tables
+/// key a user by it, eight bytes instead of the user's name.
+pub(crate) const SEARCH_USER_NUMBERS: TableDefinition<&str, u64> =
+    TableDefinition::new("search_user_numbers");
+/// User number -> (live indexed messages holding a term, their total
+/// length in terms, the number the user's next segment gets): BM25's
+/// statistics of the segments, exact at every commit.
+pub(crate) const SEARCH_STATS: TableDefinition<u64, (u64, u64, u64)> = TableDefinition::new("search_stats");
+/// (user number, segment number) -> the segment's messages (its header,
+/// `search/segment.rs`): (session, seq, length in terms) of each, in
+/// (session, seq) order; a message is known in the segment by its place.
+pub(crate) const SEARCH_SEGMENTS: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("search_segments");
+/// (user number, segment number, term) -> the term's postings in the
+/// segment: (place of the message in the header, term frequency) of each
+/// message of the segment holding it.
+pub(crate) const SEARCH_TERMS: TableDefinition<(u64, u64, &str), &[u8]> =
+    TableDefinition::new("search_terms");
+/// (user number, session, seq) -> N: the copies of that message in the
+/// user's segments numbered below N are removed (popped, deleted, purged);
+/// dropped once no segment holds such a copy.
+pub(crate) const SEARCH_TOMBSTONES: TableDefinition<(u64, u128, u64), u64> =
+    TableDefinition::new("search_tombstones");
+/// The first index's postings, (user, term, session, seq) -> (term
+/// frequency, length): only replayed from a journal written before the
+/// segments, then dropped by the open's upgrade (`search::upgrade`).
+pub(crate) const SEARCH_POSTINGS_V1: TableDefinition<(&str, &str, u128, u64), (u32, u32)> =
     TableDefinition::new("search_postings");
-/// User -> (messages indexed that hold a term, their total length in
-/// terms): BM25's statistics of the messages in [`SEARCH_POSTINGS`].
-pub(crate) const SEARCH_USERS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("search_users");
+/// The first index's statistics, user -> (messages, length): as
+/// [`SEARCH_POSTINGS_V1`].
+pub(crate) const SEARCH_USERS_V1: TableDefinition<&str, (u64, u64)> = TableDefinition::new("search_users");
 
 pub(crate) const META_FORMAT_VERSION: &str = "format_version";
 pub(crate) const META_NEXT_MESSAGE_ID: &str = "next_message_id";
 /// The lsn of the last journal record the database holds (see `journal.rs`).
 pub(crate) const META_JOURNAL_LSN: &str = "journal_lsn";
-/// Present once every message of a user's session is indexed or pending
-/// for search: written at a store's creation, or by the open that queues
-/// the messages of a file written before search (see `search.rs`).
+/// The version of the search index the file holds, one byte: written at a
+/// store's creation, or by the open that queues the messages of a file
+/// written before search, or with an older index (see `search/mod.rs`).
 pub(crate) const META_SEARCH_INDEX: &str = "search_index";
 
 /// Index entries a session record implies.
@@ -152,14 +176,19 @@ pub(crate) struct WriteTables<'txn> {
     pub fork_parents: Logged<'txn, u128, u128>,
     pub user_contexts: Logged<'txn, &'static str, &'static [u8]>,
     pub search_pending: Logged<'txn, (&'static str, u128, u64), ()>,
-    pub search_postings: Logged<'txn, (&'static str, &'static str, u128, u64), (u32, u32)>,
-    pub search_users: Logged<'txn, &'static str, (u64, u64)>,
+    search_postings_v1: Logged<'txn, (&'static str, &'static str, u128, u64), (u32, u32)>,
+    search_users_v1: Logged<'txn, &'static str, (u64, u64)>,
+    pub search_user_numbers: Logged<'txn, &'static str, u64>,
+    pub search_stats: Logged<'txn, u64, (u64, u64, u64)>,
+    pub search_segments: Logged<'txn, (u64, u64), &'static [u8]>,
+    pub search_terms: Logged<'txn, (u64, u64, &'static str), &'static [u8]>,
+    pub search_tombstones: Logged<'txn, (u64, u128, u64), u64>,
     notes: Notes,
 }
 
 /// The tag of each table in a change log. Never renumber: journals on disk
 /// use them.
-const TABLE_TAGS: [&str; 19] = [
+const TABLE_TAGS: [&str; 24] = [
     "meta",
     "sessions",
     "messages",
@@ -179,7 +208,16 @@ const TABLE_TAGS: [&str; 19] = [
     "search_pending",
     "search_postings",
     "search_users",
+    "search_user_numbers",
+    "search_stats",
+    "search_segments",
+    "search_terms",
+    "search_tombstones",
 ];
+
+/// The tags of tables a store no longer has: a journal written before may
+/// hold their changes, replayed before the open drops them.
+const RETIRED_TAGS: [usize; 2] = [17, 18];
 
 impl<'txn> WriteTables<'txn> {
     /// The tables of `txn`, each opened at its first use.
@@ -212,8 +250,13 @@ impl<'txn> WriteTables<'txn> {
             fork_parents: Logged::new(txn, FORK_PARENTS, 14, logging),
             user_contexts: Logged::new(txn, USER_CONTEXTS, 15, logging),
             search_pending: Logged::new(txn, SEARCH_PENDING, 16, logging),
-            search_postings: Logged::new(txn, SEARCH_POSTINGS, 17, logging),
-            search_users: Logged::new(txn, SEARCH_USERS, 18, logging),
+            search_postings_v1: Logged::new(txn, SEARCH_POSTINGS_V1, 17, logging),
+            search_users_v1: Logged::new(txn, SEARCH_USERS_V1, 18, logging),
+            search_user_numbers: Logged::new(txn, SEARCH_USER_NUMBERS, 19, logging),
+            search_stats: Logged::new(txn, SEARCH_STATS, 20, logging),
+            search_segments: Logged::new(txn, SEARCH_SEGMENTS, 21, logging),
+            search_terms: Logged::new(txn, SEARCH_TERMS, 22, logging),
+            search_tombstones: Logged::new(txn, SEARCH_TOMBSTONES, 23, logging),
             notes: Notes::default(),
         }
     }
@@ -222,11 +265,15 @@ impl<'txn> WriteTables<'txn> {
     /// has them all once opened (`initialise` in `store.rs`), and the read
     /// paths count on it.
     pub fn open_all(&mut self) -> Result<()> {
-        self.all().into_iter().try_for_each(|table| table.open())
+        self.all()
+            .into_iter()
+            .enumerate()
+            .filter(|(tag, _)| !RETIRED_TAGS.contains(tag))
+            .try_for_each(|(_, table)| table.open())
     }
 
     /// Every table, in the order of its tag (see [`TABLE_TAGS`]).
-    fn all(&mut self) -> [&mut dyn AnyLogged; 19] {
+    fn all(&mut self) -> [&mut dyn AnyLogged; 24] {
         [
             &mut self.meta,
             &mut self.sessions,
@@ -245,8 +292,13 @@ impl<'txn> WriteTables<'txn> {
             &mut self.fork_parents,
             &mut self.user_contexts,
             &mut self.search_pending,
-            &mut self.search_postings,
-            &mut self.search_users,
+            &mut self.search_postings_v1,
+            &mut self.search_users_v1,
+            &mut self.search_user_numbers,
+            &mut self.search_stats,
+            &mut self.search_segments,
+            &mut self.search_terms,
+            &mut self.search_tombstones,
         ]
     }
 
@@ -615,8 +667,11 @@ pub(crate) fn check_layout(txn: &ReadTransaction) -> std::result::Result<bool, r
         FORK_PARENTS.name(),
         USER_CONTEXTS.name(),
         SEARCH_PENDING.name(),
-        SEARCH_POSTINGS.name(),
-        SEARCH_USERS.name(),
+        SEARCH_USER_NUMBERS.name(),
+        SEARCH_STATS.name(),
+        SEARCH_SEGMENTS.name(),
+        SEARCH_TERMS.name(),
+        SEARCH_TOMBSTONES.name(),
     ]
     .into_iter()
     .all(|name| present.contains(name)))
