@@ -42,8 +42,14 @@ use crate::timestamp::Timestamp;
 ///
 /// Version 2 gave every record a checksum over its bytes and its key, and
 /// session records a revision; files of version 1 (records without them)
-/// are refused with [`Error::UnsupportedVersion`].
-pub const FORMAT_VERSION: u32 = 2;
+/// are refused with [`Error::UnsupportedVersion`]. Version 3 keeps the
+/// search index in segments: a file of version 2 is upgraded at its open
+/// (its index rebuilt), and a build reading version 2 refuses the file
+/// afterwards instead of leaving the segments behind its writes.
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The older version an open upgrades (see [`FORMAT_VERSION`]).
+const UPGRADED_FORMAT_VERSION: u32 = 2;
 
 /// What the redb engine opens with: the model's settings and its own.
 #[derive(Clone, Debug)]
@@ -1032,7 +1038,7 @@ fn initialise(path: &Path, db: &Database) -> Result<()> {
         .try_into()
         .map_err(|_| corrupt("format version is not 4 bytes".into()))?;
     let found = u32::from_le_bytes(version);
-    if found != FORMAT_VERSION {
+    if found != FORMAT_VERSION && found != UPGRADED_FORMAT_VERSION {
         return Err(Error::UnsupportedVersion {
             path: path.to_path_buf(),
             found,

@@ -73,6 +73,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableT
 pub(crate) use check::check;
 
 use crate::engine::redb::encoding::{decode, RecordKey, SessionRecord};
+use crate::engine::redb::store::FORMAT_VERSION;
 use crate::engine::redb::tables::{self, WriteTables};
 use crate::engine::redb::writer::IdleWork;
 use crate::error::Result;
@@ -316,15 +317,19 @@ impl IdleWork for SearchIndexer {
 /// Brings the index of a file written before search (no `search_index`
 /// mark) or with an older index (mark 1: the postings table) to this
 /// build's, once: drops the old index's tables and queues every message
-/// of a user's session, writing the mark ([`INDEX_VERSION`]) in the same
-/// commit. After the journal's replay, so that what it replayed is queued
+/// of a user's session, writing the mark ([`INDEX_VERSION`]) and the
+/// format version ([`FORMAT_VERSION`]: a build of the older index refuses
+/// the file from then on) in the same commit. After the journal's replay, so that what it replayed is queued
 /// too (and the old tables it replayed into are dropped).
 pub(crate) fn upgrade(db: &Database) -> Result<()> {
-    let current = db
-        .begin_read()?
-        .open_table(tables::META)?
+    let meta = db.begin_read()?.open_table(tables::META)?;
+    let current = meta
         .get(tables::META_SEARCH_INDEX)?
-        .is_some_and(|mark| mark.value() == [INDEX_VERSION]);
+        .is_some_and(|mark| mark.value() == [INDEX_VERSION])
+        && meta
+            .get(tables::META_FORMAT_VERSION)?
+            .is_some_and(|version| version.value() == FORMAT_VERSION.to_le_bytes());
+    drop(meta);
     if current {
         return Ok(());
     }
@@ -358,6 +363,7 @@ pub(crate) fn upgrade(db: &Database) -> Result<()> {
             }
         }
         tables.set_meta(tables::META_SEARCH_INDEX, &[INDEX_VERSION])?;
+        tables.set_meta(tables::META_FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes())?;
     }
     txn.commit()?;
     Ok(())

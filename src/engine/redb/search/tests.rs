@@ -392,6 +392,8 @@ fn downgrade(path: &std::path::Path, v1: bool) {
     txn.delete_table(tables::SEARCH_TOMBSTONES).unwrap();
     txn.delete_table(tables::SEARCH_STATS).unwrap();
     let mut meta = txn.open_table(tables::META).unwrap();
+    meta.insert(tables::META_FORMAT_VERSION, 2u32.to_le_bytes().as_slice())
+        .unwrap();
     if v1 {
         // The first index held the first message, one entry a term.
         let session = txn
@@ -422,8 +424,8 @@ fn downgrade(path: &std::path::Path, v1: bool) {
 
 /// A file written before search (no index tables, no mark), or with the
 /// first index (one entry a term and message, mark 1), gets every message
-/// of a user's session queued at its open, once, and the old tables
-/// dropped.
+/// of a user's session queued at its open, once, the old tables dropped
+/// and the format version raised.
 #[test]
 fn a_store_written_before_search_or_with_the_first_index_is_upgraded_at_its_open() {
     for v1 in [false, true] {
@@ -456,6 +458,11 @@ fn a_store_written_before_search_or_with_the_first_index_is_upgraded_at_its_open
         );
         let mark = txn.open_table(tables::META).unwrap();
         assert_eq!(mark.get(tables::META_SEARCH_INDEX).unwrap().unwrap().value(), [2]);
+        // A build of the first index (format 2) now refuses the file.
+        assert_eq!(
+            mark.get(tables::META_FORMAT_VERSION).unwrap().unwrap().value(),
+            3u32.to_le_bytes()
+        );
         drop((mark, txn, db));
         let store = SessionStore::open(&path).unwrap();
         assert_eq!(hits(&store, "ana", "index"), [(id, 0)]);
