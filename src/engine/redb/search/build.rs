@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use super::segment::{self, Doc, Posting};
 use crate::engine::redb::tables::{self, WriteTables};
@@ -144,24 +144,48 @@ impl Builder {
 pub(super) struct Indexed {
     /// Pending messages taken.
     pub messages: usize,
-    /// Whether some remain.
+    /// Whether some remain that the step could have taken.
     pub more: bool,
+    /// Whether it left out users below its minimum.
+    pub left_out: bool,
     /// The numbers of the users it wrote a segment for.
     pub users: Vec<u64>,
 }
 
+/// Pending entries an indexing step reads at most while it leaves out
+/// users below its minimum (more when its limit is higher): a step under
+/// load costs a bounded scan however many users wait.
+const SCAN_LIMIT: usize = 4096;
+
 /// Indexes pending messages: at most `limit`, and no more once their
-/// contents reach `bytes`; one new segment for each user among them.
-pub(super) fn index_pending(tables: &mut WriteTables<'_>, limit: usize, bytes: usize) -> Result<Indexed> {
+/// contents reach `bytes`; one new segment for each user among them,
+/// leaving out the users with fewer than `min_per_user` pending (those
+/// the scan saw: a segment of a message or two would cost about what one
+/// entry a term cost, and a search reads pending messages whole anyway).
+pub(super) fn index_pending(
+    tables: &mut WriteTables<'_>,
+    limit: usize,
+    bytes: usize,
+    min_per_user: usize,
+) -> Result<Indexed> {
     let mut taken: Vec<(String, u128, u64)> = Vec::new();
+    let mut run: Vec<(String, u128, u64)> = Vec::new();
+    let (mut scanned, mut left_out, mut stopped) = (0usize, false, false);
     for entry in tables.search_pending.table()?.range::<(&str, u128, u64)>(..)? {
-        if taken.len() == limit {
+        if taken.len() + run.len() >= limit || scanned >= SCAN_LIMIT.max(limit) {
+            stopped = true;
             break;
         }
+        scanned += 1;
         let (key, _) = entry?;
         let (user, session, seq) = key.value();
-        taken.push((user.to_owned(), session, seq));
+        if run.first().is_some_and(|(last, _, _)| last != user) {
+            left_out |= take_run(&mut taken, &mut run, min_per_user);
+        }
+        run.push((user.to_owned(), session, seq));
     }
+    left_out |= take_run(&mut taken, &mut run, min_per_user);
+    taken.truncate(limit);
     let mut read = 0usize;
     let mut groups: Vec<(String, Vec<(Doc, Terms)>)> = Vec::new();
     let mut count = 0;
@@ -210,12 +234,29 @@ pub(super) fn index_pending(tables: &mut WriteTables<'_>, limit: usize, bytes: u
         put_stats(tables, number, stats)?;
         users.push(number);
     }
-    let more = count < taken.len() || (count == limit && !tables.search_pending.table()?.is_empty()?);
+    let more = count < taken.len() || (stopped && count > 0);
     Ok(Indexed {
         messages: count,
         more,
+        left_out,
         users,
     })
+}
+
+/// Moves a user's run of pending entries into `taken` when it holds at
+/// least `min_per_user`; whether it was left out.
+fn take_run(
+    taken: &mut Vec<(String, u128, u64)>,
+    run: &mut Vec<(String, u128, u64)>,
+    min_per_user: usize,
+) -> bool {
+    let left_out = !run.is_empty() && run.len() < min_per_user;
+    if left_out {
+        run.clear();
+    } else {
+        taken.append(run);
+    }
+    left_out
 }
 
 /// The segments of a user, each as `read` gives it from its number and

@@ -8,7 +8,9 @@
 //! messages into segments: at most [`IDLE_STEP`] messages or
 //! [`IDLE_STEP_BYTES`] of content a relaxed commit, one new segment per
 //! user among them, once [`BACKLOG`] messages wait or none was queued for
-//! [`QUIET`]. A segment (`segment.rs`) is a header under (user number,
+//! [`QUIET`]; while messages keep coming, only users with [`USER_BATCH`]
+//! pending or more, so that many users appending at once do not each get
+//! a segment of one message. A segment (`segment.rs`) is a header under (user number,
 //! segment number) listing its messages (session, seq, length in terms),
 //! and one value a term under (user number, segment number, term): the
 //! places in the header of the messages holding it, with its frequency,
@@ -96,6 +98,11 @@ const BACKLOG: u64 = 64;
 /// a short burst of writes is followed by the same commits whatever its
 /// pace.
 const QUIET: Duration = Duration::from_millis(500);
+/// While messages keep being queued, a step indexes only the users with
+/// at least this many pending (many users appending at once would
+/// otherwise each get a segment of a message or two, then merges of
+/// those); the rest are indexed once the store is quiet.
+const USER_BATCH: usize = 32;
 
 /// Tombstones written in this process, in any store: an indexer that has
 /// seen fewer looks for users to tidy (a removal runs in code that knows
@@ -153,7 +160,7 @@ pub(crate) fn index_everything(db: &Database) -> Result<()> {
     let txn = db.begin_write()?;
     {
         let mut tables = WriteTables::open_unlogged(&txn);
-        while build::index_pending(&mut tables, IDLE_STEP, IDLE_STEP_BYTES)?.more {}
+        while build::index_pending(&mut tables, IDLE_STEP, IDLE_STEP_BYTES, 1)?.more {}
         let mut users = Vec::new();
         for entry in tables.search_stats.table()?.range::<u64>(..)? {
             users.push(entry?.0.value());
@@ -249,10 +256,14 @@ impl SearchIndexer {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    fn quiet(&self) -> bool {
+        let quiet = self.now().saturating_sub(self.last_queued.load(Ordering::SeqCst));
+        u128::from(quiet) >= QUIET.as_millis()
+    }
+
     fn indexing_due(&self) -> bool {
         let pending = self.pending.load(Ordering::SeqCst);
-        let quiet = self.now().saturating_sub(self.last_queued.load(Ordering::SeqCst));
-        pending >= BACKLOG || (pending > 0 && u128::from(quiet) >= QUIET.as_millis())
+        pending >= BACKLOG || (pending > 0 && self.quiet())
     }
 
     fn untidy(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
@@ -260,7 +271,8 @@ impl SearchIndexer {
     }
 
     fn index_step(&self, tables: &mut WriteTables<'_>) -> Result<()> {
-        let result = build::index_pending(tables, IDLE_STEP, IDLE_STEP_BYTES);
+        let min_per_user = if self.quiet() { 1 } else { USER_BATCH };
+        let result = build::index_pending(tables, IDLE_STEP, IDLE_STEP_BYTES, min_per_user);
         match &result {
             Ok(indexed) if indexed.more => {
                 let done = indexed.messages as u64;
@@ -269,6 +281,9 @@ impl SearchIndexer {
                     .pending
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, left);
             }
+            // Those left out wait for the store to be quiet (or for
+            // BACKLOG more messages), not for the next message.
+            Ok(indexed) if indexed.left_out => self.pending.store(1, Ordering::SeqCst),
             Ok(_) | Err(_) => self.pending.store(0, Ordering::SeqCst),
         }
         self.untidy().extend(result?.users);

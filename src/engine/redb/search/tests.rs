@@ -47,9 +47,51 @@ fn index_all(store: &SessionStore) {
     store
         .redb()
         .write(Durability::Relaxed, |tables| {
-            build::index_pending(tables, usize::MAX, usize::MAX).map(drop)
+            build::index_pending(tables, usize::MAX, usize::MAX, 1).map(drop)
         })
         .unwrap();
+}
+
+/// A step under load leaves out the users with fewer pending messages
+/// than its minimum (one segment for the user with many), and says so;
+/// a step of minimum one (the quiet store's) takes them. Each is found
+/// throughout, pending or indexed.
+#[test]
+fn a_step_under_load_indexes_only_users_with_a_batch_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = paused_store(&dir);
+    let ana = store.create_session(Some("ana")).unwrap();
+    let bob = store.create_session(Some("bob")).unwrap();
+    for n in 0..40 {
+        store
+            .add_message(ana, NewMessage::user(format!("busy {n}")))
+            .unwrap();
+    }
+    for n in 0..3 {
+        store
+            .add_message(bob, NewMessage::user(format!("busy {n}")))
+            .unwrap();
+    }
+    let step = |min: usize| {
+        store
+            .redb()
+            .write(Durability::Relaxed, move |tables| {
+                build::index_pending(tables, 128, usize::MAX, min).map(|i| (i.messages, i.more, i.left_out))
+            })
+            .unwrap()
+    };
+    assert_eq!(step(32), (40, false, true));
+    assert_eq!(
+        (sizes(&store)[0], sizes(&store)[3]),
+        (3, 1),
+        "bob's 3 left pending"
+    );
+    assert_eq!(hits(&store, "bob", "busy").len(), 3);
+    assert_eq!(hits(&store, "ana", "busy").len(), 40);
+    assert_eq!(step(1), (3, false, false));
+    assert_eq!((sizes(&store)[0], sizes(&store)[3]), (0, 2));
+    assert_eq!(hits(&store, "bob", "busy").len(), 3);
+    assert!(problems(&store).is_empty(), "{:?}", problems(&store));
 }
 
 /// Tidies every user's segments until nothing is left to do: one step a
@@ -607,7 +649,7 @@ proptest! {
                     store
                         .redb()
                         .write(Durability::Relaxed, move |tables| {
-                            build::index_pending(tables, limit, usize::MAX).map(drop)
+                            build::index_pending(tables, limit, usize::MAX, 1 + limit % 3).map(drop)
                         })
                         .unwrap();
                 }
